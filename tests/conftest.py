@@ -1,0 +1,80 @@
+"""Shared fixtures: real PostgreSQL 15 and 18, Redis and a private Docker engine (see services.py).
+
+- `pg15`, `pg18`: session-wide clusters (pg_stat_statements preloaded), as `LocalCluster`.
+- `pg_cluster`: parametrized over both versions: a test using it runs on 15 and on 18.
+- `pg_dsn`: a fresh database per test module on `pg_cluster`.
+- `redis_factory`: start a Redis with the config a test needs; stopped after the test.
+- `docker_engine`: a private dockerd for the session (`.client`, `.make_image`, `.run_container`).
+- `state_dir`: a temporary state directory (STACKAUDIT_STATE_DIR points at it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stackaudit.localpg import LocalCluster
+from tests.services import (
+    DockerEngine,
+    RedisServer,
+    create_database,
+    running_cluster,
+    start_docker_engine,
+    start_redis,
+)
+
+
+@pytest.fixture(scope="session")
+def pg15() -> Iterator[LocalCluster]:
+    with running_cluster(15) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def pg18() -> Iterator[LocalCluster]:
+    with running_cluster(18) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session", params=[15, 18], ids=["pg15", "pg18"])
+def pg_cluster(request: pytest.FixtureRequest) -> LocalCluster:
+    cluster: LocalCluster = request.getfixturevalue(f"pg{request.param}")
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def pg_dsn(pg_cluster: LocalCluster, request: pytest.FixtureRequest) -> str:
+    name = re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])[:50]
+    return create_database(pg_cluster, f"t_{name}")
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[Callable[..., RedisServer]]:
+    started: list[RedisServer] = []
+
+    def start(config: dict[str, str] | None = None, password: str | None = None) -> RedisServer:
+        server = start_redis(config, password)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    engine = start_docker_engine()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    monkeypatch.setenv("STACKAUDIT_STATE_DIR", str(path))
+    return path

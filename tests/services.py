@@ -1,0 +1,210 @@
+"""Real services for the tests: PostgreSQL clusters, Redis servers, a private Docker engine.
+
+Each starts on loopback in a temporary folder and is removed afterwards. None of them skips: a
+service that cannot start raises, so the test fails (in CI and locally alike).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import psycopg
+import redis
+
+from stackaudit.localpg import LocalCluster, debian_bin_dir, embedded_bin_dir, free_port
+
+PG_TEST_SETTINGS = {
+    "shared_preload_libraries": "'pg_stat_statements'",
+    "pg_stat_statements.track": "all",
+    "fsync": "off",  # test data is throwaway; this keeps initdb and seeding fast
+    "log_min_messages": "warning",
+}
+
+
+def pg_bin_dir(major: int) -> Path:
+    return embedded_bin_dir() if major == 18 else debian_bin_dir(major)
+
+
+@contextmanager
+def running_cluster(major: int, password: str | None = None,
+                    settings: dict[str, str] | None = None) -> Iterator[LocalCluster]:
+    root = Path(tempfile.mkdtemp(prefix=f"sa-pg{major}-"))
+    cluster = LocalCluster(bin_dir=pg_bin_dir(major), data_dir=root / "data", password=password,
+                           settings={**PG_TEST_SETTINGS, **(settings or {})})
+    try:
+        cluster.init().start()
+        yield cluster
+    finally:
+        cluster.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(cluster: LocalCluster, name: str) -> str:
+    """A fresh database (dropped first if a previous run left it); returns its DSN."""
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = cluster.dsn(name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    return dsn
+
+
+@dataclass
+class RedisServer:
+    port: int
+    password: str | None
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, protocol=2,
+                           socket_timeout=5)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_redis(config: dict[str, str] | None = None, password: str | None = None) -> RedisServer:
+    """redis-server on 127.0.0.1 with the given config directives (e.g. {"maxmemory": "64mb"})."""
+    directory = Path(tempfile.mkdtemp(prefix="sa-redis-"))
+    port = free_port()
+    lines = {"bind": "127.0.0.1", "port": str(port), "dir": str(directory), "save": '""',
+             "appendonly": "no", "protected-mode": "yes", **(config or {})}
+    if password:
+        lines["requirepass"] = password
+    conf = directory / "redis.conf"
+    conf.write_text("".join(f"{k} {v}\n" for k, v in lines.items()))
+    process = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    server = RedisServer(port, password, process, directory)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            server.client().ping()
+            return server
+        except redis.RedisError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"redis-server did not start on port {port}") from None
+            time.sleep(0.05)
+
+
+BUSYBOX = Path("/usr/bin/busybox")
+
+
+@dataclass
+class DockerEngine:
+    """A private dockerd (its own data root and socket), so tests never see each other's objects."""
+
+    root: Path
+    process: subprocess.Popen[bytes]
+    client: docker.DockerClient
+    _rootfs: bytes | None = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.root}/docker.sock"
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data"
+
+    def _rootfs_tar(self, extra_files: dict[str, bytes] | None = None) -> bytes:
+        """A tiny root filesystem: busybox and its applets (sh, sleep, ...), plus extra files."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(BUSYBOX, arcname="bin/busybox")
+            for applet in ("sh", "sleep", "echo", "cat", "yes", "head", "dd", "true"):
+                info = tarfile.TarInfo(f"bin/{applet}")
+                info.type = tarfile.SYMTYPE
+                info.linkname = "busybox"
+                tar.addfile(info)
+            for name, content in (extra_files or {}).items():
+                info = tarfile.TarInfo(name.lstrip("/"))
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+        return buffer.getvalue()
+
+    def make_image(self, repository: str, tag: str | None = "latest", *,
+                   extra_files: dict[str, bytes] | None = None,
+                   cmd: tuple[str, ...] = ("/bin/sleep", "3600")) -> str:
+        """`docker import` of a small tarball; a distinct extra file makes a distinct image id.
+
+        tag=None makes an untagged image (it becomes dangling only when a tag moves away from it).
+        """
+        changes = f'CMD {list(cmd)!r}'.replace("'", '"')
+        repo = f"{repository}:{tag}" if tag else ""
+        args = ["docker", "-H", self.host, "import", "-c", changes, "-", *([repo] if repo else [])]
+        result = subprocess.run(args, input=self._rootfs_tar(extra_files), capture_output=True,
+                                check=True)
+        return result.stdout.decode().strip()
+
+    def run_container(self, image: str, name: str, *, detach_running: bool = True,
+                      labels: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        container = self.client.containers.create(image, name=name, labels=labels or {},
+                                                  network_mode="none", **kwargs)
+        if detach_running:
+            container.start()
+        return container
+
+    def stop(self) -> None:
+        try:
+            for container in self.client.containers.list(all=True):
+                container.remove(force=True)
+        except docker.errors.DockerException:
+            pass
+        self.client.close()
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        subprocess.run(["umount", "-R", str(self.root)], capture_output=True, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_docker_engine() -> DockerEngine:
+    if os.geteuid() != 0:
+        raise RuntimeError("the Docker engine fixture needs root (dockerd)")
+    root = Path(tempfile.mkdtemp(prefix="sa-dockerd-"))
+    log = (root / "dockerd.log").open("wb")
+    process = subprocess.Popen(
+        ["dockerd", "--storage-driver=vfs", "--iptables=false", "--bridge=none",
+         "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+         "-H", f"unix://{root}/docker.sock", "--pidfile", str(root / "dockerd.pid")],
+        stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client = docker.DockerClient(base_url=f"unix://{root}/docker.sock", timeout=30)
+            client.ping()
+            return DockerEngine(root, process, client)
+        except docker.errors.DockerException:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                tail = (root / "dockerd.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"dockerd did not start:\n{tail}") from None
+            time.sleep(0.2)
