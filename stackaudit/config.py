@@ -20,6 +20,7 @@ ALL_SOURCES: tuple[str, ...] = (
     "docker",
     "compose",
     "env",
+    "app",
     "postgres",
     "redis",
     "monitoring",

@@ -1,0 +1,163 @@
+"""`audit`, `collect`, `rules`, `explain`: the core commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from stackaudit.cli.app import app
+from stackaudit.cli.common import (
+    ComposeFileOpt,
+    ConfigOpt,
+    FailOnOpt,
+    Format,
+    IgnoreOpt,
+    OutOpt,
+    PgOpt,
+    ProjectDirOpt,
+    RedisOpt,
+    SelectOpt,
+    SourcesOpt,
+    StateDirOpt,
+    build_settings,
+    console,
+    fail,
+    write_output,
+)
+from stackaudit.config import Settings
+from stackaudit.facts import Facts, collect
+from stackaudit.pipeline import audit as run_audit
+from stackaudit.pipeline import nothing_collected
+from stackaudit.report import Report
+from stackaudit.rules import load_all
+
+
+def collect_with_progress(settings: Settings) -> Facts:
+    """Collect while a status line on stderr says which source is being read."""
+    with console.status("collecting…") as status:
+        def progress(source: str, state: str) -> None:
+            if state == "start":
+                status.update(f"collecting {source}…")
+            elif state == "failed":
+                console.print(f"[yellow]✗[/] {source}: could not be collected (see the report)",
+                              highlight=False)
+            else:
+                console.print(f"[green]✓[/] {source}", highlight=False)
+        return collect(settings, progress)
+
+
+def render_report(report: Report, output_format: Format) -> str:
+    if output_format == Format.json:
+        from stackaudit.report import json as json_report
+        return json_report.render(report)
+    if output_format == Format.md:
+        from stackaudit.report import markdown
+        return markdown.render(report)
+    if output_format == Format.html:
+        try:
+            from stackaudit.report import html
+        except ImportError:
+            fail("the HTML report is not available in this version")
+        return html.render(report)
+    from stackaudit.report import terminal
+    return terminal.render(report)
+
+
+@app.command()
+def audit(
+    output_format: Annotated[
+        Format, typer.Option("--format", help="terminal, json, md or html.")
+    ] = Format.terminal,
+    out: OutOpt = None,
+    facts_file: Annotated[Path | None, typer.Option("--facts", help="Audit a saved facts snapshot.")] = None,
+    project_dir: ProjectDirOpt = None,
+    compose_file: ComposeFileOpt = None,
+    pg: PgOpt = None,
+    redis: RedisOpt = None,
+    sources: SourcesOpt = None,
+    select: SelectOpt = None,
+    ignore: IgnoreOpt = None,
+    fail_on: FailOnOpt = None,
+    config: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Audit this host and its compose stack; exit 1 when a finding is at or above --fail-on.
+
+    Example: stackaudit audit --project-dir /srv/app --format md --out report.md
+    """
+    settings = build_settings(config, project_dir, compose_file, pg, redis, sources, select, ignore,
+                              fail_on, state_dir)
+    facts = None
+    if facts_file is not None:
+        try:
+            facts = Facts.load(facts_file)
+        except ValueError as exc:
+            fail(str(exc))
+    else:
+        facts = collect_with_progress(settings)
+    report = run_audit(settings, facts)
+    write_output(render_report(report, output_format), out)
+    if nothing_collected(report):
+        console.print("[red]nothing could be collected[/]")
+        raise typer.Exit(2)
+    raise typer.Exit(report.exit_code(settings.fail_on))
+
+
+@app.command("collect")
+def collect_command(
+    out: OutOpt = None,
+    project_dir: ProjectDirOpt = None,
+    compose_file: ComposeFileOpt = None,
+    pg: PgOpt = None,
+    redis: RedisOpt = None,
+    sources: SourcesOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a redacted facts snapshot; `stackaudit audit --facts FILE` audits it anywhere.
+
+    Example: stackaudit collect --project-dir /srv/app --out facts.json
+    """
+    settings = build_settings(config, project_dir, compose_file, pg, redis, sources)
+    facts = collect_with_progress(settings)
+    write_output(json.dumps(facts.to_json(), indent=2, default=str), out)
+    if not facts.data:
+        raise typer.Exit(2)
+
+
+@app.command("rules")
+def rules_command(
+    output_format: Annotated[Format, typer.Option("--format", help="terminal or json.")] = Format.terminal,
+) -> None:
+    """List every rule code with its name, severity and what it checks.
+
+    Example: stackaudit rules --format json
+    """
+    registry = load_all()
+    if output_format == Format.json:
+        rows = [{"code": r.code, "name": r.name, "severity": r.severity.label(), "needs": list(r.needs),
+                 "summary": r.summary} for r in registry.values()]
+        write_output(json.dumps(rows, indent=2), None)
+        return
+    table = Table("code", "name", "severity", "checks", expand=True)
+    for r in registry.values():
+        table.add_row(r.code, r.name, r.severity.label(), r.summary)
+    from rich.console import Console
+    Console(width=140).print(table)
+
+
+@app.command()
+def explain(code: Annotated[str, typer.Argument(help="A rule code, e.g. PG003.")]) -> None:
+    """Print a rule's page: what it checks, why it matters, the fix and its safety.
+
+    Example: stackaudit explain SYS001
+    """
+    registry = load_all()
+    found = registry.get(code.strip().upper())
+    if found is None:
+        fail(f"no rule {code!r}; `stackaudit rules` lists them")
+    header = f"# {found.code} {found.name} (default severity: {found.severity.label()})\n\n"
+    write_output(header + found.doc, None)

@@ -1,0 +1,21 @@
+"""The short table of contents of the tool: collect facts, evaluate rules, make a report."""
+
+from __future__ import annotations
+
+from stackaudit.config import Settings
+from stackaudit.facts import Facts, Progress, collect
+from stackaudit.report import Report
+from stackaudit.rules import evaluate
+
+
+def audit(settings: Settings, facts: Facts | None = None, progress: Progress | None = None) -> Report:
+    """Audit the live system, or a saved facts snapshot (`stackaudit audit --facts`)."""
+    if facts is None:
+        facts = collect(settings, progress)
+    findings, skipped = evaluate(facts, settings)
+    return Report(facts=facts, findings=findings, skipped=skipped)
+
+
+def nothing_collected(report: Report) -> bool:
+    """Exit code 2 territory: not a single source could be read."""
+    return not report.facts.data

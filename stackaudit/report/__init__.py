@@ -1,0 +1,80 @@
+"""The audit's result and what every renderer shares. Renderers only format: every verdict,
+threshold and sentence comes from a Finding."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stackaudit import __version__
+from stackaudit.facts import Facts
+from stackaudit.model import CollectionError, Finding, Phase, Severity, Skipped, to_jsonable
+
+REPORT_SCHEMA_VERSION = 1
+
+# Report sections in the reference report's order, and the rule prefixes each one shows.
+AREAS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("host", "Infrastructure", ("SYS",)),
+    ("postgres", "Database: PostgreSQL", ("PG",)),
+    ("app", "Application servers", ("APP",)),
+    ("docker", "Docker & storage", ("DKR",)),
+    ("redis", "Redis", ("RDS",)),
+    ("security", "Security", ("SEC", "ENV", "CMP")),
+    ("monitoring", "Monitoring & observability", ("MON",)),
+    ("backups", "Backups", ("BAK",)),
+)
+# Which fact sources a section summarises.
+AREA_SOURCES = {"host": ("host",), "postgres": ("postgres",), "app": ("app",), "docker": ("docker",),
+                "redis": ("redis",), "security": ("compose", "env", "tls"), "monitoring": ("monitoring",),
+                "backups": ("backups",)}
+
+
+@dataclass(frozen=True)
+class Report:
+    facts: Facts
+    findings: list[Finding]
+    skipped: list[Skipped]
+    generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    tool_version: str = __version__
+
+    @property
+    def collection_errors(self) -> list[CollectionError]:
+        return self.facts.errors
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(f.severity for f in self.findings)
+        return {s.label(): counted.get(s, 0) for s in sorted(Severity, reverse=True)}
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def area_findings(self, prefixes: tuple[str, ...]) -> list[Finding]:
+        return [f for f in self.findings if f.code.startswith(prefixes)]
+
+    def by_phase(self) -> dict[Phase, list[Finding]]:
+        phases: dict[Phase, list[Finding]] = {p: [] for p in Phase}
+        for finding in self.findings:
+            phases[finding.recommendation.phase].append(finding)
+        return phases
+
+    def facts_summary(self) -> dict[str, Any]:
+        """Per source, its `summary` (or nothing): the measured numbers a reader sees first."""
+        return {source: data.get("summary", {}) for source, data in self.facts.data.items()}
+
+    def exit_code(self, fail_on: Severity) -> int:
+        worst = self.worst()
+        return 1 if worst is not None and worst >= fail_on else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "generated_at": self.generated_at,
+            "tool_version": self.tool_version,
+            "counts": self.counts(),
+            "facts": self.facts_summary(),
+            "findings": to_jsonable(self.findings),
+            "skipped": to_jsonable(self.skipped),
+            "collection_errors": to_jsonable(self.collection_errors),
+        }

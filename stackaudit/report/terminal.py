@@ -1,0 +1,55 @@
+"""The terminal report: a summary, one table of findings, and what could not be read."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from stackaudit.model import Severity
+from stackaudit.report import Report
+
+STYLES = {Severity.CRITICAL: "bold white on red", Severity.HIGH: "bold red", Severity.MEDIUM: "yellow",
+          Severity.LOW: "cyan", Severity.INFO: "dim"}
+
+
+def render(report: Report, width: int = 120) -> str:
+    console = Console(width=width, record=True, file=_NullFile(), force_terminal=False)
+    console.print(_renderable(report))
+    return console.export_text()
+
+
+def _renderable(report: Report) -> Group:
+    host = report.facts.get("host")
+    title = Text(f"stackaudit {report.tool_version} · {host.get('hostname', '')} · {report.generated_at}",
+                 style="bold")
+    counts = Text("  ".join(f"{label}: {n}" for label, n in report.counts().items()))
+    findings = Table(title="Findings", show_lines=False, expand=True)
+    for column in ("severity", "code", "subject", "finding", "fix (risk, phase)"):
+        findings.add_column(column, overflow="fold")
+    for f in report.findings:
+        rec = f.recommendation
+        findings.add_row(Text(f.severity.label(), style=STYLES[f.severity]), f.code, f.subject, f.message,
+                         f"{rec.summary} ({rec.risk.value}, {rec.phase.value})")
+    parts: list[object] = [title, counts, findings if report.findings else Text("No findings.")]
+    if report.collection_errors:
+        errors = Table(title="Could not collect", expand=True)
+        errors.add_column("source")
+        errors.add_column("where", overflow="fold")
+        errors.add_column("why", overflow="fold")
+        for e in report.collection_errors:
+            errors.add_row(e.source, e.where, e.why)
+        parts.append(errors)
+    if report.skipped:
+        parts.append(Text(f"{len(report.skipped)} rule(s) skipped for missing sources "
+                          "(see --format json or md).", style="dim"))
+    parts.append(Text("Explain a code: stackaudit explain CODE", style="dim"))
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+class _NullFile:
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass

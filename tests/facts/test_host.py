@@ -1,0 +1,95 @@
+"""Host facts: the parsers on recorded /proc and /sys trees, and the collector on this machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from stackaudit.config import Settings
+from stackaudit.facts import CollectContext, Facts
+from stackaudit.facts import host as host_facts
+
+FIXTURES = Path(__file__).parent / "proc_fixtures"
+
+
+def _collect(root: Path, **settings: object) -> tuple[dict, Facts]:  # type: ignore[type-arg]
+    ctx = CollectContext(settings=Settings(proc_root=root / "proc", sys_root=root / "sys", **settings),
+                         facts=Facts())
+    return host_facts.collect(ctx), ctx.facts
+
+
+def test_meminfo_is_parsed_in_bytes() -> None:
+    values = host_facts.parse_meminfo((FIXTURES / "v2/proc/meminfo").read_text())
+    assert values["MemTotal"] == 24117248 * 1024
+    assert values["MemAvailable"] == 1024000 * 1024
+    assert values["SwapTotal"] == 0
+
+
+def test_cgroup_v2_limit_is_the_tightest_of_the_ancestors() -> None:
+    data, _ = _collect(FIXTURES / "v2")
+    assert data["cgroup"] == {"version": 2, "memory_limit_bytes": 4 * 1024**3, "cpu_quota_cores": 1.5}
+    assert data["memory_limit_bytes"] == 4 * 1024**3
+    assert data["cpu_limit_cores"] == 1.5
+
+
+def test_cgroup_v1_container_limits_and_unlimited_sentinel() -> None:
+    data, _ = _collect(FIXTURES / "v1")
+    assert data["cgroup"]["version"] == 1
+    assert data["cgroup"]["memory_limit_bytes"] == 512 * 1024**2  # not the 2**63 "no limit" of the root
+    assert data["cgroup"]["cpu_quota_cores"] == 2.0
+
+
+def test_psi_and_load_are_read() -> None:
+    data, _ = _collect(FIXTURES / "v2")
+    assert data["psi"]["memory"]["some_avg300"] == 15.25
+    assert data["load_average"] == [0.34, 0.61, 5.86]
+
+
+def test_missing_psi_is_none_not_an_error() -> None:
+    data, facts = _collect(FIXTURES / "v1")
+    assert data["psi"] is None
+    assert not [e for e in facts.errors if "pressure" in e.where]
+
+
+def test_mounts_skip_pseudo_filesystems_and_unescape_spaces() -> None:
+    mounts = host_facts.parse_mounts((FIXTURES / "v2/proc/self/mounts").read_text())
+    points = [m["mountpoint"] for m in mounts]
+    assert "/mnt/with space" in points
+    data, facts = _collect(FIXTURES / "v2")
+    collected = [m["mountpoint"] for m in data["mounts"]]
+    assert "/proc" not in collected and "/run" not in collected
+    # the recorded mount does not exist here: reported, not raised
+    assert any(e.where == "/mnt/with space" for e in facts.errors)
+
+
+def test_mount_for_picks_the_longest_prefix() -> None:
+    points = ["/", "/var", "/var/lib/docker"]
+    assert host_facts.mount_for("/var/lib/docker/volumes/x", points) == "/var/lib/docker"
+    assert host_facts.mount_for("/var/lib/postgresql", points) == "/var"
+    assert host_facts.mount_for("/variable", points) == "/"
+
+
+def test_live_collector_reports_this_machine(tmp_path: Path) -> None:
+    data, facts = _collect(Path("/"), disk_paths=(tmp_path,))
+    assert data["cpu_count"] == os.cpu_count()
+    assert data["memory_total_bytes"] > 0
+    root = next(m for m in data["mounts"] if m["mountpoint"] == "/")
+    assert "root" in root["holds"]
+    st = os.statvfs("/")
+    assert root["total_bytes"] == st.f_blocks * st.f_frsize
+    assert 0 <= root["used_percent"] <= 100
+    assert any("extra" in m["holds"] for m in data["mounts"])
+
+
+def test_extra_tmpfs_path_is_watched(tmp_path: Path) -> None:
+    """A tmpfs is skipped unless it holds something we watch, such as a configured disk path."""
+    target = tmp_path / "small"
+    target.mkdir()
+    os.system(f"mount -t tmpfs -o size=1m tmpfs {target}")
+    try:
+        data, _ = _collect(Path("/"), disk_paths=(target,))
+        mount = next(m for m in data["mounts"] if m["mountpoint"] == str(target))
+        assert mount["fstype"] == "tmpfs" and mount["holds"] == ["extra"]
+        assert mount["total_bytes"] == 1024 * 1024
+    finally:
+        os.system(f"umount {target}")

@@ -1,0 +1,47 @@
+"""Every registered rule has a complete explain page and tests where it fires and stays silent."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from stackaudit.rules import DOC_SECTIONS, load_all
+
+TESTS = Path(__file__).parent
+CODE = re.compile(r"^[A-Z]{2,3}\d{3}$")
+
+
+def _test_function_names() -> set[str]:
+    names: set[str] = set()
+    for path in TESTS.rglob("test_*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names.update(node.name for node in ast.walk(tree)
+                     if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"))
+    return names
+
+
+RULES = load_all()
+TEST_NAMES = _test_function_names()
+
+
+def test_catalogue_has_the_fixed_minimum_codes_that_exist_so_far() -> None:
+    assert RULES, "no rules registered"
+    for code in RULES:
+        assert CODE.match(code), f"{code} is not PREFIX + three digits"
+
+
+@pytest.mark.parametrize("code", sorted(RULES))
+def test_rule_doc_has_every_section(code: str) -> None:
+    rule = RULES[code]
+    for heading in DOC_SECTIONS:
+        assert rule.section(heading), f"{code} lacks '## {heading}' (or it is empty)"
+
+
+@pytest.mark.parametrize("code", sorted(RULES))
+def test_rule_has_a_firing_and_a_silent_test(code: str) -> None:
+    prefix = f"test_{code.lower()}_"
+    assert any(n.startswith(prefix + "fires") for n in TEST_NAMES), f"no {prefix}fires… test"
+    assert any(n.startswith(prefix + "silent") for n in TEST_NAMES), f"no {prefix}silent… test"
