@@ -1,0 +1,42 @@
+# The two commands the README starts with: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit venv clean bench bench-tuning bench-audit bench-watch
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+
+# Install into a venv, start a throwaway PostgreSQL 18 with data, audit it, write report.md/json.
+demo: venv
+	./scripts/install-system-deps.sh
+	$(BIN)/pip install -q ".[demo]"
+	$(BIN)/stackaudit demo --out-dir .
+
+# Install everything the tests need (Debian packages, the package with its test extras) and run
+# lint, type checks and the whole suite. The fixtures start PostgreSQL 15 and 18, Redis, dockerd,
+# Prometheus and Chromium themselves and stop them afterwards.
+test: venv
+	./scripts/install-system-deps.sh --test
+	$(BIN)/pip install -q -e ".[test]"
+	$(MAKE) lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint:
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy
+
+unit:
+	$(BIN)/pytest -q tests/rules tests/tuning tests/report
+
+bench:
+	$(MAKE) bench-tuning bench-audit bench-watch
+
+clean:
+	rm -rf $(VENV) build *.egg-info report.md report.json report.html

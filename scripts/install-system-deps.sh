@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Debian packages the demo and the tests need. Installs only what is missing, so a machine that has
+# them needs no network. Run as root (CI and these machines are root); elsewhere it prints the command.
+set -euo pipefail
+
+demo_packages=(python3-venv)
+test_packages=(postgresql-15 postgresql-contrib redis-server docker.io containerd runc prometheus
+               chromium busybox-static openssl git util-linux e2fsprogs)
+
+want=("${demo_packages[@]}")
+[ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
+
+missing=()
+for pkg in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${missing[*]}" >&2
+  echo "run: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The Debian server package starts a cluster of its own on 5432; the tests start their own clusters.
+if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
+  pg_ctlcluster 15 main stop || true
+fi

