@@ -16,7 +16,7 @@ from stackaudit.fsutil import atomic_write
 from stackaudit.model import Severity, to_jsonable
 from stackaudit.redact import scrub, scrub_data
 
-console = Console(stderr=True)  # progress and messages; results go to stdout or --out
+console = Console(stderr=True, soft_wrap=True)  # progress and messages; results go to stdout or --out
 
 
 class Format(enum.StrEnum):

@@ -1,0 +1,158 @@
+"""The command line as a user runs it: exit codes, the JSON contract, snapshots, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stackaudit.rules import load_all
+
+EXAMPLE = Path(__file__).parents[1] / "stackaudit" / "examples" / "reference-stack"
+
+
+def run(*args: str, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "stackaudit", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=120)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    target = tmp_path / "stack"
+    shutil.copytree(EXAMPLE, target)
+    (target / ".env.example").rename(target / ".env")
+    return target
+
+
+def test_json_report_has_the_documented_keys() -> None:
+    result = run("audit", "--sources", "host", "--format", "json")
+    assert result.returncode in (0, 1), result.stderr
+    report = json.loads(result.stdout)
+    for key in ("schema_version", "generated_at", "tool_version", "facts", "findings", "skipped",
+                "collection_errors"):
+        assert key in report
+    assert report["facts"]["host"]["cpus"] == os.cpu_count()
+    for finding in report["findings"]:
+        assert set(finding) >= {"code", "name", "severity", "subject", "message", "evidence",
+                                "recommendation"}
+
+
+def test_fail_on_sets_the_exit_code(tmp_path: Path) -> None:
+    # The host's / holds root: with a threshold of 0% SYS001 fires critical on it.
+    config = tmp_path / "stackaudit.toml"
+    config.write_text('[thresholds.SYS001]\nhigh_percent = 0\ncritical_percent = 0\n')
+    assert run("audit", "--sources", "host", "--config", str(config), "--select", "SYS001").returncode == 1
+    assert run("audit", "--sources", "host", "--config", str(config), "--select", "SYS004").returncode == 0
+    relaxed = run("audit", "--sources", "host", "--config", str(config), "--select", "SYS001",
+                  "--ignore", "SYS001")
+    assert relaxed.returncode == 0
+
+
+def test_nothing_collected_exits_2_with_the_reason() -> None:
+    result = run("audit", "--sources", "docker", "--format", "json")
+    assert result.returncode == 2
+    report = json.loads(result.stdout)
+    assert report["collection_errors"][0]["source"] == "docker"
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("audit", "--sources", "nosuch"),
+    ("audit", "--fail-on", "loud"),
+    ("audit", "--facts", "/nonexistent/facts.json"),
+    ("audit", "--project-dir", "/nonexistent/dir"),
+    ("explain", "XYZ999"),
+])
+def test_usage_errors_exit_2_without_traceback(args: tuple[str, ...]) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "error" in result.stderr.lower()
+
+
+def test_malformed_config_and_facts_are_clear_errors(tmp_path: Path) -> None:
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("[thresholds\n")
+    result = run("audit", "--config", str(bad_config))
+    assert result.returncode == 2 and "not valid TOML" in result.stderr
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[thresholds.SYS001]\nhigh_pct = 3\n")
+    result = run("audit", "--config", str(unknown))
+    assert result.returncode == 2 and "high_pct" in result.stderr
+    bad_facts = tmp_path / "facts.json"
+    bad_facts.write_text("{not json")
+    result = run("audit", "--facts", str(bad_facts))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_collect_then_audit_facts_gives_identical_findings(tmp_path: Path, project: Path) -> None:
+    snapshot = tmp_path / "facts.json"
+    collected = run("collect", "--sources", "host,compose,env,app", "-p", str(project),
+                    "--out", str(snapshot))
+    assert collected.returncode == 0, collected.stderr
+    live = run("audit", "--sources", "host,compose,env,app", "-p", str(project), "--format", "json")
+    replay = run("audit", "--facts", str(snapshot), "--format", "json", cwd=tmp_path)
+    live_findings = [(f["code"], f["subject"]) for f in json.loads(live.stdout)["findings"]]
+    replay_report = json.loads(replay.stdout)
+    replay_findings = [(f["code"], f["subject"]) for f in replay_report["findings"]]
+    assert live_findings and live_findings == replay_findings
+    # and the snapshot's own findings are reproduced exactly, messages included
+    again = json.loads(run("audit", "--facts", str(snapshot), "--format", "json").stdout)
+    assert again["findings"] == replay_report["findings"]
+
+
+def test_canary_secrets_never_leave(tmp_path: Path, project: Path) -> None:
+    canaries = {"env": "CanaryEnvPassw0rd-7f3a", "compose": "CanaryComposeToken-91be",
+                "dsn": "CanaryDsnSecret-55c1", "environ": "CanaryEnvironSecret-0d2e"}
+    env_file = project / ".env"
+    env_file.write_text(env_file.read_text().replace("changeme", canaries["env"]))
+    compose = project / "compose.yml"
+    compose.write_text(compose.read_text().replace(
+        "TUNNEL_TOKEN: ${TUNNEL_TOKEN}", f"TUNNEL_TOKEN: {canaries['compose']}"))
+    env = {"STACKAUDIT_REDIS_URL": f"redis://:{canaries['environ']}@127.0.0.1:1/0"}
+    dsn = f"postgresql://app:{canaries['dsn']}@127.0.0.1:1/app"
+    outputs = []
+    for fmt in ("json", "md", "terminal"):
+        result = run("audit", "-p", str(project), "--pg", dsn, "--format", fmt, env=env)
+        outputs += [result.stdout, result.stderr]
+    snapshot = tmp_path / "facts.json"
+    result = run("collect", "-p", str(project), "--pg", dsn, "--out", str(snapshot), env=env)
+    outputs += [result.stdout, result.stderr, snapshot.read_text()]
+    everything = "\n".join(outputs)
+    assert "SEC" in everything or "compose" in everything  # the audit did run
+    for where, secret in canaries.items():
+        assert secret not in everything, f"the {where} canary leaked"
+
+
+def test_rules_and_explain_list_every_code() -> None:
+    listed = json.loads(run("rules", "--format", "json").stdout)
+    assert [r["code"] for r in listed] == sorted(load_all())
+    page = run("explain", "sys001")
+    assert page.returncode == 0
+    for heading in ("What it checks", "Why it matters", "Recommendation", "Estimated effect",
+                    "Fix safety", "References"):
+        assert f"## {heading}" in page.stdout
+
+
+def test_markdown_report_follows_the_reference_structure(project: Path) -> None:
+    result = run("audit", "--sources", "host,compose,env,app", "-p", str(project), "--format", "md")
+    text = result.stdout
+    for heading in ("## Executive summary", "## Infrastructure", "## Optimization plan by phase",
+                    "## Risk assessment", "## Expected results", "## Maintenance schedule"):
+        assert heading in text, heading
+    assert "3-5x" not in text
+
+
+def test_out_writes_the_file_atomically(tmp_path: Path) -> None:
+    out = tmp_path / "r" / "report.json"
+    result = run("audit", "--sources", "host", "--format", "json", "--out", str(out))
+    assert result.returncode in (0, 1)
+    assert json.loads(out.read_text())["schema_version"] == 1
+    assert not list(out.parent.glob(".*tmp"))
