@@ -34,7 +34,7 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
 
-class Risk(str, enum.Enum):
+class Risk(enum.StrEnum):
     """What `apply` may do alone (ruff's Applicability, in our words)."""
 
     SAFE = "safe"  # reversible, no restart
@@ -42,7 +42,7 @@ class Risk(str, enum.Enum):
     MANUAL = "manual"  # display only: data migrations, buying disk, reviewing volumes
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     """When to do it, as in the reference report's phased plan."""
 
     NOW = "now"

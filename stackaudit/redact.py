@@ -20,6 +20,9 @@ _SECRET_KEY = re.compile(
     r"(PASSW(OR)?D|PASSWD|PWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIAL|AUTH|"
     r"SALT|SIGNING|ENCRYPTION_?KEY|MASTER_?KEY|DSN|LICENSE_?KEY|WEBHOOK)",
 )
+# Names that match the pattern above but hold a method name, not a secret: rules need the value
+# (POSTGRES_HOST_AUTH_METHOD=trust is SEC005).
+_NOT_SECRET_KEY = re.compile(r"AUTH_?(METHOD|MECHANISM|TYPE|MODE)$")
 _URL_WITH_PASSWORD = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^:/@\s]*):([^@\s]*)@", re.IGNORECASE)
 # libpq keyword form: password=secret or password='se cret'
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -29,7 +32,8 @@ _MIN_SCRUB_LENGTH = 4  # shorter values ("1", "on") would blank out ordinary wor
 
 
 def is_secret_key(name: str) -> bool:
-    return bool(_SECRET_KEY.search(name.upper()))
+    upper = name.upper()
+    return bool(_SECRET_KEY.search(upper)) and not _NOT_SECRET_KEY.search(upper)
 
 
 def remember(value: str | None) -> None:
