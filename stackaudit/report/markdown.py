@@ -59,8 +59,11 @@ def _executive_summary(report: Report) -> str:
 
 def _area(report: Report, key: str, title: str, prefixes: tuple[str, ...]) -> str:
     findings = report.area_findings(prefixes)
-    facts = {s: report.facts.get(s).get("summary") for s in AREA_SOURCES[key] if report.facts.has(s)}
-    facts = {s: v for s, v in facts.items() if v}
+    facts: dict[str, dict[str, Any]] = {}
+    for source in AREA_SOURCES[key]:
+        summary = report.facts.get(source).get("summary")
+        if summary:
+            facts[source] = summary
     if not findings and not facts:
         return ""
     lines = [f"## {title}", ""]

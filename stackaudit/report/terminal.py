@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -14,7 +16,7 @@ STYLES = {Severity.CRITICAL: "bold white on red", Severity.HIGH: "bold red", Sev
 
 
 def render(report: Report, width: int = 120) -> str:
-    console = Console(width=width, record=True, file=_NullFile(), force_terminal=False)
+    console = Console(width=width, record=True, file=io.StringIO(), force_terminal=False)
     console.print(_renderable(report))
     return console.export_text()
 
@@ -45,11 +47,3 @@ def _renderable(report: Report) -> Group:
                           "(see --format json or md).", style="dim"))
     parts.append(Text("Explain a code: stackaudit explain CODE", style="dim"))
     return Group(*parts)  # type: ignore[arg-type]
-
-
-class _NullFile:
-    def write(self, _: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass

