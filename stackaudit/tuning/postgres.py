@@ -1,0 +1,1055 @@
+"""PostgreSQL settings from a memory budget, the cores, the storage evidence and the statistics.
+
+Pure: `memory_budget(facts)`, `inputs_from_facts(facts, ...)`, `recommend(inputs)` and
+`tune(facts, ...)` read only the facts they are given. Every proposal carries the current value (as
+PostgreSQL writes it), the recommended one, whether it needs a restart and a reason with the numbers.
+
+Where the numbers come from, and where we deliberately differ from the usual "25% of RAM":
+- PostgreSQL docs, "Resource Consumption" (runtime-config-resource.html): 25% of RAM is a *starting
+  point for a dedicated server*; more than 40% is unlikely to help; work_mem is per sort/hash node
+  and per session (hash nodes get work_mem x hash_mem_multiplier, 2.0 since PG15).
+- PGTune (le0pard/pgtune, read as a reference point, not copied): shared_buffers = RAM/4,
+  effective_cache_size = 3/4 RAM, maintenance_work_mem = RAM/16 capped, work_mem = (RAM -
+  shared_buffers) / (3 x max_connections) / workers per gather, max_wal_size 4GB for web.
+- Measured on our 2-core test machine (issue 10; pgbench, PG15, 3 rounds): with data that fits the
+  page cache, shared_buffers 128MB vs 6GB changed read-only TPS by 0-7%; on a read/write load the
+  8-10% gain came from spacing checkpoints (max_wal_size), not from memory; on a 2 GiB cgroup with
+  4.5 GB of data a larger shared_buffers was *worse* (512MB: 0.94x, 1GB: 0.86x of 128MB: double
+  buffering with the page cache); work_mem 62-256MB made the planner drop a parallel sort that ran
+  2x faster with 4MB. Hence: small shared_buffers on small or tight budgets, growing gradually
+  above 4GiB; modest work_mem; max_wal_size only from the checkpoint statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from stackaudit.facts import Facts
+from stackaudit.tuning.units import (
+    GB,
+    KB,
+    MB,
+    UnitError,
+    format_memory,
+    human_bytes,
+    parse_memory,
+    parse_time_ms,
+    round_memory,
+)
+
+WORKLOADS = ("web", "oltp", "analytics", "mixed")
+DEFAULT_WORKLOAD = "web"
+
+# Settings whose context is "postmaster" (change only on restart) -- used when the server's own
+# pg_settings.context is not at hand (what-if mode). Docs: each parameter's "can only be set at
+# server start".
+RESTART_SETTINGS = frozenset({
+    "shared_buffers", "huge_pages", "max_connections", "max_worker_processes", "wal_buffers",
+    "io_method", "io_workers_max", "max_files_per_process", "shared_preload_libraries",
+})
+
+# PostgreSQL's defaults, used as "current" when the server cannot be reached (what-if mode).
+# Docs of each version; hash_mem_multiplier went 1.0 -> 2.0 in PG15, effective_io_concurrency 1 ->
+# 16 in PG18, checkpoint_completion_target 0.5 -> 0.9 in PG14.
+def postgres_defaults(major: int) -> dict[str, str]:
+    return {
+        "max_connections": "100",
+        "shared_buffers": "128MB",
+        "effective_cache_size": "4GB",
+        "work_mem": "4MB",
+        "hash_mem_multiplier": "2" if major >= 15 else "1",
+        "maintenance_work_mem": "64MB",
+        "autovacuum_work_mem": "-1",
+        "autovacuum_max_workers": "3",
+        "wal_buffers": "4MB",  # -1 = shared_buffers/32 capped at 16MB: 4MB for 128MB
+        "min_wal_size": "80MB",
+        "max_wal_size": "1GB",
+        "checkpoint_timeout": "5min",
+        "checkpoint_completion_target": "0.9" if major >= 14 else "0.5",
+        "max_worker_processes": "8",
+        "max_parallel_workers": "8",
+        "max_parallel_workers_per_gather": "2",
+        "max_parallel_maintenance_workers": "2",
+        "random_page_cost": "4",
+        "effective_io_concurrency": "16" if major >= 18 else "1",
+        "huge_pages": "try",
+        **({"io_method": "worker"} if major >= 18 else {}),
+    }
+
+
+MEMORY_SETTINGS = frozenset({
+    "shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem", "autovacuum_work_mem",
+    "wal_buffers", "min_wal_size", "max_wal_size",
+})
+
+# Conservative memory estimates for co-located services that have neither a limit nor a
+# measurement (ours, from typical resident sizes; a measurement or a limit always wins).
+ESTIMATE_BY_KIND: dict[str, int] = {
+    "app-process": 384 * MB,  # one Puma/Gunicorn worker process of a Rails/Django app
+    "worker-process": 512 * MB,  # one Sidekiq/Celery process (threads share it, but it grows)
+    "app": 768 * MB,  # an app container whose processes we could not count
+    "redis": 256 * MB,
+    "database": GB,
+    "proxy": 64 * MB,
+    "other": 256 * MB,
+}
+MONITORING_ESTIMATES: dict[str, int] = {
+    "prometheus": GB, "loki": 512 * MB, "grafana": 256 * MB, "alertmanager": 64 * MB,
+    "cadvisor": 256 * MB, "node-exporter": 32 * MB, "node_exporter": 32 * MB, "promtail": 128 * MB,
+    "tempo": 512 * MB, "jaeger": 256 * MB, "vector": 128 * MB, "fluent": 128 * MB,
+    "postgres-exporter": 32 * MB, "postgres_exporter": 32 * MB, "redis-exporter": 32 * MB,
+    "redis_exporter": 32 * MB, "uptime-kuma": 256 * MB, "netdata": 256 * MB,
+}
+PROXY_WORDS = ("nginx", "caddy", "traefik", "haproxy", "cloudflared", "envoy")
+REDIS_WORDS = ("redis", "valkey", "keydb", "dragonfly")
+DATABASE_WORDS = ("postgres", "postgis", "timescale", "mysql", "mariadb", "mongo")
+WORKER_WORDS = ("sidekiq", "worker", "celery", "jobs", "rq", "queue")
+APP_KINDS_WEB = ("puma", "gunicorn", "uvicorn", "unicorn", "passenger")
+Propose = Callable[..., None]
+MEASURED_HEADROOM = 1.25  # a measurement is one moment: allow a quarter more for peaks
+
+
+@dataclass(frozen=True)
+class CoTenant:
+    name: str
+    kind: str
+    bytes: int
+    basis: str  # "limit" | "measured" | "estimate"
+    detail: str
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The memory PostgreSQL may use, and how it was worked out."""
+
+    host_memory_bytes: int
+    postgres_limit_bytes: int | None  # the PostgreSQL container's or process's own cgroup limit
+    total_bytes: int  # min(host RAM, that limit)
+    co_tenants: tuple[CoTenant, ...]
+    os_reserve_bytes: int
+    postgres_bytes: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def co_tenants_bytes(self) -> int:
+        return sum(c.bytes for c in self.co_tenants)
+
+    def sentence(self) -> str:
+        """'23GB RAM - 4.6GB for 9 co-located services - 1.7GB OS reserve = 16.7GB'."""
+        parts = [f"{human_bytes(self.host_memory_bytes)} RAM"]
+        if self.co_tenants:
+            parts.append(f"{human_bytes(self.co_tenants_bytes)} for {len(self.co_tenants)} co-located "
+                         f"service(s)")
+        parts.append(f"{human_bytes(self.os_reserve_bytes)} OS reserve")
+        left = self.host_memory_bytes - self.co_tenants_bytes - self.os_reserve_bytes
+        text = " - ".join(parts) + f" = {human_bytes(left)} for PostgreSQL"
+        if self.postgres_limit_bytes is not None and self.postgres_limit_bytes < left:
+            text += (f", capped by its own memory limit: {human_bytes(self.postgres_bytes)}")
+        elif self.postgres_bytes != left:
+            text += f" (at least {human_bytes(self.postgres_bytes)} assumed)"
+        return text
+
+
+@dataclass(frozen=True)
+class Storage:
+    kind: str  # "ssd" | "hdd" | "unknown"
+    confidence: str  # "high" | "medium" | "low"
+    evidence: str
+
+
+@dataclass(frozen=True)
+class TuneInputs:
+    budget: Budget
+    cpus: int
+    major: int
+    max_connections: int
+    workload: str
+    workload_reason: str
+    storage: Storage
+    current: Mapping[str, Mapping[str, Any]]  # pg_settings rows by name (may be empty)
+    server_reached: bool
+    checkpoints: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint_seconds: float | None = None  # seconds the checkpoint counters have run
+    wal_bytes_per_second: float | None = None
+    temp_bytes: int | None = None
+    temp_files: int | None = None
+    data_bytes: int | None = None  # all databases together
+    data_free_bytes: int | None = None  # free space on the mount that holds the data (and WAL)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    name: str
+    current: str | None
+    recommended: str
+    restart: bool
+    reason: str
+    changed: bool
+    source: str  # where the live value comes from, in words
+    confidence: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"current": self.current, "recommended": self.recommended,
+                                "restart": self.restart, "reason": self.reason, "changed": self.changed,
+                                "source": self.source}
+        if self.confidence:
+            data["confidence"] = self.confidence
+        return data
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    bytes: int
+    arithmetic: str
+
+
+@dataclass(frozen=True)
+class Tuning:
+    inputs: TuneInputs
+    settings: dict[str, Proposal]
+    worst_case: WorstCase
+    worst_case_current: WorstCase | None
+
+    @property
+    def budget(self) -> Budget:
+        return self.inputs.budget
+
+    @property
+    def fits(self) -> bool:
+        return self.worst_case.bytes <= self.budget.postgres_bytes
+
+    def changed(self) -> list[Proposal]:
+        return [p for p in self.settings.values() if p.changed]
+
+    def to_json(self) -> dict[str, Any]:
+        budget, current = self.budget, self.worst_case_current
+        return {
+            "budget": {
+                "total_bytes": budget.total_bytes,
+                "postgres_bytes": budget.postgres_bytes,
+                "co_tenants": {c.name: c.bytes for c in budget.co_tenants},
+                "co_tenant_basis": {c.name: f"{c.basis}: {c.detail}" for c in budget.co_tenants},
+                "os_reserve_bytes": budget.os_reserve_bytes,
+                "host_memory_bytes": budget.host_memory_bytes,
+                "postgres_limit_bytes": budget.postgres_limit_bytes,
+                "worst_case_bytes": self.worst_case.bytes,
+                "worst_case_arithmetic": self.worst_case.arithmetic,
+                "worst_case_current_bytes": current.bytes if current else None,
+                "worst_case_current_arithmetic": current.arithmetic if current else None,
+                "fits": self.fits,
+                "explanation": budget.sentence(),
+                "notes": list(budget.notes),
+            },
+            "inputs": {
+                "cpus": self.inputs.cpus, "major": self.inputs.major,
+                "max_connections": self.inputs.max_connections, "workload": self.inputs.workload,
+                "workload_reason": self.inputs.workload_reason, "storage": self.inputs.storage.kind,
+                "storage_confidence": self.inputs.storage.confidence,
+                "storage_evidence": self.inputs.storage.evidence,
+                "server_reached": self.inputs.server_reached,
+            },
+            "settings": {name: p.to_json() for name, p in self.settings.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the facts (defensively: any key may be missing)
+# --------------------------------------------------------------------------------------------
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def _source(facts: Facts | Mapping[str, Any], name: str) -> dict[str, Any]:
+    data = facts.get(name)
+    return data if isinstance(data, dict) else {}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def setting_row(facts: Facts, name: str) -> dict[str, Any]:
+    settings = _source(facts, "postgres").get("settings")
+    row = settings.get(name) if isinstance(settings, dict) else None
+    return row if isinstance(row, dict) else {}
+
+
+def setting_value(row: Mapping[str, Any], name: str) -> float | None:
+    """A setting in base units (bytes for memory, ms for time, else the number); None if unknown."""
+    base = _num(row.get("base_value"))
+    if base is not None:
+        return base
+    value = row.get("value")
+    if value is None:
+        return None
+    return _parse_any(name, str(value))
+
+
+def _parse_any(name: str, text: str) -> float | None:
+    try:
+        if name in MEMORY_SETTINGS:
+            return float(parse_memory(text, "kB"))
+        if name.endswith("_timeout"):
+            return parse_time_ms(text, "s")
+        return float(text)
+    except (UnitError, ValueError):
+        return None
+
+
+def describe_source(row: Mapping[str, Any]) -> str:
+    """Where a live value comes from, in words (pg_settings.source / sourcefile / sourceline)."""
+    source = str(row.get("source") or "")
+    sourcefile = str(row.get("sourcefile") or "")
+    line = row.get("sourceline")
+    if not source:
+        return "unknown (not read from the server)"
+    if source == "configuration file":
+        if sourcefile.endswith("postgresql.auto.conf"):
+            return f"ALTER SYSTEM ({sourcefile})"
+        where = f"{sourcefile} line {line}" if sourcefile and line else sourcefile or "a configuration file"
+        return f"configuration file {where}"
+    if source == "command line":
+        return "command line (-c / postgres arguments), which overrides postgresql.conf and ALTER SYSTEM"
+    if source == "default":
+        return "PostgreSQL's built-in default"
+    if source == "environment variable":
+        return "an environment variable of the server"
+    return source
+
+
+def memory_budget(facts: Facts, memory_bytes: int | None = None, dedicated: bool = False) -> Budget:
+    """total = min(host RAM, PostgreSQL's own cgroup limit); PostgreSQL gets total minus co-located
+    services minus an OS reserve. `memory_bytes` replaces the host RAM (what-if, ignores limits);
+    `dedicated` ignores co-located services."""
+    host = _source(facts, "host")
+    notes: list[str] = []
+    host_ram = memory_bytes or int(_num(host.get("memory_total_bytes")) or 0)
+    if not host_ram:
+        host_ram = 4 * GB
+        notes.append("host memory unknown: assumed 4GB (pass --memory)")
+    pg_limit = None if memory_bytes else _postgres_limit(facts, host_ram)
+    tenants = () if dedicated else tuple(co_tenants(facts, host_ram))
+    reserve = os_reserve(host_ram)
+    left = host_ram - sum(t.bytes for t in tenants) - reserve
+    postgres = min(left, pg_limit) if pg_limit else left
+    floor = 256 * MB
+    if postgres < floor:
+        notes.append(f"co-located services and the OS reserve leave {human_bytes(left)}: "
+                     f"assumed {human_bytes(floor)} for PostgreSQL; the host is over-committed")
+        postgres = floor
+    total = min(host_ram, pg_limit) if pg_limit else host_ram
+    return Budget(host_ram, pg_limit, total, tenants, reserve, int(postgres), tuple(notes))
+
+
+def os_reserve(host_ram: int) -> int:
+    """Kernel, page tables, sshd, dockerd, log shippers: max(512MB, 7.5% of RAM) (ours; PGTune
+    keeps none, the docs' 25% start implies the rest stays with the OS)."""
+    return max(512 * MB, int(host_ram * 0.075))
+
+
+def _postgres_limit(facts: Facts, host_ram: int) -> int | None:
+    """The cgroup limit of the PostgreSQL container (docker facts, else its compose mem_limit), or of
+    the server process when the collector reports one."""
+    postgres = _source(facts, "postgres")
+    runs_in = _dict(postgres.get("runs_in"))
+    candidates = [_num(postgres.get("memory_limit_bytes")), _num(runs_in.get("memory_limit_bytes"))]
+    container = _postgres_container(facts)
+    if container:
+        candidates.append(_num(container.get("memory_limit_bytes")))
+    service = _postgres_service(facts)
+    if service:
+        candidates.append(_num(service.get("mem_limit_bytes")))
+    limits = [int(c) for c in candidates if c and 0 < c < host_ram]
+    return min(limits) if limits else None
+
+
+def _runs_in(facts: Facts) -> dict[str, Any]:
+    runs_in = _source(facts, "postgres").get("runs_in")
+    return runs_in if isinstance(runs_in, dict) else {}
+
+
+def _postgres_container(facts: Facts) -> dict[str, Any] | None:
+    runs_in = _runs_in(facts)
+    for container in _rows(_source(facts, "docker").get("containers")):
+        if runs_in.get("container") and container.get("name") == runs_in.get("container"):
+            return container
+        if runs_in.get("service") and container.get("compose_service") == runs_in.get("service") and (
+                not runs_in.get("project") or container.get("compose_project") == runs_in.get("project")):
+            return container
+    return None
+
+
+def _postgres_service(facts: Facts) -> dict[str, Any] | None:
+    """The compose service that runs PostgreSQL: the collector's runs_in, else one with a postgres image."""
+    runs_in = _runs_in(facts)
+    services = [s for p in _rows(_source(facts, "compose").get("projects"))
+                for s in (p.get("services") or {}).values() if isinstance(s, dict)]
+    for service in services:
+        if runs_in.get("service") and service.get("name") == runs_in.get("service"):
+            return service
+    if runs_in.get("kind") == "host":
+        return None
+    postgres_like = [s for s in services if _kind_of_words(_words(s)) == "database"
+                     and "postgres" in " ".join(_words(s))]
+    return postgres_like[0] if len(postgres_like) == 1 else None
+
+
+def _words(item: Mapping[str, Any]) -> list[str]:
+    keys = ("name", "image", "image_repository", "compose_service")
+    return [str(item.get(k) or "").lower() for k in keys]
+
+
+def _kind_of_words(words: Iterable[str]) -> str:
+    text = " ".join(words)
+    if any(w in text for w in MONITORING_ESTIMATES):  # first: "postgres-exporter" is monitoring
+        return "monitoring"
+    if any(w in text for w in DATABASE_WORDS):
+        return "database"
+    if any(w in text for w in REDIS_WORDS):
+        return "redis"
+    if any(w in text for w in PROXY_WORDS):
+        return "proxy"
+    return "other"
+
+
+def co_tenants(facts: Facts, host_ram: int) -> list[CoTenant]:
+    """Every other running container (docker facts), else every other compose service: its memory
+    limit, else its measured usage (+25%), else an estimate by kind."""
+    pg_container = _postgres_container(facts)
+    containers = [c for c in _rows(_source(facts, "docker").get("containers"))
+                  if c.get("state", "running") == "running" and c is not pg_container]
+    if containers:
+        return [_tenant(c, c.get("compose_service"), facts, host_ram, "memory_limit_bytes")
+                for c in containers]
+    pg_service = _postgres_service(facts)
+    services = [s for p in _rows(_source(facts, "compose").get("projects"))
+                for s in (p.get("services") or {}).values() if isinstance(s, dict) and s is not pg_service]
+    return [_tenant(s, s.get("name"), facts, host_ram, "mem_limit_bytes") for s in services]
+
+
+def _tenant(item: Mapping[str, Any], service: Any, facts: Facts, host_ram: int, limit_key: str) -> CoTenant:
+    name = str(item.get("name") or service or "?")
+    kind = _kind_of_words(_words(item))
+    limit = _num(item.get(limit_key))
+    replicas = int(_num(item.get("replicas")) or 1) if limit_key == "mem_limit_bytes" else 1
+    if limit and limit < host_ram:
+        return CoTenant(name, kind, int(limit) * replicas, "limit", f"memory limit {human_bytes(limit)}")
+    usage = _num(item.get("memory_usage_bytes"))
+    if usage:
+        return CoTenant(name, kind, int(usage * MEASURED_HEADROOM), "measured",
+                        f"measured {human_bytes(usage)} + 25% headroom")
+    estimate, kind, detail = _estimate(item, service, kind, facts)
+    return CoTenant(name, kind, estimate * replicas, "estimate", detail)
+
+
+def _estimate(item: Mapping[str, Any], service: Any, kind: str, facts: Facts) -> tuple[int, str, str]:
+    words = " ".join(_words(item))
+    if kind == "monitoring":
+        size = next(v for k, v in MONITORING_ESTIMATES.items() if k in words)
+        return size, kind, f"typical size of a {kind} service"
+    if kind == "redis":
+        size = _redis_maxmemory(facts, service) or ESTIMATE_BY_KIND["redis"]
+        return size, kind, "Redis maxmemory" if _redis_maxmemory(facts, service) else "typical Redis size"
+    if kind in ("database", "proxy"):
+        return ESTIMATE_BY_KIND[kind], kind, f"typical size of a {kind}"
+    processes = [p for p in _rows(_source(facts, "app").get("processes")) if p.get("service") == service]
+    if processes:
+        return _app_estimate(processes)
+    if any(w in words for w in WORKER_WORDS):
+        return ESTIMATE_BY_KIND["worker-process"], "worker", "typical job worker process"
+    if any(w in words for w in (*APP_KINDS_WEB, "web", "app", "rails", "django", "api")):
+        return ESTIMATE_BY_KIND["app"], "app", "typical app server container"
+    return ESTIMATE_BY_KIND["other"], kind, "unknown service, conservative guess"
+
+
+def _app_estimate(processes: list[dict[str, Any]]) -> tuple[int, str, str]:
+    total, details, kind = 0, [], "app"
+    for process in processes:
+        count = int(_num(process.get("processes")) or 1) * int(_num(process.get("replicas")) or 1)
+        is_worker = process.get("role") == "worker"
+        kind = "worker" if is_worker else "app"
+        each = ESTIMATE_BY_KIND["worker-process" if is_worker else "app-process"]
+        total += count * each
+        details.append(f"{count} {process.get('kind') or kind} process(es) x {human_bytes(each)}")
+    return total, kind, ", ".join(details)
+
+
+def _redis_maxmemory(facts: Facts, service: Any) -> int | None:
+    for instance in _rows(_source(facts, "redis").get("instances")):
+        if instance.get("service") == service and _num(instance.get("maxmemory_bytes")):
+            return int(_num(instance.get("maxmemory_bytes")) or 0)
+    return None
+
+
+def cpu_count(facts: Facts, cpus: int | None = None) -> int:
+    """Cores PostgreSQL can use: --cpus, else the PostgreSQL container's CPU limit, else the host's
+    (its cgroup quota when set)."""
+    if cpus:
+        return max(1, cpus)
+    host = _source(facts, "host")
+    candidates = [_num(host.get("cpu_count")), _num(host.get("cpu_limit_cores"))]
+    container = _postgres_container(facts)
+    if container:
+        candidates.append(_num(container.get("cpu_limit_cores")))
+    known = [c for c in candidates if c and c > 0]
+    return max(1, int(min(known))) if known else 2
+
+
+def storage_evidence(facts: Facts) -> Storage:
+    """How sure we are that the data lives on SSD. /sys/block/*/queue/rotational alone is weak
+    (ERRATA 7: virtio disks report 1 on SSDs); an optional measured random-read probe on the mount
+    (`random_read_probe`: {"iops", "latency_p50_ms"}, a field the host collector may add) is strong."""
+    mount = _data_mount(facts)
+    if mount is None:
+        return Storage("unknown", "low", "no mount information for the data directory")
+    where = f"{mount.get('mountpoint')} ({mount.get('device')})"
+    probe = _dict(mount.get("random_read_probe"))
+    latency, iops = _num(probe.get("latency_p50_ms")), _num(probe.get("iops"))
+    if latency is not None or iops is not None:
+        fast = (latency is not None and latency < 2.0) or (iops is not None and iops >= 1000)
+        measured = f"measured random reads on {where}: p50 {latency} ms, {iops} IOPS"
+        return Storage("ssd" if fast else "hdd", "high", measured)
+    device = str(mount.get("device") or "").rsplit("/", 1)[-1]
+    rotational = mount.get("rotational")
+    if device.startswith("nvme"):
+        return Storage("ssd", "medium", f"{where} is an NVMe device (flash, or cloud block storage)")
+    if rotational is False:
+        return Storage("ssd", "low", f"{where} reports rotational=0; in VMs this flag is not reliable")
+    if rotational is True and not device.startswith(("vd", "xvd")):
+        return Storage("hdd", "low", f"{where} reports rotational=1; in VMs this flag is not reliable")
+    return Storage("unknown", "low", f"{where}: no reliable evidence (rotational={rotational})")
+
+
+def _data_mount(facts: Facts) -> dict[str, Any] | None:
+    mounts = _rows(_source(facts, "host").get("mounts"))
+    for holder in ("postgres", "docker", "root"):
+        for mount in mounts:
+            if holder in (mount.get("holds") or []):
+                return mount
+    return None
+
+
+def guess_workload(facts: Facts) -> tuple[str, str]:
+    """web (the default), oltp when writes are a large share of row activity, analytics when the
+    statistics show big temp files per transaction. A guess, stated as such."""
+    databases = _rows(_source(facts, "postgres").get("databases"))
+
+    def total(key: str) -> float:
+        return sum(_num(d.get(key)) or 0.0 for d in databases)
+
+    commits, temp = total("xact_commit"), total("temp_bytes")
+    reads = total("tup_fetched") + total("tup_returned")
+    writes = total("tup_inserted") + total("tup_updated") + total("tup_deleted")
+    if commits < 1000:
+        return DEFAULT_WORKLOAD, "default (not enough statistics to guess)"
+    if temp / commits > 1 * MB:
+        return "analytics", f"guessed: {human_bytes(temp / commits)} of temp files per transaction"
+    if reads and writes / (reads + writes) > 0.3:
+        return "oltp", f"guessed: writes are {writes / (reads + writes):.0%} of row activity"
+    return DEFAULT_WORKLOAD, "guessed from statistics: read-mostly"
+
+
+def _seconds_between(start: Any, end: Any) -> float | None:
+    try:
+        begin = datetime.fromisoformat(str(start))
+        finish = datetime.fromisoformat(str(end))
+        return (finish - begin).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def _checkpoint_seconds(facts: Facts, checkpoints: Mapping[str, Any]) -> float | None:
+    seconds = _num(checkpoints.get("seconds_since_reset", checkpoints.get("stats_age_seconds")))
+    if seconds is None and checkpoints.get("stats_reset"):
+        collected = _source(facts, "postgres").get("collected_at") or facts.collected_at
+        seconds = _seconds_between(checkpoints.get("stats_reset"), collected)
+    return seconds
+
+
+def _wal_rate(facts: Facts, checkpoints: Mapping[str, Any]) -> float | None:
+    """WAL bytes per second since pg_stat_wal's reset (PG14+): the collector's checkpoints.wal_bytes
+    and wal_stats_age_seconds, or a "wal" dict with wal_bytes and stats_reset."""
+    if _num(checkpoints.get("wal_bytes_per_second")):
+        return _num(checkpoints.get("wal_bytes_per_second"))
+    wal_bytes, age = _num(checkpoints.get("wal_bytes")), _num(checkpoints.get("wal_stats_age_seconds"))
+    if wal_bytes is not None and age:
+        return wal_bytes / age
+    wal = _source(facts, "postgres").get("wal")
+    if not isinstance(wal, dict) or _num(wal.get("wal_bytes")) is None:
+        return None
+    seconds = _num(wal.get("seconds_since_reset")) or _seconds_between(wal.get("stats_reset"),
+                                                                        facts.collected_at)
+    return (_num(wal.get("wal_bytes")) or 0.0) / seconds if seconds and seconds > 0 else None
+
+
+def inputs_from_facts(facts: Facts, memory_bytes: int | None = None, cpus: int | None = None,
+                      workload: str | None = None, max_connections: int | None = None,
+                      major: int | None = None, dedicated: bool = False) -> TuneInputs:
+    """Everything `recommend` needs, from the facts; explicit arguments win (what-if)."""
+    postgres = _source(facts, "postgres")
+    settings = _dict(postgres.get("settings"))
+    major = major or int(_num(postgres.get("major")) or 0) or 18
+    if workload:
+        workload_reason = "given"
+    else:
+        workload, workload_reason = guess_workload(facts)
+    connections = max_connections or int(setting_value(settings.get("max_connections") or {},
+                                                       "max_connections") or 100)
+    checkpoints = _dict(postgres.get("checkpoints"))
+    databases = _rows(postgres.get("databases"))
+    sizes = [_num(d.get("size_bytes")) for d in databases]
+    temp_bytes = [_num(d.get("temp_bytes")) for d in databases]
+    temp_files = [_num(d.get("temp_files")) for d in databases]
+    mount = _data_mount(facts)
+    return TuneInputs(
+        budget=memory_budget(facts, memory_bytes, dedicated),
+        cpus=cpu_count(facts, cpus),
+        major=major,
+        max_connections=connections,
+        workload=workload,
+        workload_reason=workload_reason,
+        storage=storage_evidence(facts),
+        current={k: v for k, v in settings.items() if isinstance(v, dict)},
+        server_reached=bool(settings),
+        checkpoints=checkpoints,
+        checkpoint_seconds=_checkpoint_seconds(facts, checkpoints),
+        wal_bytes_per_second=_wal_rate(facts, checkpoints),
+        temp_bytes=int(sum(t for t in temp_bytes if t)) if any(t is not None for t in temp_bytes) else None,
+        temp_files=int(sum(t for t in temp_files if t)) if any(t is not None for t in temp_files) else None,
+        data_bytes=int(sum(s for s in sizes if s)) if any(s is not None for s in sizes) else None,
+        data_free_bytes=int(_num(mount.get("free_bytes")) or 0) or None if mount else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The recommendations
+# --------------------------------------------------------------------------------------------
+
+class _Current:
+    """Current values in base units: the server's when reached, else PostgreSQL's defaults."""
+
+    def __init__(self, inputs: TuneInputs) -> None:
+        self.rows = inputs.current
+        self.defaults = postgres_defaults(inputs.major)
+
+    def text(self, name: str) -> str | None:
+        row = self.rows.get(name)
+        if row and row.get("value") is not None:
+            return str(row["value"])
+        if row and row.get("base_value") is not None and name in MEMORY_SETTINGS:
+            return format_memory(float(row["base_value"]))
+        return self.defaults.get(name)
+
+    def number(self, name: str) -> float | None:
+        row = self.rows.get(name)
+        if row:
+            value = setting_value(row, name)
+            if value is not None:
+                return value
+        default = self.defaults.get(name)
+        return _parse_any(name, default) if default is not None else None
+
+    def source(self, name: str) -> str:
+        if not self.rows:
+            return "PostgreSQL's default (server not reached: assumed)"
+        if name not in self.rows:
+            return "not reported by the server: PostgreSQL's default assumed"
+        return describe_source(self.rows[name])
+
+    def restart(self, name: str) -> bool:
+        row = self.rows.get(name) or {}
+        if row.get("context"):
+            return row.get("context") == "postmaster"
+        return name in RESTART_SETTINGS
+
+
+def shared_buffers_for(budget_bytes: int, data_bytes: int | None = None) -> tuple[int, str]:
+    """Below a 4GiB budget: budget/16 within 128-256MB (measured: more was worse on a 2GiB host with
+    data larger than RAM -- double buffering -- and no better when data fits the page cache). Above:
+    256MB + 25% of what exceeds 4GiB, i.e. 25% of the budget minus 768MB (docs: 25% is the *start*
+    for a dedicated server; >40% is unlikely to help). Never more than twice the data."""
+    if budget_bytes < 4 * GB:
+        size = min(256 * MB, max(128 * MB, budget_bytes // 16))
+        why = f"budget {human_bytes(budget_bytes)} < 4GB: kept small (budget/16, 128-256MB)"
+    else:
+        size = 256 * MB + (budget_bytes - 4 * GB) // 4
+        why = f"256MB + 25% of the budget above 4GB ({human_bytes(budget_bytes)})"
+    if data_bytes is not None and size > max(128 * MB, 2 * data_bytes):
+        size = max(128 * MB, 2 * data_bytes)
+        why += f"; capped at twice the data ({human_bytes(data_bytes)}): more would stay empty"
+    return round_memory(size), why
+
+
+def worst_case(max_connections: int, parallel_workers: int, work_mem: float, hash_mem_multiplier: float,
+               shared_buffers: float, maintenance_work_mem: float, autovacuum_work_mem: float,
+               autovacuum_max_workers: int, wal_buffers: float) -> WorstCase:
+    """Every backend and parallel worker running one hash node at work_mem x hash_mem_multiplier at
+    once, plus shared memory, one manual maintenance task and every autovacuum worker (docs:
+    "Resource Consumption"). A query can run several such nodes, so this is a floor of the true
+    worst case, not a ceiling."""
+    sessions = max_connections + parallel_workers
+    work = sessions * work_mem * hash_mem_multiplier
+    autovacuum = autovacuum_max_workers * autovacuum_work_mem
+    total = work + shared_buffers + maintenance_work_mem + autovacuum + wal_buffers
+    arithmetic = (
+        f"({max_connections} connections + {parallel_workers} parallel workers) x work_mem "
+        f"{format_memory(work_mem)} x hash_mem_multiplier {hash_mem_multiplier:g} = {human_bytes(work)}"
+        f" + shared_buffers {format_memory(shared_buffers)} + maintenance_work_mem "
+        f"{format_memory(maintenance_work_mem)} + {autovacuum_max_workers} autovacuum workers x "
+        f"{format_memory(autovacuum_work_mem)} + wal_buffers {format_memory(wal_buffers)} "
+        f"= {human_bytes(total)}"
+    )
+    return WorstCase(int(total), arithmetic)
+
+
+WORK_MEM_BASE = {"web": 16 * MB, "oltp": 8 * MB, "mixed": 16 * MB, "analytics": 32 * MB}
+WORK_MEM_CAP = {"web": 32 * MB, "oltp": 16 * MB, "mixed": 32 * MB, "analytics": 64 * MB}
+MAX_WAL_FLOOR = {"web": GB, "oltp": 2 * GB, "mixed": GB, "analytics": 2 * GB}
+
+
+def _parallel(cpus: int, workload: str) -> dict[str, int]:
+    """per_gather ~ cores/2 (one query never takes every core), max_parallel_workers = cores,
+    max_worker_processes never below 8, its default, which extensions and logical replication also
+    draw from (ERRATA 6; docs "Asynchronous Behavior"). Capped at 4 per gather for web/oltp."""
+    per_gather_cap = 8 if workload == "analytics" else 4
+    return {
+        "max_worker_processes": max(8, cpus),
+        "max_parallel_workers": cpus,
+        "max_parallel_workers_per_gather": min(per_gather_cap, cpus // 2),
+        "max_parallel_maintenance_workers": min(4, max(1, cpus // 2)),
+    }
+
+
+def recommend(inputs: TuneInputs) -> Tuning:
+    """All proposals for one server, in a stable order, plus the worst-case arithmetic."""
+    cur = _Current(inputs)
+    budget = inputs.budget.postgres_bytes
+    out: dict[str, Proposal] = {}
+
+    def propose(name: str, value: str, reason: str, confidence: str | None = None) -> None:
+        current = cur.text(name)
+        changed = current is None or not _same(name, current, value)
+        out[name] = Proposal(name, current, value, cur.restart(name), reason, changed, cur.source(name),
+                             confidence)
+
+    sb, sb_why = shared_buffers_for(budget, inputs.data_bytes)
+    propose("shared_buffers", format_memory(sb),
+            f"{sb_why}. PostgreSQL's own cache; the OS page cache holds the rest (measured here: "
+            f"128MB vs 6GB changed read-only TPS by 0-7% when the data fit the page cache).")
+
+    # effective_cache_size: what one query may find cached, shared_buffers plus the page cache. We
+    # take shared_buffers plus 70% of the rest of the budget (30% for backends' own memory).
+    ecs = round_memory(sb + (budget - sb) * 0.7)
+    propose("effective_cache_size", format_memory(ecs),
+            f"shared_buffers {format_memory(sb)} + 70% of the remaining budget "
+            f"{human_bytes(budget - sb)}: a planner estimate only, nothing is allocated.")
+
+    # Maintenance: docs suggest larger than work_mem; PGTune RAM/16. Capped at 1GB (autovacuum could
+    # not use more than 1GB before PG17, and index builds gain little beyond).
+    mwm = round_memory(min(GB, max(64 * MB, budget // 16)))
+    avwm = round_memory(min(512 * MB, max(64 * MB, budget // 64)))
+    av_workers = int(cur.number("autovacuum_max_workers") or 3)
+    propose("maintenance_work_mem", format_memory(mwm),
+            "budget/16 within 64MB-1GB: one manual VACUUM/CREATE INDEX at a time.")
+    propose("autovacuum_work_mem", format_memory(avwm),
+            f"budget/64 within 64MB-512MB, because {av_workers} autovacuum workers can each use it at once.")
+
+    # wal_buffers: what -1 computes (shared_buffers/32, at most one 16MB WAL segment).
+    wal_buffers = min(16 * MB, max(64 * KB, sb // 32))
+    propose("wal_buffers", format_memory(wal_buffers),
+            "shared_buffers/32, at most 16MB (what the default -1 computes; more rarely helps).")
+
+    parallel = _parallel(inputs.cpus, inputs.workload)
+    hash_mult = cur.number("hash_mem_multiplier") or (2.0 if inputs.major >= 15 else 1.0)
+    wm, wm_why = _work_mem(inputs, budget, sb, mwm, avwm * av_workers + wal_buffers, hash_mult,
+                           parallel["max_parallel_workers"])
+    propose("work_mem", format_memory(wm), wm_why)
+
+    _wal_proposals(inputs, cur, propose)
+    propose("checkpoint_completion_target", "0.9",
+            "spread checkpoint writes over 90% of the interval (the default since PG14).")
+
+    cores = inputs.cpus
+    propose("max_worker_processes", str(parallel["max_worker_processes"]),
+            f"never below the default 8: extensions and logical replication share this pool ({cores} cores).")
+    propose("max_parallel_workers", str(parallel["max_parallel_workers"]),
+            f"one parallel worker per core ({cores}) across all queries.")
+    propose("max_parallel_workers_per_gather", str(parallel["max_parallel_workers_per_gather"]),
+            f"about half the {cores} cores, so one query cannot take every core.")
+    propose("max_parallel_maintenance_workers", str(parallel["max_parallel_maintenance_workers"]),
+            f"about half the {cores} cores for index builds, at most 4.")
+
+    _storage_proposals(inputs, cur, propose)
+    _huge_pages(sb, cur, propose)
+    if inputs.major >= 18:
+        propose("io_method", cur.text("io_method") or "worker",
+                "PG18's asynchronous I/O: the default 'worker' works everywhere; io_uring needs a build "
+                "and kernel with it, and no measurement here shows a gain.")
+
+    recommended = worst_case(inputs.max_connections, parallel["max_parallel_workers"], wm, hash_mult, sb,
+                             mwm, avwm, av_workers, wal_buffers)
+    return Tuning(inputs, out, recommended, current_worst_case(inputs))
+
+
+def current_worst_case(inputs: TuneInputs) -> WorstCase | None:
+    """The worst case of the live settings (None when the server was not reached)."""
+    if not inputs.server_reached:
+        return None
+    cur = _Current(inputs)
+
+    def get(name: str, default: float) -> float:
+        value = cur.number(name)
+        return default if value is None else value
+
+    mwm = get("maintenance_work_mem", 64 * MB)
+    avwm = get("autovacuum_work_mem", -1)
+    sb = get("shared_buffers", 128 * MB)
+    wal = get("wal_buffers", -1)
+    return worst_case(
+        inputs.max_connections, int(get("max_parallel_workers", 8)), get("work_mem", 4 * MB),
+        get("hash_mem_multiplier", 2.0 if inputs.major >= 15 else 1.0), sb, mwm,
+        mwm if avwm < 0 else avwm, int(get("autovacuum_max_workers", 3)),
+        min(16 * MB, sb / 32) if wal < 0 else wal,
+    )
+
+
+def _work_mem(inputs: TuneInputs, budget: int, sb: int, mwm: int, other: int, hash_mult: float,
+              parallel_workers: int) -> tuple[int, str]:
+    """The largest work_mem whose worst case fits the budget, within a modest range per workload
+    (measured: 62-256MB made the planner drop a 2x faster parallel sort). Raised one step where temp
+    files show spills -- but per-role settings are the better fix."""
+    sessions = inputs.max_connections + parallel_workers
+    left = budget - sb - mwm - other
+    bound = max(0.0, left / (sessions * hash_mult))
+    base = WORK_MEM_BASE.get(inputs.workload, WORK_MEM_BASE["web"])
+    cap = WORK_MEM_CAP.get(inputs.workload, WORK_MEM_CAP["web"])
+    spills = inputs.temp_bytes is not None and inputs.temp_bytes > GB
+    target = cap if spills else base
+    value = round_memory(min(bound, target)) if bound >= MB else MB
+    why = (f"worst case ({inputs.max_connections} connections + {parallel_workers} parallel workers) x "
+           f"work_mem x hash_mem_multiplier {hash_mult:g} must fit the {human_bytes(left)} left after "
+           f"shared_buffers and maintenance: at most {human_bytes(bound)}; {inputs.workload} workload "
+           f"keeps it at {format_memory(target)} or less so the planner keeps parallel plans")
+    if bound < MB:
+        why += "; even 1MB does not fit: lower max_connections (use a pooler such as PgBouncer)"
+    if spills:
+        why += (f"; temp files show {human_bytes(inputs.temp_bytes or 0)} spilled: prefer "
+                f"ALTER ROLE <reporting role> SET work_mem for the queries that spill")
+    elif inputs.temp_bytes is None:
+        why += "; no temp-file statistics (not enough data to judge spills)"
+    return value, why + "."
+
+
+def _wal_proposals(inputs: TuneInputs, cur: _Current, propose: Propose) -> None:
+    """max_wal_size from the checkpoint statistics. A checkpoint is requested when the WAL since the
+    last one exceeds max_wal_size / (1 + checkpoint_completion_target) (xlog.c,
+    CalculateCheckpointSegments; docs "WAL Configuration"); we want timed ones to dominate."""
+    current_max = cur.number("max_wal_size") or GB
+    current_min = cur.number("min_wal_size") or 80 * MB
+    timeout_s = (cur.number("checkpoint_timeout") or 300_000) / 1000
+    target, why = _max_wal_target(inputs, current_max, timeout_s)
+    if inputs.data_free_bytes and target > current_max and target > inputs.data_free_bytes // 4:
+        capped = int(max(current_max, round_memory(inputs.data_free_bytes // 4)))
+        why += (f"; capped at a quarter of the {human_bytes(inputs.data_free_bytes)} free on the data "
+                f"disk ({format_memory(capped)})")
+        target = capped
+    propose("max_wal_size", format_memory(target), why + ".")
+    # Only follows a change of max_wal_size: without checkpoint evidence both stay.
+    min_wal = max(current_min, round_memory(target // 4)) if target > current_max else current_min
+    propose("min_wal_size", format_memory(min_wal),
+            "a quarter of max_wal_size: recycled WAL segments instead of new files after quiet periods."
+            if target > current_max else "kept: it follows max_wal_size, which stays.")
+
+
+def _max_wal_target(inputs: TuneInputs, current_max: float, timeout_s: float) -> tuple[int, str]:
+    cp = inputs.checkpoints
+    timed = _num(cp.get("checkpoints_timed", cp.get("num_timed")))
+    requested = _num(cp.get("checkpoints_requested", cp.get("checkpoints_req", cp.get("num_requested"))))
+    keep = int(current_max)
+    if timed is None or requested is None:
+        return keep, "not enough data: no checkpoint statistics, so max_wal_size stays"
+    total = timed + requested
+    if total < 5:
+        return keep, f"not enough data: only {total:.0f} checkpoints since the statistics reset"
+    share = requested / total
+    stats = f"{requested:.0f} of {total:.0f} checkpoints were requested ({share:.0%})"
+    floor = MAX_WAL_FLOOR.get(inputs.workload, GB)
+    if inputs.wal_bytes_per_second:
+        # WAL of one checkpoint_timeout x (1 + completion target), with 50% headroom for peaks.
+        needed = inputs.wal_bytes_per_second * timeout_s * 1.9 * 1.5
+        target = max(floor, keep, math.ceil(needed / GB) * GB)
+        return target, (f"{stats}; WAL rate {human_bytes(inputs.wal_bytes_per_second)}/s x "
+                        f"{timeout_s:.0f}s checkpoint_timeout x 1.9 x 1.5 headroom = {human_bytes(needed)}")
+    if share <= 0.1:
+        return keep, f"{stats}: timed checkpoints dominate, max_wal_size is large enough"
+    factor = 2 if share < 0.5 else 4
+    target = max(floor, math.ceil(current_max * factor / GB) * GB)
+    return target, (f"{stats}: {factor}x the current {format_memory(current_max)} to space them out "
+                    f"(measured here: the read/write gain came from this, ~8-10%)")
+
+
+def _storage_proposals(inputs: TuneInputs, cur: _Current, propose: Propose) -> None:
+    """random_page_cost 1.1 and effective_io_concurrency 200 on SSD (PGTune's values; docs
+    "Planner Cost Constants"), 4 and 2 on HDD; unchanged without evidence (ERRATA 7)."""
+    storage = inputs.storage
+    note = f"storage {storage.kind} ({storage.confidence} confidence: {storage.evidence})"
+    if storage.kind == "unknown":
+        for name in ("random_page_cost", "effective_io_concurrency"):
+            propose(name, cur.text(name) or postgres_defaults(inputs.major)[name],
+                    f"kept: {note}; a random-read probe of the data disk would decide.", storage.confidence)
+        return
+    ssd = storage.kind == "ssd"
+    propose("random_page_cost", "1.1" if ssd else "4",
+            f"{note}: random reads cost {'about the same as' if ssd else '4x'} sequential ones; changes "
+            "only plan choice (index vs sequential scans).", storage.confidence)
+    propose("effective_io_concurrency", "200" if ssd else "2",
+            f"{note}: how many reads to issue ahead (bitmap heap scans, PG18 read streams).",
+            storage.confidence)
+
+
+def _huge_pages(sb: int, cur: _Current, propose: Propose) -> None:
+    """Huge pages cut page-table memory and TLB misses for large shared memory (docs "Linux Huge
+    Pages"). 'try' uses them when the kernel has them reserved; 'on' refuses to start without."""
+    current = cur.text("huge_pages") or "try"
+    if sb >= 8 * GB:
+        pages = math.ceil(sb * 1.05 / (2 * MB))
+        propose("huge_pages", current if current in ("try", "on") else "try",
+                f"shared_buffers {format_memory(sb)} >= 8GB: reserve about {pages} 2MB pages "
+                f"(sysctl vm.nr_hugepages; exact: postgres -C shared_memory_size_in_huge_pages, PG15+).")
+    else:
+        propose("huge_pages", current,
+                f"shared_buffers {format_memory(sb)} < 8GB: not worth reserving pages.")
+
+
+def _same(name: str, current: str, recommended: str) -> bool:
+    a, b = _parse_any(name, current), _parse_any(name, recommended)
+    if a is not None and b is not None:
+        return abs(a - b) < 1e-9 or (a > 0 and abs(a - b) / a < 0.01)
+    return current.strip().lower() == recommended.strip().lower()
+
+
+def tune(facts: Facts, memory_bytes: int | None = None, cpus: int | None = None, workload: str | None = None,
+         max_connections: int | None = None, major: int | None = None, dedicated: bool = False) -> Tuning:
+    """recommend(inputs_from_facts(...)): the one call the CLI and the rules make."""
+    inputs = inputs_from_facts(facts, memory_bytes, cpus, workload, max_connections, major, dedicated)
+    return recommend(inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# Renderings (pure text): postgresql.conf, ALTER SYSTEM, a compose override
+# --------------------------------------------------------------------------------------------
+
+def _quoted(name: str, value: str) -> str:
+    return value if _is_number(value) else "'" + value.replace("'", "''") + "'"
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _chosen(tuning: Tuning, only_changed: bool) -> list[Proposal]:
+    return [p for p in tuning.settings.values() if p.changed or not only_changed]
+
+
+def as_conf(tuning: Tuning, only_changed: bool = True) -> str:
+    """A postgresql.conf snippet (include it, or mount it into conf.d)."""
+    lines = [f"# stackaudit tune postgres: {tuning.budget.sentence()}",
+             f"# worst case: {tuning.worst_case.arithmetic}"]
+    for p in _chosen(tuning, only_changed):
+        restart = "  # restart" if p.restart else ""
+        lines.append(f"{p.name} = {_quoted(p.name, p.recommended)}{restart}")
+    return "\n".join(lines) + "\n"
+
+
+def as_sql(tuning: Tuning, only_changed: bool = True) -> str:
+    """ALTER SYSTEM statements (written to postgresql.auto.conf; a -c on the command line still wins)."""
+    chosen = _chosen(tuning, only_changed)
+    lines = [f"-- stackaudit tune postgres: {tuning.budget.sentence()}"]
+    overridden = [p.name for p in chosen if p.source.startswith("command line")]
+    if overridden:
+        lines.append(f"-- WARNING: {', '.join(overridden)} come from the command line (-c), which "
+                     "overrides ALTER SYSTEM: change the compose command instead (--format compose).")
+    lines += [f"ALTER SYSTEM SET {p.name} = {_quoted(p.name, p.recommended)};" for p in chosen]
+    lines.append("SELECT pg_reload_conf();")
+    restart = [p.name for p in chosen if p.restart]
+    if restart:
+        lines.append(f"-- restart the server for: {', '.join(restart)}")
+    return "\n".join(lines) + "\n"
+
+
+def compose_service_name(facts: Facts) -> str:
+    runs_in = _runs_in(facts)
+    service = _postgres_service(facts)
+    return str(runs_in.get("service") or (service or {}).get("name") or "postgres")
+
+
+def as_compose(tuning: Tuning, facts: Facts, only_changed: bool = True) -> str:
+    """A compose override setting `command: ["postgres", "-c", ...]` and `shm_size`; existing -c
+    arguments of the service are kept unless we set the same name. Never POSTGRES_INITDB_ARGS
+    (the entrypoint runs initdb only on an empty data directory; ERRATA 3)."""
+    import json
+
+    service = _postgres_service(facts) or {}
+    flags = _existing_flags(service.get("command"))
+    for p in _chosen(tuning, only_changed):
+        flags[p.name] = p.recommended
+    command = ["postgres"] + [part for name, value in flags.items() for part in ("-c", f"{name}={value}")]
+    shm = shm_size_bytes(tuning)
+    name = compose_service_name(facts)
+    lines = [
+        "# stackaudit tune postgres: docker compose -f compose.yaml -f this-file.yaml up -d " + name,
+        f"# {tuning.budget.sentence()}",
+        "services:",
+        f"  {json.dumps(name)}:",
+        f"    command: {json.dumps(command)}",
+        f"    shm_size: {json.dumps(format_memory(shm).replace('GB', 'gb').replace('MB', 'mb'))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _existing_flags(command: Any) -> dict[str, str]:
+    """`-c name=value` pairs of the service's current command (list form), in order."""
+    flags: dict[str, str] = {}
+    if not isinstance(command, list):
+        return flags
+    parts = [str(p) for p in command]
+    for i, part in enumerate(parts):
+        if part == "-c" and i + 1 < len(parts):
+            text = parts[i + 1]
+        else:
+            text = part[2:] if part.startswith("-c") else ""
+        if "=" in text:
+            key, value = text.split("=", 1)
+            flags[key.strip()] = value.strip()
+    return flags
+
+
+def shm_size_bytes(tuning: Tuning) -> int:
+    """/dev/shm for parallel query's dynamic shared memory (Docker's default 64MB makes parallel hash
+    joins fail with 'could not resize shared memory segment'): parallel workers x work_mem x
+    hash_mem_multiplier x 2, at least 256MB, in 64MB steps."""
+    settings = tuning.settings
+    work_mem = parse_memory(settings["work_mem"].recommended, "kB")
+    workers = int(settings["max_parallel_workers"].recommended)
+    needed = max(256 * MB, workers * work_mem * 2 * 2)
+    return int(math.ceil(needed / (64 * MB)) * 64 * MB)
