@@ -48,13 +48,17 @@ CREATE INDEX entries_account_booked_idx ON entries (account_id, booked_on);
 ALTER TABLE accounts SET (autovacuum_enabled = false);
 ANALYZE;
 """
-# Reads that leave the statistics a real app would: seq scans on entries (no index on booked_on),
-# a sort larger than the default 4MB work_mem (temp files), and dead tuples in accounts.
+# A workload that leaves the statistics a real app would: sequential scans on entries (no index on
+# booked_on), sorts and hashes larger than the default 4MB work_mem (temp files), a slow join, and dead
+# tuples where autovacuum is off.
 WORKLOAD_SQL = (
     [f"SELECT count(*), sum(amount) FROM entries WHERE booked_on = DATE '2024-03-01' + {i}"
-     for i in range(30)]
-    + ["SELECT memo FROM entries ORDER BY memo DESC LIMIT 5 OFFSET 1000" for _ in range(3)]
-    + ["UPDATE accounts SET kind = kind WHERE id % 2 = 0"]
+     for i in range(60)]
+    + ["SELECT count(*) FROM (SELECT DISTINCT memo FROM entries) AS distinct_memos" for _ in range(3)]
+    + ["SELECT count(*) FROM entries e1 JOIN entries e2 ON e1.memo = e2.memo" for _ in range(5)]
+    + ["ALTER TABLE entries SET (autovacuum_enabled = false)",
+       "UPDATE entries SET amount = amount WHERE id % 4 = 0",
+       "UPDATE accounts SET kind = kind WHERE id % 2 = 0"]
     + ["SELECT a.kind, count(*) FROM accounts a JOIN entries e ON e.account_id = a.id GROUP BY 1"]
 )
 
