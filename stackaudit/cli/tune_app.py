@@ -1,0 +1,188 @@
+"""`stackaudit tune app` and `stackaudit tune redis`: parse, call, render (on the `tune` group)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stackaudit.cli.common import (
+    ComposeFileOpt,
+    ConfigOpt,
+    OutOpt,
+    PgOpt,
+    ProjectDirOpt,
+    RedisOpt,
+    build_settings,
+    console,
+    dumps_json,
+    fail,
+    write_output,
+)
+from stackaudit.cli.tune import tune_app
+from stackaudit.facts import Facts, collect
+from stackaudit.facts.app import live_connections
+from stackaudit.tuning.appserver import (
+    AppTuning,
+    PostgresLimits,
+    Resources,
+    postgres_limits,
+    recommend,
+)
+from stackaudit.tuning.redis import RedisAdvice, advise
+from stackaudit.units import format_bytes, parse_size
+
+APP_SOURCES = "host,docker,compose,env,app,postgres"
+REDIS_SOURCES = "host,docker,compose,env,app,redis"
+
+
+class Output(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+FormatOpt = Annotated[Output, typer.Option("--format", help="text or json.")]
+FactsOpt = Annotated[Path | None, typer.Option("--facts", help="Use a saved facts snapshot.")]
+
+
+def _facts(facts_file: Path | None, sources: str, **options: object) -> Facts:
+    if facts_file is not None:
+        try:
+            return Facts.load(facts_file)
+        except ValueError as exc:
+            fail(str(exc))
+    settings = build_settings(sources=sources, **options)  # type: ignore[arg-type]
+    with console.status("collecting…"):
+        return collect(settings)
+
+
+def _memory(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        fail(f"--memory: {exc}")
+
+
+@tune_app.command("app")
+def tune_app_servers(
+    cpus: Annotated[float | None, typer.Option("--cpus", min=0.5, help="Plan for this many cores.")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", help="Plan for this RAM (e.g. 8GiB).")] = None,
+    max_connections: Annotated[int | None, typer.Option(
+        "--max-connections", min=1, help="max_connections when PostgreSQL is not reached.")] = None,
+    output_format: FormatOpt = Output.text,
+    facts_file: FactsOpt = None,
+    project_dir: ProjectDirOpt = None,
+    compose_file: ComposeFileOpt = None,
+    pg: PgOpt = None,
+    config: ConfigOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Workers, threads, pools and job concurrency for the cores and memory, the PostgreSQL
+    connection budget with its arithmetic, and the .env lines to change.
+
+    Example: stackaudit tune app -p /srv/app --pg postgresql://postgres@127.0.0.1/app
+
+    Example (what if): stackaudit tune app -p /srv/app --cpus 8 --memory 16GiB --format json
+    """
+    facts = _facts(facts_file, APP_SOURCES, config=config, project_dir=project_dir,
+                   compose_file=compose_file, pg=pg)
+    processes = facts.get("app").get("processes") or []
+    if not processes:
+        fail(f"no app server found in the compose services ({facts.why_missing('app')})")
+    host = facts.get("host")
+    cores = cpus or host.get("cpu_limit_cores") or host.get("cpu_count")
+    if not cores:
+        fail("cannot read this host's CPUs: pass --cpus")
+    memory_bytes = _memory(memory) or host.get("memory_limit_bytes") or host.get("memory_total_bytes")
+    limits = postgres_limits(facts.get("postgres"))
+    if max_connections is not None:
+        limits = PostgresLimits(max_connections, limits.superuser_reserved if limits else 3,
+                                limits.reserved if limits else 0, "--max-connections")
+    elif limits is None:
+        limits = PostgresLimits(100, 3, 0, "PostgreSQL defaults (server not reached)")
+        console.print("[yellow]PostgreSQL not reached: budget against the defaults max_connections 100, "
+                      "superuser_reserved_connections 3[/]", highlight=False)
+    tuning = recommend(processes, Resources(float(cores), memory_bytes), limits)
+    live = live_connections(facts)
+    if output_format == Output.json:
+        write_output(dumps_json({**tuning.to_json(), "live_connections": live,
+                                 "resources": {"cores": cores, "memory_bytes": memory_bytes}}), out)
+        return
+    write_output(_app_text(tuning, live), out)
+
+
+def _app_text(tuning: AppTuning, live: list[dict[str, object]]) -> str:
+    lines: list[str] = []
+    if tuning.budget_now is not None:
+        lines += ["Connection budget (now):", *[f"  {x}" for x in tuning.budget_now.arithmetic()],
+                  tuning.budget_now.verdict()]
+    if tuning.pool_note:
+        lines += ["", tuning.pool_note]
+    for row in live:
+        if row.get("note"):
+            lines.append(f"  live: {row.get('service') or 'unattributed'}: {row.get('live')} sessions "
+                         f"(estimate {row.get('estimated_max')}): {row['note']}")
+    lines += ["", "Recommendations:"]
+    for advice in tuning.services:
+        changes = [f"{k} {advice.current.get(k)} -> {v}" for k, v in advice.recommended.items()
+                   if v != advice.current.get(k)]
+        lines.append(f"  {advice.service} ({advice.kind}): {', '.join(changes) or 'keep as is'}")
+        lines += [f"    - {reason}" for reason in advice.reasons]
+        lines += [f"    - change by hand: {item}" for item in advice.manual]
+        shared = {k: v for k, v in advice.env.items() if k not in tuning.env}
+        lines += [f"    - in this service's environment: {k}={v}" for k, v in shared.items()]
+    if tuning.budget_after is not None:
+        lines += ["", "Connection budget (after):", *[f"  {x}" for x in tuning.budget_after.arithmetic()],
+                  tuning.budget_after.verdict()]
+    lines += ["", ".env lines to change:" if tuning.env else "No .env change.", *tuning.env_lines()]
+    lines.append("Restart the changed services, then measure with `stackaudit verify`.")
+    return "\n".join(lines)
+
+
+@tune_app.command("redis")
+def tune_redis(
+    memory: Annotated[str | None, typer.Option(
+        "--memory", help="The Redis container's memory limit to plan for (e.g. 512m).")] = None,
+    output_format: FormatOpt = Output.text,
+    facts_file: FactsOpt = None,
+    redis: RedisOpt = None,
+    project_dir: ProjectDirOpt = None,
+    compose_file: ComposeFileOpt = None,
+    config: ConfigOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """maxmemory (below the container limit, with headroom for the save fork's copy-on-write) and
+    maxmemory-policy (noeviction for a job queue), as redis.conf lines and a compose `command:`.
+
+    Example: stackaudit tune redis -p /srv/app
+
+    Example: stackaudit tune redis --redis redis://:PASSWORD@127.0.0.1:6379/0 --memory 512m
+    """
+    facts = _facts(facts_file, REDIS_SOURCES, config=config, project_dir=project_dir,
+                   compose_file=compose_file, redis=redis)
+    instances = [i for i in facts.get("redis").get("instances") or [] if i.get("readable", True)]
+    if not instances:
+        fail(f"no Redis could be read: {facts.why_missing('redis')}")
+    advice = [advise(instance, _memory(memory)) for instance in instances]
+    if output_format == Output.json:
+        write_output(dumps_json({"instances": [a.to_json() for a in advice]}), out)
+        return
+    write_output("\n\n".join(_redis_text(a) for a in advice), out)
+
+
+def _redis_text(advice: RedisAdvice) -> str:
+    current = advice.current_maxmemory_bytes
+    lines = [f"Redis {advice.service or advice.target}: container limit {format_bytes(advice.limit_bytes)}, "
+             f"maxmemory {format_bytes(current) if current else 'unset'}, "
+             f"policy {advice.current_policy or 'unknown'}"]
+    lines += [f"  - {reason}" for reason in advice.reasons]
+    lines += ["redis.conf:", *[f"  {line}" for line in advice.conf_lines()]]
+    lines += ["compose:", f"  command: {json.dumps(advice.compose_command())}"]
+    lines.append("Live, without restart: " + "; ".join(f"redis-cli CONFIG SET {line}"
+                                                       for line in advice.conf_lines()))
+    return "\n".join(lines)
