@@ -20,8 +20,8 @@ ALL_SOURCES: tuple[str, ...] = (
     "docker",
     "compose",
     "env",
-    "app",
     "postgres",
+    "app",  # after postgres: it cross-checks the static estimate with live sessions
     "redis",
     "monitoring",
     "tls",

@@ -4,7 +4,7 @@ Each source is a module here with `collect(ctx: CollectContext) -> dict` returni
 A collector raises `SourceUnavailable` (or anything else) when the whole source cannot be read, and
 calls `ctx.error(...)` for a part it could not read; both end up in `Facts.errors` and the audit goes
 on. Sources run in the order of ALL_SOURCES so later ones (postgres, redis) can use what earlier
-ones found (compose services, container addresses).
+ones found (compose services, container addresses, live PostgreSQL sessions).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any
 
 from stackaudit.facts import CollectContext
 from stackaudit.facts.envfile import EnvEntry, mapping_lookup, parse_dotenv_lenient
+from stackaudit.facts.secrets_git import git_status
 from stackaudit.redact import is_secret_key, remember
 
 # Values that anyone guessing would try first, and the placeholders of popular examples.
@@ -103,6 +104,7 @@ def file_facts(ctx: CollectContext, path: Path, project: str | None) -> dict[str
         "group": _group_name(info.st_gid),
         "group_readable": bool(mode & stat.S_IRGRP),
         "world_readable": bool(mode & stat.S_IROTH),
+        "git": git_status(path),  # tracked / ignored, asked of git itself (SEC002)
     })
     try:
         text = path.read_text(encoding="utf-8")

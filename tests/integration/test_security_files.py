@@ -1,0 +1,215 @@
+"""SEC001/SEC002 end to end: real files with real permissions in a real git repository.
+
+The env collector reads the files; git itself says what is tracked and ignored (secrets_git).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import stackaudit.rules.security  # noqa: F401 - registers the SEC rules
+from stackaudit.config import Settings
+from stackaudit.facts import CollectContext, Facts
+from stackaudit.facts import env as env_collector
+from stackaudit.facts.secrets_git import git_status
+from stackaudit.model import Severity
+from stackaudit.rules import REGISTRY
+from tests.services import RedisServer
+
+pytestmark = pytest.mark.integration
+
+SECRETS = (
+    "DATABASE_URL=postgres://shop:Xq81vLm2pR7s@db/shop\nSECRET_KEY_BASE=9f2c4e1a7b3d5f6e8a0c2b4d6f8e0a1c\n"
+)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def write(path: Path, text: str, mode: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A compose project in a git repository: .env ignored (600), .env.production not ignored (644),
+    secrets.env committed, .env.example committed (a template)."""
+    root = tmp_path / "shop"
+    root.mkdir()
+    git(root, "init", "-q")
+    write(root / ".gitignore", ".env\n*.local\n", 0o644)
+    write(root / ".env", SECRETS, 0o600)
+    write(root / ".env.production", SECRETS, 0o644)
+    write(root / "secrets.env", SECRETS, 0o640)
+    write(root / ".env.example", "SECRET_KEY_BASE=changeme\n", 0o644)
+    git(root, "add", ".gitignore", "secrets.env", ".env.example")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+def collect_env(project_dir: Path) -> Facts:
+    compose = {
+        "projects": [
+            {
+                "name": "shop",
+                "dir": str(project_dir),
+                "files": [str(project_dir / "compose.yaml")],
+                "services": {"web": {"name": "web", "env_files": [str(project_dir / "secrets.env")]}},
+                "literal_secrets": [],
+            }
+        ]
+    }
+    facts = Facts(data={"compose": compose})
+    ctx = CollectContext(settings=Settings(), facts=facts, source="env")
+    facts.data["env"] = env_collector.collect(ctx)
+    return facts
+
+
+def findings(code: str, facts: Facts) -> dict[str, tuple[Severity, str]]:
+    registered = REGISTRY[code]
+    return {
+        h.subject: (registered.severity if h.severity is None else h.severity, h.message)
+        for h in registered.check(facts, Settings())
+    }
+
+
+def test_git_status_asks_git(project: Path) -> None:
+    assert git_status(project / ".env") == {
+        "tracked": False,
+        "ignored": True,
+        "repo": str(project),
+        "error": None,
+    }
+    assert git_status(project / "secrets.env")["tracked"] is True
+    unignored = git_status(project / ".env.production")
+    assert unignored["tracked"] is False and unignored["ignored"] is False
+    # git's own matching: a nested .gitignore with a negation, which a home-made matcher gets wrong
+    write(project / "deploy" / ".gitignore", "*.env\n!public.env\n", 0o644)
+    write(project / "deploy" / "prod.env", SECRETS, 0o600)
+    write(project / "deploy" / "public.env", "APP_NAME=shop\n", 0o644)
+    assert git_status(project / "deploy" / "prod.env")["ignored"] is True
+    assert git_status(project / "deploy" / "public.env")["ignored"] is False
+
+
+def test_git_status_outside_a_repository(tmp_path: Path) -> None:
+    path = write(tmp_path / "loose" / ".env", SECRETS, 0o600)
+    assert git_status(path) == {"tracked": False, "ignored": False, "repo": None, "error": None}
+
+
+def test_repository_of_another_user_is_reported_not_entered(project: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root to give the repository to another user")
+    subprocess.run(["chown", "-R", "65534:65534", str(project)], check=True)
+    status = git_status(project / ".env")
+    assert status["repo"] is None and "dubious ownership" in str(status["error"])
+
+
+def test_sec001_and_sec002_on_real_files(project: Path) -> None:
+    facts = collect_env(project)
+    files: dict[str, Any] = {Path(f["path"]).name: f for f in facts["env"]["files"]}
+    assert files[".env"]["git"]["ignored"] is True and files["secrets.env"]["git"]["tracked"] is True
+
+    sec001 = findings("SEC001", facts)
+    assert set(sec001) == {str(project / ".env.production"), str(project / "secrets.env")}
+    assert sec001[str(project / ".env.production")][0] == Severity.HIGH  # 0644: every user
+    assert sec001[str(project / "secrets.env")][0] == Severity.MEDIUM  # 0640: the group
+    assert "0644" in sec001[str(project / ".env.production")][1]
+
+    sec002 = findings("SEC002", facts)
+    assert set(sec002) == {str(project / ".env.production"), str(project / "secrets.env")}
+    assert (
+        sec002[str(project / "secrets.env")][0] == Severity.HIGH
+        and "tracked" in sec002[str(project / "secrets.env")][1]
+    )
+    assert sec002[str(project / ".env.production")][0] == Severity.MEDIUM
+
+    # The template is committed and world-readable by design, with a placeholder: no finding at all.
+    assert not any(".env.example" in s for s in {**sec001, **sec002, **findings("SEC003", facts)})
+
+
+def test_fixing_the_files_silences_the_rules(project: Path) -> None:
+    (project / ".env.production").chmod(0o600)
+    (project / "secrets.env").chmod(0o600)
+    (project / ".gitignore").write_text(".env\n.env.production\nsecrets.env\n")
+    git(project, "rm", "-q", "--cached", "secrets.env")
+    facts = collect_env(project)
+    assert findings("SEC001", facts) == {}
+    assert findings("SEC002", facts) == {}
+
+
+# --- SEC005 end to end: a real Redis with and without requirepass -----------------------------------
+
+
+def test_sec005_real_redis_with_and_without_password(redis_factory: Callable[..., RedisServer]) -> None:
+    from stackaudit.facts import redis as redis_collector
+
+    def sec005_for(url: str) -> dict[str, tuple[Severity, str]]:
+        facts = Facts()
+        ctx = CollectContext(settings=Settings(redis_url=url), facts=facts, source="redis")
+        facts.data["redis"] = redis_collector.collect(ctx)
+        return findings("SEC005", facts)
+
+    open_redis = redis_factory()
+    hits = sec005_for(open_redis.url)
+    assert len(hits) == 1 and "without a password" in next(iter(hits.values()))[1]
+
+    protected = redis_factory(password="Kx93-redis-pass")
+    assert sec005_for(protected.url) == {}
+
+
+# --- the compose corpus through the real compose collector ------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def audit_files(project_dir: Path) -> dict[str, set[str]]:
+    from stackaudit.facts import collect
+    from stackaudit.rules import evaluate
+
+    settings = Settings(project_dirs=(project_dir,), sources=("compose", "env"), select=("SEC",))
+    found, _ = evaluate(collect(settings), settings)
+    by_code: dict[str, set[str]] = {}
+    for finding in found:
+        by_code.setdefault(finding.code, set()).add(finding.subject)
+    return by_code
+
+
+def test_reference_stack_errata_16_and_exposures() -> None:
+    found = audit_files(REPO / "stackaudit" / "examples" / "reference-stack")
+    # ERRATA 16: FORCE_SSL/ASSUME_SSL false behind cloudflared is reported for the web app only
+    assert found["SEC007"] == {"reference-stack/web"}
+    assert found["SEC004"] == {"reference-stack/db"}  # "5432:5432"
+    assert "reference-stack/cadvisor" in found["SEC008"]  # INFO: an expected agent
+    assert found["SEC009"] == {"reference-stack/db", "reference-stack/redis"}  # postgres:18, redis:8
+
+
+def test_rails_corpus_without_a_proxy_has_no_ssl_finding() -> None:
+    found = audit_files(REPO / "tests" / "facts" / "compose_corpus" / "rails_stack")
+    assert "SEC007" not in found  # the app is published directly on 3000: no TLS proxy in evidence
+    assert "rails_stack/grafana GF_SECURITY_ADMIN_PASSWORD" in found["SEC003"]
+    assert found["SEC004"] == {"rails_stack/db"}  # "5432:5432"; redis has no published port

@@ -1,0 +1,475 @@
+"""SEC001-SEC009 on facts snapshots: each fires, and a near miss stays silent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stackaudit.rules.security  # noqa: F401 - registers the SEC rules
+from stackaudit.config import Settings
+from stackaudit.facts import Facts
+from stackaudit.model import Severity
+from stackaudit.rules import REGISTRY
+from stackaudit.rules.security import tag_risk
+
+
+def run(code: str, data: dict[str, Any], settings: Settings | None = None) -> list[tuple[str, Severity, str]]:
+    registered = REGISTRY[code]
+    hits = registered.check(Facts(data=data), settings or Settings())
+    return [(h.subject, registered.severity if h.severity is None else h.severity, h.message) for h in hits]
+
+
+def service(name: str, image: str | None, **extra: Any) -> dict[str, Any]:
+    shape: dict[str, Any] = {
+        "name": name,
+        "project": "shop",
+        "image": image,
+        "environment": {},
+        "ports": [],
+        "volumes": [],
+        "labels": {},
+        "privileged": False,
+        "network_mode": None,
+        "profiles": [],
+    }
+    shape.update(extra)
+    return shape
+
+
+def compose(*services: dict[str, Any], literal_secrets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "compose": {
+            "projects": [
+                {
+                    "name": "shop",
+                    "dir": "/srv/shop",
+                    "files": ["/srv/shop/compose.yaml"],
+                    "services": {s["name"]: s for s in services},
+                    "literal_secrets": literal_secrets or [],
+                }
+            ]
+        }
+    }
+
+
+def port(published: str | None, target: int, host_ip: str | None = None) -> dict[str, Any]:
+    return {"host_ip": host_ip, "published": published, "target": target, "protocol": "tcp"}
+
+
+def env_file(path: str = "/srv/shop/.env", **extra: Any) -> dict[str, Any]:
+    shape: dict[str, Any] = {
+        "path": path,
+        "project": "shop",
+        "exists": True,
+        "mode": 0o600,
+        "owner_uid": 1000,
+        "owner": "deploy",
+        "group_readable": False,
+        "world_readable": False,
+        "keys": ["DATABASE_URL", "SECRET_KEY_BASE"],
+        "secret_keys": ["SECRET_KEY_BASE"],
+        "weak_values": [],
+    }
+    shape.update(extra)
+    return shape
+
+
+# --- SEC001 ---------------------------------------------------------------------------------------
+
+
+def test_sec001_fires_on_world_readable_env_file() -> None:
+    hits = run("SEC001", {"env": {"files": [env_file(mode=0o644, group_readable=True, world_readable=True)]}})
+    assert [(s, sev) for s, sev, _ in hits] == [("/srv/shop/.env", Severity.HIGH)]
+    assert "0644" in hits[0][2] and "every user" in hits[0][2]
+
+
+def test_sec001_fires_medium_when_group_readable_and_mode_is_a_string() -> None:
+    hits = run(
+        "SEC001", {"env": {"files": [env_file(mode="0640", group_readable=None, world_readable=None)]}}
+    )
+    assert [sev for _, sev, _ in hits] == [Severity.MEDIUM]
+
+
+def test_sec001_silent_for_mode_600_and_for_files_without_secrets() -> None:
+    no_secrets = env_file(path="/srv/shop/app.conf", mode=0o644, world_readable=True, secret_keys=[])
+    assert run("SEC001", {"env": {"files": [env_file(), no_secrets]}}) == []
+
+
+def test_sec001_fires_when_owned_by_another_account() -> None:
+    hits = run("SEC001", {"env": {"files": [env_file(owner_uid=1001, dir_owner_uid=1000)]}})
+    assert len(hits) == 1 and "uid 1001" in hits[0][2]
+    # root-owned or same owner: no ownership finding
+    assert (
+        run(
+            "SEC001",
+            {
+                "env": {
+                    "files": [
+                        env_file(owner_uid=0, dir_owner_uid=1000),
+                        env_file(owner_uid=1000, dir_owner_uid=1000),
+                    ]
+                }
+            },
+        )
+        == []
+    )
+
+
+# --- SEC002 ---------------------------------------------------------------------------------------
+
+
+def test_sec002_fires_on_tracked_and_unignored_files() -> None:
+    tracked = env_file(git={"tracked": True, "ignored": False, "repo": "/srv/shop"})
+    unignored = env_file(
+        path="/srv/shop/.env.production", git={"tracked": False, "ignored": False, "repo": "/srv/shop"}
+    )
+    hits = run("SEC002", {"env": {"files": [tracked, unignored]}})
+    assert [(s, sev) for s, sev, _ in hits] == [
+        ("/srv/shop/.env", Severity.HIGH),
+        ("/srv/shop/.env.production", Severity.MEDIUM),
+    ]
+
+
+def test_sec002_silent_when_ignored_or_outside_a_repository() -> None:
+    ignored = env_file(git={"tracked": False, "ignored": True, "repo": "/srv/shop"})
+    no_repo = env_file(path="/etc/shop/.env", git={"tracked": False, "ignored": False, "repo": None})
+    assert run("SEC002", {"env": {"files": [ignored, no_repo, env_file()]}}) == []
+
+
+# --- SEC003 ---------------------------------------------------------------------------------------
+
+
+def test_sec003_fires_on_literal_and_default_secrets_and_weak_values() -> None:
+    data = compose(
+        service("db", "postgres:16.4"),
+        literal_secrets=[
+            {
+                "service": "db",
+                "key": "POSTGRES_PASSWORD",
+                "file": "/srv/shop/compose.yaml",
+                "line": 12,
+                "kind": "literal",
+            },
+            {
+                "service": "web",
+                "key": "SECRET_KEY_BASE",
+                "file": "/srv/shop/compose.yaml",
+                "line": 30,
+                "kind": "default",
+            },
+        ],
+    )
+    data["env"] = {
+        "files": [
+            env_file(
+                weak_values=[
+                    {"key": "POSTGRES_PASSWORD", "line": 3, "reason": "a well-known default password"}
+                ]
+            )
+        ]
+    }
+    hits = run("SEC003", data)
+    messages = [m for _, _, m in hits]
+    assert "/srv/shop/compose.yaml:12" in messages[0] and "literally" in messages[0]
+    assert "/srv/shop/compose.yaml:30" in messages[1] and "${VAR:-...}" in messages[1]
+    assert "/srv/shop/.env:3" in messages[2] and hits[2][1] == Severity.HIGH
+
+
+def test_sec003_silent_without_literal_secrets_or_weak_values() -> None:
+    data = compose(service("db", "postgres:16.4", environment={"POSTGRES_PASSWORD": "***"}))
+    data["env"] = {"files": [env_file()]}
+    assert run("SEC003", data) == []
+
+
+# --- SEC004 ---------------------------------------------------------------------------------------
+
+
+def test_sec004_fires_on_datastores_published_on_all_interfaces() -> None:
+    data = compose(
+        service("db", "postgres:16.4", ports=[port("5432", 5432)]),
+        service("cache", "redis:7.4", ports=[port("6379", 6379, "0.0.0.0")]),
+        service("search", "elasticsearch:8.15.0", ports=[port(None, 9200)]),
+    )
+    hits = run("SEC004", data)
+    assert [s for s, _, _ in hits] == ["shop/db", "shop/cache", "shop/search"]
+    assert "0.0.0.0:5432->5432" in hits[0][2]
+    assert "random host port" in hits[2][2]
+
+
+def test_sec004_fires_critical_for_open_redis() -> None:
+    data = compose(service("cache", "redis:7.4", ports=[port("6379", 6379)]))
+    data["redis"] = {
+        "instances": [{"service": "cache", "target": "redis://cache:6379", "auth_required": False}]
+    }
+    assert [sev for _, sev, _ in run("SEC004", data)] == [Severity.CRITICAL]
+
+
+def test_sec004_silent_on_loopback_unpublished_and_non_datastores() -> None:
+    data = compose(
+        service("db", "postgres:16.4", ports=[port("5432", 5432, "127.0.0.1")]),
+        service("cache", "redis:7.4"),
+        service("web", "ghcr.io/shop/web:1.2", ports=[port("80", 3000)]),
+    )
+    assert run("SEC004", data) == []
+
+
+def test_sec004_fires_on_running_containers_too() -> None:
+    data = {
+        "docker": {
+            "containers": [
+                {
+                    "name": "legacy-mysql",
+                    "image": "mysql:8.0.39",
+                    "compose_project": None,
+                    "compose_service": None,
+                    "ports": [
+                        {"host_ip": "::", "host_port": 3306, "container_port": 3306, "protocol": "tcp"},
+                        {
+                            "host_ip": "127.0.0.1",
+                            "host_port": 33060,
+                            "container_port": 33060,
+                            "protocol": "tcp",
+                        },
+                    ],
+                }
+            ]
+        }
+    }
+    hits = run("SEC004", data)
+    assert len(hits) == 1 and "3306" in hits[0][2] and "33060" not in hits[0][2]
+
+
+# --- SEC005 ---------------------------------------------------------------------------------------
+
+
+def test_sec005_fires_on_redis_without_password() -> None:
+    data = {
+        "redis": {
+            "instances": [
+                {"service": "cache", "target": "redis://cache:6379/0", "auth_required": False},
+                {"service": "queue", "target": "redis://:***@queue:6379/0", "auth_required": True},
+                {"service": "unknown", "target": "redis://x:6379/0", "auth_required": None},
+            ]
+        }
+    }
+    hits = run("SEC005", data)
+    assert [s for s, _, _ in hits] == ["redis cache"]
+
+
+def test_sec005_fires_on_postgres_trust_md5_and_superuser_app() -> None:
+    data = compose(
+        service(
+            "db", "postgres:16.4", environment={"POSTGRES_HOST_AUTH_METHOD": "trust", "POSTGRES_USER": "shop"}
+        ),
+        service(
+            "web", "ghcr.io/shop/web:1.2", environment={"DATABASE_URL": "postgres://shop:***@db:5432/shop"}
+        ),
+    )
+    data["postgres"] = {
+        "settings": {"password_encryption": {"setting": "md5"}},
+        "hba": [
+            {
+                "line_number": 99,
+                "type": "host",
+                "address": "0.0.0.0",
+                "netmask": "0.0.0.0",
+                "auth_method": "trust",
+            },
+            {"line_number": 98, "type": "host", "address": "127.0.0.1", "auth_method": "trust"},
+            {"line_number": 97, "type": "local", "auth_method": "trust"},
+        ],
+    }
+    hits = run("SEC005", data)
+    subjects = [s for s, _, _ in hits]
+    assert subjects == ["shop/db", "pg_hba pg_hba.conf:99", "postgres password_encryption", "shop/web"]
+    assert hits[0][1] == Severity.CRITICAL and "connects to db as shop" in hits[3][2]
+
+
+def test_sec005_silent_with_scram_and_an_app_role() -> None:
+    data = compose(
+        service("db", "postgres:16.4", environment={"POSTGRES_USER": "admin"}),
+        service(
+            "web", "ghcr.io/shop/web:1.2", environment={"DATABASE_URL": "postgres://shop:***@db:5432/shop"}
+        ),
+    )
+    data["postgres"] = {
+        "settings": {"password_encryption": {"setting": "scram-sha-256"}},
+        "hba": [{"line_number": 100, "type": "host", "address": "all", "auth_method": "scram-sha-256"}],
+        "is_superuser": True,
+    }  # the audit's own connection, not the app's
+    assert run("SEC005", data) == []
+
+
+# --- SEC006 ---------------------------------------------------------------------------------------
+
+
+def cert(domain: str, days: float | None, reachable: bool = True, error: str | None = None) -> dict[str, Any]:
+    return {
+        "domain": domain,
+        "reachable": reachable,
+        "error": error,
+        "days_left": days,
+        "verified": True,
+        "verify_error": None,
+        "not_after": "2030-01-01T00:00:00+00:00",
+        "issuer_cn": "R11",
+    }
+
+
+def test_sec006_fires_on_expiring_expired_and_unreachable() -> None:
+    data = {
+        "tls": {
+            "certificates": [
+                cert("a.example", 12.5),
+                cert("b.example", -2.0),
+                cert("c.example", None, reachable=False, error="connection refused"),
+            ]
+        }
+    }
+    hits = run("SEC006", data)
+    assert [(s, sev) for s, sev, _ in hits] == [
+        ("a.example", Severity.HIGH),
+        ("b.example", Severity.CRITICAL),
+        ("c.example", Severity.INFO),
+    ]
+    assert "12.5 days" in hits[0][2] and "expired 2.0 days ago" in hits[1][2]
+
+
+def test_sec006_silent_beyond_threshold_and_threshold_is_configurable() -> None:
+    data = {"tls": {"certificates": [cert("a.example", 30.0)]}}
+    assert run("SEC006", data) == []
+    strict = Settings(thresholds={"SEC006": {"days": 45}})
+    assert len(run("SEC006", data, strict)) == 1
+
+
+# --- SEC007 (ERRATA 16) ---------------------------------------------------------------------------
+
+RAILS_OFF = {"RAILS_FORCE_SSL": "false", "RAILS_ASSUME_SSL": "false"}
+
+
+def test_sec007_fires_on_rails_ssl_off_behind_cloudflared() -> None:
+    data = compose(
+        service("web", "ghcr.io/shop/web:1.2", environment=RAILS_OFF),
+        service("tunnel", "cloudflare/cloudflared:2024.9.1"),
+    )
+    hits = run("SEC007", data)
+    assert len(hits) == 1
+    assert "RAILS_FORCE_SSL=false, RAILS_ASSUME_SSL=false" in hits[0][2] and "cloudflared" in hits[0][2]
+
+
+def test_sec007_fires_with_loopback_port_or_configured_domain() -> None:
+    loopback = compose(
+        service("web", "shop/web:1", environment=RAILS_OFF, ports=[port("3000", 3000, "127.0.0.1")])
+    )
+    assert len(run("SEC007", loopback)) == 1
+    bare = compose(service("web", "shop/web:1", environment=RAILS_OFF))
+    assert len(run("SEC007", bare, Settings(tls_domains=("shop.example",)))) == 1
+
+
+def test_sec007_silent_when_assume_ssl_true_or_no_proxy() -> None:
+    assumed = compose(
+        service("web", "shop/web:1", environment={"RAILS_FORCE_SSL": "false", "RAILS_ASSUME_SSL": "true"}),
+        service("proxy", "traefik:v3.1"),
+    )
+    assert run("SEC007", assumed) == []
+    direct = compose(service("web", "shop/web:1", environment=RAILS_OFF, ports=[port("80", 3000)]))
+    assert run("SEC007", direct) == []
+
+
+def test_sec007_fires_on_django_without_proxy_header() -> None:
+    django = service(
+        "web",
+        "shop/web:1",
+        environment={"DJANGO_SETTINGS_MODULE": "shop.settings"},
+        labels={"traefik.http.routers.web.tls.certresolver": "le"},
+    )
+    hits = run("SEC007", compose(django))
+    assert len(hits) == 1 and "SECURE_PROXY_SSL_HEADER" in hits[0][2] and hits[0][1] == Severity.LOW
+    django["environment"]["DJANGO_SECURE_PROXY_SSL_HEADER"] = "HTTP_X_FORWARDED_PROTO,https"
+    assert run("SEC007", compose(django)) == []
+
+
+# --- SEC008 ---------------------------------------------------------------------------------------
+
+SOCKET = {
+    "type": "bind",
+    "source": "/var/run/docker.sock",
+    "target": "/var/run/docker.sock",
+    "read_only": True,
+}
+
+
+def test_sec008_fires_on_socket_privileged_host_network() -> None:
+    data = compose(
+        service("ci", "gitlab/gitlab-runner:v17.3.1", volumes=[SOCKET]),
+        service("vpn", "shop/vpn:1", privileged=True),
+        service("web", "shop/web:1", network_mode="host"),
+        service("cadvisor", "gcr.io/cadvisor/cadvisor:v0.49.1", privileged=True, volumes=[SOCKET]),
+    )
+    hits = {s: (sev, m) for s, sev, m in run("SEC008", data)}
+    assert hits["shop/ci"][0] == Severity.HIGH and "Docker socket" in hits["shop/ci"][1]
+    assert hits["shop/vpn"][0] == Severity.HIGH
+    assert hits["shop/web"][0] == Severity.MEDIUM
+    assert hits["shop/cadvisor"][0] == Severity.INFO and "expected" in hits["shop/cadvisor"][1]
+
+
+def test_sec008_silent_for_plain_services() -> None:
+    data = compose(
+        service(
+            "web",
+            "shop/web:1",
+            network_mode="bridge",
+            volumes=[{"type": "bind", "source": "/srv/shop/storage", "target": "/app/storage"}],
+        )
+    )
+    assert run("SEC008", data) == []
+
+
+# --- SEC009 ---------------------------------------------------------------------------------------
+
+
+def test_sec009_fires_on_floating_tags_by_datastore() -> None:
+    data = compose(
+        service("db", "postgres:latest"),
+        service("cache", "redis"),
+        service("mq", "rabbitmq:3-management"),
+        service("db2", "postgres:16"),
+    )
+    hits = {s: sev for s, sev, _ in run("SEC009", data)}
+    assert hits == {
+        "shop/db": Severity.HIGH,
+        "shop/cache": Severity.MEDIUM,
+        "shop/mq": Severity.LOW,
+        "shop/db2": Severity.LOW,
+    }
+
+
+def test_sec009_silent_when_pinned() -> None:
+    data = compose(
+        service("db", "postgres:16.4-alpine"),
+        service("cache", "redis:7.4.1"),
+        service("db2", "postgres@sha256:" + "a" * 64),
+        service("web", "shop/web:latest"),
+    )
+    assert run("SEC009", data) == []
+
+
+def test_tag_risk_table() -> None:
+    def severity(kind: str, tag: str | None, digest: str | None = None) -> Severity | None:
+        risk = tag_risk(kind, tag, digest)
+        return None if risk is None else risk[0]
+
+    assert severity("postgres", None) == severity("postgres", "latest") == Severity.HIGH
+    assert severity("postgres", "alpine") == Severity.HIGH
+    assert severity("memcached", "latest") == Severity.MEDIUM
+    assert severity("postgres", "16-bookworm") == Severity.LOW
+    assert severity("postgres", "16.4") is None
+    assert severity("postgres", "latest", "sha256:abc") is None
+
+
+def test_sec007_silent_for_job_runners_behind_the_same_proxy() -> None:
+    worker = service("worker", "shop/web:1", environment=RAILS_OFF, command=["bundle", "exec", "sidekiq"])
+    data = compose(worker, service("tunnel", "cloudflare/cloudflared:2024.9.1"))
+    assert run("SEC007", data) == []
+    # the app facts' role wins over the command
+    data["app"] = {"processes": [{"project": "shop", "service": "worker", "role": "web"}]}
+    assert len(run("SEC007", data)) == 1
