@@ -73,7 +73,7 @@ def test_pg002_silent_when_close() -> None:
 
 # PG003 -----------------------------------------------------------------------------------
 
-def test_pg003_flags_the_reference_reports_work_mem_with_the_arithmetic() -> None:
+def test_pg003_fires_on_the_reference_reports_work_mem_with_the_arithmetic() -> None:
     facts = reference_facts(REPORT_SETTINGS, source="command line")
     [hit] = hits(work_mem_overcommit, facts)
     # 100 x 256MB x 2 = 50GB alone is more than the 23GB of RAM
@@ -86,7 +86,7 @@ def test_pg003_flags_the_reference_reports_work_mem_with_the_arithmetic() -> Non
     assert evidence["worst_case_bytes"].observed > evidence["worst_case_bytes"].expected
 
 
-def test_pg003_high_when_over_budget_but_under_ram() -> None:
+def test_pg003_fires_high_when_over_budget_but_under_ram() -> None:
     # (100 + 4) x 96MB x 2 = 19.5GB: above the ~16.7GB budget, below the 23GB of RAM
     [hit] = hits(work_mem_overcommit, reference_facts({"work_mem": "96MB", "max_parallel_workers": 4}))
     assert hit.severity == Severity.HIGH
