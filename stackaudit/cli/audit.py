@@ -13,12 +13,14 @@ from stackaudit.cli.app import app
 from stackaudit.cli.common import (
     ComposeFileOpt,
     ConfigOpt,
+    DomainOpt,
     FailOnOpt,
     Format,
     IgnoreOpt,
     OutOpt,
     PgOpt,
     ProjectDirOpt,
+    PrometheusOpt,
     RedisOpt,
     SelectOpt,
     SourcesOpt,
@@ -82,6 +84,8 @@ def audit(
     select: SelectOpt = None,
     ignore: IgnoreOpt = None,
     fail_on: FailOnOpt = None,
+    domain: DomainOpt = None,
+    prometheus_url: PrometheusOpt = None,
     config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
@@ -90,7 +94,8 @@ def audit(
     Example: stackaudit audit --project-dir /srv/app --format md --out report.md
     """
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources, select, ignore,
-                              fail_on, state_dir)
+                              fail_on, state_dir, tls_domains=tuple(domain) if domain else None,
+                              prometheus_url=prometheus_url)
     facts = None
     if facts_file is not None:
         try:
@@ -115,13 +120,16 @@ def collect_command(
     pg: PgOpt = None,
     redis: RedisOpt = None,
     sources: SourcesOpt = None,
+    domain: DomainOpt = None,
+    prometheus_url: PrometheusOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Write a redacted facts snapshot; `stackaudit audit --facts FILE` audits it anywhere.
 
     Example: stackaudit collect --project-dir /srv/app --out facts.json
     """
-    settings = build_settings(config, project_dir, compose_file, pg, redis, sources)
+    settings = build_settings(config, project_dir, compose_file, pg, redis, sources,
+                              tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url)
     facts = collect_with_progress(settings)
     write_output(json.dumps(facts.to_json(), indent=2, default=str), out)
     if not facts.data:

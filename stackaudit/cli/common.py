@@ -36,6 +36,12 @@ ComposeFileOpt = Annotated[
 ]
 PgOpt = Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (else libpq env or the stack).")]
 RedisOpt = Annotated[str | None, typer.Option("--redis", help="Redis URL (else the stack).")]
+DomainOpt = Annotated[
+    list[str] | None, typer.Option("--domain", help="A domain whose TLS certificate to check (repeatable).")
+]
+PrometheusOpt = Annotated[
+    str | None, typer.Option("--prometheus-url", help="Prometheus to ask for targets and rules.")
+]
 SourcesOpt = Annotated[
     str | None, typer.Option("--sources", help="Comma-separated sources to collect, e.g. compose,env.")
 ]
