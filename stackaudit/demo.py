@@ -39,7 +39,7 @@ INSERT INTO accounts (owner, kind)
   SELECT 'owner ' || g, (ARRAY['checking','savings','credit'])[1 + g % 3] FROM generate_series(1, 5000) g;
 INSERT INTO entries (account_id, amount, memo, booked_on)
   SELECT 1 + g % 5000, (g % 1000) / 7.0, md5(g::text) || md5((g * 7)::text), DATE '2024-01-01' + g % 700
-  FROM generate_series(1, 300000) g;
+  FROM generate_series(1, 150000) g;
 -- never used by any query below: PG301
 CREATE INDEX entries_memo_idx ON entries (memo);
 -- a left prefix of the next one: PG302

@@ -1,0 +1,35 @@
+"""`stackaudit demo` end to end: a real PostgreSQL 18, the example stack, both reports written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_writes_both_reports_with_measured_findings(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+           "STACKAUDIT_STATE_DIR": str(tmp_path / "state")}
+    result = subprocess.run([sys.executable, "-m", "stackaudit", "demo", "--out-dir", str(tmp_path)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    codes = {f["code"] for f in report["findings"]}
+    # From the seeded database: the duplicate index and the slow join.
+    assert {"PG302", "PG402"} <= codes
+    # From the example stack shaped like the reference report (ERRATA rows 3 and 16).
+    assert {"PG010", "SEC001", "SEC004", "SEC007"} <= codes
+    # ERRATA 14: 4 Puma workers x 8 threads + Sidekiq 15 fits in 97 connections: no budget finding.
+    assert "PG101" not in codes
+    assert report["facts"]["postgres"]["version"].startswith("18")
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Executive summary" in markdown and "PG302" in markdown
+    # The demo's throwaway secrets stay out of both reports.
+    for secret in ("demo-secret-key-base-not-for-production", "demo-tunnel-token-0000"):
+        assert secret not in markdown and secret not in json.dumps(report)
+    # The server it started is gone.
+    assert "stackaudit-demo-" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                    text=True).stdout
