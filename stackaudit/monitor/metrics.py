@@ -1,0 +1,167 @@
+"""Prometheus metrics of the check: served over HTTP or written for node_exporter's textfile collector.
+
+A custom collector (prometheus client_python's documented pattern for values computed on scrape:
+https://prometheus.github.io/client_python/collector/custom/) runs a quick check, at most every
+`max_age_seconds`, and turns its measurements into gauges. It reads the history for the forecast but
+never writes it: `check`/`watch` are the one writer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from stackaudit.fsutil import atomic_write
+from stackaudit.monitor.check import CheckResult
+
+PREFIX = "stackaudit_"
+TEXTFILE_NAME = "stackaudit.prom"
+
+# metric -> (help, label names). Units are in the names, as Prometheus' naming guide asks.
+GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "disk_used_ratio": (
+        "Used share of the mount as df computes it: used / (used + available).",
+        ("mountpoint", "device", "holds"),
+    ),
+    "disk_used_bytes": ("Bytes used on the mount.", ("mountpoint", "device", "holds")),
+    "disk_size_bytes": (
+        "Bytes a normal user can fill on the mount: used + available.",
+        ("mountpoint", "device", "holds"),
+    ),
+    "disk_free_bytes": ("Bytes available to a normal user on the mount.", ("mountpoint", "device", "holds")),
+    "disk_inodes_used_ratio": ("Used share of the mount's inodes.", ("mountpoint", "device", "holds")),
+    "disk_forecast_seconds_to_full": (
+        "Seconds until the mount is full at the recent fill rate (Theil-Sen "
+        "fit of the check history); absent when it is not filling.",
+        ("mountpoint",),
+    ),
+    "memory_available_ratio": ("Available memory over usable memory (host RAM or the cgroup limit).", ()),
+    "postgres_connections": ("PostgreSQL sessions (pg_stat_activity rows).", ()),
+    "postgres_connections_used_ratio": ("PostgreSQL sessions over max_connections.", ()),
+    "redis_memory_used_ratio": (
+        "Redis used memory over maxmemory or the container limit, the lower.",
+        ("instance",),
+    ),
+    "backup_age_seconds": ("Age of the newest verified backup, per database.", ("database",)),
+    "tls_certificate_expiry_seconds": ("Seconds until the TLS certificate expires.", ("domain",)),
+}
+
+
+def families(result: CheckResult) -> Iterator[Metric]:
+    """Every gauge of one check result."""
+    by_metric: dict[str, list[tuple[list[str], float]]] = defaultdict(list)
+    for m in result.measurements:
+        if m.metric in GAUGES:
+            names = GAUGES[m.metric][1]
+            by_metric[m.metric].append(([m.labels.get(n, "") for n in names], m.value))
+    for metric, rows in by_metric.items():
+        help_text, names = GAUGES[metric]
+        family = GaugeMetricFamily(PREFIX + metric, help_text, labels=list(names))
+        for values, value in rows:
+            family.add_metric(values, value)
+        yield family
+    yield from _findings(result)
+    yield from _check_info(result)
+
+
+def _findings(result: CheckResult) -> Iterator[Metric]:
+    counts = GaugeMetricFamily(
+        PREFIX + "findings", "Findings of the check rules, by severity.", labels=["severity"]
+    )
+    for severity, count in result.report.counts().items():
+        counts.add_metric([severity], count)
+    yield counts
+    active = GaugeMetricFamily(
+        PREFIX + "finding_active",
+        "1 for each finding of the check rules.",
+        labels=["code", "severity", "subject"],
+    )
+    for finding in result.report.findings:
+        active.add_metric([finding.code, finding.severity.label(), finding.subject], 1)
+    yield active
+
+
+def _check_info(result: CheckResult) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        PREFIX + "check_timestamp_seconds", "When the check ran (unix time).", value=result.ts
+    )
+    yield GaugeMetricFamily(
+        PREFIX + "check_duration_seconds", "How long the check took.", value=result.duration_seconds
+    )
+    up = GaugeMetricFamily(
+        PREFIX + "source_up", "1 when the source could be collected, else 0.", labels=["source"]
+    )
+    facts = result.report.facts
+    for source in sorted({*facts.data, *(e.source for e in facts.errors)}):
+        up.add_metric([source], 1.0 if facts.has(source) else 0.0)
+    yield up
+
+
+class CheckCollector(Collector):
+    """Runs `produce` on scrape, reusing the last result for `max_age_seconds` (scrapes are cheap)."""
+
+    def __init__(self, produce: Callable[[], CheckResult], max_age_seconds: float = 30.0) -> None:
+        self.produce = produce
+        self.max_age_seconds = max_age_seconds
+        self._lock = threading.Lock()
+        self._last: tuple[float, CheckResult] | None = None
+
+    def current(self) -> CheckResult:
+        with self._lock:
+            now = time.monotonic()
+            if self._last is None or now - self._last[0] >= self.max_age_seconds:
+                self._last = (now, self.produce())
+            return self._last[1]
+
+    def describe(self) -> list[Metric]:
+        return []  # do not run a check when the collector is registered
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(self.current())
+
+
+class ResultCollector(Collector):
+    """A fixed result: for the textfile written after a check."""
+
+    def __init__(self, result: CheckResult) -> None:
+        self.result = result
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(self.result)
+
+
+def registry_for(collector: Collector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def exposition(result: CheckResult) -> bytes:
+    return generate_latest(registry_for(ResultCollector(result)))
+
+
+def write_textfile(directory: Path, result: CheckResult, name: str = TEXTFILE_NAME) -> Path:
+    """Atomically (temp file + rename), since node_exporter may read the file at any moment; the temp
+    file starts with a dot and ends in .tmp, so the collector (which reads *.prom) never sees it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    atomic_write(path, exposition(result), mode=0o644)
+    return path
+
+
+def serve(collector: Collector, host: str, port: int, stop: threading.Event) -> None:
+    """Serve /metrics on host:port until `stop` is set."""
+    server, thread = start_http_server(port, addr=host, registry=registry_for(collector))
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

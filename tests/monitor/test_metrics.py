@@ -1,0 +1,147 @@
+"""The metrics endpoint scraped over HTTP, and the textfile for node_exporter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stackaudit.config import Settings
+from stackaudit.monitor.check import run_check
+from stackaudit.monitor.metrics import CheckCollector, serve, write_textfile
+from tests.monitor.conftest import SmallDisk, free_port
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def scrape(port: int, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def by_name(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> list[float]:
+    return [
+        v
+        for (n, lbl), v in found.items()
+        if n == name and all(dict(lbl).get(k) == x for k, x in labels.items())
+    ]
+
+
+def test_metrics_endpoint_serves_the_disk_and_findings(small_disk: SmallDisk, state_dir: Path) -> None:
+    settings = Settings(disk_paths=(small_disk.path,), state_dir=state_dir, sources=("host",))
+    calls = []
+
+    def produce():  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return run_check(settings)
+
+    small_disk.fill(88)
+    stop = threading.Event()
+    port = free_port()
+    thread = threading.Thread(
+        target=serve, args=(CheckCollector(produce, max_age_seconds=60), "127.0.0.1", port, stop)
+    )
+    thread.start()
+    try:
+        first = samples(scrape(port))
+        point = str(small_disk.path)
+        assert by_name(first, "stackaudit_disk_used_ratio", mountpoint=point) == [
+            pytest.approx(0.88, abs=0.01)
+        ]
+        assert by_name(first, "stackaudit_disk_size_bytes", mountpoint=point) == [4 * 1024 * 1024]
+        assert by_name(first, "stackaudit_disk_used_bytes", mountpoint=point)[0] > 3.5 * 1024 * 1024
+        assert by_name(first, "stackaudit_findings", severity="critical")[0] >= 1
+        assert by_name(first, "stackaudit_finding_active", code="SYS001", subject=point) == [1.0]
+        assert by_name(first, "stackaudit_source_up", source="host") == [1.0]
+        assert 0 < by_name(first, "stackaudit_memory_available_ratio")[0] <= 1
+        small_disk.fill(10)
+        samples(scrape(port))
+        assert len(calls) == 1  # the second scrape within max_age reuses the check
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_textfile_is_written_atomically_and_parses(
+    small_disk: SmallDisk, state_dir: Path, tmp_path: Path
+) -> None:
+    small_disk.fill(60)
+    result = run_check(Settings(disk_paths=(small_disk.path,), state_dir=state_dir, sources=("host",)))
+    folder = tmp_path / "textfile"
+    path = write_textfile(folder, result)
+    assert path.name == "stackaudit.prom"
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in folder.iterdir()] == ["stackaudit.prom"]  # no temp file left behind
+    found = samples(path.read_text())
+    assert by_name(found, "stackaudit_disk_used_ratio", mountpoint=str(small_disk.path)) == [
+        pytest.approx(0.6, abs=0.01)
+    ]
+    assert by_name(found, "stackaudit_check_timestamp_seconds")[0] == pytest.approx(time.time(), abs=60)
+
+
+def test_metrics_command_listens_and_stops_on_sigterm(small_disk: SmallDisk, state_dir: Path) -> None:
+    port = free_port()
+    small_disk.fill(30)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stackaudit",
+            "metrics",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--sources",
+            "host",
+            "--disk-path",
+            str(small_disk.path),
+            "--state-dir",
+            str(state_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        found = samples(scrape(port))
+        assert by_name(found, "stackaudit_disk_used_ratio", mountpoint=str(small_disk.path)) == [
+            pytest.approx(0.3, abs=0.01)
+        ]
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+
+
+def test_metrics_command_rejects_a_bad_address() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "stackaudit", "metrics", "--listen", "nonsense"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "HOST:PORT" in done.stderr and "Traceback" not in done.stderr
