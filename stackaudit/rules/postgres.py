@@ -14,6 +14,7 @@ from stackaudit.config import Settings
 from stackaudit.facts import Facts, iter_services
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
+from stackaudit.units import format_bytes
 
 SRC = "postgres"
 BLOCK_BYTES = 8192  # pg_stat_statements counts temp blocks of BLCKSZ, 8 kB in every stock build
@@ -21,17 +22,6 @@ DAY = 86400.0
 MAX_HITS_PER_DATABASE = 20
 # Index builds, CLUSTER and VACUUM spill against maintenance_work_mem, not work_mem.
 _MAINTENANCE_STATEMENT = re.compile(r"^\s*(CREATE|ALTER|REINDEX|CLUSTER|VACUUM|REFRESH)\b", re.IGNORECASE)
-
-
-def human_bytes(value: float | None) -> str:
-    if value is None:
-        return "unknown size"
-    size = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def human_seconds(seconds: float | None) -> str:
@@ -131,15 +121,15 @@ def work_mem_too_small(facts: Facts, settings: Settings) -> Iterator[Hit]:
 def _temp_hit(db: Mapping[str, Any], temp_bytes: float, days: float, work_mem: Mapping[str, Any],
               spilling: list[dict[str, Any]]) -> Hit:
     listed = "; ".join(
-        f"{human_bytes((s.get('temp_blks_written') or 0) * BLOCK_BYTES)} in {s.get('calls')} "
+        f"{format_bytes((s.get('temp_blks_written') or 0) * BLOCK_BYTES)} in {s.get('calls')} "
         f"call{'' if s.get('calls') == 1 else 's'} by "
         f"{s.get('user')}: {s.get('query')!r}" for s in spilling)
     roles = sorted({str(s.get("user")) for s in spilling if s.get("user")}) or ["<role>"]
     per_call = max(((s.get("temp_blks_written") or 0) * BLOCK_BYTES / max(s.get("calls") or 1, 1)
                     for s in spilling), default=0.0)
     suggestion = _work_mem_suggestion(per_call, work_mem.get("base_value"))
-    message = (f"Database {db['name']} wrote {human_bytes(temp_bytes)} of temporary files in "
-               f"{db.get('temp_files')} files ({human_bytes(temp_bytes / days)} per day) with work_mem = "
+    message = (f"Database {db['name']} wrote {format_bytes(temp_bytes)} of temporary files in "
+               f"{db.get('temp_files')} files ({format_bytes(temp_bytes / days)} per day) with work_mem = "
                f"{work_mem.get('value', '?')} (from {setting_origin(work_mem)})"
                + (f"; most from: {listed}" if listed else "") + ".")
     action = "\n".join(f"ALTER ROLE \"{role}\" SET work_mem = '{suggestion}';" for role in roles)
@@ -566,7 +556,7 @@ def _unused_hit(database: str, info: Mapping[str, Any], index: Mapping[str, Any]
     return Hit(
         subject=f"index {name}",
         severity=Severity.INFO if young else None,
-        message=f"Index {name} on {index.get('table')} ({human_bytes(index.get('size_bytes'))}) has "
+        message=f"Index {name} on {index.get('table')} ({format_bytes(index.get('size_bytes'))}) has "
                 f"never been scanned; {age_text}.",
         evidence=[Evidence(SRC, "idx_scan", index.get("idx_scan"), expected="> 0"),
                   Evidence(SRC, "size_bytes", index.get("size_bytes")),
@@ -576,7 +566,7 @@ def _unused_hit(database: str, info: Mapping[str, Any], index: Mapping[str, Any]
         recommendation=Recommendation(
             summary=f"Confirm on every server that serves reads, then drop {index.get('index')} concurrently"
                     + (" — wait until the statistics cover at least a business cycle." if young else "."),
-            estimated_effect=f"Frees {human_bytes(index.get('size_bytes'))} and makes writes to "
+            estimated_effect=f"Frees {format_bytes(index.get('size_bytes'))} and makes writes to "
                              f"{index.get('table')} cheaper.",
             risk=Risk.MANUAL, effort_minutes=15, phase=Phase.MONTH,
             action=f'DROP INDEX CONCURRENTLY "{index.get("schema")}"."{index.get("index")}";\n'
@@ -617,7 +607,7 @@ def duplicate_index(facts: Facts, settings: Settings) -> Iterator[Hit]:
             how = "is identical to" if dup.get("kind") == "identical" else "is a left prefix of"
             yield Hit(
                 subject=f"index {name}",
-                message=f"Index {name} ({human_bytes(dup.get('size_bytes'))}, {dup.get('idx_scan')} scans) "
+                message=f"Index {name} ({format_bytes(dup.get('size_bytes'))}, {dup.get('idx_scan')} scans) "
                         f"{how} {dup.get('covered_by')} on {dup.get('table')}: {dup.get('definition')} vs "
                         f"{dup.get('covered_by_definition')}.",
                 evidence=[Evidence(SRC, "size_bytes", dup.get("size_bytes")),
@@ -626,7 +616,7 @@ def duplicate_index(facts: Facts, settings: Settings) -> Iterator[Hit]:
                           Evidence(SRC, "idx_scan", dup.get("idx_scan"))],
                 recommendation=Recommendation(
                     summary=f"Drop {dup.get('index')}; {dup.get('covered_by')} serves the same queries.",
-                    estimated_effect=f"Frees {human_bytes(dup.get('size_bytes'))} and one index write "
+                    estimated_effect=f"Frees {format_bytes(dup.get('size_bytes'))} and one index write "
                                      "per row.",
                     risk=Risk.MANUAL, effort_minutes=10, phase=Phase.MONTH,
                     action=f'DROP INDEX CONCURRENTLY "{dup.get("schema")}"."{dup.get("index")}";\n'
@@ -682,7 +672,7 @@ def _seq_scan_hit(database: str, table: Mapping[str, Any], share: float, share_l
     name = f"{database}.{table.get('schema')}.{table.get('table')}"
     return Hit(
         subject=f"table {name}",
-        message=f"Table {name} ({table.get('live_tuples'):,} rows, {human_bytes(table.get('total_bytes'))}) "
+        message=f"Table {name} ({table.get('live_tuples'):,} rows, {format_bytes(table.get('total_bytes'))}) "
                 f"was read by {seq:,} sequential scans ({share:.0%} of its scans, {per_scan:,.0f} rows read "
                 f"per scan) against {table.get('idx_scan') or 0:,} index scans.",
         evidence=[Evidence(SRC, "seq_scan", seq), Evidence(SRC, "idx_scan", table.get("idx_scan")),

@@ -123,7 +123,7 @@ def test_pg004_fires_on_temp_spills_with_per_role_work_mem(pg: dict[str, Any]) -
         "temp_blks_written": 900_000, "share_of_total_exec": 0.0009})
     [hit] = hits(rules.work_mem_too_small, make_facts(pg))
     assert "CREATE INDEX" not in hit.message and "admin" not in (hit.recommendation.action or "")
-    assert "60.0 GB" in hit.message and "1.0 GB per day" in hit.message
+    assert "60.0 GiB" in hit.message and "1.0 GiB per day" in hit.message
     assert "reporting" in hit.message
     assert hit.recommendation.action == "ALTER ROLE \"reporting\" SET work_mem = '64MB';"
     assert "not globally" in hit.recommendation.summary
@@ -226,7 +226,7 @@ def test_pg301_fires_with_size_and_statistics_age(pg: dict[str, Any]) -> None:
     pg["per_database"]["app"]["indexes"] += [unused("orders_note", 250 * MB), unused("orders_tiny", 8192)]
     [hit] = hits(rules.unused_index, make_facts(pg))  # the pkey, unique, exclusion, invalid ones are not
     assert hit.subject == "index app.public.orders_note"
-    assert "250.0 MB" in hit.message and "statistics cover 60 days" in hit.message
+    assert "250.0 MiB" in hit.message and "statistics cover 60 days" in hit.message
     assert hit.severity is None and hit.recommendation.risk is Risk.MANUAL
     assert "DROP INDEX CONCURRENTLY" in (hit.recommendation.action or "")
     assert "to restore: CREATE INDEX orders_note" in (hit.recommendation.action or "")
@@ -250,7 +250,7 @@ def test_pg302_fires_on_a_left_prefix(pg: dict[str, Any]) -> None:
         "kind": "prefix", "size_bytes": 12 * MB, "idx_scan": 3, "definition": "CREATE INDEX orders_a ...",
         "covered_by_definition": "CREATE INDEX orders_a_b ..."}]
     [hit] = hits(rules.duplicate_index, make_facts(pg))
-    assert "is a left prefix of orders_a_b" in hit.message and "12.0 MB" in hit.message
+    assert "is a left prefix of orders_a_b" in hit.message and "12.0 MiB" in hit.message
 
 
 def test_pg303_fires_on_a_large_table_read_by_seq_scans(pg: dict[str, Any]) -> None:

@@ -1,0 +1,67 @@
+"""Proven PostgreSQL backups: pg_dump with checksums, retention, offsite copies and restore drills.
+
+Where things live: `--dest`, else `settings.backup_dest` (`[backup] dest`, STACKAUDIT_BACKUP_DEST),
+else `<state_dir>/backups`. Drill records are kept beside the backups in `<dest>/drills/`, so the
+one folder proves itself (see manifest.py for the layout).
+
+Other features ask one question before a destructive step (removing a database volume, restarting
+PostgreSQL with new settings): "is there a verified backup of database X newer than T?"
+`find_verified_backup(settings, "shop", newer_than=t)` answers it, re-checking the file's sha256.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from stackaudit.backups.manifest import Manifest, delete_backup, inventory, newest_verified
+from stackaudit.backups.retention import Decision, Policy, generations, plan
+from stackaudit.config import Settings
+
+
+def resolve_dest(settings: Settings, dest: Path | None = None) -> Path:
+    if dest is not None:
+        return dest
+    if settings.backup_dest is not None:
+        return settings.backup_dest
+    return settings.state_dir / "backups"
+
+
+def find_verified_backup(settings: Settings, database: str, newer_than: datetime | None = None, *,
+                         dest: Path | None = None, recheck: bool = True) -> Manifest | None:
+    """The newest verified backup of `database` started after `newer_than` (aware datetime), or None.
+
+    With `recheck` (the default) the dump file must still exist with its size and sha256, so a
+    backup deleted or damaged since it was verified does not count.
+    """
+    from stackaudit.backups.dump import sha256_of
+
+    folder = resolve_dest(settings, dest)
+    candidates = inventory(folder).manifests
+    while True:
+        found = newest_verified(candidates, database, newer_than)
+        if found is None or not recheck:
+            return found
+        path = folder / (found.file or "")
+        try:
+            intact = (found.file is not None and path.stat().st_size == found.bytes
+                      and sha256_of(path) == found.sha256)
+        except OSError:
+            intact = False
+        if intact:
+            return found
+        candidates = [m for m in candidates if m.id != found.id]
+
+
+
+
+def apply_retention(dest: Path, policy: Policy | None = None) -> list[Decision]:
+    """Plan retention over `dest` (pure, see retention.py) and delete what it does not keep."""
+    decisions = plan(generations(inventory(dest)), policy)
+    for decision in decisions:
+        if not decision.keep:
+            delete_backup(dest, decision.generation.id)
+    return decisions
+
+
+__all__ = ["Decision", "Manifest", "Policy", "apply_retention", "find_verified_backup", "resolve_dest"]

@@ -1,0 +1,244 @@
+"""Restore drill: prove a dump restores, and measure how long it takes (the recovery time to expect).
+
+The dump is restored into a scratch database `stackaudit_drill_<db>_<time>` that the drill creates
+and always drops; the source database is only read (for row counts when the manifest has none).
+Success needs all three: the file still has its sha256, pg_restore finished without error, and every
+table has exactly the rows the manifest counted in the dump's snapshot (or the source has now).
+A flipped byte in a compressed dump usually breaks the restore; in an uncompressed one it can restore
+wrong data silently, which is why the checksum is checked as well.
+
+Records are JSON files in `<dest>/drills/` (beside the backups they prove, so whoever reads the
+backups, facts/backups.py included, sees the drills too), written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from stackaudit import __version__
+from stackaudit.backups.dump import (
+    BackupError,
+    Client,
+    Connection,
+    choose_client,
+    count_rows,
+    server_version,
+    sha256_of,
+)
+from stackaudit.backups.manifest import DRILLS_DIR, Manifest, inventory, iso, parse_time
+from stackaudit.config import Settings
+from stackaudit.fsutil import atomic_write
+from stackaudit.redact import scrub
+
+RESTORE_TIMEOUT_SECONDS = 24 * 3600
+MAX_IDENTIFIER = 63  # NAMEDATALEN - 1
+
+
+@dataclass
+class DrillRecord:
+    id: str
+    backup_id: str
+    database: str
+    started_at: str
+    ok: bool = False
+    finished_at: str | None = None
+    checksum_ok: bool | None = None
+    restore_ok: bool | None = None
+    restore_seconds: float | None = None
+    scratch_database: str | None = None
+    scratch_dropped: bool | None = None
+    counts_compared_with: str | None = None  # "manifest" (dump snapshot) | "source" (live now)
+    tables_checked: int = 0
+    rows_restored: int = 0
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    server_version: str | None = None
+    tool_version: str = f"stackaudit {__version__}"
+    error: str | None = None
+
+    @property
+    def started(self) -> datetime:
+        return parse_time(self.started_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DrillRecord:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def drills_dir(dest: Path) -> Path:
+    return dest / DRILLS_DIR
+
+
+def scratch_name(database: str, started: datetime) -> str:
+    safe = re.sub(r"[^a-z0-9_]+", "_", database.lower()).strip("_") or "db"
+    stamp = f"{started.astimezone(UTC):%Y%m%d%H%M%S}"
+    prefix = "stackaudit_drill_"
+    return f"{prefix}{safe[: MAX_IDENTIFIER - len(prefix) - len(stamp) - 1]}_{stamp}"
+
+
+def compare_counts(expected: dict[str, int], restored: dict[str, int]) -> list[dict[str, Any]]:
+    """Tables whose restored row count differs, including tables missing on either side."""
+    mismatches = []
+    for table in sorted(set(expected) | set(restored)):
+        want, got = expected.get(table), restored.get(table)
+        if want != got:
+            mismatches.append({"table": table, "expected_rows": want, "restored_rows": got})
+    return mismatches
+
+
+def run_drill(connection: Connection, dest: Path, manifest: Manifest, *, container: str | None = None,
+              docker_host: str | None = None, now: Callable[[], datetime] | None = None) -> DrillRecord:
+    """Restore `manifest`'s dump into a scratch database, check it, drop it, record the result."""
+    clock = now or (lambda: datetime.now(UTC))
+    started = clock()
+    record = DrillRecord(id=f"drill-{manifest.id}-{started:%Y%m%dT%H%M%SZ}", backup_id=manifest.id,
+                         database=manifest.database, started_at=iso(started))
+    try:
+        _drill(connection, dest, manifest, record, started, container, docker_host)
+    except BackupError as exc:
+        record.error = str(exc)
+    except psycopg.Error as exc:
+        record.error = scrub(f"PostgreSQL: {exc}").strip()
+    except OSError as exc:
+        record.error = scrub(f"{exc.__class__.__name__}: {exc}")
+    record.ok = bool(record.error is None and record.checksum_ok and record.restore_ok
+                     and not record.mismatches and record.scratch_dropped)
+    record.finished_at = iso(clock())
+    save_record(dest, record)
+    return record
+
+
+def _drill(connection: Connection, dest: Path, manifest: Manifest, record: DrillRecord,
+           started: datetime, container: str | None, docker_host: str | None) -> None:
+    if not manifest.file or not (dest / manifest.file).is_file():
+        raise BackupError(f"backup {manifest.id} has no dump file in {dest}")
+    path = dest / manifest.file
+    record.checksum_ok = sha256_of(path) == manifest.sha256
+    scratch = scratch_name(manifest.database, started)
+    if scratch == manifest.database:
+        raise BackupError("refusing to restore over the source database")
+    with connection.connect() as admin:
+        record.server_version, major = server_version(admin)
+        client = choose_client(connection, major, container, docker_host)
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
+        record.scratch_database = scratch
+        try:
+            record.restore_ok, record.restore_seconds, error = restore(client, path, scratch)
+            if not record.restore_ok:
+                raise BackupError(f"pg_restore failed: {error}")
+            with connection.connect(scratch) as conn:
+                restored = count_rows(conn)
+            expected = _expected_counts(connection, manifest, record)
+            record.tables_checked = len(restored)
+            record.rows_restored = sum(restored.values())
+            record.mismatches = compare_counts(expected, restored)
+        finally:
+            record.scratch_dropped = _drop(admin, scratch)
+
+
+def _expected_counts(connection: Connection, manifest: Manifest, record: DrillRecord) -> dict[str, int]:
+    if manifest.row_counts is not None:
+        record.counts_compared_with = "manifest"
+        return manifest.row_counts
+    record.counts_compared_with = "source"
+    with connection.connect(manifest.database) as source:
+        return count_rows(source)
+
+
+def restore(client: Client, path: Path, scratch: str) -> tuple[bool, float, str | None]:
+    """pg_restore into `scratch`; (ok, seconds, error). Subscriptions are skipped: a restored
+    subscription could start pulling from a production publisher."""
+    args = ["--no-owner", "--no-privileges", "--no-subscriptions", "--no-publications",
+            "--exit-on-error", "--no-password", f"--dbname={client.dbname_arg(scratch)}"]
+    began = time.monotonic()
+    if client.container is None:
+        result = subprocess.run(client.argv("pg_restore", [*args, str(path)]), capture_output=True,
+                                env=client.env(), timeout=RESTORE_TIMEOUT_SECONDS, check=False)
+    else:
+        with path.open("rb") as handle:
+            result = subprocess.run(client.argv("pg_restore", args, stdin=True), stdin=handle,
+                                    capture_output=True, env=client.env(),
+                                    timeout=RESTORE_TIMEOUT_SECONDS, check=False)
+    seconds = round(time.monotonic() - began, 3)
+    if result.returncode == 0:
+        return True, seconds, None
+    return False, seconds, scrub(result.stderr.decode("utf-8", "replace").strip()[-800:]) or "no message"
+
+
+def _drop(admin: psycopg.Connection[Any], scratch: str) -> bool:
+    try:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+        return True
+    except psycopg.Error:
+        return False
+
+
+def save_record(dest: Path, record: DrillRecord) -> Path:
+    directory = drills_dir(dest)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{record.id}.json"
+    atomic_write(path, (json.dumps(record.to_json(), indent=2) + "\n").encode("utf-8"), mode=0o600)
+    return path
+
+
+def load_records(dest: Path) -> tuple[list[DrillRecord], list[str]]:
+    """Every drill record, oldest first, and the files that could not be read."""
+    records: list[DrillRecord] = []
+    unreadable: list[str] = []
+    directory = drills_dir(dest)
+    if not directory.is_dir():
+        return [], []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            record = DrillRecord.from_json(data)
+            record.started  # noqa: B018 - validates the timestamp
+            records.append(record)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            unreadable.append(f"{path.name}: {exc}")
+    records.sort(key=lambda r: r.started)
+    return records, unreadable
+
+
+def choose_backups(manifests: list[Manifest], backup: str | None) -> list[Manifest]:
+    """The backup named, or the newest verified backup of each database."""
+    if backup is not None:
+        return [m for m in manifests if m.id == backup]
+    newest: dict[str, Manifest] = {}
+    for manifest in manifests:  # oldest first, so the last one wins
+        if manifest.good:
+            newest[manifest.database] = manifest
+    return [newest[db] for db in sorted(newest)]
+
+
+def run_drills(settings: Settings, dest: Path, backup: str | None = None, container: str | None = None,
+               progress: Callable[[Manifest, DrillRecord | None], None] | None = None) -> list[DrillRecord]:
+    """Drill the chosen backups; raises BackupError when there is nothing to drill."""
+    chosen = choose_backups(inventory(dest).manifests, backup)
+    if not chosen:
+        wanted = f"backup {backup}" if backup else "a verified backup"
+        raise BackupError(f"found no {wanted} in {dest}")
+    connection = Connection.from_dsn(settings.pg_dsn)
+    records = []
+    for manifest in chosen:
+        if progress:
+            progress(manifest, None)
+        record = run_drill(connection, dest, manifest, container=container, docker_host=settings.docker_host)
+        if progress:
+            progress(manifest, record)
+        records.append(record)
+    return records

@@ -1,0 +1,217 @@
+"""`stackaudit backup`, `stackaudit backup list`, `stackaudit restore-drill`: parse, call, render."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stackaudit.backups import Policy, apply_retention, resolve_dest
+from stackaudit.backups.drill import DrillRecord, run_drills
+from stackaudit.backups.dump import BackupError, run_backups
+from stackaudit.backups.manifest import Manifest, dump_path, inventory
+from stackaudit.backups.offsite import OffsiteError, parse_remote, send_backup
+from stackaudit.cli.app import app
+from stackaudit.cli.common import (
+    ConfigOpt,
+    Format,
+    PgOpt,
+    StateDirOpt,
+    build_settings,
+    console,
+    dumps_json,
+    fail,
+    write_output,
+)
+from stackaudit.units import format_bytes
+
+backup_app = typer.Typer(
+    help="Dump PostgreSQL with a verified checksum, keep generations, copy offsite.\n\n"
+         "Example: stackaudit backup --pg postgresql://postgres@127.0.0.1/postgres --dest /srv/backups",
+    no_args_is_help=False,
+)
+app.add_typer(backup_app, name="backup")
+
+DestOpt = Annotated[Path | None, typer.Option("--dest", help="Backup folder (else \\[backup] dest, else "
+                                                             "<state-dir>/backups).")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="terminal or json.")]
+
+
+def _check_format(fmt: Format) -> None:
+    if fmt not in (Format.terminal, Format.json):
+        fail(f"--format {fmt.value} is not available here; use terminal or json")
+
+
+@backup_app.callback(invoke_without_command=True)
+def backup(
+    ctx: typer.Context,
+    pg: PgOpt = None,
+    dest: DestOpt = None,
+    databases: Annotated[str | None, typer.Option("--databases", help="Comma-separated; default all.")
+                         ] = None,
+    offsite: Annotated[str | None, typer.Option(
+        "--offsite", help="Copy to s3://bucket/prefix, rclone:remote:path, sftp://user@host/path or a "
+                          "folder (else STACKAUDIT_BACKUP_OFFSITE).")] = None,
+    s3_endpoint: Annotated[str | None, typer.Option(
+        "--s3-endpoint", help="S3-compatible endpoint URL (else STACKAUDIT_S3_ENDPOINT).")] = None,
+    container: Annotated[str | None, typer.Option(
+        "--container", help="Run pg_dump inside this container (default: only when the host has no "
+                            "client of the server's version).")] = None,
+    keep_daily: Annotated[int, typer.Option(help="Daily generations kept.")] = 7,
+    keep_weekly: Annotated[int, typer.Option(help="Weekly generations kept.")] = 4,
+    keep_monthly: Annotated[int, typer.Option(help="Monthly generations kept.")] = 6,
+    prune: Annotated[bool, typer.Option(help="Apply retention after the backup.")] = True,
+    fmt: FormatOpt = Format.terminal,
+    config: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Back up every database (or --databases a,b), verify each dump, apply retention.
+
+    Example: stackaudit backup --databases shop --dest /srv/backups --offsite s3://backups/shop --format json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    _check_format(fmt)
+    settings = build_settings(config=config, pg=pg, state_dir=state_dir)
+    folder = resolve_dest(settings, dest)
+    remote_url = offsite or os.environ.get("STACKAUDIT_BACKUP_OFFSITE")
+    try:
+        remote = parse_remote(remote_url, s3_endpoint) if remote_url else None
+    except OffsiteError as exc:
+        fail(str(exc))
+    wanted = [d.strip() for d in databases.split(",") if d.strip()] if databases else None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        manifests = run_backups(settings, folder, wanted, container, progress=_backup_progress)
+    except (BackupError, OSError) as exc:
+        fail(str(exc))
+    offsite_results = {m.id: send_backup(folder, m, remote) for m in manifests if remote and m.good}
+    pruned: list[str] = []
+    if prune:
+        decisions = apply_retention(folder, Policy(keep_daily, keep_weekly, keep_monthly))
+        pruned = [d.generation.id for d in decisions if not d.keep]
+    rows = [_backup_row(folder, m) for m in manifests]
+    if fmt is Format.json:
+        write_output(dumps_json({"dest": str(folder), "backups": rows, "pruned": pruned}), None)
+    else:
+        _render_run(rows, offsite_results, pruned)
+    if any(not m.good for m in manifests) or any(not r["verified"] for r in offsite_results.values()):
+        raise typer.Exit(1)
+
+
+def _backup_progress(database: str, manifest: Manifest | None) -> None:
+    if manifest is None:
+        console.print(f"backing up {database} ...", highlight=False)
+    elif manifest.good:
+        console.print(f"  [green]ok[/] {manifest.id}: {format_bytes(manifest.bytes or 0)} in "
+                      f"{manifest.duration_seconds:.1f}s, verified", highlight=False)
+    else:
+        console.print(f"  [red]failed[/] {database}: {manifest.error}", highlight=False)
+
+
+def _backup_row(folder: Path, m: Manifest) -> dict[str, Any]:
+    return {"id": m.id, "database": m.database,
+            "path": str(dump_path(folder, m.id)) if m.file else None,
+            "bytes": m.bytes if m.file else None, "sha256": m.sha256 if m.file else None,
+            "verified": m.good, "status": m.status, "started_at": m.started_at,
+            "duration_seconds": m.duration_seconds, "error": m.error, "offsite": m.offsite}
+
+
+def _render_run(rows: list[dict[str, Any]], offsite: dict[str, dict[str, Any]], pruned: list[str]) -> None:
+    for row in rows:
+        state = "verified" if row["verified"] else f"FAILED: {row['error']}"
+        typer.echo(f"{row['id']}  {row['database']}  {state}  {row['path'] or '-'}")
+    for ident, result in offsite.items():
+        state = "verified" if result["verified"] else f"FAILED: {result.get('error') or 'checksum mismatch'}"
+        typer.echo(f"offsite {ident} -> {result['remote']}: {state}")
+    if pruned:
+        typer.echo(f"retention removed {len(pruned)} old backup(s): {', '.join(pruned)}")
+
+
+@backup_app.command("list")
+def list_backups(
+    dest: DestOpt = None,
+    fmt: FormatOpt = Format.terminal,
+    config: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """List the backups in the destination with their verification status.
+
+    Example: stackaudit backup list --dest /srv/backups --format json
+    """
+    _check_format(fmt)
+    settings = build_settings(config=config, state_dir=state_dir)
+    folder = resolve_dest(settings, dest)
+    inv = inventory(folder)
+    rows = [_backup_row(folder, m) for m in reversed(inv.manifests)]
+    incomplete = [{"id": ident, "modified_at": t.isoformat(timespec="seconds")} for ident, t in inv.partials]
+    if fmt is Format.json:
+        write_output(dumps_json({"dest": str(folder), "backups": rows, "incomplete": incomplete,
+                                 "unreadable": inv.unreadable}), None)
+        return
+    table = Table(title=f"Backups in {folder}")
+    table.add_column("id", no_wrap=True)
+    for column in ("database", "started", "size", "status"):
+        table.add_column(column)
+    for row in rows:
+        status = "[green]verified[/]" if row["verified"] else f"[red]failed[/] {row['error'] or ''}"
+        offsite = " + offsite" if any(o.get("verified") for o in row["offsite"]) else ""
+        table.add_row(row["id"], row["database"], row["started_at"],
+                      format_bytes(row["bytes"]) if row["bytes"] else "-", status + offsite)
+    for item in incomplete:
+        table.add_row(item["id"], "?", item["modified_at"], "-", "[yellow]incomplete (never finished)[/]")
+    Console().print(table)  # results on stdout; `console` (stderr) is for progress
+
+
+@app.command("restore-drill")
+def restore_drill(
+    pg: PgOpt = None,
+    dest: DestOpt = None,
+    backup_id: Annotated[str | None, typer.Option("--backup", help="Backup id (default: the newest "
+                                                                   "verified of each database).")] = None,
+    container: Annotated[str | None, typer.Option(
+        "--container", help="Run pg_restore inside this container.")] = None,
+    fmt: FormatOpt = Format.terminal,
+    config: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Restore backups into a scratch database, compare row counts, time it, drop it, record it.
+
+    Example: stackaudit restore-drill --pg postgresql://postgres@127.0.0.1/postgres --dest /srv/backups
+    """
+    _check_format(fmt)
+    settings = build_settings(config=config, pg=pg, state_dir=state_dir)
+    folder = resolve_dest(settings, dest)
+    try:
+        records = run_drills(settings, folder, backup_id, container, progress=_drill_progress)
+    except (BackupError, OSError) as exc:
+        fail(str(exc))
+    if fmt is Format.json:
+        write_output(dumps_json({"drills": [r.to_json() for r in records]}), None)
+    else:
+        for record in records:
+            typer.echo(_drill_line(record))
+    if any(not r.ok for r in records):
+        raise typer.Exit(1)
+
+
+def _drill_progress(manifest: Manifest, record: DrillRecord | None) -> None:
+    if record is None:
+        console.print(f"restoring {manifest.id} into a scratch database ...", highlight=False)
+
+
+def _drill_line(record: DrillRecord) -> str:
+    if record.ok:
+        return (f"{record.backup_id}: restored in {record.restore_seconds:.1f}s, {record.tables_checked} "
+                f"tables and {record.rows_restored} rows match ({record.counts_compared_with})")
+    problems = [p for p in (
+        None if record.checksum_ok is not False else "checksum mismatch",
+        None if record.restore_ok is not False else "restore failed",
+        f"{len(record.mismatches)} table(s) with wrong row counts" if record.mismatches else None,
+        record.error,
+    ) if p]
+    return f"{record.backup_id}: DRILL FAILED: {'; '.join(problems)}"
