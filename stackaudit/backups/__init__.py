@@ -11,8 +11,10 @@ PostgreSQL with new settings): "is there a verified backup of database X newer t
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from stackaudit.backups.manifest import Manifest, delete_backup, inventory, newest_verified
 from stackaudit.backups.retention import Decision, Policy, generations, plan
@@ -53,6 +55,21 @@ def find_verified_backup(settings: Settings, database: str, newer_than: datetime
         candidates = [m for m in candidates if m.id != found.id]
 
 
+def recent_verified_backup(settings: Settings, volume: Mapping[str, Any],
+                           max_age_hours: float = 24.0) -> str | None:
+    """For `stackaudit clean --volume`: a description of the backups that cover a database volume.
+
+    A volume holds a whole cluster and nothing maps it to the databases inside with certainty, so
+    every database this destination has backed up must have a verified, intact backup newer than
+    `max_age_hours`; one stale or damaged database means "no" (None).
+    """
+    since = datetime.now(UTC) - timedelta(hours=max_age_hours)
+    databases = sorted({m.database for m in inventory(resolve_dest(settings)).manifests})
+    found = [find_verified_backup(settings, name, newer_than=since) for name in databases]
+    if not databases or any(m is None for m in found):
+        return None
+    names = ", ".join(f"{m.database} ({m.id})" for m in found if m is not None)
+    return f"verified backups from the last {max_age_hours:g} hours of {names} (volume {volume.get('name')})"
 
 
 def apply_retention(dest: Path, policy: Policy | None = None) -> list[Decision]:
