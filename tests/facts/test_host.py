@@ -70,7 +70,7 @@ def test_mount_for_picks_the_longest_prefix() -> None:
 
 
 def test_live_collector_reports_this_machine(tmp_path: Path) -> None:
-    data, facts = _collect(Path("/"), disk_paths=(tmp_path,))
+    data, _ = _collect(Path("/"), disk_paths=(tmp_path,))
     assert data["cpu_count"] == os.cpu_count()
     assert data["memory_total_bytes"] > 0
     root = next(m for m in data["mounts"] if m["mountpoint"] == "/")
@@ -93,3 +93,27 @@ def test_extra_tmpfs_path_is_watched(tmp_path: Path) -> None:
         assert mount["total_bytes"] == 1024 * 1024
     finally:
         os.system(f"umount {target}")
+
+
+def test_random_read_probe_measures_a_large_file(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(4 * 1024 * 1024))
+    probe = host_facts.random_read_probe(str(big))
+    assert probe is not None
+    assert probe["reads"] == host_facts.PROBE_READS
+    assert 0 < probe["latency_p50_ms"] <= probe["latency_p95_ms"]
+    assert probe["iops"] > 0
+
+
+def test_random_read_probe_declines_small_or_missing_targets(tmp_path: Path) -> None:
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x" * 4096)
+    assert host_facts.random_read_probe(str(small)) is None
+    assert host_facts.random_read_probe(str(tmp_path / "missing")) is None
+    assert host_facts.random_read_probe(None) is None
+
+
+def test_probe_target_finds_a_large_file_on_the_same_filesystem() -> None:
+    target = host_facts.probe_target("/", ["root"])
+    assert target is not None
+    assert os.stat(target).st_dev == os.stat("/").st_dev
