@@ -10,7 +10,7 @@ from typing import Any
 
 from stackaudit import __version__
 from stackaudit.facts import Facts
-from stackaudit.model import CollectionError, Finding, Phase, Severity, Skipped, to_jsonable
+from stackaudit.model import CollectionError, Finding, Phase, Risk, Severity, Skipped, to_jsonable
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -29,6 +29,33 @@ AREAS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 AREA_SOURCES = {"host": ("host",), "postgres": ("postgres",), "app": ("app",), "docker": ("docker",),
                 "redis": ("redis",), "security": ("compose", "env", "tls"), "monitoring": ("monitoring",),
                 "backups": ("backups",)}
+
+# Shared by the Markdown and HTML reports and the dashboard.
+PHASE_TITLES = {Phase.NOW: "Now (today)", Phase.WEEK: "This week", Phase.MONTH: "This month",
+                Phase.QUARTER: "This quarter"}
+RISK_TITLES = {Risk.SAFE: "Low risk: reversible, no restart",
+               Risk.CONFIRM: "Medium risk: needs a restart or changes behaviour (apply with confirmation)",
+               Risk.MANUAL: "Decisions for a person (display only)"}
+# The schedule stackaudit itself runs (`stackaudit schedule install`), not advice about this host.
+MAINTENANCE = (
+    ("Every 30 minutes", "`stackaudit check`: disk, memory, connections, Redis memory, backup age"),
+    ("Daily", "`stackaudit backup` with offsite copy"),
+    ("Weekly", "`stackaudit audit`; review new findings"),
+    ("Monthly", "`stackaudit restore-drill`; vacuum and bloat review (PG201)"),
+    ("Quarterly", "index review (PG301-PG303); `stackaudit tune postgres` after growth"),
+)
+URGENT = Severity.HIGH  # findings at or above it are the executive summary's "most urgent"
+
+
+def format_value(value: Any) -> str:
+    """A fact or evidence value as text: lists and dicts flattened, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {format_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(v) for v in value)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -52,6 +79,9 @@ class Report:
 
     def area_findings(self, prefixes: tuple[str, ...]) -> list[Finding]:
         return [f for f in self.findings if f.code.startswith(prefixes)]
+
+    def urgent(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity >= URGENT]
 
     def by_phase(self) -> dict[Phase, list[Finding]]:
         phases: dict[Phase, list[Finding]] = {p: [] for p in Phase}

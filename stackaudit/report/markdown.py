@@ -5,21 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from stackaudit.model import Finding, Phase, Risk, Severity
-from stackaudit.report import AREA_SOURCES, AREAS, Report
-
-PHASE_TITLES = {Phase.NOW: "Now (today)", Phase.WEEK: "This week", Phase.MONTH: "This month",
-                Phase.QUARTER: "This quarter"}
-RISK_TITLES = {Risk.SAFE: "Low risk: reversible, no restart",
-               Risk.CONFIRM: "Medium risk: needs a restart or changes behaviour (apply with confirmation)",
-               Risk.MANUAL: "Decisions for a person (display only)"}
-# The schedule stackaudit itself runs (`stackaudit schedule install`), not advice about this host.
-MAINTENANCE = (
-    ("Every 30 minutes", "`stackaudit check`: disk, memory, connections, Redis memory, backup age"),
-    ("Daily", "`stackaudit backup` with offsite copy"),
-    ("Weekly", "`stackaudit audit`; review new findings"),
-    ("Monthly", "`stackaudit restore-drill`; vacuum and bloat review (PG201)"),
-    ("Quarterly", "index review (PG301-PG303); `stackaudit tune postgres` after growth"),
+from stackaudit.model import Finding, Risk, Severity
+from stackaudit.report import (
+    AREA_SOURCES,
+    AREAS,
+    MAINTENANCE,
+    PHASE_TITLES,
+    RISK_TITLES,
+    Report,
+    format_value,
 )
 
 
@@ -160,13 +154,7 @@ def _not_checked(report: Report) -> str:
 
 
 def _value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_value(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_value(v) for v in value)
-    return str(value)
+    return format_value(value)
 
 
 def _cell(text: str) -> str:
