@@ -156,3 +156,21 @@ def test_out_writes_the_file_atomically(tmp_path: Path) -> None:
     assert result.returncode in (0, 1)
     assert json.loads(out.read_text())["schema_version"] == 1
     assert not list(out.parent.glob(".*tmp"))
+
+
+def test_html_report_draws_history_from_check_and_verify_results(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {"STACKAUDIT_STATE_DIR": str(state)}
+    for _ in range(3):  # `check` records disk use in the history database
+        assert run("check", "--sources", "host", env=env).returncode in (0, 1)
+    verify = tmp_path / "verify.json"
+    verify.write_text(json.dumps({"statements": [{"label": "SELECT 1", "before_ms": 12.5, "after_ms": 3.5}]}))
+    out = tmp_path / "report.html"
+    result = run("audit", "--sources", "host", "--format", "html", "--out", str(out),
+                 "--verify", str(verify), env=env)
+    assert result.returncode in (0, 1), result.stderr
+    page = out.read_text()
+    assert "Disk use of / over time" in page
+    assert "Measured before and after the changes" in page and "12.5" in page
+    broken = run("audit", "--sources", "host", "--format", "html", "--verify", str(tmp_path / "nope.json"))
+    assert broken.returncode == 2 and "cannot read verify results" in broken.stderr

@@ -52,7 +52,8 @@ def collect_with_progress(settings: Settings) -> Facts:
         return collect(settings, progress)
 
 
-def render_report(report: Report, output_format: Format) -> str:
+def render_report(report: Report, output_format: Format, settings: Settings | None = None,
+                  verify_file: Path | None = None) -> str:
     if output_format == Format.json:
         from stackaudit.report import json as json_report
         return json_report.render(report)
@@ -64,7 +65,12 @@ def render_report(report: Report, output_format: Format) -> str:
             from stackaudit.report import html
         except ImportError:
             fail("the HTML report is not available in this version")
-        return html.render(report)
+        history = html.load_history(settings.state_dir) if settings is not None else {}
+        try:
+            verify = html.load_verify(verify_file) if verify_file is not None else None
+        except ValueError as exc:
+            fail(str(exc))
+        return html.render(report, history=history, verify=verify)
     from stackaudit.report import terminal
     return terminal.render(report)
 
@@ -76,6 +82,9 @@ def audit(
     ] = Format.terminal,
     out: OutOpt = None,
     facts_file: Annotated[Path | None, typer.Option("--facts", help="Audit a saved facts snapshot.")] = None,
+    verify_file: Annotated[
+        Path | None, typer.Option("--verify", help="A `stackaudit verify` result for the HTML report.")
+    ] = None,
     project_dir: ProjectDirOpt = None,
     compose_file: ComposeFileOpt = None,
     pg: PgOpt = None,
@@ -105,7 +114,7 @@ def audit(
     else:
         facts = collect_with_progress(settings)
     report = run_audit(settings, facts)
-    write_output(render_report(report, output_format), out)
+    write_output(render_report(report, output_format, settings, verify_file), out)
     if nothing_collected(report):
         console.print("[red]nothing could be collected[/]")
         raise typer.Exit(2)
