@@ -86,6 +86,7 @@ class Settings:
     proc_root: Path = Path("/proc")  # collectors read here, so tests can point them elsewhere
     sys_root: Path = Path("/sys")
     timeout_seconds: float = 10.0
+    storage_probe: bool = True  # measure random reads on the data mounts (evidence for the tuner)
 
     def threshold(self, code: str, name: str, subject: str | None = None) -> float:
         """The threshold `name` of rule `code`, overridden per subject (e.g. a mount) if configured."""

@@ -27,8 +27,18 @@ _URL_WITH_PASSWORD = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^:/@\s]*):([^@\s]*)@
 # libpq keyword form: password=secret or password='se cret'
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
+# Values that anyone guessing would try first, and the placeholders of popular examples. SEC003
+# reports them; `remember` leaves them out, since scrubbing "postgres" or "redis" from every sentence
+# would ruin a report while hiding nothing an attacker would not try first.
+WEAK_VALUES = frozenset({
+    "postgres", "password", "passw0rd", "changeme", "change_me", "change-me", "changeit", "secret",
+    "admin", "administrator", "root", "toor", "test", "example", "default", "pass", "redis", "mysql",
+    "123456", "12345678", "123456789", "qwerty", "letmein", "guest", "xxx", "todo", "replaceme",
+    "your_secret_here", "your-secret-key", "maybe_password", "sure_password",
+})
+
 _known_secrets: set[str] = set()
-_MIN_SCRUB_LENGTH = 4  # shorter values ("1", "on") would blank out ordinary words
+_MIN_SCRUB_LENGTH = 6  # shorter values ("1", "on", "wrong") would blank out ordinary words
 
 
 def is_secret_key(name: str) -> bool:
@@ -38,8 +48,13 @@ def is_secret_key(name: str) -> bool:
 
 def remember(value: str | None) -> None:
     """Note a secret value so that `scrub` removes it from any output."""
-    if value and len(value) >= _MIN_SCRUB_LENGTH:
+    if value and len(value) >= _MIN_SCRUB_LENGTH and value.lower() not in WEAK_VALUES:
         _known_secrets.add(value)
+
+
+def forget_all() -> None:
+    """Clear the remembered values (a new audit in a long-lived process, and test isolation)."""
+    _known_secrets.clear()
 
 
 def redact_dsn(text: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from stackaudit import redact
 from stackaudit.localpg import LocalCluster
 from tests.services import (
     DockerEngine,
@@ -70,6 +71,13 @@ def docker_engine() -> Iterator[DockerEngine]:
     engine = start_docker_engine()
     yield engine
     engine.stop()
+
+
+@pytest.fixture(autouse=True)
+def _forget_remembered_secrets() -> Iterator[None]:
+    """Each CLI run is a new process; in-process tests must not inherit each other's secrets."""
+    yield
+    redact.forget_all()
 
 
 @pytest.fixture

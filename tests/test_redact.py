@@ -33,3 +33,8 @@ def test_short_values_are_not_remembered_to_keep_text_readable() -> None:
 def test_url_without_password_keeps_the_rest() -> None:
     assert redact.url_without_password("s3://key:sekret99@host:9000/b") == "s3://key:***@host:9000/b"
     assert redact.url_without_password("https://example.org/x") == "https://example.org/x"
+
+
+def test_weak_placeholder_values_are_not_scrubbed_from_prose() -> None:
+    assert redact.redact_value("POSTGRES_PASSWORD", "postgres") == "***"
+    assert redact.scrub("area-postgres: the postgres service") == "area-postgres: the postgres service"

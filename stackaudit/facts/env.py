@@ -17,15 +17,8 @@ from typing import Any
 from stackaudit.facts import CollectContext
 from stackaudit.facts.envfile import EnvEntry, mapping_lookup, parse_dotenv_lenient
 from stackaudit.facts.secrets_git import git_status
-from stackaudit.redact import is_secret_key, remember
+from stackaudit.redact import WEAK_VALUES, is_secret_key, remember
 
-# Values that anyone guessing would try first, and the placeholders of popular examples.
-WEAK_VALUES = frozenset({
-    "postgres", "password", "passw0rd", "changeme", "change_me", "change-me", "changeit", "secret",
-    "admin", "administrator", "root", "toor", "test", "example", "default", "pass", "redis", "mysql",
-    "123456", "12345678", "123456789", "qwerty", "letmein", "guest", "xxx", "todo", "replaceme",
-    "your_secret_here", "your-secret-key", "maybe_password", "sure_password",
-})
 # The SECRET_KEY_BASE that Maybe's example compose file falls back to (maybe-finance/maybe,
 # compose.example.yml, `${SECRET_KEY_BASE:-a7523c3d...}`): every copy-pasted install shares it.
 UPSTREAM_EXAMPLE_SECRETS = frozenset({

@@ -248,7 +248,7 @@ def read_mounts(ctx: CollectContext) -> list[dict[str, Any]]:
             continue
         entry = {**mount, **usage, "holds": holds,
                  "rotational": _rotational(ctx.settings.sys_root, mount["device"])}
-        if set(holds) & {"postgres", "docker", "root"}:
+        if ctx.settings.storage_probe and set(holds) & {"postgres", "docker", "root"}:
             entry["random_read_probe"] = random_read_probe(probe_target(mount["mountpoint"], holds))
         result.append(entry)
     return result

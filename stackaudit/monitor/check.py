@@ -92,7 +92,8 @@ def run_check(
     started = time.monotonic()
     now = time.time() if now is None else now
     if facts is None:
-        facts = collect(replace(settings, sources=check_sources(settings)))
+        # The storage probe feeds the tuner only; a frequent check does not need it.
+        facts = collect(replace(settings, sources=check_sources(settings), storage_probe=False))
     measurements = measure(facts)
     forecasts = forecast_mounts(facts, history, now, options) if history is not None else {}
     add_forecasts(facts, forecasts)

@@ -105,7 +105,7 @@ def test_watch_memory_stays_flat(
     try:
         first = wait_checks(state_dir, 20, process)
         rss_early = psutil.Process(process.pid).memory_info().rss
-        wait_checks(state_dir, first + 150, process, timeout=120)
+        wait_checks(state_dir, first + 60, process, timeout=120)
         rss_late = psutil.Process(process.pid).memory_info().rss
     finally:
         process.terminate()
