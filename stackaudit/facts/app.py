@@ -32,6 +32,7 @@ from stackaudit.facts.appconfig import (
     safe_parse,
     split_commands,
 )
+from stackaudit.tuning.appserver import postgres_limits, process_connections
 
 # Upstream defaults (checked in the projects' sources):
 PUMA_DEFAULT_MAX_THREADS = 5  # puma lib/puma/configuration.rb DEFAULTS max_threads (MRI)
@@ -190,7 +191,7 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
     data: dict[str, Any] = {"processes": processes}
     if ctx.facts.has("postgres"):
         data["live_connections"] = compare_live(processes, ctx.facts)
-    data["summary"] = _summary(processes)
+    data["summary"] = _summary(processes, ctx.facts.get("postgres"))
     return data
 
 
@@ -203,11 +204,17 @@ def _cpu_count(facts: Facts) -> int | None:
     return int(count) if isinstance(count, int) else None
 
 
-def _summary(processes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _summary(processes: Sequence[Mapping[str, Any]], postgres: Mapping[str, Any]) -> dict[str, Any]:
+    """Per service replicas x processes x threads (pool), and the connections they can open at most."""
     summary: dict[str, Any] = {"services": len(processes)}
     for proc in processes:
         key = f"{proc['service']}_{proc['kind']}"
         summary[key] = f"{proc['replicas']}x{proc['processes']}x{proc['threads']} (pool {proc['db_pool']})"
+    if processes:
+        summary["db_connections_at_most"] = sum(process_connections(p).total for p in processes)
+        limits = postgres_limits(postgres)
+        if limits is not None:
+            summary["db_connections_available"] = limits.available
     return summary
 
 
@@ -611,8 +618,6 @@ def compare_rows(processes: Sequence[Mapping[str, Any]], rows: Sequence[Connecti
     naming the service or its server, else by its containers' client address), and a note where
     they disagree. Name groups and address groups may count the same sessions, so a process is
     matched by one kind only."""
-    from stackaudit.tuning.appserver import process_connections
-
     addresses = addresses or {}
     by_name = [r for r in rows if r.application_name not in _NO_NAME]
     by_addr = [r for r in rows if r.client_addr and r.application_name in _NO_NAME]

@@ -230,3 +230,21 @@ def test_live_count_above_the_estimate_is_noted(pg_dsn: str, sessions: dict[str,
     live = app_source.compare_live([single], Facts(data={"postgres": postgres}))
     assert live[0]["live"] == 3 and live[0]["estimated_max"] == 2
     assert "exceed the static estimate of 2" in live[0]["note"]
+
+
+def test_summary_counts_the_connections_the_reference_stack_can_open() -> None:
+    """ERRATA 14: 4 Puma workers x 8 threads + Sidekiq 15 = 47, whatever DB_POOL (52) says."""
+    from stackaudit.facts.app import _summary
+
+    processes = [
+        {"service": "web", "kind": "puma", "role": "web", "replicas": 1, "processes": 4, "threads": 8,
+         "db_pool": 52},
+        {"service": "worker", "kind": "sidekiq", "role": "worker", "replicas": 1, "processes": 1,
+         "threads": 15, "db_pool": 52},
+    ]
+    postgres = {"settings": {"max_connections": {"setting": "100"},
+                             "superuser_reserved_connections": {"setting": "3"}}}
+    summary = _summary(processes, postgres)
+    assert summary["db_connections_at_most"] == 47
+    assert summary["db_connections_available"] == 97
+    assert "db_connections_available" not in _summary(processes, {})
