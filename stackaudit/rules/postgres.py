@@ -89,8 +89,9 @@ def work_mem_too_small(facts: Facts, settings: Settings) -> Iterator[Hit]:
     (`SET LOCAL work_mem = '64MB'`), sized from the temp bytes per call, not globally.
 
     ## Estimated effect
-    The listed statements stop writing temp files; sorts of a few times work_mem typically run
-    2-10x faster in memory. Measure with `stackaudit verify`.
+    The listed statements stop writing temp files. How much faster they get depends on the storage
+    and the page cache (a spill that stays in the cache costs little), and a larger work_mem can make
+    the planner drop a parallel plan: measure with `stackaudit verify` before keeping it.
 
     ## Fix safety
     Safe per role or per transaction (reload not even needed, new sessions pick it up). A global
