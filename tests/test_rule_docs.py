@@ -45,3 +45,14 @@ def test_rule_has_a_firing_and_a_silent_test(code: str) -> None:
     prefix = f"test_{code.lower()}_"
     assert any(n.startswith(prefix + "fires") for n in TEST_NAMES), f"no {prefix}fires… test"
     assert any(n.startswith(prefix + "silent") for n in TEST_NAMES), f"no {prefix}silent… test"
+
+
+def test_docs_rules_pages_are_up_to_date() -> None:
+    from stackaudit.report.rule_docs import expected_files
+
+    directory = TESTS.parent / "docs" / "rules"
+    expected = expected_files()
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in directory.glob("*.md")}
+    names = expected.keys() | on_disk.keys()
+    stale = sorted(name for name in names if expected.get(name) != on_disk.get(name))
+    assert not stale, f"run `python -m stackaudit.report.rule_docs docs/rules`: {stale}"
