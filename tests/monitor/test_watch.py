@@ -43,8 +43,14 @@ def start_watch(config: Path, state_dir: Path, interval: str = "300ms") -> subpr
 
 
 def checks(state_dir: Path) -> int:
-    with sqlite3.connect(str(database_path(state_dir)), timeout=30) as db:
-        return int(db.execute("SELECT count(*) FROM checks").fetchone()[0])
+    """Checks recorded so far; 0 while the watcher is still creating the database."""
+    try:
+        with sqlite3.connect(str(database_path(state_dir)), timeout=30) as db:
+            return int(db.execute("SELECT count(*) FROM checks").fetchone()[0])
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
 
 
 def wait_checks(state_dir: Path, at_least: int, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
