@@ -185,8 +185,11 @@ class Client:
 
 
 def choose_client(connection: Connection, major: int, container: str | None = None,
-                  docker_host: str | None = None) -> Client:
-    """Host binaries of the same major version, else `docker exec` into the server's container."""
+                  docker_host: str | None = None, prefer_container: bool = False) -> Client:
+    """Host binaries of the same major version, else `docker exec` into the server's container
+    (first when `prefer_container`: the user named the container with --container)."""
+    if container and prefer_container:
+        return Client(connection, container=container, docker_host=docker_host)
     bin_dir = find_client_dir(major)
     if bin_dir is not None:
         return Client(connection, bin_dir=bin_dir)
@@ -355,7 +358,7 @@ def backup_database(connection: Connection, database: str, dest: Path, *,
                     container: str | None = None, docker_host: str | None = None,
                     exact_count_limit_bytes: int = EXACT_COUNT_MAX_BYTES,
                     progress: Progress | None = None, now: Callable[[], datetime] | None = None,
-                    dump_options: tuple[str, ...] = ()) -> Manifest:
+                    dump_options: tuple[str, ...] = (), prefer_container: bool = False) -> Manifest:
     """Dump one database into `dest`. Never raises for a failed backup: the manifest says why.
 
     `dump_options` are extra pg_dump flags (e.g. `--compress=0`); `progress` gets the bytes written.
@@ -369,7 +372,7 @@ def backup_database(connection: Connection, database: str, dest: Path, *,
     partial, final = partial_path(dest, manifest.id), dump_path(dest, manifest.id)
     try:
         _run_backup(connection, manifest, dest, _DumpPlan(container, docker_host, exact_count_limit_bytes,
-                                                          dump_options), progress)
+                                                          dump_options, prefer_container), progress)
     except BaseException as exc:
         partial.unlink(missing_ok=True)
         final.unlink(missing_ok=True)  # a dump without a good manifest must not look complete
@@ -392,6 +395,7 @@ class _DumpPlan:
     docker_host: str | None
     exact_count_limit_bytes: int
     dump_options: tuple[str, ...]
+    prefer_container: bool = False
 
 
 def _run_backup(connection: Connection, manifest: Manifest, dest: Path, plan: _DumpPlan,
@@ -399,7 +403,8 @@ def _run_backup(connection: Connection, manifest: Manifest, dest: Path, plan: _D
     partial, final = partial_path(dest, manifest.id), dump_path(dest, manifest.id)
     with exported_snapshot(connection, manifest.database) as (conn, snapshot):
         manifest.server_version, manifest.server_major = server_version(conn)
-        client = choose_client(connection, manifest.server_major, plan.container, plan.docker_host)
+        client = choose_client(connection, manifest.server_major, plan.container, plan.docker_host,
+                               plan.prefer_container)
         manifest.client_mode = client.mode
         manifest.client = f"pg_dump {manifest.server_major} ({client.describe()})"
         manifest.row_estimates, manifest.row_counts = table_rows(conn, plan.exact_count_limit_bytes)
@@ -458,6 +463,7 @@ def run_backups(settings: Settings, dest: Path, databases: list[str] | None = No
     connection = Connection.from_dsn(settings.pg_dsn)
     names = databases or list_databases(connection)
     docker_host = settings.docker_host
+    explicit = container is not None  # --container: run pg_dump there even when the host has a client
     if container is None:
         with connection.connect() as conn:
             _, major = server_version(conn)
@@ -467,7 +473,8 @@ def run_backups(settings: Settings, dest: Path, databases: list[str] | None = No
     for name in names:
         if progress:
             progress(name, None)
-        manifest = backup_database(connection, name, dest, container=container, docker_host=docker_host)
+        manifest = backup_database(connection, name, dest, container=container, docker_host=docker_host,
+                                   prefer_container=explicit)
         if progress:
             progress(name, manifest)
         results.append(manifest)

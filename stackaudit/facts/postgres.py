@@ -127,10 +127,10 @@ def compose_targets(compose: Mapping[str, Any], docker: Mapping[str, Any],
         for name, service in services.items():
             if not is_postgres_image(service.get("image_repository") or service.get("image") or ""):
                 continue
-            address = service_address(service, project.get("name"), name, docker)
+            env = project_env.get(name) or {}
+            address = service_address(service, project.get("name"), name, docker, env)
             if address is None:
                 continue
-            env = project_env.get(name) or {}
             user, password, dbname = service_credentials(env, app_database_url(project_env, name))
             if password:
                 remember(password)
@@ -141,8 +141,12 @@ def compose_targets(compose: Mapping[str, Any], docker: Mapping[str, Any],
 
 
 def service_address(service: Mapping[str, Any], project: str | None, name: str,
-                    docker: Mapping[str, Any]) -> tuple[str, int] | None:
-    """The published port on loopback/any interface, else the running container's IP on 5432."""
+                    docker: Mapping[str, Any], env: Mapping[str, Any] | None = None
+                    ) -> tuple[str, int] | None:
+    """The published port on loopback/any interface; with `network_mode: host` the server's own port
+    on loopback; else the running container's IP on 5432."""
+    if service.get("network_mode") == "host":
+        return "127.0.0.1", host_network_port(service.get("command"), env or {})
     for port in service.get("ports") or []:
         if str(port.get("target")) != "5432" or port.get("host_ip") not in _LOOPBACK_OR_ANY:
             continue
@@ -155,6 +159,24 @@ def service_address(service: Mapping[str, Any], project: str | None, name: str,
             for ip in container_ips(container):
                 return ip, 5432
     return None
+
+
+def host_network_port(command: Any, env: Mapping[str, Any]) -> int:
+    """The port a server on the host's network listens on: `-c port=N` or `-p N` on its command line,
+    else PGPORT in its environment (postgres reads it too), else 5432."""
+    parts = [str(p) for p in command] if isinstance(command, list) else []
+    port: Any = env.get("PGPORT")
+    for i, part in enumerate(parts):
+        following = parts[i + 1] if i + 1 < len(parts) else ""
+        flag = following if part == "-c" else part[2:] if part.startswith("-c") else ""
+        if flag.replace(" ", "").startswith("port="):
+            port = flag.split("=", 1)[1].strip()
+        elif part == "-p" and following:
+            port = following
+    try:
+        return int(str(port).strip("'\""))
+    except ValueError:
+        return 5432
 
 
 def container_ips(container: Mapping[str, Any]) -> list[str]:

