@@ -133,7 +133,9 @@ def _drill(connection: Connection, dest: Path, manifest: Manifest, record: Drill
         raise BackupError("refusing to restore over the source database")
     with connection.connect() as admin:
         record.server_version, major = server_version(admin)
-        client = choose_client(connection, major, container, docker_host)
+        # Only --container names one here, and naming it means "run pg_restore in there".
+        client = choose_client(connection, major, container, docker_host,
+                               prefer_container=container is not None)
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
         record.scratch_database = scratch
         try:

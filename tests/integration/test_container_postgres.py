@@ -341,7 +341,7 @@ def test_backup_in_the_container_and_restore_drill(stack: Stack, tmp_path: Path)
     assert stack.password not in result.stdout + result.stderr + json.dumps(manifest)
 
     drill = cli(stack, tmp_path, "restore-drill", "--pg", stack.dsn, "--dest", str(dest),
-                "--format", "json")
+                "--container", CONTAINER, "--format", "json")
 
     assert drill.returncode == 0, drill.stdout + drill.stderr
     record = json.loads(drill.stdout)["drills"][0]
