@@ -270,7 +270,7 @@ def test_env_file_edit_keeps_mode_and_rolls_back_byte_identical(tmp_path: Path, 
 
 
 def test_compose_override_file_written_and_restored_byte_identical(tmp_path: Path) -> None:
-    """The file half of the containerised path (the recreate needs a postgres image, see the report)."""
+    """The file half of the containerised path (recreate: tests/integration/test_container_postgres.py)."""
     override = tmp_path / "compose.override.yaml"
     original = b"services:\n  web:\n    environment:\n      A: '1'  # keep me\n"
     override.write_bytes(original)
