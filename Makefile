@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit venv clean bench bench-tuning bench-audit bench-watch
+.PHONY: demo test lint typecheck unit venv clean bench bench-tuning bench-audit bench-watch bench-backup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,23 @@ typecheck:
 unit:
 	$(BIN)/pytest -q tests/rules tests/tuning tests/report
 
+# Benchmarks (not tests): run by hand as root, print ratios measured side by side, write raw numbers
+# to bench/results/. QUICK=1 gives a smoke run of a few minutes each. See docs/benchmarks.md.
+QUICK ?=
 bench:
-	$(MAKE) bench-tuning bench-audit bench-watch
+	$(MAKE) bench-tuning bench-audit bench-watch bench-backup
+
+bench-tuning: venv
+	QUICK=$(QUICK) $(BIN)/python -m bench.tuning
+
+bench-audit: venv
+	QUICK=$(QUICK) $(BIN)/python -m bench.audit
+
+bench-watch: venv
+	QUICK=$(QUICK) $(BIN)/python -m bench.watch
+
+bench-backup: venv
+	QUICK=$(QUICK) $(BIN)/python -m bench.backup
 
 clean:
 	rm -rf $(VENV) build *.egg-info report.md report.json report.html

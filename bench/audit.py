@@ -1,0 +1,274 @@
+"""Audit cost on a large host: a full `stackaudit audit` vs `docker system df -v` vs its own SQL.
+
+    .venv/bin/python -m bench.audit            # 1x, 2x, 4x of 200 images / 20 repositories,
+                                               # 50 containers, 30 volumes, 2,000 tables with indexes
+    QUICK=1 .venv/bin/python -m bench.audit    # a quarter of that size, at 1x and 2x
+
+A private dockerd (tests.services.start_docker_engine: its own data root and socket, vfs storage) and a
+PostgreSQL 18 cluster with pg_stat_statements are filled up step by step; at each size the audit runs
+under /usr/bin/time -v (wall, CPU, peak RSS), `docker system df -v` is timed alone, and the audit's
+own SQL time is read from pg_stat_statements. Finally a pgbench run with and without audits running
+beside it, in turns, shows what an audit costs the database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.common import QUICK, STACKAUDIT, cpu_window, log, machine, run, save, table
+from tests.services import DockerEngine, running_cluster, start_docker_engine
+
+BASE = {"images": 200, "repositories": 20, "containers": 50, "running": 20, "volumes": 30, "tables": 2000}
+FRACTION = 0.25 if QUICK else 1.0
+STEPS = (1, 2) if QUICK else (1, 2, 4)
+REPEATS = 2 if QUICK else 3
+PGBENCH_SECONDS = 10 if QUICK else 20
+
+
+def target(step: int) -> dict[str, int]:
+    return {k: max(1, int(v * FRACTION * step)) for k, v in BASE.items()}
+
+
+class Host:
+    """The Docker objects and tables built so far; grow() adds what the next size needs."""
+
+    def __init__(self, engine: DockerEngine, dsn: str) -> None:
+        self.engine, self.dsn = engine, dsn
+        self.have = {"images": 0, "containers": 0, "running": 0, "volumes": 0, "tables": 0}
+        self.image_refs: list[str] = []
+
+    def grow(self, want: dict[str, int]) -> None:
+        repos = want["repositories"]
+        while self.have["images"] < want["images"]:
+            i = self.have["images"]
+            repo, tag = f"bench/app{i % repos:02d}", f"v{i // repos}"
+            self.engine.make_image(repo, tag, extra_files={f"/release-{i}": f"release {i}\n".encode()})
+            self.image_refs.append(f"{repo}:{tag}")
+            self.have["images"] += 1
+        while self.have["volumes"] < want["volumes"]:
+            self.engine.client.volumes.create(name=f"bench-vol{self.have['volumes']:03d}",
+                                              labels={"com.docker.compose.project": "bench"})
+            self.have["volumes"] += 1
+        while self.have["containers"] < want["containers"]:
+            i = self.have["containers"]
+            running = self.have["running"] < want["running"]
+            volume = f"bench-vol{i % max(1, self.have['volumes']):03d}"
+            self.engine.run_container(
+                self.image_refs[i % len(self.image_refs)], f"bench-c{i:03d}", detach_running=running,
+                labels={"com.docker.compose.project": "bench", "com.docker.compose.service": f"svc{i % 10}"},
+                volumes={volume: {"bind": "/data", "mode": "rw"}}, mem_limit="64m" if i % 2 else None)
+            self.have["containers"] += 1
+            self.have["running"] += int(running)
+        if self.have["tables"] < want["tables"]:
+            self._tables(self.have["tables"], want["tables"])
+            self.have["tables"] = want["tables"]
+
+    def _tables(self, start: int, end: int) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            for i in range(start, end):
+                conn.execute(f"CREATE TABLE t{i:05d} (id bigint PRIMARY KEY, account int, "
+                             f"created timestamptz DEFAULT now(), note text)")
+                conn.execute(f"CREATE INDEX t{i:05d}_account ON t{i:05d} (account)")
+                conn.execute(f"INSERT INTO t{i:05d} (id, account, note) "
+                             f"SELECT g, g % 97, 'row ' || g FROM generate_series(1, 20) g")
+            conn.execute("ANALYZE")
+
+
+def timed_audit(dsn: str, env: dict[str, str], out: str) -> dict[str, float]:
+    """/usr/bin/time -v around `stackaudit audit` (exit 1 = findings, fine)."""
+    result = run(["/usr/bin/time", "-v", STACKAUDIT, "audit", "--pg", dsn, "--format", "json", "--out", out,
+                  "--state-dir", "/var/tmp/sa-bench-audit-state"], env=env)
+    if result.returncode not in (0, 1):
+        raise RuntimeError(f"audit failed ({result.returncode}): {result.stderr[-1500:]}")
+    text = result.stderr
+
+    def field(label: str) -> float:
+        match = re.search(rf"{re.escape(label)}: ([\d.:]+)", text)
+        if not match:
+            return float("nan")
+        value = match.group(1)
+        if ":" in value:  # h:mm:ss or m:ss.ss
+            parts = [float(p) for p in value.split(":")]
+            return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+        return float(value)
+
+    return {"wall_s": field("Elapsed (wall clock) time (h:mm:ss or m:ss)"),
+            "cpu_s": field("User time (seconds)") + field("System time (seconds)"),
+            "peak_rss_mib": field("Maximum resident set size (kbytes)") / 1024}
+
+
+def docker_df_seconds(engine: DockerEngine) -> float:
+    start = time.monotonic()
+    result = run(["docker", "-H", engine.host, "system", "df", "-v"])
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr)
+    return time.monotonic() - start
+
+
+def reset_statements(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def top_statements(dsn: str, limit: int = 3) -> list[tuple[float, str]]:
+    """The audit's slowest statements (ms, first 90 characters)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("""
+            SELECT round((total_exec_time + total_plan_time)::numeric, 1),
+                   left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+            FROM pg_stat_statements WHERE query NOT ILIKE '%%pg_stat_statements%%'
+            ORDER BY 1 DESC LIMIT %s""", (limit,)).fetchall()
+    return [(float(ms), text) for ms, text in rows]
+
+
+def statements_ms(dsn: str) -> tuple[float, int]:
+    """Execution + planning time and calls of everything since the reset, except this query itself."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("""
+            SELECT coalesce(sum(total_exec_time + total_plan_time), 0), coalesce(sum(calls), 0)
+            FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%'""").fetchone()
+    assert row is not None
+    return float(row[0]), int(row[1])
+
+
+def source_seconds(dsn: str, docker_host: str) -> dict[str, float]:
+    """Where the audit's time goes: stackaudit's own collect(), in-process, timed per source."""
+    from stackaudit.cli.common import build_settings
+    from stackaudit.facts import collect
+
+    started: dict[str, float] = {}
+    spent: dict[str, float] = {}
+
+    def progress(source: str, state: str) -> None:
+        if state == "start":
+            started[source] = time.monotonic()
+        else:
+            spent[source] = round(time.monotonic() - started[source], 2)
+
+    previous = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = docker_host
+    try:
+        collect(build_settings(pg=dsn, state_dir=Path("/var/tmp/sa-bench-audit-state")), progress)
+    finally:
+        if previous is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = previous
+    return spent
+
+
+def measure_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[str, Any]:
+    audits, sql_ms, calls, dfs = [], [], [], []
+    for _ in range(REPEATS):
+        reset_statements(dsn)
+        audits.append(timed_audit(dsn, env, f"/var/tmp/sa-bench-audit-{step}.json"))
+        ms, n = statements_ms(dsn)
+        sql_ms.append(ms)
+        calls.append(n)
+        dfs.append(docker_df_seconds(host.engine))
+
+    def med(key: str) -> float:
+        return statistics.median(a[key] for a in audits)
+
+    top = top_statements(dsn)
+    by_source = source_seconds(dsn, host.engine.host)
+    return {"step": step, "size": dict(host.have), "seconds_by_source": by_source, "top_statements": top,
+            "audit_wall_s": med("wall_s"), "audit_cpu_s": med("cpu_s"),
+            "audit_peak_rss_mib": med("peak_rss_mib"), "docker_df_s": statistics.median(dfs),
+            "sql_s": statistics.median(sql_ms) / 1000, "sql_calls": int(statistics.median(calls)),
+            "raw": audits}
+
+
+def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str]) -> dict[str, Any]:
+    """pgbench TPC-B (4 clients) alone and with audits looping beside it, in turns."""
+    from stackaudit.localpg import embedded_bin_dir
+
+    pgbench = str(embedded_bin_dir() / "pgbench")
+    base = ["runuser", "-u", cluster.os_user, "--", pgbench, "-h", str(cluster.socket_dir), "-p",
+            str(cluster.port), "-U", "postgres"]
+    subprocess.run([*base, "-i", "-s", "5", "-q", "bench"], capture_output=True, check=True)
+    results: dict[str, list[float]] = {"alone": [], "with audit": []}
+    others: dict[str, list[float]] = {"alone": [], "with audit": []}
+    audits_done = []
+    for _round in range(2):
+        for mode in ("alone", "with audit"):
+            stop = threading.Event()
+
+            def loop(stop: threading.Event = stop) -> None:
+                while not stop.is_set():
+                    timed_audit(dsn, env, "/var/tmp/sa-bench-audit-loop.json")
+                    audits_done.append(1)
+
+            thread = threading.Thread(target=loop) if mode == "with audit" else None
+            if thread:
+                thread.start()
+            with cpu_window(None) as cpu:
+                out = subprocess.run([*base, "-n", "-c", "4", "-j", "2", "-T", str(PGBENCH_SECONDS), "bench"],
+                                     capture_output=True, text=True, check=True).stdout
+            stop.set()
+            if thread:
+                thread.join()
+            results[mode].append(float(re.search(r"tps = ([\d.]+) \(without", out).group(1)))  # type: ignore[union-attr]
+            others[mode].append(cpu[0].busy_seconds / cpu[0].wall_seconds)
+            log(f"  pgbench {mode}: {results[mode][-1]:.0f} TPS")
+    alone, with_audit = statistics.median(results["alone"]), statistics.median(results["with audit"])
+    return {"tps": results, "machine_busy_cores": others, "ratio": with_audit / alone,
+            "audits_run": len(audits_done)}
+
+
+def main() -> None:
+    info = machine()
+    log(f"machine {info}")
+    engine = start_docker_engine()
+    rows, sizes = [], []
+    try:
+        with running_cluster(18) as cluster:
+            with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE app")
+                conn.execute("CREATE DATABASE bench")
+            dsn = cluster.dsn("app")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            env = {**os.environ, "DOCKER_HOST": engine.host}
+            host = Host(engine, dsn)
+            for step in STEPS:
+                started = time.monotonic()
+                host.grow(target(step))
+                log(f"built {host.have} in {time.monotonic() - started:.0f}s; measuring")
+                size = measure_size(host, dsn, env, step)
+                sizes.append(size)
+                log(f"  {size}")
+            concurrent = pgbench_beside_audits(cluster, dsn, env)
+    finally:
+        engine.stop()
+    base = sizes[0]
+    for s in sizes:
+        have = s["size"]
+        rows.append([f"{s['step']}x", f"{have['images']} / {have['containers']} / {have['volumes']} / "
+                     f"{have['tables']}", f"{s['audit_wall_s']:.1f}", f"{s['audit_cpu_s']:.1f}",
+                     f"{s['audit_peak_rss_mib']:.0f}", f"{s['docker_df_s']:.2f}",
+                     f"{s['audit_wall_s'] / s['docker_df_s']:.1f}x",
+                     f"{s['sql_s']:.2f} ({s['sql_calls']} calls)",
+                     f"{s['audit_wall_s'] / base['audit_wall_s']:.2f}x"])
+    print(table(["size", "images / containers / volumes / tables", "audit wall s", "audit CPU s",
+                 "peak RSS MiB", "docker system df -v s", "audit / df", "its SQL s", "wall vs 1x"], rows))
+    print("\nseconds by source (collect only, in-process): "
+          + "; ".join(f"{s['step']}x: {s['seconds_by_source']}" for s in sizes))
+    print(f"\npgbench TPS with audits looping beside it: {concurrent['ratio']:.2f}x of alone "
+          f"({concurrent['tps']}, {concurrent['audits_run']} audits ran)")
+    path = save("audit", {"machine": info, "quick": QUICK, "fraction": FRACTION, "sizes": sizes,
+                          "concurrent": concurrent})
+    log(f"raw results: {path}")
+
+
+if __name__ == "__main__":
+    main()
