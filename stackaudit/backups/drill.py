@@ -232,7 +232,7 @@ def run_drills(settings: Settings, dest: Path, backup: str | None = None, contai
     """Drill the chosen backups; raises BackupError when there is nothing to drill."""
     chosen = choose_backups(inventory(dest).manifests, backup)
     if not chosen:
-        wanted = f"backup {backup}" if backup else "a verified backup"
+        wanted = f"backup {backup}" if backup else "verified backup"
         raise BackupError(f"found no {wanted} in {dest}")
     connection = Connection.from_dsn(settings.pg_dsn)
     records = []

@@ -34,7 +34,11 @@ from stackaudit.facts import Facts, collect
 from stackaudit.tuning.postgres import WORKLOADS, Tuning, as_compose, as_conf, as_sql, tune
 from stackaudit.tuning.units import UnitError, human_bytes, parse_memory
 
-tune_app = typer.Typer(help="Propose settings for a service from this host's budget.", no_args_is_help=True)
+tune_app = typer.Typer(
+    help="Propose settings for a service from this host's budget.\n\n"
+         "Example: stackaudit tune postgres --memory 23GiB --cpus 4 --format json",
+    no_args_is_help=True,
+)
 app.add_typer(tune_app, name="tune")
 
 # The sources the PostgreSQL tuner reads ("app" and "redis" refine the co-tenant estimates).

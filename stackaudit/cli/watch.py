@@ -335,7 +335,11 @@ def metrics(
         fail(f"cannot serve metrics on {host}:{port}: {exc}")
 
 
-monitoring_app = typer.Typer(help="Prometheus alerting rules and a Grafana dashboard.", no_args_is_help=True)
+monitoring_app = typer.Typer(
+    help="Prometheus alerting rules and a Grafana dashboard.\n\n"
+         "Example: stackaudit monitoring rules --out /etc/prometheus/rules/stackaudit.yml",
+    no_args_is_help=True,
+)
 app.add_typer(monitoring_app, name="monitoring")
 
 
@@ -366,7 +370,9 @@ def monitoring_dashboard(out: OutOpt = None, config: ConfigOpt = None) -> None:
 
 
 schedule_app = typer.Typer(
-    help="Install or remove the maintenance schedule (systemd timers or cron).", no_args_is_help=True
+    help="Install or remove the maintenance schedule (systemd timers or cron).\n\n"
+         "Example: stackaudit schedule install --dry-run",
+    no_args_is_help=True,
 )
 app.add_typer(schedule_app, name="schedule")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,14 +62,23 @@ class Facts:
         }
 
     @classmethod
-    def from_json(cls, payload: dict[str, Any]) -> Facts:
+    def from_json(cls, payload: Any) -> Facts:
+        """A snapshot written by `to_json`; ValueError (a sentence for the user) for any other shape."""
+        if not isinstance(payload, dict):
+            raise ValueError(f"a facts snapshot is a JSON object, not a {type(payload).__name__}")
         if payload.get("schema_version") != FACTS_SCHEMA_VERSION:
             raise ValueError(f"facts schema_version {payload.get('schema_version')!r} is not "
                              f"{FACTS_SCHEMA_VERSION}; collect them again with this version")
+        data, errors = payload.get("data"), payload.get("errors", [])
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise ValueError("'data' must be an object with an object per source")
+        if not isinstance(errors, list) or not all(isinstance(e, dict) for e in errors):
+            raise ValueError("'errors' must be a list of objects")
         return cls(
-            data=payload["data"],
-            errors=[CollectionError(**e) for e in payload.get("errors", [])],
-            collected_at=payload.get("collected_at", ""),
+            data=data,
+            errors=[CollectionError(str(e.get("source", "")), str(e.get("where", "")), str(e.get("why", "")))
+                    for e in errors],
+            collected_at=str(payload.get("collected_at", "")),
         )
 
     @classmethod
@@ -141,6 +151,24 @@ def _collector_for(source: str) -> Callable[[CollectContext], dict[str, Any] | N
             return None
         raise
     return getattr(module, "collect", None)
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """Why `path` must not be read as a file (a directory, a FIFO, a socket, a device), else None.
+
+    Opening a FIFO blocks until something writes to it: the audit would hang, so collectors refuse
+    anything but regular files. A missing or unreadable path is None here: reading it says why.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    kind = next((name for test, name in kinds if test(mode)), "not a file")
+    return f"{kind}, not a regular file: not read"
 
 
 def iter_services(facts: Facts) -> Iterator[dict[str, Any]]:

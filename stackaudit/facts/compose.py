@@ -27,7 +27,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import YAMLError
 
-from stackaudit.facts import CollectContext
+from stackaudit.facts import CollectContext, not_a_regular_file
 from stackaudit.facts.envfile import (
     DotenvError,
     InterpolationError,
@@ -150,7 +150,8 @@ def load_project(
         builtin_errors.append((str(files[0]), f"builtin parser failed: {exc.__class__.__name__}: {exc}"))
         builtin_model = None
     model, parser = None, "builtin"
-    command = compose_command() if use_binary else None
+    # the binary would block on a FIFO the builtin parser refused, until its timeout: not run then
+    command = compose_command() if use_binary and not builtin.refused else None
     if command is not None:
         model, binary_error = run_compose_config(command, spec.dir, files, timeout_seconds)
         if model is not None:
@@ -226,7 +227,7 @@ def find_compose_files(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
         return [_absolute(project_dir / f) for f in env["COMPOSE_FILE"].split(separator) if f]
     for name in COMPOSE_FILE_NAMES:
         main = project_dir / name
-        if main.is_file():
+        if main.exists():  # a directory or FIFO by that name is reported, not silently passed over
             stem, suffix = name.rsplit(".", 1)
             override = project_dir / f"{stem}.override.{suffix}"
             return [main, override] if override.is_file() else [main]
@@ -345,6 +346,7 @@ class BuiltinLoader:
         self.error = error
         self.raw_files: list[RawFile] = []
         self._services_cache: dict[Path, dict[str, Any]] = {}
+        self.refused: list[Path] = []  # files that are FIFOs, directories, ...: never opened
 
     def load(self, files: list[Path]) -> dict[str, Any] | None:
         merged: dict[str, Any] | None = None
@@ -366,6 +368,11 @@ class BuiltinLoader:
         return merged
 
     def _read_yaml(self, path: Path) -> CommentedMap | None:
+        odd = not_a_regular_file(path)
+        if odd is not None:
+            self.error(str(path), f"cannot read compose file: {odd}")
+            self.refused.append(path)
+            return None
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -485,6 +492,11 @@ class BuiltinLoader:
 
     def _read_env_file(self, service: str, env_file: Mapping[str, Any]) -> dict[str, str]:
         path = Path(str(env_file["path"]))
+        odd = not_a_regular_file(path)
+        if odd is not None:
+            self.error(str(path), f"env_file of service {service!r} is {odd}")
+            self.refused.append(path)
+            return {}
         if not path.is_file():
             if env_file.get("required", True):
                 self.error(str(path), f"env_file of service {service!r} not found")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stackaudit.facts import CollectContext
+from stackaudit.facts import CollectContext, not_a_regular_file
 from stackaudit.facts.envfile import EnvEntry, mapping_lookup, parse_dotenv_lenient
 from stackaudit.facts.secrets_git import git_status
 from stackaudit.redact import WEAK_VALUES, is_secret_key, remember
@@ -63,7 +63,8 @@ def env_file_targets(ctx: CollectContext) -> list[tuple[Path, str | None]]:
 
 def _dotenv_files(directory: Path) -> Iterator[Path]:
     try:
-        found = sorted(p for p in directory.glob(".env*") if p.is_file() and _is_dotenv_name(p.name))
+        # not only regular files: a broken symlink or a FIFO named .env is reported by file_facts
+        found = sorted(p for p in directory.glob(".env*") if not p.is_dir() and _is_dotenv_name(p.name))
     except OSError:
         return
     yield from found
@@ -84,6 +85,8 @@ def file_facts(ctx: CollectContext, path: Path, project: str | None) -> dict[str
     try:
         info = path.stat()
     except FileNotFoundError:
+        if path.is_symlink():
+            ctx.error(str(path), f"broken symlink to {os.readlink(path)}: not read")
         return facts
     except OSError as exc:
         ctx.error(str(path), f"cannot stat: {exc.strerror or exc}")
@@ -99,6 +102,10 @@ def file_facts(ctx: CollectContext, path: Path, project: str | None) -> dict[str
         "world_readable": bool(mode & stat.S_IROTH),
         "git": git_status(path),  # tracked / ignored, asked of git itself (SEC002)
     })
+    odd = not_a_regular_file(path)
+    if odd is not None:
+        ctx.error(str(path), odd)
+        return facts
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

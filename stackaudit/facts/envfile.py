@@ -211,9 +211,13 @@ class _Cursor:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self._counted = (0, 1)  # (pos, line there): counting from the start each time is quadratic
 
     def line(self) -> int:
-        return self.text.count("\n", 0, self.pos) + 1
+        counted_pos, counted_line = self._counted if self.pos >= self._counted[0] else (0, 1)
+        line = counted_line + self.text.count("\n", counted_pos, self.pos)
+        self._counted = (self.pos, line)
+        return line
 
     def skip_blank(self) -> None:
         while self.pos < len(self.text) and self.text[self.pos] in _BLANK:
@@ -296,7 +300,7 @@ def _key(cur: _Cursor, line: int) -> tuple[str, bool]:
             cur.pos += 1
             return _checked_key(text[start:cur.pos - 1], line), char == "\n"
         if not (char in _BLANK or char in "_.-" or char.isalnum()):
-            rest = text[start:].split("\n", 1)[0]
+            rest = _rest_of_line(text, start)
             raise DotenvError(line, f"unexpected character {char!r} in variable name {rest!r}")
         cur.pos += 1
     # A bare KEY on the last line without a newline: an inherited key like any other.
@@ -335,8 +339,14 @@ def _quoted_value(cur: _Cursor, quote: str, line: int, lookup: Lookup) -> str:
                 return body.replace("\\'", "'")
             return interpolate(_expand_escapes(body), lookup)
         k += 1
-    first_line = text[cur.pos:].split("\n", 1)[0]
+    first_line = _rest_of_line(text, cur.pos)
     raise DotenvError(line, f"unterminated quoted value {first_line}")
+
+
+def _rest_of_line(text: str, start: int) -> str:
+    """text from start to the end of its line, without copying the rest of a large file."""
+    end = text.find("\n", start)
+    return text[start:] if end < 0 else text[start:end]
 
 
 def _escaped(text: str, k: int) -> bool:
