@@ -182,8 +182,18 @@ class DockerEngine:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-        subprocess.run(["umount", "-R", str(self.root)], capture_output=True, check=False)
+        unmount_below(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def unmount_below(root: Path) -> None:
+    """dockerd leaves mounts in its exec root (the netns/default nsfs bind mount): undo them all,
+    deepest first, or the folder cannot be removed."""
+    prefix = str(root).rstrip("/") + "/"
+    points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if line.split()[1].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 def start_docker_engine() -> DockerEngine:
