@@ -144,6 +144,16 @@ def test_shared_buffers_never_more_than_twice_the_data() -> None:
     assert "twice the data" in why
 
 
+def test_shared_buffers_hold_a_data_set_that_fits_in_a_quarter_of_the_budget() -> None:
+    """bench.tuning (select-only, 750MB of data, 4GiB host): buffers holding the data won."""
+    size, why = shared_buffers_for(int(3.6 * GB), data_bytes=750 * MB)
+    assert 880 * MB <= size <= 960 * MB and "whole data set" in why
+    # Data larger than a quarter of the budget: stay small (measured: more double-buffers, and lost).
+    small, _ = shared_buffers_for(2 * GB, data_bytes=int(4.5 * GB))
+    assert small <= 256 * MB
+    assert shared_buffers_for(int(3.6 * GB), data_bytes=1200 * MB)[0] <= 256 * MB
+
+
 # --- the reference host ---------------------------------------------------------------------
 
 def test_reference_host_recommendation_within_sane_bounds() -> None:
