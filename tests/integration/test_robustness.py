@@ -155,38 +155,69 @@ def test_docker_engine_killed_before_the_run_is_a_clean_error(tmp_path: Path) ->
     assert_host_still_audited(report)
 
 
-def audit_killing_the_engine(tmp_path: Path, delay: float) -> Run:
-    """An audit of host,docker whose private engine is SIGKILLed `delay` s after host is collected."""
-    engine = start_docker_engine()
-    try:
-        engine.make_image("robust/app")
-        for index in range(30):  # created, not started: one inspect call each, no process to orphan
-            engine.run_container("robust/app:latest", f"robust-{index}", detach_running=False)
-        process, watcher = start_cli(tmp_path, "audit", "--sources", "host,docker", "--format", "json",
-                                     env={"DOCKER_HOST": engine.host})
-        # docker is collected right after host: kill the daemon while its collector is at work
-        assert watcher.wait_for("✓ host", 60), watcher.text()
-        time.sleep(delay)
-        engine.process.send_signal(signal.SIGKILL)
-        return finish(process, watcher)
-    finally:
-        discard_killed_engine(engine)
+class KillingRelay:
+    """A unix socket in front of the engine that relays requests and SIGKILLs the engine just before
+    the n-th request reaches it: the collector has had its first answers (the ping), then the daemon
+    dies under it, whatever the speed of the machine."""
+
+    def __init__(self, path: Path, engine: DockerEngine, kill_at_request: int = 2) -> None:
+        self.engine, self.kill_at, self.requests = engine, kill_at_request, 0
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(16)
+        self.upstream = str(engine.root / "docker.sock")
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.server.accept()
+                threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(OSError), client, upstream:
+            upstream.connect(self.upstream)
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+            while chunk := client.recv(65536):
+                self.requests += chunk.count(b" HTTP/1.1\r\n")
+                if self.requests >= self.kill_at and self.engine.process.poll() is None:
+                    self.engine.process.send_signal(signal.SIGKILL)
+                    self.engine.process.wait(10)
+                    return
+                upstream.sendall(chunk)
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                target.sendall(chunk)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.server.close()
 
 
 def test_docker_engine_killed_mid_collection_keeps_the_rest(tmp_path: Path) -> None:
-    for attempt, delay in enumerate((0.3, 0.8, 1.5)):  # on a busy machine the first kill may land early
-        result = audit_killing_the_engine(tmp_path / str(attempt), delay)
-        report = result.report()
-        assert result.returncode in (0, 1), result.stderr
-        errors = errors_of(report, "docker")
-        assert errors, "the dead engine must be named"
-        assert_host_still_audited(report)
-        if not any("cannot reach" in e["why"] for e in errors):
-            break  # the engine answered the ping: the kill landed mid-collection
-    else:
-        pytest.fail("the kill never landed after the engine's first answer")
+    engine = start_docker_engine()
+    relay = KillingRelay(tmp_path / "relay.sock", engine)
+    try:
+        engine.make_image("robust/app")
+        engine.run_container("robust/app:latest", "robust-0", detach_running=False)
+        result = run_cli(tmp_path, "audit", "--sources", "host,docker", "--format", "json",
+                         env={"DOCKER_HOST": f"unix://{tmp_path / 'relay.sock'}"})
+    finally:
+        relay.close()
+        discard_killed_engine(engine)
+    report = result.report()
+    assert result.returncode in (0, 1), result.stderr
+    assert relay.requests >= 2 and engine.process.poll() is not None  # it answered, then it died
+    errors = errors_of(report, "docker")
+    assert errors, "the dead engine must be named"
     assert any(why in e["why"] for e in errors for why in ("refused", "no such file", "closed the connection")
                ), errors
+    assert_host_still_audited(report)
 
 
 def hung_socket(path: Path) -> Callable[[], None]:
