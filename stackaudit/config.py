@@ -186,9 +186,22 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
             changes[attr] = str(targets[key])
     if "domains" in targets:
         changes["tls_domains"] = tuple(str(d) for d in targets["domains"])
+    if "timeout_seconds" in targets:
+        changes["timeout_seconds"] = _positive_seconds(targets["timeout_seconds"], f"{path}: [targets]")
     if "state_dir" in data:
         changes["state_dir"] = Path(data["state_dir"])
     return replace(settings, **changes)
+
+
+def _positive_seconds(value: Any, where: str) -> float:
+    """How long one call to a service may take (connect, query, Docker API)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: timeout_seconds must be a number of seconds, not {value!r}") from None
+    if seconds <= 0:
+        raise ConfigError(f"{where}: timeout_seconds must be above 0")
+    return seconds
 
 
 def _check_thresholds(raw: Any, path: Path) -> dict[str, dict[str, Any]]:
@@ -224,6 +237,8 @@ def _apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settin
         changes["ignore"] = parse_code_list(environ["STACKAUDIT_IGNORE"])
     if environ.get("STACKAUDIT_SOURCES"):
         changes["sources"] = parse_sources(environ["STACKAUDIT_SOURCES"])
+    if environ.get("STACKAUDIT_TIMEOUT"):
+        changes["timeout_seconds"] = _positive_seconds(environ["STACKAUDIT_TIMEOUT"], "STACKAUDIT_TIMEOUT")
     if environ.get("STACKAUDIT_FAIL_ON"):
         changes["fail_on"] = Severity.parse(environ["STACKAUDIT_FAIL_ON"])
     return replace(settings, **changes)

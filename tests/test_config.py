@@ -56,3 +56,12 @@ def test_sources_are_validated() -> None:
 def test_with_overrides_keeps_values_that_were_not_given() -> None:
     settings = Settings(pg_dsn="postgresql://a@b/c").with_overrides(pg_dsn=None, redis_url="redis://x")
     assert settings.pg_dsn == "postgresql://a@b/c" and settings.redis_url == "redis://x"
+
+
+def test_timeout_comes_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "stackaudit.toml").write_text("[targets]\ntimeout_seconds = 3\n")
+    assert load_settings(project_dirs=(tmp_path,), environ={}).timeout_seconds == 3
+    settings = load_settings(project_dirs=(tmp_path,), environ={"STACKAUDIT_TIMEOUT": "1.5"})
+    assert settings.timeout_seconds == 1.5
+    with pytest.raises(ConfigError, match="STACKAUDIT_TIMEOUT"):
+        load_settings(environ={"STACKAUDIT_TIMEOUT": "soon"})

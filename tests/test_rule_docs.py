@@ -56,3 +56,14 @@ def test_docs_rules_pages_are_up_to_date() -> None:
     names = expected.keys() | on_disk.keys()
     stale = sorted(name for name in names if expected.get(name) != on_disk.get(name))
     assert not stale, f"run `python -m stackaudit.report.rule_docs docs/rules`: {stale}"
+
+
+def test_a_rule_needing_any_of_several_sources_is_skipped_when_none_was_collected() -> None:
+    from stackaudit.config import Settings
+    from stackaudit.facts import Facts
+    from stackaudit.rules import evaluate
+
+    _, skipped = evaluate(Facts(data={"host": {}}), Settings(select=("SEC004",)))
+    assert [s.code for s in skipped] == ["SEC004"] and "compose" in skipped[0].reason
+    _, skipped = evaluate(Facts(data={"compose": {"projects": []}}), Settings(select=("SEC004",)))
+    assert skipped == []

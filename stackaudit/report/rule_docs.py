@@ -13,7 +13,7 @@ from stackaudit.rules import Rule, load_all
 
 
 def page(rule: Rule) -> str:
-    needs = ", ".join(rule.needs) or "nothing (it combines whatever was collected)"
+    needs = ", ".join(rule.needs) or (f"any of {', '.join(rule.needs_any)}" if rule.needs_any else "nothing")
     return (f"# {rule.code} {rule.name}\n\nDefault severity: **{rule.severity.label()}** · "
             f"needs: {needs} · `stackaudit explain {rule.code}`\n\n{rule.doc.strip()}\n")
 

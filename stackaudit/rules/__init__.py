@@ -3,7 +3,8 @@
 A rule is declared with `@rule(code, name, severity, needs=(sources...))`. Its docstring is its
 explain page and must carry every heading in DOC_SECTIONS (a test checks). Its function yields
 `Hit`s; the registry stamps code, name and default severity on them. A source named in `needs`
-that was not collected makes a `Skipped` with the reason, never an exception.
+that was not collected makes a `Skipped` with the reason, never an exception; so does a rule whose
+`needs_any` names sources of which none was collected (rules that combine what is there).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Rule:
     needs: tuple[str, ...]
     check: CheckFunction
     doc: str
+    needs_any: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -57,12 +59,13 @@ REGISTRY: dict[str, Rule] = {}
 
 
 def rule(
-    code: str, name: str, severity: Severity, needs: tuple[str, ...] = ()
+    code: str, name: str, severity: Severity, needs: tuple[str, ...] = (), needs_any: tuple[str, ...] = ()
 ) -> Callable[[CheckFunction], CheckFunction]:
     def register(func: CheckFunction) -> CheckFunction:
         if code in REGISTRY:
             raise RuntimeError(f"rule code {code} registered twice")
-        REGISTRY[code] = Rule(code, name, severity, needs, func, inspect.cleandoc(func.__doc__ or ""))
+        REGISTRY[code] = Rule(code, name, severity, needs, func, inspect.cleandoc(func.__doc__ or ""),
+                              needs_any)
         return func
 
     return register
@@ -90,6 +93,8 @@ def evaluate(facts: Facts, settings: Settings) -> tuple[list[Finding], list[Skip
         if not is_selected(code, settings.select, settings.ignore):
             continue
         missing = [s for s in registered.needs if not facts.has(s)]
+        if registered.needs_any and not any(facts.has(s) for s in registered.needs_any):
+            missing += list(registered.needs_any)
         if missing:
             reasons = "; ".join(f"{s}: {facts.why_missing(s)}" for s in missing)
             skipped.append(Skipped(code, reasons))

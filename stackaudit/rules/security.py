@@ -301,7 +301,7 @@ def _redis_without_auth(facts: Facts, service: dict[str, Any]) -> bool:
                for i in facts.get("redis").get("instances", []))
 
 
-@rule("SEC004", "datastore-port-public", Severity.HIGH)
+@rule("SEC004", "datastore-port-public", Severity.HIGH, needs_any=("compose", "docker"))
 def datastore_port_public(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
@@ -370,7 +370,7 @@ def _setting(postgres: dict[str, Any], name: str) -> str | None:
     return None if item is None else str(item)
 
 
-@rule("SEC005", "redis-no-auth", Severity.HIGH)
+@rule("SEC005", "redis-no-auth", Severity.HIGH, needs_any=("redis", "compose", "postgres"))
 def datastore_no_auth(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
@@ -698,7 +698,7 @@ def _django_ssl_hit(facts: Facts, service: dict[str, Any], proxy: list[str]) -> 
 
 # --- SEC008: host access from containers ---------------------------------------------------------
 
-@rule("SEC008", "container-host-access", Severity.HIGH)
+@rule("SEC008", "container-host-access", Severity.HIGH, needs_any=("compose", "docker"))
 def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
@@ -770,7 +770,7 @@ def tag_risk(kind: str, tag: str | None, digest: str | None) -> tuple[Severity, 
     return None
 
 
-@rule("SEC009", "datastore-floating-tag", Severity.MEDIUM)
+@rule("SEC009", "datastore-floating-tag", Severity.MEDIUM, needs_any=("compose", "docker"))
 def datastore_floating_tag(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
