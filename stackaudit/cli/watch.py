@@ -465,19 +465,22 @@ def _show_plan(plan: Any, dry_run: bool, problems: list[str], output_format: For
         console.print(f"[red]failed:[/] {problem}", highlight=False)
 
 
+CronOpt = Annotated[
+    bool, typer.Option("--cron/--systemd", help="A crontab block, or systemd timers (default).")
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
+EnableOpt = Annotated[
+    bool | None, typer.Option("--enable/--no-enable", help="Run systemctl (default: when systemd runs).")
+]
+
+
 @schedule_app.command("install")
 def schedule_install(
-    cron: Annotated[
-        bool, typer.Option("--cron/--systemd", help="A crontab block, or systemd timers (default).")
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
-    ] = False,
+    cron: CronOpt = False,
+    dry_run: DryRunOpt = False,
     unit_dir: UnitDirOpt = Path("/etc/systemd/system"),
     crontab_file: CrontabFileOpt = None,
-    enable: Annotated[
-        bool | None, typer.Option("--enable/--no-enable", help="Run systemctl (default: when systemd runs).")
-    ] = None,
+    enable: EnableOpt = None,
     output_format: FormatOpt = Format.terminal,
     config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
@@ -492,17 +495,11 @@ def schedule_install(
 
 @schedule_app.command("remove")
 def schedule_remove(
-    cron: Annotated[
-        bool, typer.Option("--cron/--systemd", help="The crontab block, or systemd timers.")
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
-    ] = False,
+    cron: CronOpt = False,
+    dry_run: DryRunOpt = False,
     unit_dir: UnitDirOpt = Path("/etc/systemd/system"),
     crontab_file: CrontabFileOpt = None,
-    enable: Annotated[
-        bool | None, typer.Option("--enable/--no-enable", help="Run systemctl (default: when systemd runs).")
-    ] = None,
+    enable: EnableOpt = None,
     output_format: FormatOpt = Format.terminal,
 ) -> None:
     """Remove the schedule `schedule install` made (only files and lines carrying its mark).
