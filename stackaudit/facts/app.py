@@ -32,6 +32,7 @@ from stackaudit.facts.appconfig import (
     safe_parse,
     split_commands,
 )
+from stackaudit.facts.host import effective_cores
 from stackaudit.tuning.appserver import postgres_limits, process_connections
 
 # Upstream defaults (checked in the projects' sources):
@@ -196,12 +197,9 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
 
 
 def _cpu_count(facts: Facts) -> int | None:
+    """Whole cores the app can use (the cgroup quota when tighter), or None without host facts."""
     host = facts.get("host")
-    limit = host.get("cpu_limit_cores")
-    count = host.get("cpu_count")
-    if isinstance(limit, (int, float)) and limit > 0:
-        return max(1, int(limit))
-    return int(count) if isinstance(count, int) else None
+    return max(1, int(effective_cores(host))) if host.get("cpu_count") else None
 
 
 def _summary(processes: Sequence[Mapping[str, Any]], postgres: Mapping[str, Any]) -> dict[str, Any]:

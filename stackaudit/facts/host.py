@@ -59,6 +59,20 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
     return data
 
 
+def effective_memory_bytes(host: dict[str, Any]) -> int:
+    """RAM this process can really use: the host's, or the cgroup limit when tighter."""
+    total = int(host["memory_total_bytes"])
+    limit = host.get("memory_limit_bytes")
+    return min(total, int(limit)) if limit else total
+
+
+def effective_cores(host: dict[str, Any]) -> float:
+    """CPUs this process can really use: the count, or the cgroup quota when lower."""
+    cores = float(host["cpu_count"])
+    quota = host.get("cpu_limit_cores")
+    return min(cores, float(quota)) if quota else cores
+
+
 def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 

@@ -20,13 +20,14 @@ from typing import Any
 
 from stackaudit.config import ALL_SOURCES, Settings
 from stackaudit.facts import Facts, collect
+from stackaudit.facts.host import effective_memory_bytes
 from stackaudit.monitor import DAY_SECONDS, MonitorOptions
 from stackaudit.monitor.forecast import Forecast, forecast_full
 from stackaudit.monitor.history import History
 from stackaudit.redact import scrub
 from stackaudit.report import Report
 from stackaudit.rules import evaluate, is_selected, load_all
-from stackaudit.rules.host import effective_memory_bytes, watched_mounts
+from stackaudit.rules.host import watched_mounts
 
 log = logging.getLogger(__name__)
 

@@ -7,25 +7,12 @@ from typing import Any
 
 from stackaudit.config import Settings
 from stackaudit.facts import Facts
-from stackaudit.facts.host import mount_for
+from stackaudit.facts.host import effective_cores, effective_memory_bytes, mount_for
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
 from stackaudit.units import format_bytes
 
 WATCHED_ROLES = ("root", "docker", "postgres", "backups", "extra")
-
-
-def effective_memory_bytes(host: dict[str, Any]) -> int:
-    """RAM this process can really use: the host's, or the cgroup limit when tighter."""
-    total = int(host["memory_total_bytes"])
-    limit = host.get("memory_limit_bytes")
-    return min(total, int(limit)) if limit else total
-
-
-def effective_cores(host: dict[str, Any]) -> float:
-    cores = float(host["cpu_count"])
-    quota = host.get("cpu_limit_cores")
-    return min(cores, float(quota)) if quota else cores
 
 
 def watched_mounts(facts: Facts) -> Iterator[dict[str, Any]]:
