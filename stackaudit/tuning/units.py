@@ -80,15 +80,17 @@ def format_memory(num_bytes: int | float) -> str:
     return f"{value}B"
 
 
-def round_memory(num_bytes: float) -> int:
-    """Round down to a 'sane' step so the value reads well: whole GB from 8GB, 512MB steps from 2GB,
-    256MB from 1GB, 64MB from 256MB, 16MB from 64MB, whole MB from 1MB, else whole kB."""
+def round_memory(num_bytes: float, up: bool = False) -> int:
+    """Round down (or up, for a floor that must hold) to a 'sane' step so the value reads well: whole
+    GB from 8GB, 512MB steps from 2GB, 256MB from 1GB, 64MB from 256MB, 16MB from 64MB, whole MB from
+    1MB, else whole kB."""
     steps = ((8 * GB, GB), (2 * GB, 512 * MB), (GB, 256 * MB), (256 * MB, 64 * MB), (64 * MB, 16 * MB),
-             (MB, MB))
+             (MB, MB), (0, KB))
     for threshold, step in steps:
         if num_bytes >= threshold:
-            return int(num_bytes // step * step)
-    return max(64 * KB, int(num_bytes // KB * KB))
+            count = math.ceil(num_bytes / step) if up else num_bytes // step
+            return max(64 * KB, int(count * step))
+    return 64 * KB
 
 
 def parse_time_ms(text: str | int | float, default_unit: str = "ms") -> float:

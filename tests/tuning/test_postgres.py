@@ -71,6 +71,14 @@ def test_round_memory_to_sane_steps(num: int, expected: int) -> None:
     assert round_memory(num) == expected
 
 
+@pytest.mark.parametrize(("num", "expected"), [
+    (2860 * MB, 3 * GB), (2560 * MB, 2560 * MB), (1126 * MB, 1280 * MB), (int(5.3 * MB), 6 * MB),
+    (1, 64 * KB),
+])
+def test_round_memory_up_for_a_floor(num: int, expected: int) -> None:
+    assert round_memory(num, up=True) == expected
+
+
 @pytest.mark.parametrize(("text", "default", "ms"), [
     ("5min", "ms", 300_000), ("30s", "ms", 30_000), ("200", "ms", 200), ("1h", "ms", 3_600_000),
     ("300", "s", 300_000),
@@ -152,6 +160,43 @@ def test_shared_buffers_hold_a_data_set_that_fits_in_a_quarter_of_the_budget() -
     small, _ = shared_buffers_for(2 * GB, data_bytes=int(4.5 * GB))
     assert small <= 256 * MB
     assert shared_buffers_for(int(3.6 * GB), data_bytes=1200 * MB)[0] <= 256 * MB
+
+
+def test_shared_buffers_keep_a_table_read_in_full_out_of_the_scan_ring() -> None:
+    """bench.tuning (analytic, 23GiB host): 1536MB of buffers (twice the 750MB of data) left the
+    640MB table that every query scans on the bulk-read ring; buffers above 4x the table held it."""
+    size, why = shared_buffers_for(21 * GB, data_bytes=750 * MB, scanned_table_bytes=650 * MB)
+    assert size >= 4 * 650 * MB and "read in full repeatedly" in why
+    assert size <= 256 * MB + (21 * GB - 4 * GB) // 4  # never beyond what the budget's curve allows
+    # Without the scan habit the data cap stands.
+    assert shared_buffers_for(21 * GB, data_bytes=750 * MB)[0] == round_memory(1500 * MB)
+    # A host too small to hold 4x the table: unchanged, and the reason says why.
+    small, small_why = shared_buffers_for(int(3.6 * GB), data_bytes=750 * MB, scanned_table_bytes=640 * MB)
+    assert small == shared_buffers_for(int(3.6 * GB), data_bytes=750 * MB)[0]
+    assert "beyond the budget" in small_why
+    # A table already below a quarter of the buffers needs nothing.
+    small_table = shared_buffers_for(21 * GB, data_bytes=750 * MB, scanned_table_bytes=100 * MB)
+    assert small_table[0] == round_memory(1500 * MB)
+
+
+def _with_tables(facts: Facts, tables: list[dict[str, object]]) -> Facts:
+    facts.data["postgres"]["databases"] = [{"name": "app", "size_bytes": 750 * MB}]
+    facts.data["postgres"]["per_database"] = {"app": {"tables": tables}}
+    return facts
+
+
+def test_tune_reads_the_scan_habit_from_table_statistics() -> None:
+    accounts = {"schema": "public", "table": "accounts", "live_tuples": 5_000_000, "table_bytes": 640 * MB}
+    scanned = _with_tables(dedicated_host(23, 2), [{**accounts, "seq_tup_read": 30_000_000}])
+    tuning = tune(scanned, workload="analytics", dedicated=True)
+    assert tuning.inputs.scanned_table_bytes == 640 * MB
+    assert mem(tuning.settings["shared_buffers"].recommended) >= 4 * 640 * MB
+    assert tuning.fits
+    # One full read (an index build, a dump) is not a habit: the cap at twice the data stays.
+    once = _with_tables(dedicated_host(23, 2), [{**accounts, "seq_tup_read": 5_000_000}])
+    tuned_once = tune(once, workload="analytics", dedicated=True)
+    assert tuned_once.inputs.scanned_table_bytes is None
+    assert mem(tuned_once.settings["shared_buffers"].recommended) == round_memory(1500 * MB)
 
 
 # --- the reference host ---------------------------------------------------------------------
