@@ -265,9 +265,12 @@ def _walk(node: dict[str, Any]) -> Any:
         yield from _walk(child)
 
 
-def setup_cluster(group: Cgroup) -> Bench:
+def setup_cluster(group: Cgroup, db: str) -> Bench:
+    """One cluster per data set, as a host runs one application database: the tuner sees only the
+    data the workload reads (a second, idle database on the same server would change its sizes)."""
     bin_dir = embedded_bin_dir()
-    data = BENCH_DIR / "data"
+    data = BENCH_DIR / db / "data"
+    data.parent.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(bin_dir=bin_dir, data_dir=data, port=55432 + (1 if QUICK else 0), settings={
         "log_min_messages": "warning", "log_checkpoints": "on", "max_connections": str(MAX_CONNECTIONS),
         "include_if_exists": "'bench.conf'",
@@ -279,6 +282,33 @@ def setup_cluster(group: Cgroup) -> Bench:
     cluster.stop()
     bench.apply({})
     return bench
+
+
+DATA_SETS = {"inram": SCALE_IN_RAM, "big": SCALE_BIG}
+
+
+class Benches:
+    """The cluster of each data set, started on demand; one runs at a time (same port, same cgroup)."""
+
+    def __init__(self, group: Cgroup) -> None:
+        self.group = group
+        self.by_db: dict[str, Bench] = {}
+
+    def get(self, db: str) -> Bench:
+        for other, bench in self.by_db.items():
+            if other != db:
+                bench.cluster.stop()
+        if db not in self.by_db:
+            limit = self.group.memory_limit_bytes
+            self.group.set_limit(None)  # load without the emulated host's limit
+            self.by_db[db] = setup_cluster(self.group, db)
+            load(self.by_db[db], db, DATA_SETS[db])
+            self.group.set_limit(limit)
+        return self.by_db[db]
+
+    def stop(self) -> None:
+        for bench in self.by_db.values():
+            bench.cluster.stop()
 
 
 def load(bench: Bench, db: str, scale: int) -> None:
@@ -500,26 +530,22 @@ def main() -> None:
         log("WARNING: cannot drop the page cache (not root?)")
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     group = Cgroup("sa-bench-tuning").create()
-    bench = setup_cluster(group)
+    benches = Benches(group)
     results: list[dict[str, Any]] = []
     try:
-        load(bench, "inram", SCALE_IN_RAM)
         for host in HOSTS:
             memory = host * GiB
             group.set_limit(memory)
             for workload in WORKLOADS:
                 if workload.endswith("-big") and memory >= LIMITED_GIB * GiB:
                     continue  # the big data set fits the page cache of a large host
-                if workload.endswith("-big"):
-                    group.set_limit(None)
-                    load(bench, "big", SCALE_BIG)
-                    group.set_limit(memory)
+                bench = benches.get(WORKLOAD_SPECS[workload][1])
                 result = run_workload(bench, workload, memory)
                 results.append(result)
                 print("\n" + report(result) + "\n", flush=True)
                 save("tuning-partial", {"machine": info, "results": results}, stamped=False)
     finally:
-        bench.cluster.stop()
+        benches.stop()
         group.set_limit(None)
     print("\n".join(report(r) + "\n" for r in results))
     print("\n".join(verdicts(results)))
