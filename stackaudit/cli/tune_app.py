@@ -26,6 +26,7 @@ from stackaudit.cli.tune import tune_app
 from stackaudit.facts import Facts, collect
 from stackaudit.facts.app import live_connections
 from stackaudit.tuning.appserver import (
+    DEFAULT_LIMITS,
     AppTuning,
     PostgresLimits,
     Resources,
@@ -104,10 +105,11 @@ def tune_app_servers(
         limits = PostgresLimits(max_connections, limits.superuser_reserved if limits else 3,
                                 limits.reserved if limits else 0, "--max-connections")
     elif limits is None:
-        limits = PostgresLimits(100, 3, 0, "PostgreSQL defaults (server not reached)")
+        limits = DEFAULT_LIMITS
         console.print("[yellow]PostgreSQL not reached: budget against the defaults max_connections 100, "
                       "superuser_reserved_connections 3[/]", highlight=False)
-    tuning = recommend(processes, Resources(float(cores), memory_bytes), limits)
+    tuning = recommend(processes, Resources(float(cores), memory_bytes), limits,
+                       poolers=facts.get("app").get("poolers") or [])
     live = live_connections(facts)
     if output_format == Output.json:
         write_output(dumps_json({**tuning.to_json(), "live_connections": live,

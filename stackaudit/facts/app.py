@@ -33,7 +33,13 @@ from stackaudit.facts.appconfig import (
     split_commands,
 )
 from stackaudit.facts.host import effective_cores
-from stackaudit.tuning.appserver import postgres_limits, process_connections
+from stackaudit.facts.pooler import database_target, recognise_pooler, route_through_poolers
+from stackaudit.tuning.appserver import (
+    DEFAULT_LIMITS,
+    connection_budget,
+    postgres_limits,
+    process_connections,
+)
 
 # Upstream defaults (checked in the projects' sources):
 PUMA_DEFAULT_MAX_THREADS = 5  # puma lib/puma/configuration.rb DEFAULTS max_threads (MRI)
@@ -68,6 +74,8 @@ class Process:
     conn_max_age: str | None = None
     uses_database: bool = True
     pool_env_var: str | None = None
+    database_target: dict[str, Any] = field(default_factory=dict)  # host, port, database: no secret
+    via_pooler: str | None = None
     evidence: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -85,7 +93,8 @@ class Process:
             "threads": self.threads, "db_pool": self.db_pool, "pool_source": self.pool_source,
             "pool_env_var": self.pool_env_var, "concurrency": self.concurrency,
             "pool_type": self.pool_type, "conn_max_age": self.conn_max_age,
-            "uses_database": self.uses_database, "evidence": self.evidence, "notes": self.notes,
+            "uses_database": self.uses_database, "database_target": self.database_target,
+            "via_pooler": self.via_pooler, "evidence": self.evidence, "notes": self.notes,
         }
 
 
@@ -175,6 +184,7 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
                                 "services (give --project-dir)")
     cpu_count = _cpu_count(ctx.facts)
     processes: list[dict[str, Any]] = []
+    poolers: list[dict[str, Any]] = []
     private_env = ctx.private.get("compose_env", {})
     for project in projects:
         project_dir = Path(project["dir"]) if project.get("dir") else None
@@ -182,6 +192,10 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
             env = private_env.get(project.get("name"), {}).get(service.get("name")) \
                 or service.get("environment") or {}
             files = Files(service, project_dir, lambda where, why: ctx.error(where, why))
+            pooler = recognise_pooler(project.get("name", ""), service, _argv(service), env, files)
+            if pooler is not None:
+                poolers.append(pooler)
+                continue
             try:
                 found = recognise(project.get("name", ""), service, env, files, cpu_count)
             except YamlError as exc:
@@ -189,10 +203,11 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
                 continue
             if found is not None:
                 processes.append(found.to_json())
-    data: dict[str, Any] = {"processes": processes}
+    route_through_poolers(processes, poolers)
+    data: dict[str, Any] = {"processes": processes, "poolers": poolers}
     if ctx.facts.has("postgres"):
         data["live_connections"] = compare_live(processes, ctx.facts)
-    data["summary"] = _summary(processes, ctx.facts.get("postgres"))
+    data["summary"] = _summary(processes, poolers, ctx.facts.get("postgres"))
     return data
 
 
@@ -202,15 +217,21 @@ def _cpu_count(facts: Facts) -> int | None:
     return max(1, int(effective_cores(host))) if host.get("cpu_count") else None
 
 
-def _summary(processes: Sequence[Mapping[str, Any]], postgres: Mapping[str, Any]) -> dict[str, Any]:
-    """Per service replicas x processes x threads (pool), and the connections they can open at most."""
+def _summary(processes: Sequence[Mapping[str, Any]], poolers: Sequence[Mapping[str, Any]],
+             postgres: Mapping[str, Any]) -> dict[str, Any]:
+    """Per service replicas x processes x threads (pool), and the connections they (or the poolers
+    they go through) can open to PostgreSQL at most."""
     summary: dict[str, Any] = {"services": len(processes)}
     for proc in processes:
         key = f"{proc['service']}_{proc['kind']}"
         summary[key] = f"{proc['replicas']}x{proc['processes']}x{proc['threads']} (pool {proc['db_pool']})"
+    for pooler in poolers:
+        summary[f"{pooler['service']}_pgbouncer"] = (f"{pooler['pool_mode']} pooling, default_pool_size "
+                                                     f"{pooler['default_pool_size']}")
     if processes:
-        summary["db_connections_at_most"] = sum(process_connections(p).total for p in processes)
         limits = postgres_limits(postgres)
+        budget = connection_budget(processes, limits or DEFAULT_LIMITS, poolers=poolers)
+        summary["db_connections_at_most"] = budget.app_total
         if limits is not None:
             summary["db_connections_available"] = limits.available
     return summary
@@ -223,7 +244,7 @@ def _summary(processes: Sequence[Mapping[str, Any]], postgres: Mapping[str, Any]
 def recognise(project: str, service: Mapping[str, Any], env: Env, files: Files,
               cpu_count: int | None = None) -> Process | None:
     """The app process a compose service runs, or None when it is not an app server."""
-    argv = [str(w) for w in _as_list(service.get("entrypoint")) + _as_list(service.get("command"))]
+    argv = _argv(service)
     replicas = service.get("replicas")
     base = {"project": project, "service": str(service.get("name", "")),
             "replicas": int(replicas) if isinstance(replicas, int) else 1}
@@ -238,6 +259,10 @@ def recognise(project: str, service: Mapping[str, Any], env: Env, files: Files,
         _puma(proc, [], env, files)
         return _finish(proc, env, service)
     return None
+
+
+def _argv(service: Mapping[str, Any]) -> list[str]:
+    return [str(w) for w in _as_list(service.get("entrypoint")) + _as_list(service.get("command"))]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -531,6 +556,7 @@ def _finish(proc: Process, env: Env, service: Mapping[str, Any]) -> Process:
         re.search(r"postgres|(^|[-_])db($|[-_])|database", str(d)) for d in depends_names)
     if not proc.uses_database:
         proc.notes.append("no database variable or dependency found: not counted in the connection budget")
+    proc.database_target = database_target(env)
     return proc
 
 
@@ -634,7 +660,7 @@ def compare_rows(processes: Sequence[Mapping[str, Any]], rows: Sequence[Connecti
         result.append({
             "project": proc.get("project"), "service": proc.get("service"), "kind": proc.get("kind"),
             "estimated_max": estimate, "live": live, "matched_by": how if mine else None,
-            "note": _disagreement(estimate, live),
+            "note": _disagreement(estimate, live, proc.get("via_pooler")),
         })
     if total is None:
         total = attributed + sum(r.count for r in by_name) + sum(
@@ -657,7 +683,10 @@ def _name_matches(application_name: str, proc: Mapping[str, Any]) -> bool:
     return service in words or name.startswith(kind)
 
 
-def _disagreement(estimate: int, live: int) -> str | None:
+def _disagreement(estimate: int, live: int, via_pooler: str | None = None) -> str | None:
+    if via_pooler and live == 0:
+        return (f"connects through {via_pooler}: PostgreSQL sees the pooler's server connections, "
+                "shared by its clients, not this service's")
     if live > estimate:
         return (f"{live} live sessions exceed the static estimate of {estimate}: a setting the estimate "
                 "missed, a one-off process (console, rake) or another service using the same name")

@@ -749,6 +749,8 @@ def service_shape(name: str, project: str, svc: Mapping[str, Any], env_files: li
         "logging": _logging(svc.get("logging")),
         "profiles": [str(p) for p in svc.get("profiles") or []],
         "network_mode": str(svc["network_mode"]) if svc.get("network_mode") else None,
+        "container_name": str(svc["container_name"]) if svc.get("container_name") else None,
+        "network_aliases": _network_aliases(svc.get("networks")),
         "privileged": bool(svc.get("privileged")),
         "labels": {k: redact_value(k, v) for k, v in sorted(_labels(svc.get("labels")).items())},
         "shm_size_bytes": parse_bytes(svc.get("shm_size")),
@@ -925,6 +927,14 @@ def healthcheck_shape(value: Any) -> dict[str, Any] | None:
         "retries": _int(value.get("retries")),
         "disabled": bool(value.get("disable")) or argv == ["NONE"],
     }
+
+
+def _network_aliases(networks: Any) -> list[str]:
+    """The extra names a service answers to on its networks (`networks: {net: {aliases: [...]}}`)."""
+    if not isinstance(networks, dict):
+        return []  # the list form carries no aliases
+    return sorted({str(a) for net in networks.values() if isinstance(net, dict)
+                   for a in net.get("aliases") or []})
 
 
 def _logging(value: Any) -> dict[str, Any]:

@@ -241,12 +241,15 @@ def connection_budget(facts: Facts) -> StackedChart | None:
         limits = appserver.postgres_limits(facts.get("postgres"))
         if limits is None:
             return None
-        budget = appserver.connection_budget(processes, limits)
+        budget = appserver.connection_budget(processes, limits,
+                                             poolers=_rows(facts.get("app").get("poolers")))
     except Exception as exc:  # noqa: BLE001 - see memory_budget
         log.debug("connection chart omitted: %s: %s", exc.__class__.__name__, exc)
         return None
     segments = [Segment(f"{p.service} ({p.kind}, {p.instances} x {p.per_process})", p.total)
-                for p in budget.processes if p.counted]
+                for p in budget.direct]
+    segments += [Segment(f"{p.service} (PgBouncer, {p.clients} clients)", p.server_connections)
+                 for p in budget.poolers]
     segments.append(Segment("others (admin, migrations, cron)", budget.others))
     spare = budget.available - budget.total
     if spare > 0:

@@ -1,5 +1,5 @@
-"""App-server rules: pools against threads, concurrency against cores, and the PostgreSQL
-connection budget (APP, PG101)."""
+"""App-server rules: pools against threads, concurrency against cores, PgBouncer's limits and the
+PostgreSQL connection budget (APP, PG101)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from stackaudit.facts.app import live_connections
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
 from stackaudit.tuning.appserver import (
+    OTHERS_ALLOWANCE,
+    PoolerConnections,
+    ProcessConnections,
     connection_budget,
     pool_explanation,
+    pooler_connections,
     postgres_limits,
     process_connections,
 )
@@ -21,6 +25,10 @@ from stackaudit.tuning.appserver import (
 
 def _processes(facts: Facts) -> list[Mapping[str, Any]]:
     return [p for p in facts.get("app").get("processes") or [] if isinstance(p, Mapping)]
+
+
+def _poolers(facts: Facts) -> list[Mapping[str, Any]]:
+    return [p for p in facts.get("app").get("poolers") or [] if isinstance(p, Mapping)]
 
 
 def _origin(proc: Mapping[str, Any], field_name: str) -> str:
@@ -178,9 +186,14 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
     overlap. A pool size is per process: DB_POOL=52 does not mean 52 connections in total, and
     does not mean 52 per process either when the process has 8 threads.
 
+    Processes whose database host is a PgBouncer service count as its clients: PostgreSQL sees the
+    pooler's server connections instead, min(its clients, databases x (default_pool_size +
+    reserve_pool_size), capped by max_db_connections).
+
     ## Recommendation
     Lower threads or processes, raise max_connections (it costs memory per slot and needs a
-    restart), or put PgBouncer (transaction pooling) between the app and PostgreSQL.
+    restart), or put PgBouncer (transaction pooling) between the app and PostgreSQL; behind a
+    PgBouncer already, lower its default_pool_size or set max_db_connections.
     `stackaudit tune app` shows the arithmetic.
 
     ## Estimated effect
@@ -193,16 +206,19 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
     - PostgreSQL docs, "Connections and Authentication": max_connections,
       superuser_reserved_connections, reserved_connections (16+)
     - Rails guides, "Configuring a Database" (the pool is per process)
+    - PgBouncer, "Configuration": default_pool_size, reserve_pool_size, max_db_connections
     """
     limits = postgres_limits(facts.get("postgres"))
     processes = _processes(facts)
     if limits is None or not processes:
         return
-    budget = connection_budget(processes, limits)
+    budget = connection_budget(processes, limits, poolers=_poolers(facts))
     if budget.fits:
         return
     evidence = [Evidence("app", f"connections_{p.service}", p.total, p.arithmetic())
-                for p in budget.processes if p.counted]
+                for p in budget.direct]
+    evidence += [Evidence("app", f"server_connections_{p.service}", p.server_connections, p.arithmetic())
+                 for p in budget.poolers]
     evidence += [Evidence("app", "app_connections_total", budget.app_total),
                  Evidence("app", "others_allowance", budget.others),
                  Evidence("postgres", "available_connections", budget.available,
@@ -218,8 +234,148 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
         f"{budget.others} others) but PostgreSQL has {budget.available} available "
         f"({budget.available_arithmetic()}).",
         Recommendation(
-            summary="Reduce threads/processes, raise max_connections, or add PgBouncer.",
+            summary=(f"Lower default_pool_size or set max_db_connections on "
+                     f"{', '.join(p.service for p in budget.poolers)}, or raise max_connections."
+                     if budget.poolers else
+                     "Reduce threads/processes, raise max_connections, or add PgBouncer."),
             estimated_effect=f"{budget.total - budget.available} fewer refused connections at peak",
             risk=Risk.CONFIRM, effort_minutes=30, phase=Phase.NOW,
             action="stackaudit tune app" + (f"  # {note}" if note else "")),
         evidence, severity)
+
+
+def _pooler_sides(facts: Facts) -> Iterator[tuple[Mapping[str, Any], PoolerConnections]]:
+    counted = [process_connections(p) for p in _processes(facts)]
+    for pooler in _poolers(facts):
+        yield pooler, pooler_connections(pooler, counted)
+
+
+def _pooler_evidence(pooler: Mapping[str, Any], *fields: str) -> list[Evidence]:
+    """The pooler's settings with where each was read (file, environment or PgBouncer's default)."""
+    name = pooler.get("service")
+    return [Evidence("app", f"{name}.{e.get('field')}", f"{e.get('value')} ({e.get('from')})")
+            for e in pooler.get("evidence") or [] if e.get("field") in fields]
+
+
+@rule("APP003", "pgbouncer-client-limit", Severity.HIGH, needs=("app",))
+def pooler_client_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
+    """
+    ## What it checks
+    For each PgBouncer service, the client connections the app processes that connect through it
+    can open (per process min(threads, pool), times processes and replicas) against its
+    max_client_conn (from its pgbouncer.ini, its environment, or PgBouncer's default of 100).
+
+    ## Why it matters
+    PgBouncer refuses clients above max_client_conn ("no more connections allowed
+    (max_client_conn)"), however few server connections are busy: requests and jobs fail at
+    peak or during a deploy, when old and new containers overlap.
+
+    ## Recommendation
+    Raise max_client_conn above what the app can open (a client connection costs PgBouncer a few
+    kB, not a PostgreSQL backend), or lower threads/processes.
+
+    ## Estimated effect
+    No refused client connections at peak.
+
+    ## Fix safety
+    Raising max_client_conn needs a PgBouncer reload or restart; check the open-files limit of its
+    container (each client is a socket).
+
+    ## References
+    - PgBouncer, "Configuration": max_client_conn, default_pool_size
+    - Rails guides, "Configuring a Database" (the pool is per process)
+    """
+    for pooler, sides in _pooler_sides(facts):
+        if sides.clients_fit:
+            continue
+        routed = [process_connections(p) for p in _processes(facts) if p.get("via_pooler") == sides.service]
+        evidence = [Evidence("app", f"clients_from_{p.service}", p.total, p.arithmetic())
+                    for p in routed if p.counted]
+        evidence += [Evidence("app", "clients_total", sides.clients, f"<= {sides.max_client_conn}")]
+        evidence += _pooler_evidence(pooler, "max_client_conn")
+        yield Hit(
+            f"{pooler.get('project')}/{sides.service}",
+            f"The app processes behind {sides.service} can open {sides.clients} client connections, "
+            f"but PgBouncer accepts {sides.max_client_conn} (max_client_conn).",
+            Recommendation(summary=f"Raise max_client_conn on {sides.service} to at least "
+                                   f"{sides.clients + OTHERS_ALLOWANCE}.",
+                           estimated_effect=f"{sides.clients - sides.max_client_conn} fewer refused "
+                                            "clients at peak",
+                           risk=Risk.CONFIRM, effort_minutes=15, phase=Phase.NOW,
+                           action=f"max_client_conn = {sides.clients + OTHERS_ALLOWANCE}"),
+            evidence)
+
+
+@rule("APP004", "pgbouncer-session-pool-too-small", Severity.HIGH, needs=("app",))
+def pooler_session_queue(facts: Facts, settings: Settings) -> Iterator[Hit]:
+    """
+    ## What it checks
+    A PgBouncer in session pooling (its default) whose clients keep their connections open - Rails
+    (Active Record's pool keeps connections), Django with CONN_MAX_AGE above 0 - can hold more
+    client connections than its server pool (databases x (default_pool_size + reserve_pool_size),
+    capped by max_db_connections).
+
+    ## Why it matters
+    In session pooling a client owns a server connection until it disconnects. An app pool never
+    disconnects, so the clients beyond the pool size wait for one that is never freed, and fail
+    after query_wait_timeout (120 s by default). The pooler looks like it saves connections; it
+    only queues the overflow.
+
+    ## Recommendation
+    Use transaction pooling (pool_mode = transaction; with Rails, PgBouncer 1.21+ and
+    max_prepared_statements above 0, or prepared_statements: false in database.yml), or raise
+    default_pool_size to the client count (which makes the pooler pointless for this app).
+
+    ## Estimated effect
+    No request or job waiting two minutes for a connection, then failing.
+
+    ## Fix safety
+    Changing pool_mode changes what a session may rely on (session-level SET, advisory locks,
+    LISTEN, WITH HOLD cursors): review the app before switching; a reload applies it.
+
+    ## References
+    - PgBouncer, "Features": session vs transaction pooling, and what transaction pooling breaks
+    - PgBouncer, "Configuration": pool_mode, default_pool_size, query_wait_timeout,
+      max_prepared_statements
+    """
+    for pooler, sides in _pooler_sides(facts):
+        if sides.pool_mode != "session":
+            continue
+        holding = [process_connections(p) for p in _processes(facts)
+                   if p.get("via_pooler") == sides.service and _keeps_connections(p)]
+        by_database: dict[str | None, list[ProcessConnections]] = {}
+        for proc in holding:
+            by_database.setdefault(proc.database, []).append(proc)
+        for database, procs in sorted(by_database.items(), key=lambda item: str(item[0])):
+            held = sum(p.total for p in procs)
+            if held > sides.per_database:
+                yield _session_queue_hit(pooler, sides, database, procs, held)
+
+
+def _session_queue_hit(pooler: Mapping[str, Any], sides: PoolerConnections, database: str | None,
+                       procs: list[ProcessConnections], held: int) -> Hit:
+    pool = sides.per_database
+    evidence = [Evidence("app", f"held_by_{p.service}", p.total, p.arithmetic()) for p in procs]
+    evidence += [Evidence("app", "server_pool_per_database", pool, f">= {held}")]
+    evidence += _pooler_evidence(pooler, "pool_mode", "default_pool_size", "reserve_pool_size",
+                                 "max_db_connections")
+    where = f" for database {database}" if database else ""
+    return Hit(
+        f"{pooler.get('project')}/{sides.service}" + (f"/{database}" if database else ""),
+        f"{sides.service} pools in session mode: the app's persistent pools can hold {held} client "
+        f"connections{where}, each owning a server connection, but the server pool has {pool}; "
+        f"the other {held - pool} wait until query_wait_timeout and fail.",
+        Recommendation(summary=f"Switch {sides.service} to pool_mode = transaction (check prepared "
+                               "statements and session features first).",
+                       estimated_effect="no connection waits or timeouts at peak",
+                       risk=Risk.MANUAL, effort_minutes=60, phase=Phase.WEEK,
+                       action="pool_mode = transaction"),
+        evidence)
+
+
+def _keeps_connections(proc: Mapping[str, Any]) -> bool:
+    """Active Record and SQLAlchemy pools keep their connections; Django only with CONN_MAX_AGE > 0."""
+    if proc.get("framework") == "rails" or proc.get("kind") in ("puma", "sidekiq"):
+        return True
+    age = str(proc.get("conn_max_age") or "0")
+    return age not in ("0", "") or proc.get("pool_type") == "sqlalchemy"

@@ -8,6 +8,11 @@ process holds at most min(threads, pool) connections, and the stack at most
 
 which must fit in max_connections - superuser_reserved_connections (- reserved_connections, 16+).
 A pool larger than the thread count is a ceiling that is never reached, not a total (ERRATA 14).
+
+Processes that connect through PgBouncer are its clients: PostgreSQL sees only the pooler's server
+connections, at most (default_pool_size + reserve_pool_size) per database/user pair, capped by
+max_db_connections, and never more than its clients (pgbouncer.org/config.html). Their own sum
+must fit the pooler's max_client_conn instead.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class ProcessConnections:
     per_process: int
     limited_by: str  # "threads" | "pool" | "assumed"
     counted: bool
+    via_pooler: str | None = None
+    database: str | None = None
 
     @property
     def instances(self) -> int:
@@ -59,8 +66,9 @@ class ProcessConnections:
         pool = "none" if self.db_pool is None else str(self.db_pool)
         replicas = f"{self.replicas} replicas x " if self.replicas != 1 else ""
         unit = "processes" if self.processes != 1 else "process"
+        via = f" through {self.via_pooler}" if self.via_pooler else ""
         return (f"{self.service} ({self.kind}): {replicas}{self.processes} {unit} x "
-                f"min({threads} threads, pool {pool}) = {self.total}")
+                f"min({threads} threads, pool {pool}) = {self.total}{via}")
 
 
 def process_connections(proc: Mapping[str, Any]) -> ProcessConnections:
@@ -79,6 +87,68 @@ def process_connections(proc: Mapping[str, Any]) -> ProcessConnections:
         processes=max(1, _int_or_none(proc.get("processes")) or 1),
         threads=threads, db_pool=pool, per_process=per, limited_by=limited,
         counted=proc.get("uses_database", True) is not False,
+        via_pooler=str(proc["via_pooler"]) if proc.get("via_pooler") else None,
+        database=(proc.get("database_target") or {}).get("database"),
+    )
+
+
+@dataclass(frozen=True)
+class PoolerConnections:
+    """A PgBouncer's two sides: the client connections the app can open to it, and the server
+    connections it can open to PostgreSQL."""
+
+    service: str
+    pool_mode: str
+    default_pool_size: int
+    reserve_pool_size: int
+    max_db_connections: int  # 0: no cap
+    max_client_conn: int
+    databases: int  # database/user pairs it pools for (one user per database assumed)
+    clients: int
+
+    @property
+    def per_database(self) -> int:
+        size = self.default_pool_size + self.reserve_pool_size
+        return min(size, self.max_db_connections) if self.max_db_connections else size
+
+    @property
+    def capacity(self) -> int:
+        return self.per_database * self.databases
+
+    @property
+    def server_connections(self) -> int:
+        return min(self.clients, self.capacity)
+
+    @property
+    def clients_fit(self) -> bool:
+        return self.clients <= self.max_client_conn
+
+    def arithmetic(self) -> str:
+        pool = f"default_pool_size {self.default_pool_size} + reserve_pool_size {self.reserve_pool_size}"
+        if self.max_db_connections:
+            pool = f"min({pool}, max_db_connections {self.max_db_connections})"
+        unit = "database" if self.databases == 1 else "databases"
+        return (f"{self.service} (PgBouncer, {self.pool_mode} pooling): min({self.clients} client "
+                f"connections, {self.databases} {unit} x {pool}) = {self.server_connections} "
+                "server connections")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service": self.service, "pool_mode": self.pool_mode, "clients": self.clients,
+                "max_client_conn": self.max_client_conn, "capacity": self.capacity,
+                "server_connections": self.server_connections, "arithmetic": self.arithmetic()}
+
+
+def pooler_connections(pooler: Mapping[str, Any],
+                       processes: Sequence[ProcessConnections]) -> PoolerConnections:
+    name = str(pooler.get("service") or "")
+    routed = [p for p in processes if p.counted and p.via_pooler == name]
+    return PoolerConnections(
+        service=name, pool_mode=str(pooler.get("pool_mode") or "session"),
+        default_pool_size=_int_or_none(pooler.get("default_pool_size")) or 20,
+        reserve_pool_size=_int_or_none(pooler.get("reserve_pool_size")) or 0,
+        max_db_connections=_int_or_none(pooler.get("max_db_connections")) or 0,
+        max_client_conn=_int_or_none(pooler.get("max_client_conn")) or 100,
+        databases=max(1, len({p.database for p in routed})), clients=sum(p.total for p in routed),
     )
 
 
@@ -104,6 +174,10 @@ class PostgresLimits:
         return self.max_connections - self.superuser_reserved - self.reserved
 
 
+DEFAULT_LIMITS = PostgresLimits(PG_DEFAULT_MAX_CONNECTIONS, PG_DEFAULT_SUPERUSER_RESERVED, 0,
+                                "PostgreSQL defaults (server not reached)")
+
+
 def postgres_limits(postgres: Mapping[str, Any]) -> PostgresLimits | None:
     """max_connections and the reserved slots from the postgres facts' settings, if present."""
     settings = postgres.get("settings") or {}
@@ -127,10 +201,18 @@ class ConnectionBudget:
     processes: tuple[ProcessConnections, ...]
     others: int
     limits: PostgresLimits
+    poolers: tuple[PoolerConnections, ...] = ()
+
+    @property
+    def direct(self) -> list[ProcessConnections]:
+        """The processes that connect to PostgreSQL itself (not through a known pooler)."""
+        pooled = {p.service for p in self.poolers}
+        return [p for p in self.processes if p.counted and p.via_pooler not in pooled]
 
     @property
     def app_total(self) -> int:
-        return sum(p.total for p in self.processes)
+        """Connections PostgreSQL sees from the app: its own processes' and the poolers'."""
+        return sum(p.total for p in self.direct) + sum(p.server_connections for p in self.poolers)
 
     @property
     def total(self) -> int:
@@ -151,8 +233,9 @@ class ConnectionBudget:
 
     def arithmetic(self) -> list[str]:
         lines = [p.arithmetic() for p in self.processes if p.counted]
-        lines.append(f"app processes: {' + '.join(str(p.total) for p in self.processes if p.counted) or '0'}"
-                     f" = {self.app_total}")
+        lines += [p.arithmetic() for p in self.poolers]
+        terms = [str(p.total) for p in self.direct] + [str(p.server_connections) for p in self.poolers]
+        lines.append(f"app processes: {' + '.join(terms) or '0'} = {self.app_total}")
         lines.append(f"others (admin, migrations, cron, exporters, pg_dump): {self.others}")
         lines.append(f"total {self.total} against available {self.available_arithmetic()}")
         return lines
@@ -168,8 +251,9 @@ class ConnectionBudget:
             "processes": [{"service": p.service, "kind": p.kind, "replicas": p.replicas,
                            "processes": p.processes, "threads": p.threads, "db_pool": p.db_pool,
                            "per_process": p.per_process, "limited_by": p.limited_by,
-                           "connections": p.total, "arithmetic": p.arithmetic()}
+                           "connections": p.total, "via_pooler": p.via_pooler, "arithmetic": p.arithmetic()}
                           for p in self.processes if p.counted],
+            "poolers": [p.to_json() for p in self.poolers],
             "app_total": self.app_total, "others": self.others, "total": self.total,
             "max_connections": self.limits.max_connections,
             "superuser_reserved_connections": self.limits.superuser_reserved,
@@ -179,8 +263,10 @@ class ConnectionBudget:
 
 
 def connection_budget(processes: Sequence[Mapping[str, Any]], limits: PostgresLimits,
-                      others: int = OTHERS_ALLOWANCE) -> ConnectionBudget:
-    return ConnectionBudget(tuple(process_connections(p) for p in processes), others, limits)
+                      others: int = OTHERS_ALLOWANCE,
+                      poolers: Sequence[Mapping[str, Any]] = ()) -> ConnectionBudget:
+    counted = tuple(process_connections(p) for p in processes)
+    return ConnectionBudget(counted, others, limits, tuple(pooler_connections(p, counted) for p in poolers))
 
 
 def pool_explanation(processes: Sequence[Mapping[str, Any]]) -> str | None:
@@ -247,14 +333,15 @@ class AppTuning:
 
 def recommend(processes: Sequence[Mapping[str, Any]], resources: Resources,
               limits: PostgresLimits | None = None,
-              measured_bytes_per_process: Mapping[str, int] | None = None) -> AppTuning:
+              measured_bytes_per_process: Mapping[str, int] | None = None,
+              poolers: Sequence[Mapping[str, Any]] = ()) -> AppTuning:
     measured = measured_bytes_per_process or {}
     advice = [_advise(p, resources, measured.get(str(p.get("service")))) for p in processes]
     env = _merge_env(advice, processes)
     after = [_apply(p, a) for p, a in zip(processes, advice, strict=True)]
     _pool_for_shared_var(after, env, advice)
-    budget_now = connection_budget(processes, limits) if limits else None
-    budget_after = connection_budget(after, limits) if limits else None
+    budget_now = connection_budget(processes, limits, poolers=poolers) if limits else None
+    budget_after = connection_budget(after, limits, poolers=poolers) if limits else None
     return AppTuning(tuple(advice), env, budget_now, budget_after, pool_explanation(processes))
 
 

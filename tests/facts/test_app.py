@@ -244,7 +244,83 @@ def test_summary_counts_the_connections_the_reference_stack_can_open() -> None:
     ]
     postgres = {"settings": {"max_connections": {"setting": "100"},
                              "superuser_reserved_connections": {"setting": "3"}}}
-    summary = _summary(processes, postgres)
+    summary = _summary(processes, [], postgres)
     assert summary["db_connections_at_most"] == 47
     assert summary["db_connections_available"] == 97
-    assert "db_connections_available" not in _summary(processes, {})
+    assert "db_connections_available" not in _summary(processes, [], {})
+
+
+# --- PgBouncer ----------------------------------------------------------------------------------
+
+def test_pgbouncer_settings_come_from_its_file_then_its_environment_then_defaults() -> None:
+    data, _ = collect_project(CORPUS / "rails_pgbouncer")
+    (pooler,) = data["poolers"]
+    assert pooler["service"] == "bouncer" and pooler["kind"] == "pgbouncer"
+    assert pooler["pool_mode"] == "session" and pooler["default_pool_size"] == 12
+    assert pooler["max_client_conn"] == 20 and pooler["reserve_pool_size"] == 0
+    origins = {e["field"]: e["from"] for e in pooler["evidence"]}
+    assert origins["default_pool_size"] == "pgbouncer/pgbouncer.ini [pgbouncer] default_pool_size"
+    assert origins["max_client_conn"] == "env MAX_CLIENT_CONN"
+    assert origins["reserve_pool_size"] == "PgBouncer's default"
+    assert "pool" in pooler["aliases"]
+    # The pooler is not an app process.
+    assert "bouncer" not in by_service(data)
+
+
+def test_processes_are_routed_through_the_pooler_by_url_host_and_by_db_host_alias() -> None:
+    data, _ = collect_project(CORPUS / "rails_pgbouncer")
+    procs = by_service(data)
+    assert procs["web"]["via_pooler"] == "bouncer"
+    assert procs["jobs"]["via_pooler"] == "bouncer"  # DB_HOST=pool, the pooler's network alias
+    assert procs["admin"]["via_pooler"] is None
+    assert procs["web"]["database_target"] == {"host": "bouncer", "port": 6432, "database": "shop_production",
+                                               "from": "env DATABASE_URL (host part)"}
+    assert procs["jobs"]["database_target"]["database"] == "shop_production"
+
+
+def test_pooler_and_routing_facts_carry_no_password() -> None:
+    data, _ = collect_project(CORPUS / "rails_pgbouncer")
+    text = json.dumps(data)
+    assert "canary-pw-7731" not in text
+    assert "shop:" not in text  # the user part of the URL is not kept either
+
+
+def test_pgbouncer_recognised_by_command_with_bitnami_environment(tmp_path: Path) -> None:
+    (tmp_path / "compose.yml").write_text(
+        "services:\n"
+        "  pgb:\n"
+        "    image: registry.example/tools/pooler:1\n"
+        "    command: [pgbouncer, /etc/pgbouncer/custom.ini]\n"
+        "    environment:\n"
+        "      PGBOUNCER_POOL_MODE: transaction\n"
+        "      PGBOUNCER_DEFAULT_POOL_SIZE: '25'\n"
+        "      PGBOUNCER_MAX_DB_CONNECTIONS: 'lots'\n")
+    data, _ = collect_project(tmp_path)
+    (pooler,) = data["poolers"]
+    assert pooler["pool_mode"] == "transaction" and pooler["default_pool_size"] == 25
+    assert pooler["max_db_connections"] == 0  # unreadable: PgBouncer's default (no cap) is assumed
+    assert pooler["max_client_conn"] == 100
+
+
+def test_a_malformed_pgbouncer_ini_falls_back_to_environment_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / "pgbouncer.ini").write_text("this is [not an ini\n= =\n")
+    (tmp_path / "compose.yml").write_text(
+        "services:\n"
+        "  pgbouncer:\n"
+        "    image: bitnami/pgbouncer:1.22.1\n"
+        "    volumes: ['./pgbouncer.ini:/opt/bitnami/pgbouncer/conf/pgbouncer.ini']\n"
+        "    environment: {PGBOUNCER_DEFAULT_POOL_SIZE: '7'}\n")
+    data, _ = collect_project(tmp_path)
+    (pooler,) = data["poolers"]
+    assert pooler["default_pool_size"] == 7 and pooler["pool_mode"] == "session"
+
+
+def test_summary_and_live_notes_count_the_poolers_side() -> None:
+    data, _ = collect_project(CORPUS / "rails_pgbouncer")
+    # admin 1 x 2 direct + the pooler's min(15 + 10 clients, 12) = 14
+    assert data["summary"]["db_connections_at_most"] == 14
+    assert data["summary"]["bouncer_pgbouncer"] == "session pooling, default_pool_size 12"
+    rows = [app_source.ConnectionRow("psql", "", 1)]
+    live = {r["service"]: r for r in app_source.compare_rows(data["processes"], rows)}
+    assert "connects through bouncer" in live["web"]["note"]
+    assert "no live session matched" in live["admin"]["note"]

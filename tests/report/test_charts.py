@@ -130,3 +130,19 @@ def test_verify_bars_accept_only_complete_rows() -> None:
                                                    {"label": "q2", "before_ms": 3}]})
     assert chart is not None and chart.rows == (("q1", 10.0, 2.0),)
     assert chart_data.verify_bars(None) is None and chart_data.verify_bars({"statements": "x"}) is None
+
+
+def test_connection_chart_draws_a_pooler_by_its_server_connections() -> None:
+    facts = sample_facts()
+    app = facts.data["app"]
+    for proc in app["processes"]:
+        proc["via_pooler"] = "pgbouncer"
+    app["poolers"] = [{"project": proc["project"], "service": "pgbouncer", "pool_mode": "transaction",
+                       "default_pool_size": 20, "reserve_pool_size": 0, "max_client_conn": 100,
+                       "max_db_connections": 0}]
+    chart = chart_data.connection_budget(facts)
+    assert chart is not None
+    values = {s.label: s.value for s in chart.segments}
+    assert values["pgbouncer (PgBouncer, 42 clients)"] == 20
+    assert "web (puma, 4 x 8)" not in values  # its connections are the pooler's clients
+    assert values["not claimed"] == 97 - 23

@@ -92,3 +92,95 @@ def test_pg101_critical_when_the_app_alone_exceeds_the_slots() -> None:
 def test_pg101_skipped_without_postgres_facts() -> None:
     _, skipped = evaluate(Facts(data={"app": app(*reference_processes())}), Settings(select=("PG101",)))
     assert [s.code for s in skipped] == ["PG101"]
+
+
+# --- behind PgBouncer --------------------------------------------------------------------------
+
+def pgbouncer(pool_mode: str = "transaction", default_pool_size: int = 20, max_client_conn: int = 100,
+              max_db_connections: int = 0, reserve_pool_size: int = 0) -> dict[str, Any]:
+    settings = {"pool_mode": pool_mode, "default_pool_size": default_pool_size,
+                "reserve_pool_size": reserve_pool_size, "max_client_conn": max_client_conn,
+                "max_db_connections": max_db_connections}
+    return {"project": "app", "service": "pgbouncer", "kind": "pgbouncer", "aliases": ["pgbouncer"],
+            **settings,
+            "evidence": [{"field": k, "value": v, "from": "pgbouncer.ini"} for k, v in settings.items()]}
+
+
+def routed(*processes: dict[str, Any], database: str = "app") -> list[dict[str, Any]]:
+    return [{**p, "via_pooler": "pgbouncer", "database_target": {"host": "pgbouncer", "database": database}}
+            for p in processes]
+
+
+def pooled_app(pooler: dict[str, Any], *processes: dict[str, Any]) -> dict[str, Any]:
+    return {"processes": list(processes), "poolers": [pooler]}
+
+
+def test_pg101_silent_when_pgbouncer_caps_what_postgresql_sees() -> None:
+    """4 x 8 Puma + 15 Sidekiq = 47 clients, but PostgreSQL sees the pooler's 20 (+ 3 others)."""
+    data = {"app": pooled_app(pgbouncer(), *routed(*reference_processes())), "postgres": postgres(30, 3)}
+    assert run(data, "PG101") == []
+    # The same processes connecting directly do not fit 27 slots.
+    assert run({"app": app(*reference_processes()), "postgres": postgres(30, 3)}, "PG101") != []
+
+
+def test_pg101_fires_when_the_pooler_can_open_more_than_postgresql_has() -> None:
+    data = {"app": pooled_app(pgbouncer(default_pool_size=40, reserve_pool_size=5),
+                              *routed(*reference_processes())), "postgres": postgres(40, 3)}
+    (finding,) = run(data, "PG101")
+    evidence = {e.key: e for e in finding.evidence}
+    assert evidence["server_connections_pgbouncer"].observed == 45
+    assert "min(47 client connections, 1 database x default_pool_size 40 + reserve_pool_size 5) = 45" in \
+        evidence["server_connections_pgbouncer"].expected
+    assert "default_pool_size" in finding.recommendation.summary
+    assert "add PgBouncer" not in finding.recommendation.summary
+    # max_db_connections caps it again.
+    capped = {"app": pooled_app(pgbouncer(default_pool_size=40, max_db_connections=25),
+                                *routed(*reference_processes())), "postgres": postgres(40, 3)}
+    assert run(capped, "PG101") == []
+
+
+def test_app003_fires_when_clients_exceed_max_client_conn() -> None:
+    data = {"app": pooled_app(pgbouncer(max_client_conn=40), *routed(*reference_processes()))}
+    (finding,) = run(data, "APP003")
+    assert finding.severity == Severity.HIGH
+    assert "can open 47 client connections, but PgBouncer accepts 40" in finding.message
+    evidence = {e.key: e.observed for e in finding.evidence}
+    assert evidence["clients_total"] == 47 and evidence["pgbouncer.max_client_conn"] == "40 (pgbouncer.ini)"
+    assert finding.recommendation.action == "max_client_conn = 50"
+
+
+def test_app003_silent_when_the_clients_fit_or_nobody_goes_through_the_pooler() -> None:
+    assert run({"app": pooled_app(pgbouncer(max_client_conn=100), *routed(*reference_processes()))},
+               "APP003") == []
+    assert run({"app": pooled_app(pgbouncer(max_client_conn=10), *reference_processes())}, "APP003") == []
+
+
+def test_app004_fires_for_persistent_pools_behind_session_pooling() -> None:
+    data = {"app": pooled_app(pgbouncer(pool_mode="session", default_pool_size=20),
+                              *routed(*reference_processes()))}
+    (finding,) = run(data, "APP004")
+    assert "can hold 47 client connections" in finding.message
+    assert "server pool has 20; the other 27 wait" in finding.message
+    assert finding.recommendation.action == "pool_mode = transaction"
+
+
+def test_app004_silent_in_transaction_mode_or_for_django_closing_connections() -> None:
+    assert run({"app": pooled_app(pgbouncer(pool_mode="transaction", default_pool_size=5),
+                                  *routed(*reference_processes()))}, "APP004") == []
+    django = process("web", "gunicorn", "web", 9, 1, None, framework="django", conn_max_age="0")
+    assert run({"app": pooled_app(pgbouncer(pool_mode="session", default_pool_size=2), *routed(django))},
+               "APP004") == []
+    keeps = process("web", "gunicorn", "web", 9, 1, None, framework="django", conn_max_age="600")
+    assert len(run({"app": pooled_app(pgbouncer(pool_mode="session", default_pool_size=2), *routed(keeps))},
+                   "APP004")) == 1
+
+
+def test_pooler_counts_one_pool_per_database() -> None:
+    web = process("web", "puma", "web", 2, 8, 8)
+    jobs = process("worker", "sidekiq", "worker", 1, 15, 15)
+    pooler = pgbouncer(pool_mode="session", default_pool_size=20)
+    apart = {"app": pooled_app(pooler, *routed(web, database="shop"), *routed(jobs, database="blog"))}
+    assert run(apart, "APP004") == []  # 16 and 15 clients, each database with its own 20
+    together = {"app": pooled_app(pooler, *routed(web, jobs, database="shop"))}
+    (finding,) = run(together, "APP004")
+    assert "31 client connections for database shop" in finding.message
