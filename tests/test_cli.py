@@ -174,3 +174,13 @@ def test_html_report_draws_history_from_check_and_verify_results(tmp_path: Path)
     assert "Measured before and after the changes" in page and "12.5" in page
     broken = run("audit", "--sources", "host", "--format", "html", "--verify", str(tmp_path / "nope.json"))
     assert broken.returncode == 2 and "cannot read verify results" in broken.stderr
+
+
+def test_text_that_looks_like_rich_markup_is_printed_as_it_is(tmp_path: Path) -> None:
+    """A path such as [/srv/x] once made Rich raise MarkupError (a traceback) and [tags] vanish."""
+    missing = tmp_path / "[/srv]" / "stackaudit.toml"
+    result = run("audit", "--sources", "host", "--config", str(missing))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
+    assert "[/srv]" in result.stderr
+    assert "[thresholds.APP002]" in run("rules").stdout

@@ -35,6 +35,7 @@ from stackaudit.facts import Facts, collect
 from stackaudit.pipeline import audit as run_audit
 from stackaudit.pipeline import nothing_collected
 from stackaudit.report import Report
+from stackaudit.report.terminal import plain_console, styled
 from stackaudit.rules import load_all
 
 
@@ -45,10 +46,9 @@ def collect_with_progress(settings: Settings) -> Facts:
             if state == "start":
                 status.update(f"collecting {source}…")
             elif state == "failed":
-                console.print(f"[yellow]✗[/] {source}: could not be collected (see the report)",
-                              highlight=False)
+                console.print(styled("✗", "yellow", f" {source}: could not be collected (see the report)"))
             else:
-                console.print(f"[green]✓[/] {source}", highlight=False)
+                console.print(styled("✓", "green", f" {source}"))
         return collect(settings, progress)
 
 
@@ -116,7 +116,7 @@ def audit(
     report = run_audit(settings, facts)
     write_output(render_report(report, output_format, settings, verify_file), out)
     if nothing_collected(report):
-        console.print("[red]nothing could be collected[/]")
+        console.print("nothing could be collected", style="red")
         raise typer.Exit(2)
     raise typer.Exit(report.exit_code(settings.fail_on))
 
@@ -162,8 +162,7 @@ def rules_command(
     table = Table("code", "name", "severity", "checks", expand=True)
     for r in registry.values():
         table.add_row(r.code, r.name, r.severity.label(), r.summary)
-    from rich.console import Console
-    Console(width=140).print(table)
+        plain_console(width=140).print(table)
 
 
 @app.command()

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from stackaudit.backups import Policy, apply_retention, resolve_dest
@@ -27,6 +26,7 @@ from stackaudit.cli.common import (
     fail,
     write_output,
 )
+from stackaudit.report.terminal import plain_console, styled
 from stackaudit.units import format_bytes
 
 backup_app = typer.Typer(
@@ -107,10 +107,10 @@ def _backup_progress(database: str, manifest: Manifest | None) -> None:
     if manifest is None:
         console.print(f"backing up {database} ...", highlight=False)
     elif manifest.good:
-        console.print(f"  [green]ok[/] {manifest.id}: {format_bytes(manifest.bytes or 0)} in "
-                      f"{manifest.duration_seconds:.1f}s, verified", highlight=False)
+        console.print(styled("  ok", "green", f" {manifest.id}: {format_bytes(manifest.bytes or 0)} in "
+                             f"{manifest.duration_seconds:.1f}s, verified"))
     else:
-        console.print(f"  [red]failed[/] {database}: {manifest.error}", highlight=False)
+        console.print(styled("  failed", "red", f" {database}: {manifest.error}"))
 
 
 def _backup_row(folder: Path, m: Manifest) -> dict[str, Any]:
@@ -158,13 +158,15 @@ def list_backups(
     for column in ("database", "started", "size", "status"):
         table.add_column(column)
     for row in rows:
-        status = "[green]verified[/]" if row["verified"] else f"[red]failed[/] {row['error'] or ''}"
         offsite = " + offsite" if any(o.get("verified") for o in row["offsite"]) else ""
+        status = styled("verified", "green", offsite) if row["verified"] else \
+            styled("failed", "red", f" {row['error'] or ''}{offsite}")
         table.add_row(row["id"], row["database"], row["started_at"],
-                      format_bytes(row["bytes"]) if row["bytes"] else "-", status + offsite)
+                      format_bytes(row["bytes"]) if row["bytes"] else "-", status)
     for item in incomplete:
-        table.add_row(item["id"], "?", item["modified_at"], "-", "[yellow]incomplete (never finished)[/]")
-    Console().print(table)  # results on stdout; `console` (stderr) is for progress
+        table.add_row(item["id"], "?", item["modified_at"], "-",
+                      styled("incomplete (never finished)", "yellow"))
+    plain_console().print(table)  # results on stdout; `console` (stderr) is for progress
 
 
 @app.command("restore-drill")

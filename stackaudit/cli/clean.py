@@ -19,6 +19,7 @@ from stackaudit.cli.common import (
     write_output,
 )
 from stackaudit.remediation.clean import CleanError, CleanOptions, describe_plan, run_clean
+from stackaudit.report.terminal import plain_console, styled
 from stackaudit.units import format_bytes
 
 
@@ -61,9 +62,9 @@ def clean(
     if output_format == "json":
         write_output(dumps_json(output), None)
     else:
-        render_terminal(output, Console())
+        render_terminal(output, plain_console())
     for refusal in output["refused"]:
-        console.print(f"[bold yellow]refused:[/] {refusal}", highlight=False)
+        console.print(styled("refused:", "bold yellow", f" {refusal}"))
     failed = [s for s in output.get("apply", {}).get("steps", []) if s["result"] == "failed"]
     if output["refused"] or failed:
         raise typer.Exit(1)

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
 from stackaudit.config import ConfigError, Settings, load_settings, parse_code_list, parse_sources
 from stackaudit.fsutil import atomic_write
 from stackaudit.model import Severity, to_jsonable
 from stackaudit.redact import scrub, scrub_data
+from stackaudit.report.terminal import plain_console, styled
 
-console = Console(stderr=True, soft_wrap=True)  # progress and messages; results go to stdout or --out
+console = plain_console(stderr=True, soft_wrap=True)  # progress and messages; results: stdout or --out
 
 
 class Format(enum.StrEnum):
@@ -58,7 +58,7 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """A clear error for the user, never a traceback."""
-    console.print(f"[bold red]error:[/] {scrub(message)}", highlight=False)
+    console.print(styled("error:", "bold red", f" {scrub(message)}"))
     raise typer.Exit(code)
 
 

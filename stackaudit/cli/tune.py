@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from stackaudit.cli.app import app
 from stackaudit.cli.common import (
@@ -31,6 +31,7 @@ from stackaudit.cli.common import (
 )
 from stackaudit.config import ALL_SOURCES
 from stackaudit.facts import Facts, collect
+from stackaudit.report.terminal import plain_console
 from stackaudit.tuning.postgres import WORKLOADS, Tuning, as_compose, as_conf, as_sql, tune
 from stackaudit.tuning.units import UnitError, human_bytes, parse_memory
 
@@ -96,8 +97,8 @@ def tune_postgres(
     if not facts.has("host") and memory_bytes is None:
         fail("cannot read this host's memory: pass --memory and --cpus")
     if not facts.has("postgres"):
-        console.print(f"[yellow]PostgreSQL not reached ({facts.why_missing('postgres')}): current values "
-                      "are PostgreSQL's defaults[/]", highlight=False)
+        console.print(f"PostgreSQL not reached ({facts.why_missing('postgres')}): current values are "
+                      "PostgreSQL's defaults", style="yellow")
     tuning = tune(facts, memory_bytes, cpus, workload, connections, pg_major, dedicated)
     write_output(_render(tuning, facts, output_format, not all_settings), out)
 
@@ -141,13 +142,13 @@ def _render(tuning: Tuning, facts: Facts, output_format: TuneFormat, only_change
 
 def _table(tuning: Tuning) -> str:
     buffer = io.StringIO()
-    out = Console(file=buffer, width=160, force_terminal=False)
+    out = plain_console(file=buffer, width=160, force_terminal=False)
     table = Table(title="PostgreSQL settings", show_lines=False)
     for column in ("Setting", "Current", "Recommended", "Restart?", "Why"):
         table.add_column(column, overflow="fold")
     for p in tuning.settings.values():
-        mark = "[bold]" if p.changed else "[dim]"
-        table.add_row(f"{mark}{p.name}", p.current or "-", f"{mark}{p.recommended}",
+        mark = "bold" if p.changed else "dim"
+        table.add_row(Text(p.name, style=mark), p.current or "-", Text(p.recommended, style=mark),
                       "yes" if p.restart else "no", p.reason)
     out.print(table)
     budget = tuning.budget

@@ -106,8 +106,8 @@ def tune_app_servers(
                                 limits.reserved if limits else 0, "--max-connections")
     elif limits is None:
         limits = DEFAULT_LIMITS
-        console.print("[yellow]PostgreSQL not reached: budget against the defaults max_connections 100, "
-                      "superuser_reserved_connections 3[/]", highlight=False)
+        console.print("PostgreSQL not reached: budget against the defaults max_connections 100, "
+                      "superuser_reserved_connections 3", style="yellow")
     tuning = recommend(processes, Resources(float(cores), memory_bytes), limits,
                        poolers=facts.get("app").get("poolers") or [])
     live = live_connections(facts)

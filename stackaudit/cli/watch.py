@@ -37,6 +37,7 @@ from stackaudit.config import Settings
 from stackaudit.model import to_jsonable
 from stackaudit.monitor import MonitorOptions, parse_duration
 from stackaudit.redact import remember, scrub
+from stackaudit.report.terminal import plain_console, styled
 
 DiskPathOpt = Annotated[
     list[Path] | None, typer.Option("--disk-path", help="Another path whose mount to watch (repeatable).")
@@ -131,9 +132,8 @@ def _render_terminal(result: Any) -> None:
     table = Table("severity", "code", "subject", "finding", expand=True)
     for finding in result.report.findings:
         table.add_row(finding.severity.label(), finding.code, finding.subject, finding.message)
-    from rich.console import Console
 
-    out = Console(width=140)
+    out = plain_console(width=140)
     if result.report.findings:
         out.print(table)
     else:
@@ -148,9 +148,9 @@ def _render_terminal(result: Any) -> None:
         out.print(f"alert: {alert.title}", highlight=False)
     if result.report.skipped:
         codes = ", ".join(s.code for s in result.report.skipped)
-        console.print(f"[dim]not checked (source not configured or failed): {codes}[/]", highlight=False)
+        console.print(f"not checked (source not configured or failed): {codes}", style="dim")
     for error in result.report.collection_errors:
-        console.print(f"[yellow]{error.source}[/] {error.where}: {error.why}", highlight=False)
+        console.print(styled(error.source, "yellow", f" {error.where}: {error.why}"))
 
 
 @app.command()
@@ -462,7 +462,7 @@ def _show_plan(plan: Any, dry_run: bool, problems: list[str], output_format: For
             highlight=False,
         )
     for problem in problems:
-        console.print(f"[red]failed:[/] {problem}", highlight=False)
+        console.print(styled("failed:", "red", f" {problem}"))
 
 
 CronOpt = Annotated[

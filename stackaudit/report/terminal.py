@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -15,8 +16,20 @@ STYLES = {Severity.CRITICAL: "bold white on red", Severity.HIGH: "bold red", Sev
           Severity.LOW: "cyan", Severity.INFO: "dim"}
 
 
+def plain_console(**options: Any) -> Console:
+    """A console that prints strings as they are. Rich markup is off, so a path such as [/etc/x] or an
+    error's [Errno 13] in a finding or a message is shown, not parsed (a stray closing tag would
+    raise MarkupError); styles are given as Text objects instead (`styled`)."""
+    return Console(markup=False, highlight=False, **options)
+
+
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """A coloured label followed by plain text."""
+    return Text.assemble((label, style), rest)
+
+
 def render(report: Report, width: int = 120) -> str:
-    console = Console(width=width, record=True, file=io.StringIO(), force_terminal=False)
+    console = plain_console(width=width, record=True, file=io.StringIO(), force_terminal=False)
     console.print(_renderable(report))
     return console.export_text()
 
