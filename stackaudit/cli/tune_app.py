@@ -30,6 +30,7 @@ from stackaudit.tuning.appserver import (
     AppTuning,
     PostgresLimits,
     Resources,
+    measured_process_bytes,
     postgres_limits,
     recommend,
 )
@@ -108,7 +109,8 @@ def tune_app_servers(
         limits = DEFAULT_LIMITS
         console.print("PostgreSQL not reached: budget against the defaults max_connections 100, "
                       "superuser_reserved_connections 3", style="yellow")
-    tuning = recommend(processes, Resources(float(cores), memory_bytes), limits,
+    measured = measured_process_bytes(processes, facts.get("docker").get("containers") or [])
+    tuning = recommend(processes, Resources(float(cores), memory_bytes), limits, measured,
                        poolers=facts.get("app").get("poolers") or [])
     live = live_connections(facts)
     if output_format == Output.json:

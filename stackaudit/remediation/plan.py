@@ -414,7 +414,9 @@ def plan_from_facts(facts: Facts, settings: Settings) -> Plan:
     limits = appserver.postgres_limits(facts.get("postgres"))
     if processes and cores:
         memory = host.get("memory_limit_bytes") or host.get("memory_total_bytes")
-        env = dict(appserver.recommend(processes, appserver.Resources(float(cores), memory), limits).env)
+        measured = appserver.measured_process_bytes(processes, facts.get("docker").get("containers") or [])
+        env = dict(appserver.recommend(processes, appserver.Resources(float(cores), memory), limits,
+                                       measured).env)
     extra = []
     for instance in facts.get("redis").get("instances") or []:
         advice = redis.advise(instance)

@@ -345,6 +345,22 @@ def recommend(processes: Sequence[Mapping[str, Any]], resources: Resources,
     return AppTuning(tuple(advice), env, budget_now, budget_after, pool_explanation(processes))
 
 
+def measured_process_bytes(processes: Sequence[Mapping[str, Any]],
+                           containers: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Per app service, the memory one of its processes uses now: its running containers' usage
+    (docker stats, page cache excluded) divided by the processes they run. A Puma or Gunicorn
+    master is counted with its workers, so this errs a little high, on the safe side."""
+    measured: dict[str, int] = {}
+    for proc in processes:
+        mine = [c for c in containers if c.get("compose_project") == proc.get("project")
+                and c.get("compose_service") == proc.get("service") and c.get("memory_usage_bytes")]
+        per_container = max(1, _int_or_none(proc.get("processes")) or 1)
+        if mine:
+            usage = sum(int(c["memory_usage_bytes"]) for c in mine)
+            measured[str(proc.get("service"))] = usage // (len(mine) * per_container)
+    return measured
+
+
 def _advise(proc: Mapping[str, Any], resources: Resources, measured: int | None) -> ServiceAdvice:
     kind = str(proc.get("kind"))
     conn = process_connections(proc)
@@ -378,11 +394,12 @@ def _advise_web(advice: ServiceAdvice, proc: Mapping[str, Any], cores: int, reso
     # Gunicorn sync workers: its docs' starting point (2 x cores) + 1.
     wanted = 2 * cores + 1 if kind == "gunicorn" and (conn.threads or 1) == 1 else cores
     per_worker = measured or ASSUMED_WORKER_BYTES.get(kind, 256 * 2**20)
+    basis = "measured: the containers' memory / processes" if measured else "assumed for a " + kind
     if resources.memory_bytes:
         fits = max(1, int(resources.memory_bytes * APP_MEMORY_SHARE // per_worker))
         if fits < wanted:
-            advice.reasons.append(f"memory: {fits} workers of {per_worker // 2**20} MiB fit in half of "
-                                  f"{resources.memory_bytes // 2**20} MiB")
+            advice.reasons.append(f"memory: {fits} workers of {per_worker // 2**20} MiB ({basis}) fit in "
+                                  f"half of {resources.memory_bytes // 2**20} MiB")
             wanted = fits
     advice.recommended["workers"] = wanted
     if wanted != conn.processes:

@@ -6,6 +6,7 @@ from stackaudit.tuning.appserver import (
     PostgresLimits,
     Resources,
     connection_budget,
+    measured_process_bytes,
     pool_explanation,
     postgres_limits,
     process_connections,
@@ -90,6 +91,22 @@ def test_recommend_memory_bounds_the_workers() -> None:
     assert web.recommended["workers"] == 2  # half of 2 GiB / 512 MiB per Rails worker
     assert any("memory" in r for r in web.reasons)
     assert tuning.env["WEB_CONCURRENCY"] == "2"
+
+
+def test_measured_memory_per_process_replaces_the_assumption() -> None:
+    """Two web replicas using 1.2 GiB each for 4 workers: 307 MiB a worker, so 3 fit in half of 2 GiB
+    where the 512 MiB assumption allowed 2."""
+    containers = [{"compose_project": "app", "compose_service": "web", "memory_usage_bytes": int(1.2 * GIB)},
+                  {"compose_project": "app", "compose_service": "web", "memory_usage_bytes": int(1.2 * GIB)},
+                  {"compose_project": "app", "compose_service": "web", "memory_usage_bytes": None},
+                  {"compose_project": "other", "compose_service": "web", "memory_usage_bytes": 9 * GIB}]
+    measured = measured_process_bytes(reference_processes(), containers)
+    assert measured == {"web": int(1.2 * GIB) // 4}
+    assumed = recommend(reference_processes(), Resources(8, 2 * GIB)).services[0]
+    tuned = recommend(reference_processes(), Resources(8, 2 * GIB), None, measured).services[0]
+    assert assumed.recommended["workers"] == 2 and tuned.recommended["workers"] == 3
+    assert any("307 MiB (measured" in r for r in tuned.reasons)
+    assert any("assumed for a puma" in r for r in assumed.reasons)
 
 
 def test_recommend_raises_a_pool_below_the_sidekiq_concurrency() -> None:
