@@ -28,6 +28,7 @@ from stackaudit.facts.appconfig import (
     parse_database_yml,
     parse_gunicorn_conf,
     parse_puma_rb,
+    parse_queue_yml,
     parse_sidekiq_yml,
     safe_parse,
     split_commands,
@@ -76,6 +77,8 @@ class Process:
     pool_env_var: str | None = None
     database_target: dict[str, Any] = field(default_factory=dict)  # host, port, database: no secret
     via_pooler: str | None = None
+    extra_per_process: int = 0  # connections a process holds besides its threads (same pool)
+    extra_per_replica: int = 0  # helper processes outside the thread model (Solid Queue's supervisor)
     evidence: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -94,7 +97,8 @@ class Process:
             "pool_env_var": self.pool_env_var, "concurrency": self.concurrency,
             "pool_type": self.pool_type, "conn_max_age": self.conn_max_age,
             "uses_database": self.uses_database, "database_target": self.database_target,
-            "via_pooler": self.via_pooler, "evidence": self.evidence, "notes": self.notes,
+            "via_pooler": self.via_pooler, "extra_per_process": self.extra_per_process,
+            "extra_per_replica": self.extra_per_replica, "evidence": self.evidence, "notes": self.notes,
         }
 
 
@@ -286,6 +290,12 @@ def _program(segment: Sequence[str]) -> tuple[str, list[str]] | None:
             return name, rest
         if name == "rails" and rest[:1] in (["server"], ["s"]):
             return "puma", rest[1:]
+        if name in ("rails", "rake") and rest[:1] == ["solid_queue:start"]:
+            return "solid_queue", rest[1:]
+        if name == "jobs" and "bin/" in word:  # Rails 8's bin/jobs runs Solid Queue
+            return "solid_queue", rest
+        if name == "good_job" and rest[:1] in ([], ["start"]):
+            return "good_job", rest[1:]
         if name.startswith("python") and rest[:1] == ["-m"] and len(rest) > 1:
             module = rest[1].split(".")[0]
             if module in ("gunicorn", "uvicorn", "celery", "rq"):
@@ -311,6 +321,9 @@ def _recognise_segment(segment: Sequence[str], base: dict[str, Any], env: Env, f
     elif name == "uvicorn":
         proc = Process(kind="uvicorn", role="web", **base)
         _uvicorn(proc, args, env)
+    elif name in ("solid_queue", "good_job"):
+        proc = Process(kind=name, role="worker", framework="rails", **base)
+        (_solid_queue if name == "solid_queue" else _good_job)(proc, args, env, files)
     elif name == "celery":
         if "worker" not in args:
             return None  # celery beat / flower: no job concurrency of their own
@@ -399,6 +412,60 @@ def _sidekiq(proc: Process, args: Sequence[str], env: Env, files: Files) -> None
     else:
         value = proc.cite("concurrency", SIDEKIQ_CONCURRENCY, "Sidekiq 7 default 5")
     proc.concurrency = proc.threads = value
+    _rails_pool(proc, env, files)
+
+
+# --- Solid Queue and GoodJob --------------------------------------------------------------------
+
+
+def _solid_queue(proc: Process, args: Sequence[str], env: Env, files: Files) -> None:
+    """bin/jobs (or solid_queue:start) runs config/queue.yml (-c flag > SOLID_QUEUE_CONFIG > the default
+    path). Each worker process uses one connection per thread plus two, for polling and the heartbeat
+    (rails/solid_queue README, "threads"); the supervisor (1) and each dispatcher (2: polling and
+    heartbeat, by the same design) hold their own. With no file Solid Queue runs one worker of 3
+    threads and one dispatcher."""
+    rails_env = str(env.get("RAILS_ENV") or env.get("RACK_ENV") or "production")
+    explicit = option(args, ("-c", "--config_file")) or env.get("SOLID_QUEUE_CONFIG")
+    config = files.find("config/queue.yml", explicit)
+    parsed = safe_parse(lambda: parse_queue_yml(config[0], env, rails_env, config[1]),
+                        config[1]) if config else None
+    if parsed is None:
+        workers = ((Resolved(3, "Solid Queue default threads 3 (config/queue.yml not found)"),
+                    Resolved(1, "Solid Queue default processes 1")),)
+        dispatchers = 1
+    else:
+        workers, dispatchers = parsed.workers, parsed.dispatchers
+    counts = [(as_int(t) or 3, as_int(n) or 1) for t, n in workers]
+    proc.threads = proc.concurrency = proc.cite(
+        "concurrency", max((t for t, _ in counts), default=0),
+        "; ".join(t.origin for t, _ in workers) + (" (the largest entry, counted for every worker)"
+                                                    if len(counts) > 1 else ""))
+    processes = max(1, sum(n for _, n in counts))
+    proc.cite("workers", processes, "; ".join(n.origin for _, n in workers) or "no workers configured")
+    proc.processes = processes
+    proc.extra_per_process = 2 if counts else 0
+    proc.extra_per_replica = 1 + 2 * dispatchers
+    proc.notes.append(f"Solid Queue: each worker process needs threads + 2 connections; the supervisor and "
+                      f"{dispatchers} dispatcher(s) hold {proc.extra_per_replica} more")
+    _rails_pool(proc, env, files)
+
+
+def _good_job(proc: Process, args: Sequence[str], env: Env, files: Files) -> None:
+    """GoodJob's order (lib/good_job/configuration.rb, max_threads): --max-threads > GOOD_JOB_MAX_THREADS
+    > RAILS_MAX_THREADS > 5. Queues written 'a:2;b:3' run one pool per ';' part, each with its own
+    threads (the count after ':', else max_threads). The notifier keeps one more connection for
+    LISTEN/NOTIFY (GoodJob README, "Database connections")."""
+    found = _flag_int(args, ("--max-threads",)) or _env_int(env, "GOOD_JOB_MAX_THREADS") \
+        or _env_int(env, "RAILS_MAX_THREADS")
+    threads, origin = found if found else (5, "GoodJob default 5")
+    queues = option(args, ("--queues", "-q")) or env.get("GOOD_JOB_QUEUES")
+    pools = [part.strip() for part in str(queues or "").split(";") if part.strip()]
+    counted = [int(c) if (c := part.rpartition(":")[2].strip()).isdigit() and ":" in part else threads
+               for part in pools]
+    if len(pools) > 1 or counted != [threads] * len(pools):
+        threads, origin = sum(counted), f"queues '{queues}': {' + '.join(map(str, counted))} threads"
+    proc.threads = proc.concurrency = proc.cite("concurrency", threads, origin)
+    proc.extra_per_process = 1
     _rails_pool(proc, env, files)
 
 

@@ -349,6 +349,35 @@ def parse_sidekiq_yml(text: str, env: Env, rails_env: str = "production",
     return found
 
 
+@dataclass(frozen=True)
+class SolidQueueConfig:
+    """config/queue.yml for one environment: per worker entry (threads, processes), and how many
+    dispatchers run. Solid Queue's defaults: threads 3, processes 1; with no file at all, one worker
+    and one dispatcher (rails/solid_queue README, "Workers, dispatchers and scheduler")."""
+
+    workers: tuple[tuple[Resolved, Resolved], ...]
+    dispatchers: int
+
+
+def parse_queue_yml(text: str, env: Env, rails_env: str = "production",
+                    filename: str = "config/queue.yml") -> SolidQueueConfig:
+    data, tags = load_erb_yaml(text, env)
+    scope = data.get(rails_env, data) if isinstance(data, Mapping) else {}
+    if not isinstance(scope, Mapping):
+        scope = {}
+    workers = []
+    for entry in scope.get("workers") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        threads = _yaml_number(entry.get("threads"), "threads", tags, text, filename) \
+            or Resolved(3, "Solid Queue default threads 3")
+        processes = _yaml_number(entry.get("processes"), "processes", tags, text, filename) \
+            or Resolved(1, "Solid Queue default processes 1")
+        workers.append((threads, processes))
+    dispatchers = scope.get("dispatchers") or []
+    return SolidQueueConfig(tuple(workers), len(dispatchers) if isinstance(dispatchers, list) else 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # gunicorn.conf.py (Python, evaluated with ast over a safe subset: no code runs)
 

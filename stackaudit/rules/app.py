@@ -51,7 +51,9 @@ def pool_smaller_than_threads(facts: Facts, settings: Settings) -> Iterator[Hit]
     """
     ## What it checks
     Each app process whose database pool has fewer connections than the process has threads (Puma
-    threads, Sidekiq concurrency, Gunicorn threads, greenlets) using that pool.
+    threads, Sidekiq, Solid Queue or GoodJob threads, Gunicorn threads, greenlets) using that pool,
+    plus the connections a job runner holds for itself (Solid Queue: 2 per worker process for
+    polling and the heartbeat; GoodJob: 1 for LISTEN/NOTIFY).
 
     ## Why it matters
     A pool is per process and each thread checks out one connection while it works. With 16
@@ -74,28 +76,38 @@ def pool_smaller_than_threads(facts: Facts, settings: Settings) -> Iterator[Hit]
     - Rails guides, "Configuring a Database" (pool) and the generated puma.rb comment: "configure
       [pools] to provide at least as many connections as the number of threads"
     - Sidekiq wiki, "Advanced Options": concurrency and the database pool
+    - rails/solid_queue README, "threads"; GoodJob README, "Database connections"
     """
     for proc in _processes(facts):
         conn = process_connections(proc)
-        if conn.db_pool is None or conn.threads is None or conn.db_pool >= conn.threads:
+        needed = conn.pool_needed
+        if conn.db_pool is None or conn.threads is None or needed is None or conn.db_pool >= needed:
             continue
-        waiting = conn.threads - conn.db_pool
+        waiting = needed - conn.db_pool
+        helpers = (f" plus {conn.extra_per_process} connection(s) of its own "
+                   f"({HELPER_CONNECTIONS.get(conn.kind, 'helpers')})" if conn.extra_per_process else "")
         yield Hit(
             f"{conn.project}/{conn.service}",
-            f"{conn.service} ({conn.kind}) runs {conn.threads} threads per process but its database pool "
-            f"has {conn.db_pool} connections: up to {waiting} threads wait for a connection and time out.",
+            f"{conn.service} ({conn.kind}) runs {conn.threads} threads per process{helpers} but its "
+            f"database pool has {conn.db_pool} connections: up to {waiting} threads wait for a connection "
+            "and time out.",
             Recommendation(
-                summary=f"Raise the pool of {conn.service} to at least {conn.threads} (or run "
-                        f"{conn.db_pool} threads).",
+                summary=f"Raise the pool of {conn.service} to at least {needed} (or run "
+                        f"{max(1, conn.db_pool - conn.extra_per_process)} threads).",
                 estimated_effect="no connection checkout timeouts; no new connections beyond the threads",
                 risk=Risk.CONFIRM, effort_minutes=10, phase=Phase.NOW,
-                action=f"pool >= {conn.threads} for {conn.service} (set at: {_origin(proc, 'db_pool')})"),
+                action=f"pool >= {needed} for {conn.service} (set at: {_origin(proc, 'db_pool')})"),
             (Evidence("app", "threads_per_process", conn.threads, f"<= pool {conn.db_pool}"),
-             Evidence("app", "threads_from", _origin(proc, "concurrency" if conn.role == "worker" and
-                                                     conn.kind in ("sidekiq", "celery") else "threads")),
-             Evidence("app", "db_pool_per_process", conn.db_pool, f">= {conn.threads}"),
+             Evidence("app", "threads_from", _origin(proc, "concurrency" if conn.kind in JOB_RUNNERS
+                                                     else "threads")),
+             Evidence("app", "db_pool_per_process", conn.db_pool, f">= {needed}"),
              Evidence("app", "db_pool_from", _origin(proc, "db_pool"))),
         )
+
+
+JOB_RUNNERS = ("sidekiq", "celery", "solid_queue", "good_job")  # cite their thread count as "concurrency"
+# Connections a job runner holds besides its threads, and why (their READMEs).
+HELPER_CONNECTIONS = {"solid_queue": "polling and heartbeat", "good_job": "LISTEN/NOTIFY"}
 
 
 @rule("APP002", "app-concurrency-vs-cores", Severity.MEDIUM, needs=("app", "host"))

@@ -52,6 +52,8 @@ class ProcessConnections:
     counted: bool
     via_pooler: str | None = None
     database: str | None = None
+    extra_per_process: int = 0  # beside the threads': Solid Queue polling + heartbeat, GoodJob LISTEN
+    extra_per_replica: int = 0  # Solid Queue's supervisor and dispatchers
 
     @property
     def instances(self) -> int:
@@ -59,27 +61,38 @@ class ProcessConnections:
 
     @property
     def total(self) -> int:
-        return self.instances * self.per_process if self.counted else 0
+        if not self.counted:
+            return 0
+        return self.replicas * (self.processes * self.per_process + self.extra_per_replica)
+
+    @property
+    def pool_needed(self) -> int | None:
+        """The pool that lets every thread (and the helper connections) work without waiting."""
+        return None if self.threads is None else self.threads + self.extra_per_process
 
     def arithmetic(self) -> str:
         threads = "?" if self.threads is None else str(self.threads)
+        threads += f" threads + {self.extra_per_process}" if self.extra_per_process else " threads"
         pool = "none" if self.db_pool is None else str(self.db_pool)
-        replicas = f"{self.replicas} replicas x " if self.replicas != 1 else ""
         unit = "processes" if self.processes != 1 else "process"
+        helpers = f" + {self.extra_per_replica} supervisor/dispatchers" if self.extra_per_replica else ""
+        shape = f"{self.processes} {unit} x min({threads}, pool {pool}){helpers}"
+        if self.replicas != 1:
+            shape = f"{self.replicas} replicas x ({shape})"
         via = f" through {self.via_pooler}" if self.via_pooler else ""
-        return (f"{self.service} ({self.kind}): {replicas}{self.processes} {unit} x "
-                f"min({threads} threads, pool {pool}) = {self.total}{via}")
+        return f"{self.service} ({self.kind}): {shape} = {self.total}{via}"
 
 
 def process_connections(proc: Mapping[str, Any]) -> ProcessConnections:
     threads = _int_or_none(proc.get("threads"))
     pool = _int_or_none(proc.get("db_pool"))
+    extra = _int_or_none(proc.get("extra_per_process")) or 0
     if threads is None and pool is None:
         per, limited = 1, "assumed"
-    elif threads is None or (pool is not None and pool < threads):
+    elif threads is None or (pool is not None and pool < threads + extra):
         per, limited = int(pool or 0), "pool"
     else:
-        per, limited = threads, "threads"
+        per, limited = threads + extra, "threads"
     return ProcessConnections(
         project=str(proc.get("project") or ""), service=str(proc.get("service") or ""),
         kind=str(proc.get("kind") or "unknown"), role=str(proc.get("role") or "web"),
@@ -88,6 +101,7 @@ def process_connections(proc: Mapping[str, Any]) -> ProcessConnections:
         threads=threads, db_pool=pool, per_process=per, limited_by=limited,
         counted=proc.get("uses_database", True) is not False,
         via_pooler=str(proc["via_pooler"]) if proc.get("via_pooler") else None,
+        extra_per_process=extra, extra_per_replica=_int_or_none(proc.get("extra_per_replica")) or 0,
         database=(proc.get("database_target") or {}).get("database"),
     )
 

@@ -324,3 +324,39 @@ def test_summary_and_live_notes_count_the_poolers_side() -> None:
     live = {r["service"]: r for r in app_source.compare_rows(data["processes"], rows)}
     assert "connects through bouncer" in live["web"]["note"]
     assert "no live session matched" in live["admin"]["note"]
+
+
+# --- Solid Queue and GoodJob --------------------------------------------------------------------
+
+def test_solid_queue_reads_the_generated_queue_yml_and_counts_its_helpers() -> None:
+    data, _ = collect_project(CORPUS / "rails8_jobs")
+    jobs = by_service(data)["jobs"]
+    assert (jobs["kind"], jobs["role"]) == ("solid_queue", "worker")
+    assert (jobs["processes"], jobs["threads"], jobs["db_pool"]) == (2, 3, 3)
+    assert origin(jobs, "workers") == "config/queue.yml:8 (env JOB_CONCURRENCY=2)"
+    # 2: polling and heartbeat per worker process; 3: the supervisor and one dispatcher
+    assert (jobs["extra_per_process"], jobs["extra_per_replica"]) == (2, 3)
+
+
+def test_good_job_threads_add_up_over_its_queue_pools() -> None:
+    data, _ = collect_project(CORPUS / "rails8_jobs")
+    good = by_service(data)["goodjob"]
+    assert (good["kind"], good["threads"], good["db_pool"]) == ("good_job", 9, 8)
+    assert good["extra_per_process"] == 1
+    assert origin(good, "concurrency") == "queues 'critical:2;default:3;*': 2 + 3 + 4 threads"
+
+
+def test_connections_of_job_runners_include_their_own() -> None:
+    data, _ = collect_project(CORPUS / "rails8_jobs")
+    # web 3 + Solid Queue 2 x min(3 + 2, pool 3) + 3 + GoodJob min(9 + 1, pool 8) = 3 + 9 + 8
+    assert data["summary"]["db_connections_at_most"] == 20
+
+
+def test_solid_queue_without_a_config_file_runs_one_worker_and_one_dispatcher(tmp_path: Path) -> None:
+    (tmp_path / "compose.yml").write_text(
+        "services:\n  jobs:\n    image: app\n    command: bin/rails solid_queue:start\n"
+        "    environment: {RAILS_ENV: production, DB_POOL: '10'}\n")
+    data, _ = collect_project(tmp_path)
+    jobs = by_service(data)["jobs"]
+    assert (jobs["processes"], jobs["threads"], jobs["extra_per_replica"]) == (1, 3, 3)
+    assert "config/queue.yml not found" in origin(jobs, "concurrency")

@@ -184,3 +184,18 @@ def test_pooler_counts_one_pool_per_database() -> None:
     together = {"app": pooled_app(pooler, *routed(web, jobs, database="shop"))}
     (finding,) = run(together, "APP004")
     assert "31 client connections for database shop" in finding.message
+
+
+def test_app001_fires_when_solid_queue_threads_and_helpers_outgrow_the_pool() -> None:
+    """Rails 8 defaults with RAILS_MAX_THREADS=3: pool 3, but a worker needs 3 threads + 2."""
+    jobs = process("jobs", "solid_queue", "worker", 2, 3, 3, extra_per_process=2, extra_per_replica=3)
+    (finding,) = run({"app": app(jobs)}, "APP001")
+    assert "3 threads per process plus 2 connection(s) of its own (polling and heartbeat)" in finding.message
+    assert "up to 2 threads wait" in finding.message
+    assert finding.recommendation.action is not None and finding.recommendation.action.startswith("pool >= 5")
+
+
+def test_app001_silent_when_the_pool_covers_threads_and_helpers() -> None:
+    jobs = process("jobs", "solid_queue", "worker", 2, 3, 5, extra_per_process=2, extra_per_replica=3)
+    good = process("goodjob", "good_job", "worker", 1, 4, 5, extra_per_process=1)
+    assert run({"app": app(jobs, good)}, "APP001") == []
