@@ -410,11 +410,11 @@ def run_workload(bench: Bench, workload: str, memory: int) -> dict[str, Any]:
             runs[name].append(result)
             log(f"  round {round_no + 1} {name:24s} {result['score']:10.1f} "
                 f"(others used {result['others_cores']:.2f} cores)")
-    higher_is_better = args is not None
-    summary = summarize(runs, higher_is_better)
-    return {"host_bytes": memory, "workload": workload, "limited": limited, "configs": configs,
-            "stackaudit_tuning": sa_json, "runs": runs, "summary": summary,
-            "worst_case": {n: worst_case_bytes(c) for n, c in configs.items()}}
+    result = {"host_bytes": memory, "workload": workload, "limited": limited, "configs": configs,
+              "stackaudit_tuning": sa_json, "runs": runs,
+              "worst_case": {n: worst_case_bytes(c) for n, c in configs.items()}}
+    result["summary"] = summarize(runs, args is not None, fitting_configs(result))
+    return result
 
 
 def per_core(run: dict[str, Any], higher_is_better: bool) -> float:
@@ -425,24 +425,36 @@ def per_core(run: dict[str, Any], higher_is_better: bool) -> float:
     return run["score"] / cores if higher_is_better else run["score"] * cores
 
 
-def _ratios(meds: dict[str, float], higher_is_better: bool) -> dict[str, tuple[float, float]]:
-    base = meds["defaults"]
-    best = max(meds.values()) if higher_is_better else min(meds.values())
-    return {n: ((m / base, m / best) if higher_is_better else (base / m, best / m)) for n, m in meds.items()}
+def _ratios(meds: dict[str, float], higher_is_better: bool,
+            fitting: set[str]) -> dict[str, tuple[float, float, float]]:
+    """Per configuration: its score against the defaults, against the best of all, and against the
+    best configuration whose worst case fits the host (a recommendation must fit)."""
+    pick = max if higher_is_better else min
+    base, best = meds["defaults"], pick(meds.values())
+    best_fit = pick([m for n, m in meds.items() if n in fitting] or [base])
+
+    def ratio(value: float, other: float) -> float:
+        return value / other if higher_is_better else other / value
+
+    return {n: (ratio(m, base), ratio(m, best), ratio(m, best_fit)) for n, m in meds.items()}
 
 
-def summarize(runs: dict[str, list[dict[str, Any]]], higher_is_better: bool) -> dict[str, dict[str, Any]]:
+def summarize(runs: dict[str, list[dict[str, Any]]], higher_is_better: bool,
+              fitting: set[str]) -> dict[str, dict[str, Any]]:
     meds = {n: median_spread([r["score"] for r in rs]) for n, rs in runs.items()}
     eff = {n: median_spread([per_core(r, higher_is_better) for r in rs]) for n, rs in runs.items()}
-    speed_all = _ratios({n: m[0] for n, m in meds.items()}, higher_is_better)
-    eff_all = _ratios({n: m[0] for n, m in eff.items()}, higher_is_better)
+    speed_all = _ratios({n: m[0] for n, m in meds.items()}, higher_is_better, fitting)
+    eff_all = _ratios({n: m[0] for n, m in eff.items()}, higher_is_better, fitting)
     out = {}
     for name, (med, spread) in meds.items():
         speed, speed_eff = speed_all[name], eff_all[name]
         rs = runs[name]
         out[name] = {"median": med, "spread": spread, "vs_defaults": speed[0], "vs_best": speed[1],
+                     "vs_best_fitting": speed[2], "range": (min(r["score"] for r in rs),
+                                                           max(r["score"] for r in rs)),
                      "per_core": eff[name][0], "per_core_spread": eff[name][1],
                      "per_core_vs_defaults": speed_eff[0], "per_core_vs_best": speed_eff[1],
+                     "per_core_vs_best_fitting": speed_eff[2],
                      "checkpoints_requested": sum(r["checkpoints_requested"] for r in rs) / len(rs),
                      "wal_bytes": sum(r["wal_bytes"] for r in rs) / len(rs),
                      "temp_files": sum(r["temp_files"] for r in rs) / len(rs),
@@ -472,7 +484,8 @@ def report(result: dict[str, Any]) -> str:
         parallel = s["parallel_kept"]
         rows.append([
             name, f"{s['median']:.1f}", f"{s['spread']:.0%}", f"{s['vs_defaults']:.2f}x",
-            f"{s['vs_best']:.0%}", f"{s['per_core']:.0f} ({s['per_core_spread']:.0%})",
+            f"{s['vs_best']:.0%}", f"{s['vs_best_fitting']:.0%} / {s['per_core_vs_best_fitting']:.0%}",
+            f"{s['per_core']:.0f} ({s['per_core_spread']:.0%})",
             f"{s['per_core_vs_defaults']:.2f}x", f"{s['per_core_vs_best']:.0%}",
             pretty(conf.get("shared_buffers", "128MB")), pretty(conf.get("work_mem", "4MB")),
             pretty(conf.get("max_wal_size", "1GB")),
@@ -486,26 +499,40 @@ def report(result: dict[str, Any]) -> str:
     head = f"#### {memory // GiB} GiB host, workload `{workload}` ({unit}, median of {ROUNDS} x " \
            f"{SECONDS if unit == 'TPS' else 'query'})\n\n"
     per = "TPS per core used" if unit == "TPS" else "CPU-ms per query"
-    return head + table(["config", unit, "spread", "vs defaults", "vs best", f"{per} (spread)",
+    return head + table(["config", unit, "spread", "vs defaults", "vs best",
+                         "vs best that fits (raw / per core)", f"{per} (spread)",
                          "per core vs defaults", "per core vs best", "shared_buffers", "work_mem",
                          "max_wal_size", "ckpt req/run", "WAL MiB/run", "shared hit", "temp files / MiB",
                          "parallel kept", "worst case vs RAM", "others' cores"], rows)
 
 
+def fitting_configs(result: dict[str, Any]) -> set[str]:
+    return {n for n, wc in result["worst_case"].items() if wc <= result["host_bytes"]}
+
+
 def verdicts(results: list[dict[str, Any]]) -> list[str]:
+    """The target (stackaudit >= PGTune and >= 95% of the best, worst case fits), on raw scores and
+    per core used; and whether stackaudit's rounds overlap the best configuration's (within noise)."""
     lines = []
     for r in results:
         s = r["summary"]
         sa, pg = s["stackaudit"], s["PGTune"]
         fits = r["worst_case"]["stackaudit"] <= r["host_bytes"]
+        higher = WORKLOAD_SPECS[r["workload"]][0] is not None
+        best = (max if higher else min)(s, key=lambda n: s[n]["median"])
+        overlap = sa["range"][1] >= s[best]["range"][0] if higher else sa["range"][0] <= s[best]["range"][1]
         for label, prefix in (("raw", ""), ("per core", "per_core_")):
             ok = (sa[f"{prefix}vs_best"] >= 0.95 and fits
                   and sa[f"{prefix}vs_defaults"] >= pg[f"{prefix}vs_defaults"] * 0.999)
+            shown = label == "raw" and overlap and best != "stackaudit"
+            noise = f"; rounds overlap the best ({best})" if shown else ""
             lines.append(f"- {r['host_bytes'] // GiB} GiB `{r['workload']}` ({label}): stackaudit "
                          f"{sa[f'{prefix}vs_defaults']:.2f}x defaults, "
                          f"{sa[f'{prefix}vs_best']:.0%} of the best, "
+                         f"{sa[f'{prefix}vs_best_fitting']:.0%} of the best that fits, "
                          f"PGTune {pg[f'{prefix}vs_defaults']:.2f}x; worst case "
-                         f"{'fits' if fits else 'does NOT fit'} -> {'target met' if ok else 'target missed'}")
+                         f"{'fits' if fits else 'does NOT fit'} -> {'target met' if ok else 'target missed'}"
+                         f"{noise}")
     return lines
 
 
@@ -514,7 +541,7 @@ def rerender(path: Path) -> None:
     data = json.loads(path.read_text())
     results = data["results"]
     for r in results:
-        r["summary"] = summarize(r["runs"], WORKLOAD_SPECS[r["workload"]][0] is not None)
+        r["summary"] = summarize(r["runs"], WORKLOAD_SPECS[r["workload"]][0] is not None, fitting_configs(r))
     print("\n".join(report(r) + "\n" for r in results))
     print("\n".join(verdicts(results)))
 
