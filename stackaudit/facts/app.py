@@ -27,6 +27,7 @@ from stackaudit.facts.appconfig import (
     option,
     parse_database_yml,
     parse_gunicorn_conf,
+    parse_prepared_statements,
     parse_puma_rb,
     parse_queue_yml,
     parse_sidekiq_yml,
@@ -79,6 +80,7 @@ class Process:
     via_pooler: str | None = None
     extra_per_process: int = 0  # connections a process holds besides its threads (same pool)
     extra_per_replica: int = 0  # helper processes outside the thread model (Solid Queue's supervisor)
+    prepared_statements: bool | None = None  # Rails: does Active Record prepare statements?
     evidence: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -98,7 +100,8 @@ class Process:
             "pool_type": self.pool_type, "conn_max_age": self.conn_max_age,
             "uses_database": self.uses_database, "database_target": self.database_target,
             "via_pooler": self.via_pooler, "extra_per_process": self.extra_per_process,
-            "extra_per_replica": self.extra_per_replica, "evidence": self.evidence, "notes": self.notes,
+            "extra_per_replica": self.extra_per_replica, "prepared_statements": self.prepared_statements,
+            "evidence": self.evidence, "notes": self.notes,
         }
 
 
@@ -255,6 +258,8 @@ def recognise(project: str, service: Mapping[str, Any], env: Env, files: Files,
     for segment in reversed(split_commands(argv)):
         found = _recognise_segment(segment, base, env, files, cpu_count)
         if found is not None:
+            if found.framework == "rails":
+                _prepared_statements(found, env, files)
             return _finish(found, env, service)
     if not argv and _looks_like_rails(env):
         proc = Process(kind="puma", role="web", framework="rails", **base)  # type: ignore[arg-type]
@@ -470,6 +475,30 @@ def _good_job(proc: Process, args: Sequence[str], env: Env, files: Files) -> Non
 
 
 # --- Rails database pool ------------------------------------------------------------------------
+
+
+def _prepared_statements(proc: Process, env: Env, files: Files) -> None:
+    """Whether Active Record prepares statements: DATABASE_URL ?prepared_statements= > database.yml >
+    the PostgreSQL adapter's default (true). Matters behind a transaction-pooling PgBouncer."""
+    rails_env = str(env.get("RAILS_ENV") or env.get("RACK_ENV") or "production")
+    url = str(env.get("DATABASE_URL") or "")
+    flag = parse_qs(urlsplit(url).query).get("prepared_statements") if "://" in url else None
+    if flag:
+        proc.prepared_statements = flag[-1].lower() not in ("false", "0", "no", "off")
+        proc.evidence.append({"field": "prepared_statements", "value": proc.prepared_statements,
+                              "from": "DATABASE_URL ?prepared_statements= parameter"})
+        return
+    config = files.find("config/database.yml")
+    found = safe_parse(lambda: parse_prepared_statements(config[0], env, rails_env, config[1]),
+                       config[1]) if config else None
+    if found is not None and found.value is not None:
+        proc.prepared_statements = bool(found.value)
+        proc.evidence.append({"field": "prepared_statements", "value": proc.prepared_statements,
+                              "from": found.origin})
+        return
+    proc.prepared_statements = True
+    proc.evidence.append({"field": "prepared_statements", "value": True,
+                          "from": "Active Record's PostgreSQL adapter default (true)"})
 
 
 def _rails_pool(proc: Process, env: Env, files: Files) -> None:

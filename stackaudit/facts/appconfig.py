@@ -315,23 +315,47 @@ def _line_of(text: str, key: str, value: Any) -> int | None:
     return None
 
 
-def parse_database_yml(text: str, env: Env, rails_env: str = "production",
-                       filename: str = "config/database.yml") -> Resolved | None:
-    """The pool size (`pool:`, `max_connections:` since Rails 8.1) of the primary database of
-    `rails_env`; None when the file sets none (then Active Record's default of 5 applies)."""
-    data, tags = load_erb_yaml(text, env)
-    if not isinstance(data, Mapping):
-        return None
-    section = data.get(rails_env)
+def _primary_section(data: Any, rails_env: str) -> Mapping[str, Any] | None:
+    """The settings of `rails_env`'s primary database (the section itself, or its `primary:` entry
+    in a multi-database layout)."""
+    section = data.get(rails_env) if isinstance(data, Mapping) else None
     if not isinstance(section, Mapping):
         return None
     if not any(k in section for k in ("adapter", "pool", "max_connections", "url", "database")):
         # multi-database layout: production: {primary: {...}, cache: {...}}
         section = section.get("primary") or next((v for v in section.values() if isinstance(v, Mapping)), {})
+    return section if isinstance(section, Mapping) else None
+
+
+def parse_database_yml(text: str, env: Env, rails_env: str = "production",
+                       filename: str = "config/database.yml") -> Resolved | None:
+    """The pool size (`pool:`, `max_connections:` since Rails 8.1) of the primary database of
+    `rails_env`; None when the file sets none (then Active Record's default of 5 applies)."""
+    data, tags = load_erb_yaml(text, env)
+    section = _primary_section(data, rails_env)
     for key in ("max_connections", "pool"):
-        if key in section:
+        if section is not None and key in section:
             return _yaml_number(section[key], key, tags, text, filename)
     return None
+
+
+def parse_prepared_statements(text: str, env: Env, rails_env: str = "production",
+                              filename: str = "config/database.yml") -> Resolved | None:
+    """`prepared_statements:` of the primary database of `rails_env` as a bool, or None when unset
+    (the PostgreSQL adapter then prepares statements)."""
+    data, tags = load_erb_yaml(text, env)
+    section = _primary_section(data, rails_env)
+    if section is None or "prepared_statements" not in section:
+        return None
+    value = section["prepared_statements"]
+    origin = f"{filename} prepared_statements: {value}"
+    if isinstance(value, str) and value in tags:
+        resolved, line, expr = tags[value]
+        value = None if resolved is None else resolved.value
+        origin = f"{filename}:{line} `{expr}`" + ("" if resolved is None else f" ({resolved.origin})")
+    if value is None:
+        return Resolved(None, origin + " (not evaluable)")
+    return Resolved(str(value).strip().lower() not in ("false", "0", "no", "off"), origin)
 
 
 def parse_sidekiq_yml(text: str, env: Env, rails_env: str = "production",

@@ -11,6 +11,7 @@ service. Only host names, ports and database names are kept: never a user or a p
 from __future__ import annotations
 
 import configparser
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -65,8 +66,41 @@ def recognise_pooler(project: str, service: Mapping[str, Any], argv: Sequence[st
             value = int(text) if text.isdigit() else default
         settings[key] = value
         evidence.append({"field": key, "value": value, "from": origin})
-    return {"project": project, "service": name, "kind": "pgbouncer",
+    version = image_version(str(service.get("image") or ""))
+    prepared, origin = _prepared_statements_limit(_setting("max_prepared_statements", ini, env), version)
+    settings["max_prepared_statements"] = prepared
+    evidence.append({"field": "max_prepared_statements", "value": prepared, "from": origin})
+    return {"project": project, "service": name, "kind": "pgbouncer", "version": version,
             "aliases": sorted(_aliases(service)), **settings, "evidence": evidence}
+
+
+def image_version(image: str) -> str | None:
+    """The release in an image tag: edoburu/pgbouncer:v1.23.1-p2 -> 1.23.1; None for latest or none."""
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    match = re.match(r"v?(\d+\.\d+(?:\.\d+)?)", tag)
+    return match.group(1) if match else None
+
+
+def version_tuple(version: str | None) -> tuple[int, ...] | None:
+    return tuple(int(p) for p in version.split(".")) if version else None
+
+
+def _prepared_statements_limit(found: tuple[str | None, str], version: str | None) -> tuple[int | None, str]:
+    """max_prepared_statements: protocol-level prepared statements in transaction pooling exist since
+    PgBouncer 1.21 (off by default, 0) and are on by default (200) since 1.24 (pgbouncer.org
+    changelog). None when neither the setting nor the version is known."""
+    text, origin = found
+    release = version_tuple(version)
+    if release is not None and release < (1, 21):
+        return 0, f"PgBouncer {version}: no prepared statement support before 1.21"
+    if text is not None and text.isdigit():
+        return int(text), origin
+    if release is None:
+        return None, "not set, and the version is not in the image tag (200 since 1.24, 0 before)"
+    if release >= (1, 24):
+        return 200, f"PgBouncer {version} default 200"
+    return 0, f"PgBouncer {version} default 0 (off until 1.24)"
+
 
 
 def _read_ini(files: ConfigFiles, explicit: str | None) -> tuple[configparser.ConfigParser, str] | None:

@@ -9,6 +9,7 @@ from typing import Any
 from stackaudit.config import Settings
 from stackaudit.facts import Facts
 from stackaudit.facts.app import live_connections
+from stackaudit.facts.pooler import version_tuple
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
 from stackaudit.tuning.appserver import (
@@ -391,3 +392,72 @@ def _keeps_connections(proc: Mapping[str, Any]) -> bool:
         return True
     age = str(proc.get("conn_max_age") or "0")
     return age not in ("0", "") or proc.get("pool_type") == "sqlalchemy"
+
+
+@rule("APP005", "pgbouncer-prepared-statements", Severity.HIGH, needs=("app",))
+def pooler_prepared_statements(facts: Facts, settings: Settings) -> Iterator[Hit]:
+    """
+    ## What it checks
+    Rails processes that connect through a PgBouncer in transaction (or statement) pooling while
+    Active Record prepares statements (its PostgreSQL default; `prepared_statements: false` in
+    database.yml or the DATABASE_URL turns it off), and the PgBouncer cannot carry prepared
+    statements: a release before 1.21 (from the image tag), or max_prepared_statements 0 (set, or
+    the default of 1.21-1.23). Silent when neither the setting nor the version is known.
+
+    ## Why it matters
+    In transaction pooling each transaction may run on another server connection. A statement
+    prepared on one is missing on the next: requests fail with `prepared statement "a1" does not
+    exist` (or "already exists"), at random and mostly under load.
+
+    ## Recommendation
+    Set max_prepared_statements (e.g. 200, the default since PgBouncer 1.24) on a PgBouncer 1.21
+    or newer, or turn prepared statements off for the app (`prepared_statements: false` in
+    config/database.yml).
+
+    ## Estimated effect
+    No more random prepared-statement errors; with max_prepared_statements the app keeps the
+    planning savings of prepared statements.
+
+    ## Fix safety
+    A PgBouncer reload applies max_prepared_statements; the app setting needs a restart of the
+    service. Both are safe.
+
+    ## References
+    - PgBouncer, "Configuration": max_prepared_statements; changelog 1.21.0 and 1.24.0
+    - Rails guides, "Configuring a Database": prepared_statements
+    """
+    for pooler in _poolers(facts):
+        if pooler.get("pool_mode") not in ("transaction", "statement"):
+            continue
+        if pooler.get("max_prepared_statements") is None or (pooler.get("max_prepared_statements") or 0) > 0:
+            continue
+        preparing = [p for p in _processes(facts) if p.get("via_pooler") == pooler.get("service")
+                     and p.get("framework") == "rails" and p.get("prepared_statements") is not False]
+        if preparing:
+            yield _prepared_statements_hit(pooler, preparing)
+
+
+def _prepared_statements_hit(pooler: Mapping[str, Any], preparing: list[Mapping[str, Any]]) -> Hit:
+    name = pooler.get("service")
+    services = ", ".join(str(p.get("service")) for p in preparing)
+    version = pooler.get("version")
+    release = version_tuple(version)
+    supported = release is None or release >= (1, 21)
+    fix = f"max_prepared_statements = 200 on {name}" if supported else \
+        f"upgrade {name} to PgBouncer 1.24+ (or set prepared_statements: false for {services})"
+    evidence = [Evidence("app", f"prepared_statements_{p.get('service')}", p.get("prepared_statements"),
+                         _origin(p, "prepared_statements")) for p in preparing]
+    evidence += _pooler_evidence(pooler, "pool_mode", "max_prepared_statements")
+    evidence.append(Evidence("app", f"{name}.version", version or "unknown"))
+    return Hit(
+        f"{pooler.get('project')}/{name}",
+        f"{services} prepare statements through {name} (PgBouncer {version or '(version unknown)'}, "
+        f"{pooler.get('pool_mode')} pooling) with max_prepared_statements "
+        f"{pooler.get('max_prepared_statements')}: requests will fail with 'prepared statement does not "
+        "exist' when a transaction lands on another server connection.",
+        Recommendation(summary=f"Enable prepared statements in the pooler ({fix}), or set "
+                               "prepared_statements: false in config/database.yml.",
+                       estimated_effect="no random prepared-statement errors",
+                       risk=Risk.CONFIRM, effort_minutes=15, phase=Phase.NOW,
+                       action="max_prepared_statements = 200" if supported else "prepared_statements: false"),
+        evidence)

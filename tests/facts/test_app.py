@@ -360,3 +360,45 @@ def test_solid_queue_without_a_config_file_runs_one_worker_and_one_dispatcher(tm
     jobs = by_service(data)["jobs"]
     assert (jobs["processes"], jobs["threads"], jobs["extra_per_replica"]) == (1, 3, 3)
     assert "config/queue.yml not found" in origin(jobs, "concurrency")
+
+
+def test_pgbouncer_version_from_the_tag_decides_prepared_statement_support() -> None:
+    data, _ = collect_project(CORPUS / "rails_pgbouncer")
+    (pooler,) = data["poolers"]
+    assert pooler["version"] == "1.23.1"  # edoburu/pgbouncer:v1.23.1-p2
+    assert pooler["max_prepared_statements"] == 0
+    assert {e["field"]: e["from"] for e in pooler["evidence"]}["max_prepared_statements"] == \
+        "PgBouncer 1.23.1 default 0 (off until 1.24)"
+    web = by_service(data)["web"]
+    assert web["prepared_statements"] is True
+    assert origin(web, "prepared_statements") == "Active Record's PostgreSQL adapter default (true)"
+
+
+@pytest.mark.parametrize(("image", "version"), [
+    ("edoburu/pgbouncer:v1.23.1-p2", "1.23.1"), ("bitnami/pgbouncer:1.24.0", "1.24.0"),
+    ("pgbouncer/pgbouncer:1.15", "1.15"), ("edoburu/pgbouncer:latest", None), ("edoburu/pgbouncer", None),
+    ("registry.local:5000/pgbouncer", None),
+])
+def test_pgbouncer_version_is_read_from_the_image_tag(image: str, version: str | None) -> None:
+    from stackaudit.facts.pooler import image_version
+
+    assert image_version(image) == version
+
+
+def test_prepared_statements_read_from_database_yml_or_the_url(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "database.yml").write_text(
+        "production:\n  primary:\n    adapter: postgresql\n"
+        "    prepared_statements: <%= ENV.fetch(\"PREPARED\", \"false\") %>\n")
+    (tmp_path / "compose.yml").write_text(
+        "services:\n"
+        "  web:\n    image: app\n    command: bundle exec puma\n    volumes: ['./config:/app/config']\n"
+        "    environment: {RAILS_ENV: production, DATABASE_URL: 'postgres://db/app'}\n"
+        "  jobs:\n    image: app\n    command: bundle exec sidekiq\n"
+        "    environment: {RAILS_ENV: production, DATABASE_URL: 'postgres://db/app?prepared_statements=false'}\n")
+    data, _ = collect_project(tmp_path)
+    web, jobs = by_service(data)["web"], by_service(data)["jobs"]
+    assert web["prepared_statements"] is False
+    assert "config/database.yml:4" in origin(web, "prepared_statements")
+    assert jobs["prepared_statements"] is False
+    assert origin(jobs, "prepared_statements") == "DATABASE_URL ?prepared_statements= parameter"

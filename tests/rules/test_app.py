@@ -199,3 +199,32 @@ def test_app001_silent_when_the_pool_covers_threads_and_helpers() -> None:
     jobs = process("jobs", "solid_queue", "worker", 2, 3, 5, extra_per_process=2, extra_per_replica=3)
     good = process("goodjob", "good_job", "worker", 1, 4, 5, extra_per_process=1)
     assert run({"app": app(jobs, good)}, "APP001") == []
+
+
+def bouncer_with(version: str | None, max_prepared: int | None,
+                 pool_mode: str = "transaction") -> dict[str, Any]:
+    pooler = pgbouncer(pool_mode=pool_mode)
+    pooler["version"], pooler["max_prepared_statements"] = version, max_prepared
+    pooler["evidence"].append({"field": "max_prepared_statements", "value": max_prepared, "from": "test"})
+    return pooler
+
+
+def test_app005_fires_for_rails_preparing_through_transaction_pooling_without_support() -> None:
+    web, jobs = reference_processes()
+    data = {"app": pooled_app(bouncer_with("1.23.1", 0), *routed({**web, "prepared_statements": True}, jobs))}
+    (finding,) = run(data, "APP005")
+    assert "web, worker prepare statements through pgbouncer (PgBouncer 1.23.1, transaction pooling)" \
+        in finding.message
+    assert finding.recommendation.action == "max_prepared_statements = 200"
+    old = {"app": pooled_app(bouncer_with("1.18.0", 0), *routed(web))}
+    (too_old,) = run(old, "APP005")
+    assert too_old.recommendation.action == "prepared_statements: false"
+
+
+def test_app005_silent_when_the_pooler_carries_them_or_the_app_does_not_prepare() -> None:
+    web, _ = reference_processes()
+    assert run({"app": pooled_app(bouncer_with("1.24.1", 200), *routed(web))}, "APP005") == []
+    off = {**web, "prepared_statements": False}
+    assert run({"app": pooled_app(bouncer_with("1.23.1", 0), *routed(off))}, "APP005") == []
+    assert run({"app": pooled_app(bouncer_with("1.23.1", 0, "session"), *routed(web))}, "APP005") == []
+    assert run({"app": pooled_app(bouncer_with(None, None), *routed(web))}, "APP005") == []  # unknown
