@@ -434,3 +434,45 @@ def test_settings_from_alter_system_are_described() -> None:
     facts.data["postgres"]["settings"].update(pg_settings({"work_mem": "64MB"}, "configuration file",
                                                           "/var/lib/postgresql/data/postgresql.auto.conf"))
     assert tune(facts).settings["work_mem"].source.startswith("ALTER SYSTEM")
+
+
+# --- work_mem per role whose statements spill ------------------------------------------------
+
+def _spilling(facts: Facts, role: str, spill_bytes: int, calls: int = 1, superuser: bool = False) -> Facts:
+    top = facts.data["postgres"].setdefault("statements", {}).setdefault("top", [])
+    top.append({"queryid": str(len(top)), "database": "app", "user": role, "calls": calls,
+                "temp_blks_written": spill_bytes * calls // 8192, "user_is_superuser": superuser,
+                "query": "SELECT ... ORDER BY ..."})
+    return facts
+
+
+def test_a_spilling_role_gets_its_own_work_mem_within_the_budget_left() -> None:
+    tuning = tune(_spilling(dedicated_host(23, 2), "reporting", 300 * MB, calls=4), dedicated=True)
+    (role,) = tuning.roles
+    assert role.role == "reporting" and role.work_mem == GB  # twice the spill, as a power of two
+    assert role.connection_limit == 2
+    assert role.sql() == ['ALTER ROLE "reporting" SET work_mem = \'1GB\';',
+                          'ALTER ROLE "reporting" CONNECTION LIMIT 2;']
+    assert tuning.worst_case.bytes + role.extra_bytes <= tuning.budget.postgres_bytes
+    assert 'ALTER ROLE "reporting" SET work_mem' in as_sql(tuning)
+    assert "# per role, in psql: ALTER ROLE" in as_conf(tuning)
+
+
+def test_a_tight_budget_gives_the_role_only_what_is_left() -> None:
+    tuning = tune(_spilling(dedicated_host(4, 2), "reporting", 300 * MB), dedicated=True)
+    (role,) = tuning.roles
+    assert role.work_mem < GB and "it would want 1GB" in role.reason
+    assert tuning.worst_case.bytes + role.extra_bytes <= tuning.budget.postgres_bytes
+
+
+def test_a_superuser_role_gets_work_mem_but_no_connection_limit_it_would_ignore() -> None:
+    tuning = tune(_spilling(dedicated_host(23, 2), "postgres", 300 * MB, superuser=True), dedicated=True)
+    (role,) = tuning.roles
+    assert role.connection_limit is None and "dedicated role" in role.reason
+    assert len(role.sql()) == 1
+
+
+def test_no_role_proposal_without_real_spills() -> None:
+    small = _spilling(dedicated_host(23, 2), "app", 200 * 1024, calls=10)  # 200kB per call
+    assert tune(small, dedicated=True).roles == ()
+    assert tune(dedicated_host(23, 2), dedicated=True).roles == ()
