@@ -350,12 +350,23 @@ def recommend(processes: Sequence[Mapping[str, Any]], resources: Resources,
               measured_bytes_per_process: Mapping[str, int] | None = None,
               poolers: Sequence[Mapping[str, Any]] = ()) -> AppTuning:
     measured = measured_bytes_per_process or {}
-    advice = [_advise(p, resources, measured.get(str(p.get("service")))) for p in processes]
-    env = _merge_env(advice, processes)
-    after = [_apply(p, a) for p, a in zip(processes, advice, strict=True)]
-    _pool_for_shared_var(after, env, advice)
+
+    def plan(hold: set[str]) -> tuple[list[ServiceAdvice], dict[str, str], list[dict[str, Any]]]:
+        advice = [_advise(p, resources, measured.get(str(p.get("service"))), str(p.get("service")) in hold)
+                  for p in processes]
+        env = _merge_env(advice, processes)
+        after = [_apply(p, a) for p, a in zip(processes, advice, strict=True)]
+        _pool_for_shared_var(after, env, advice)
+        return advice, env, after
+
+    advice, env, after = plan(set())
     budget_now = connection_budget(processes, limits, poolers=poolers) if limits else None
     budget_after = connection_budget(after, limits, poolers=poolers) if limits else None
+    if budget_after is not None and not budget_after.fits:
+        # More workers for the cores would break the connection budget: keep the worker count of
+        # the services that connect to PostgreSQL directly (a pooler's clients cost no slot).
+        advice, env, after = plan({p.service for p in budget_after.direct})
+        budget_after = connection_budget(after, budget_after.limits, poolers=poolers)
     return AppTuning(tuple(advice), env, budget_now, budget_after, pool_explanation(processes))
 
 
@@ -375,7 +386,8 @@ def measured_process_bytes(processes: Sequence[Mapping[str, Any]],
     return measured
 
 
-def _advise(proc: Mapping[str, Any], resources: Resources, measured: int | None) -> ServiceAdvice:
+def _advise(proc: Mapping[str, Any], resources: Resources, measured: int | None,
+            hold_workers: bool = False) -> ServiceAdvice:
     kind = str(proc.get("kind"))
     conn = process_connections(proc)
     current: dict[str, int | None] = {"workers": conn.processes, "threads": conn.threads,
@@ -383,7 +395,7 @@ def _advise(proc: Mapping[str, Any], resources: Resources, measured: int | None)
     advice = ServiceAdvice(conn.project, conn.service, kind, current, dict(current))
     cores = max(1, math.floor(resources.cores))
     if kind in ("puma", "gunicorn", "uvicorn"):
-        _advise_web(advice, proc, cores, resources, measured)
+        _advise_web(advice, proc, cores, resources, measured, hold_workers)
     elif kind == "celery" and proc.get("pool_type") in (None, "prefork", "processes"):
         advice.recommended["workers"] = cores
         advice.reasons.append(f"prefork: one process per core ({cores}), Celery's own default")
@@ -401,7 +413,7 @@ def _advise(proc: Mapping[str, Any], resources: Resources, measured: int | None)
 
 
 def _advise_web(advice: ServiceAdvice, proc: Mapping[str, Any], cores: int, resources: Resources,
-                measured: int | None) -> None:
+                measured: int | None, hold_workers: bool = False) -> None:
     kind = advice.kind
     conn = process_connections(proc)
     # Puma and Uvicorn: a process per core (the GVL/GIL lets one thread run Ruby/Python at a time).
@@ -415,6 +427,11 @@ def _advise_web(advice: ServiceAdvice, proc: Mapping[str, Any], cores: int, reso
             advice.reasons.append(f"memory: {fits} workers of {per_worker // 2**20} MiB ({basis}) fit in "
                                   f"half of {resources.memory_bytes // 2**20} MiB")
             wanted = fits
+    if hold_workers and wanted > conn.processes:
+        advice.reasons.append(f"workers kept at {conn.processes}: {wanted} would exceed the PostgreSQL "
+                              "connection budget (PG101); a pooler (PgBouncer) or a larger max_connections "
+                              "would allow more")
+        wanted = conn.processes
     advice.recommended["workers"] = wanted
     if wanted != conn.processes:
         advice.reasons.append(f"workers {conn.processes} -> {wanted} for {cores} cores")

@@ -128,3 +128,17 @@ def test_shared_variable_wanted_at_different_values_stays_per_service() -> None:
     tuning = recommend([web, jobs], Resources(1, 8 * GIB))
     assert tuning.services[1].env == {"RAILS_MAX_THREADS": "16"}
     assert "RAILS_MAX_THREADS" not in tuning.env  # the web service reads it too and must stay at 5
+
+
+def test_more_workers_are_not_recommended_when_they_would_break_the_connection_budget() -> None:
+    """Reference processes on 8 cores want 8 web workers; with max_connections 50 that would be
+    8 x 5 + 15 = 55 connections: the worker count stays, and the reason says why."""
+    limits = PostgresLimits(50, 3)
+    roomy = recommend(reference_processes(), Resources(8, None), PostgresLimits(200, 3))
+    assert roomy.services[0].recommended["workers"] == 8
+    tight = recommend(reference_processes(), Resources(8, None), limits)
+    web = tight.services[0]
+    assert web.recommended["workers"] == 4
+    assert any("would exceed the PostgreSQL connection budget" in r for r in web.reasons)
+    assert tight.budget_after is not None and tight.budget_after.fits
+    assert "WEB_CONCURRENCY" not in tight.env
