@@ -148,8 +148,7 @@ def _temp_hit(db: Mapping[str, Any], temp_bytes: float, days: float, work_mem: M
         recommendation=Recommendation(
             summary=f"Raise work_mem to about {suggestion} for the role(s) {', '.join(roles)} (or SET LOCAL "
                     "in the spilling query), not globally: the global value multiplies by every "
-                    "connection (PG003). `stackaudit tune postgres --format sql` sizes it against the "
-                    "memory budget, with a connection limit for the role.",
+                    "connection (PG003).",
             estimated_effect="Those sorts/hashes run in memory instead of temp files; confirm with "
                              "`stackaudit verify` and watch temp_bytes fall.",
             risk=Risk.SAFE, effort_minutes=15, phase=Phase.WEEK, action=action),
