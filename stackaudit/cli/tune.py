@@ -163,8 +163,6 @@ def _table(tuning: Tuning) -> str:
               highlight=False)
     if tuning.worst_case_current is not None:
         out.print(f"Worst case, current: {tuning.worst_case_current.arithmetic}", highlight=False)
-    for role in tuning.roles:
-        out.print(f"Role {role.role}: {' '.join(role.sql())} ({role.reason})")
     inputs = tuning.inputs
     out.print(f"Inputs: {inputs.cpus} cores, PostgreSQL {inputs.major}, max_connections "
               f"{inputs.max_connections}, workload {inputs.workload} ({inputs.workload_reason}), storage "

@@ -230,7 +230,7 @@ WITH s AS (
          rank() OVER (ORDER BY temp_blks_written DESC) AS by_temp
   FROM s
 )
-SELECT r.queryid::text AS queryid, d.datname AS database, u.rolname AS user, u.rolsuper AS user_is_superuser,
+SELECT r.queryid::text AS queryid, d.datname AS database, u.rolname AS user,
        left(r.query, 300) AS query, r.calls, r.rows,
        r.{exec_total}::float8 AS total_exec_ms, r.{exec_mean}::float8 AS mean_exec_ms,
        {plan_total}::float8 AS total_plan_ms, {plan_mean}::float8 AS mean_plan_ms,

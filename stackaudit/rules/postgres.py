@@ -14,12 +14,10 @@ from stackaudit.config import Settings
 from stackaudit.facts import Facts, iter_services
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
-from stackaudit.tuning.postgres import TEMP_BLOCK_BYTES as BLOCK_BYTES
-from stackaudit.tuning.postgres import work_mem_for_spill
-from stackaudit.tuning.units import format_memory
 from stackaudit.units import format_bytes
 
 SRC = "postgres"
+BLOCK_BYTES = 8192  # pg_stat_statements counts temp blocks of BLCKSZ, 8 kB in every stock build
 DAY = 86400.0
 MAX_HITS_PER_DATABASE = 20
 # Index builds, CLUSTER and VACUUM spill against maintenance_work_mem, not work_mem.
@@ -130,7 +128,7 @@ def _temp_hit(db: Mapping[str, Any], temp_bytes: float, days: float, work_mem: M
     roles = sorted({str(s.get("user")) for s in spilling if s.get("user")}) or ["<role>"]
     per_call = max(((s.get("temp_blks_written") or 0) * BLOCK_BYTES / max(s.get("calls") or 1, 1)
                     for s in spilling), default=0.0)
-    suggestion = format_memory(work_mem_for_spill(per_call, work_mem.get("base_value")))
+    suggestion = _work_mem_suggestion(per_call, work_mem.get("base_value"))
     message = (f"Database {db['name']} wrote {format_bytes(temp_bytes)} of temporary files in "
                f"{db.get('temp_files')} files ({format_bytes(temp_bytes / days)} per day) with work_mem = "
                f"{work_mem.get('value', '?')} (from {setting_origin(work_mem)})"
@@ -153,6 +151,17 @@ def _temp_hit(db: Mapping[str, Any], temp_bytes: float, days: float, work_mem: M
                              "`stackaudit verify` and watch temp_bytes fall.",
             risk=Risk.SAFE, effort_minutes=15, phase=Phase.WEEK, action=action),
     )
+
+
+def _work_mem_suggestion(per_call_bytes: float, current_bytes: float | None) -> str:
+    """Twice the spill per call (in-memory sorts need more than their on-disk form), rounded up to
+    a power of two in MB, at least double the current value, at most 1GB."""
+    current_mb = (current_bytes or 4 * 1024**2) / 1024**2
+    wanted = max(per_call_bytes * 2 / 1024**2, current_mb * 2)
+    mb = 1
+    while mb < wanted and mb < 1024:
+        mb *= 2
+    return f"{mb}MB" if mb < 1024 else "1GB"
 
 
 # --- PG009 -------------------------------------------------------------------------------------

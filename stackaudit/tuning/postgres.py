@@ -179,40 +179,7 @@ class TuneInputs:
     temp_files: int | None = None
     data_bytes: int | None = None  # all databases together
     scanned_table_bytes: int | None = None  # the largest table read in full again and again
-    spills_by_role: Mapping[str, RoleSpill] = field(default_factory=dict)  # from pg_stat_statements
     data_free_bytes: int | None = None  # free space on the mount that holds the data (and WAL)
-
-
-@dataclass(frozen=True)
-class RoleSpill:
-    """The temp files one role's statements write: the largest per call, and whether the role is a
-    superuser (CONNECTION LIMIT does not bind superusers)."""
-
-    per_call_bytes: int
-    superuser: bool | None
-
-
-@dataclass(frozen=True)
-class RoleProposal:
-    """work_mem for one role whose queries spill, bounded by what the budget has left."""
-
-    role: str
-    work_mem: int
-    connection_limit: int | None  # set with it; None for a superuser, whom the limit does not bind
-    extra_bytes: int  # what it adds to the worst case
-    reason: str
-
-    def sql(self) -> list[str]:
-        name = '"' + self.role.replace('"', '""') + '"'
-        lines = [f"ALTER ROLE {name} SET work_mem = '{format_memory(self.work_mem)}';"]
-        if self.connection_limit is not None:
-            lines.append(f"ALTER ROLE {name} CONNECTION LIMIT {self.connection_limit};")
-        return lines
-
-    def to_json(self) -> dict[str, Any]:
-        return {"role": self.role, "work_mem": format_memory(self.work_mem),
-                "connection_limit": self.connection_limit, "extra_bytes": self.extra_bytes,
-                "reason": self.reason, "sql": self.sql()}
 
 
 @dataclass(frozen=True)
@@ -247,7 +214,6 @@ class Tuning:
     settings: dict[str, Proposal]
     worst_case: WorstCase
     worst_case_current: WorstCase | None
-    roles: tuple[RoleProposal, ...] = ()
 
     @property
     def budget(self) -> Budget:
@@ -288,7 +254,6 @@ class Tuning:
                 "server_reached": self.inputs.server_reached,
             },
             "settings": {name: p.to_json() for name, p in self.settings.items()},
-            "roles": [r.to_json() for r in self.roles],
         }
 
 
@@ -670,7 +635,6 @@ def inputs_from_facts(facts: Facts, memory_bytes: int | None = None, cpus: int |
         temp_files=int(sum(t for t in temp_files if t)) if any(t is not None for t in temp_files) else None,
         data_bytes=int(sum(s for s in sizes if s)) if any(s is not None for s in sizes) else None,
         scanned_table_bytes=repeatedly_scanned_bytes(postgres),
-        spills_by_role=spills_by_role(postgres),
         data_free_bytes=int(_num(mount.get("free_bytes")) or 0) or None if mount else None,
     )
 
@@ -715,66 +679,6 @@ class _Current:
         if row.get("context"):
             return row.get("context") == "postmaster"
         return name in RESTART_SETTINGS
-
-
-TEMP_BLOCK_BYTES = 8192  # pg_stat_statements counts temp blocks of BLCKSZ, 8 kB in every stock build
-ROLE_SESSIONS = 2  # sessions a reporting role may run at once: its CONNECTION LIMIT, and the worst case
-MIN_SPILL_PER_CALL = 1 * MB  # smaller spills are cheap (they stay in the page cache)
-
-
-def spills_by_role(postgres: Mapping[str, Any]) -> dict[str, RoleSpill]:
-    """Per role, the largest temp-file spill per call among its statements (pg_stat_statements)."""
-    found: dict[str, RoleSpill] = {}
-    for statement in _rows(_dict(postgres.get("statements")).get("top")):
-        role, calls = statement.get("user"), _num(statement.get("calls")) or 0
-        written = (_num(statement.get("temp_blks_written")) or 0) * TEMP_BLOCK_BYTES
-        if not role or calls < 1 or written / calls < MIN_SPILL_PER_CALL:
-            continue
-        per_call = int(written / calls)
-        superuser = statement.get("user_is_superuser")
-        if role not in found or per_call > found[role].per_call_bytes:
-            found[str(role)] = RoleSpill(per_call, superuser if isinstance(superuser, bool) else None)
-    return found
-
-
-def work_mem_for_spill(per_call_bytes: float, current_bytes: float | None) -> int:
-    """Twice the spill per call (a sort in memory takes more room than its runs on disk), as a
-    power of two in MB, at least double the current work_mem, at most 1GB."""
-    wanted = max(per_call_bytes * 2, (current_bytes or 4 * MB) * 2)
-    size = MB
-    while size < wanted and size < GB:
-        size *= 2
-    return size
-
-
-def role_proposals(inputs: TuneInputs, work_mem: int, hash_mult: float,
-                   headroom: int) -> tuple[RoleProposal, ...]:
-    """work_mem per role whose statements spill (PG004's advice, sized here against the budget):
-    ROLE_SESSIONS sessions of the role at the raised work_mem must fit in what the recommended worst
-    case leaves of the budget, shared between the roles."""
-    spills = sorted(inputs.spills_by_role.items(), key=lambda item: -item[1].per_call_bytes)
-    proposals = []
-    share = headroom // max(1, len(spills))
-    for role, spill in spills:
-        wanted = work_mem_for_spill(spill.per_call_bytes, work_mem)
-        affordable = work_mem + share / (ROLE_SESSIONS * hash_mult)
-        size = wanted if wanted <= affordable else round_memory(affordable)
-        if size <= work_mem:
-            continue
-        extra = int(ROLE_SESSIONS * (size - work_mem) * hash_mult)
-        why = (f"its statements spill up to {human_bytes(spill.per_call_bytes)} per call; "
-               f"{ROLE_SESSIONS} sessions x ({format_memory(size)} - {format_memory(work_mem)}) x "
-               f"hash_mem_multiplier {hash_mult:g} = {human_bytes(extra)} more at worst, within the "
-               f"{human_bytes(headroom)} the budget has left")
-        if size < wanted:
-            why += f" (it would want {format_memory(wanted)})"
-        limit: int | None = ROLE_SESSIONS
-        if spill.superuser:
-            limit = None
-            why += ("; a superuser ignores CONNECTION LIMIT: run these queries as a dedicated role so the "
-                    "limit holds")
-        proposals.append(RoleProposal(role, size, limit, extra, why))
-    return tuple(proposals)
 
 
 # A table whose sequential scans have read it whole this many times since the statistics were
@@ -950,8 +854,7 @@ def recommend(inputs: TuneInputs) -> Tuning:
 
     recommended = worst_case(inputs.max_connections, parallel["max_parallel_workers"], wm, hash_mult, sb,
                              mwm, avwm, av_workers, wal_buffers)
-    roles = role_proposals(inputs, wm, hash_mult, budget - recommended.bytes)
-    return Tuning(inputs, out, recommended, current_worst_case(inputs), roles)
+    return Tuning(inputs, out, recommended, current_worst_case(inputs))
 
 
 def current_worst_case(inputs: TuneInputs) -> WorstCase | None:
@@ -1125,7 +1028,6 @@ def as_conf(tuning: Tuning, only_changed: bool = True) -> str:
     for p in _chosen(tuning, only_changed):
         restart = "  # restart" if p.restart else ""
         lines.append(f"{p.name} = {_quoted(p.name, p.recommended)}{restart}")
-    lines += [f"# per role, in psql: {' '.join(r.sql())}" for r in tuning.roles]
     return "\n".join(lines) + "\n"
 
 
@@ -1139,9 +1041,6 @@ def as_sql(tuning: Tuning, only_changed: bool = True) -> str:
                      "overrides ALTER SYSTEM: change the compose command instead (--format compose).")
     lines += [f"ALTER SYSTEM SET {p.name} = {_quoted(p.name, p.recommended)};" for p in chosen]
     lines.append("SELECT pg_reload_conf();")
-    for role in tuning.roles:
-        lines.append(f"-- role {role.role}: {role.reason}")
-        lines += role.sql()
     restart = [p.name for p in chosen if p.restart]
     if restart:
         lines.append(f"-- restart the server for: {', '.join(restart)}")
@@ -1170,7 +1069,6 @@ def as_compose(tuning: Tuning, facts: Facts, only_changed: bool = True) -> str:
     lines = [
         "# stackaudit tune postgres: docker compose -f compose.yaml -f this-file.yaml up -d " + name,
         f"# {tuning.budget.sentence()}",
-        *[f"# per role, in psql: {' '.join(r.sql())}" for r in tuning.roles],
         "services:",
         f"  {json.dumps(name)}:",
         f"    command: {json.dumps(command)}",
