@@ -157,20 +157,9 @@ def sweep(memory: int) -> dict[str, dict[str, str]]:
     return dict(list(points.items())[:SWEEP_POINTS])
 
 
-# Keys of a configuration that are not postgresql.conf settings: stackaudit's per-role work_mem, as
-# the SQL `tune postgres --format sql` prints, and what it adds to the worst case.
-ROLE_SQL, ROLE_EXTRA = "role settings (SQL)", "role worst-case extra bytes"
-
-
 def stackaudit_config(tuning_json: dict[str, Any]) -> dict[str, str]:
-    """Every setting stackaudit recommends (changed or not), as PostgreSQL writes them, and its
-    per-role work_mem for the roles whose statements spilled."""
-    conf = {name: str(p["recommended"]) for name, p in tuning_json["settings"].items()}
-    roles = tuning_json.get("roles") or []
-    if roles:
-        conf[ROLE_SQL] = " ".join(line for r in roles for line in r["sql"])
-        conf[ROLE_EXTRA] = str(sum(int(r["extra_bytes"]) for r in roles))
-    return conf
+    """Every setting stackaudit recommends (changed or not), as PostgreSQL writes them."""
+    return {name: str(p["recommended"]) for name, p in tuning_json["settings"].items()}
 
 
 def worst_case_bytes(conf: dict[str, str]) -> int:
@@ -186,8 +175,7 @@ def worst_case_bytes(conf: dict[str, str]) -> int:
     wal = min(16 * MiB, sb / 32) if wal_text == "-1" else float(parse_memory(wal_text, "kB"))
     return worst_case(int(conf.get("max_connections", "100")), int(conf.get("max_parallel_workers", "8")),
                       mem("work_mem", "4MB"), float(conf.get("hash_mem_multiplier", "2")), sb, mwm, avwm,
-                      int(conf.get("autovacuum_max_workers", "3")), wal).bytes \
-        + int(conf.get(ROLE_EXTRA, "0"))
+                      int(conf.get("autovacuum_max_workers", "3")), wal).bytes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -217,16 +205,11 @@ class Bench:
             raise RuntimeError(f"pg_ctl start failed: {result.stderr}\n{tail}")
 
     def apply(self, conf: dict[str, str]) -> None:
-        """Restart with these settings; role-level settings of an earlier configuration are reset
-        and this one's (stackaudit's per-role work_mem) applied."""
         self.cluster.stop()
         path = self.cluster.data_dir / "bench.conf"
-        path.write_text("".join(f"{k} = '{v}'\n" for k, v in conf.items() if k not in (ROLE_SQL, ROLE_EXTRA)))
+        path.write_text("".join(f"{k} = '{v}'\n" for k, v in conf.items()))
         shutil.chown(path, self.cluster.os_user, self.cluster.os_user)
         self.start()
-        self.sql("postgres", "ALTER ROLE postgres RESET ALL")
-        if conf.get(ROLE_SQL):
-            self.sql("postgres", conf[ROLE_SQL])
 
     def sql(self, db: str, query: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.conninfo(db), autocommit=True) as conn:
@@ -298,7 +281,7 @@ def setup_cluster(group: Cgroup, db: str) -> Bench:
         cluster.init()
     cluster.stop()
     if "pg_stat_statements" not in (data / "postgresql.conf").read_text():
-        # the per-statement spills stackaudit reads for its per-role work_mem
+        # as on most audited servers (stackaudit reads it for PG004 and PG402)
         cluster.append_conf({"shared_preload_libraries": "'pg_stat_statements'"})
     bench.apply({})
     return bench
@@ -496,12 +479,6 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
-def work_mem_shown(conf: dict[str, str]) -> str:
-    """work_mem, and the per-role value stackaudit set beside it."""
-    roles = re.findall(r'ALTER ROLE "([^"]+)" SET work_mem = \'([^\']+)\'', conf.get(ROLE_SQL, ""))
-    return pretty(conf.get("work_mem", "4MB")) + "".join(f" ({role}: {value})" for role, value in roles)
-
-
 def report(result: dict[str, Any]) -> str:
     memory, workload = result["host_bytes"], result["workload"]
     unit = "TPS" if WORKLOAD_SPECS[workload][0] is not None else "query ms"
@@ -515,7 +492,7 @@ def report(result: dict[str, Any]) -> str:
             f"{s['vs_best']:.0%}", f"{s['vs_best_fitting']:.0%} / {s['per_core_vs_best_fitting']:.0%}",
             f"{s['per_core']:.0f} ({s['per_core_spread']:.0%})",
             f"{s['per_core_vs_defaults']:.2f}x", f"{s['per_core_vs_best']:.0%}",
-            pretty(conf.get("shared_buffers", "128MB")), work_mem_shown(conf),
+            pretty(conf.get("shared_buffers", "128MB")), pretty(conf.get("work_mem", "4MB")),
             pretty(conf.get("max_wal_size", "1GB")),
             f"{s['checkpoints_requested']:.1f}", f"{s['wal_bytes'] / MiB:.0f}",
             "-" if s.get("shared_hit_ratio") is None else f"{s['shared_hit_ratio']:.1%}",
