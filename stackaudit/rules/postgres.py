@@ -93,8 +93,9 @@ def work_mem_too_small(facts: Facts, settings: Settings) -> Iterator[Hit]:
     and the page cache (a spill that stays in the cache costs little), and a larger work_mem can make
     the planner drop a parallel plan: measured in `bench.tuning` (docs/benchmarks.md), 960MB for the
     role running the analytic query made its plan serial and the query 1.7x slower than with 64MB and
-    its 604 MiB spill, where 256MB kept the parallel plan and removed the spill. Start with the
-    suggested value halved, and keep it only if `stackaudit verify` shows the gain.
+    its 604 MiB spill, where 256MB kept the parallel plan and removed the spill. Raise it in steps
+    toward the suggested value and keep a step only if `stackaudit verify` (or EXPLAIN ANALYZE:
+    is the plan still parallel?) shows the gain.
 
     ## Fix safety
     Safe per role or per transaction (reload not even needed, new sessions pick it up). A global
