@@ -78,8 +78,8 @@ def _source_words(row: dict[str, Any]) -> str:
 def shared_buffers_off_budget(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    shared_buffers against what the memory budget allows: the tuner's value (small below a 4GiB
-    budget, then 256MB + 25% of the budget above 4GiB). Fires when the live value is less than half
+    shared_buffers against what the memory budget allows: the tuner's value (128-256MB up to a 2GiB
+    budget, a quarter of the budget from 3GiB). Fires when the live value is less than half
     (low_ratio) or more than twice (high_ratio) of it, by at least 256MB.
 
     ## Why it matters

@@ -16,8 +16,10 @@ Where the numbers come from, and where we deliberately differ from the usual "25
   8-10% gain came from spacing checkpoints (max_wal_size), not from memory; on a 2 GiB cgroup with
   4.5 GB of data a larger shared_buffers was *worse* (512MB: 0.94x, 1GB: 0.86x of 128MB: double
   buffering with the page cache); work_mem 62-256MB made the planner drop a parallel sort that ran
-  2x faster with 4MB. Hence: small shared_buffers on small or tight budgets, growing gradually
-  above 4GiB; modest work_mem; max_wal_size only from the checkpoint statistics.
+  2x faster with 4MB. bench.tuning (docs/benchmarks.md) then measured a 4GiB host, where a quarter
+  of the budget beat 224MB on data larger than RAM. Hence: small shared_buffers on budgets up to
+  2GiB, a quarter of the budget from 3GiB; modest work_mem; max_wal_size only from the checkpoint
+  statistics.
 """
 
 from __future__ import annotations
@@ -700,19 +702,24 @@ def repeatedly_scanned_bytes(postgres: Mapping[str, Any]) -> int | None:
 
 def shared_buffers_for(budget_bytes: int, data_bytes: int | None = None,
                        scanned_table_bytes: int | None = None) -> tuple[int, str]:
-    """Below a 4GiB budget: budget/16 within 128-256MB (measured: more was worse on a 2GiB host with
-    data larger than RAM -- double buffering -- and no better when data fits the page cache). Above:
-    256MB + 25% of what exceeds 4GiB, i.e. 25% of the budget minus 768MB (docs: 25% is the *start*
-    for a dedicated server; >40% is unlikely to help). Never more than twice the data -- unless a
-    table read in full again and again needs more to stay cached (see _hold_scanned_table); and when
-    the whole data set fits in a quarter of the budget, enough to hold it (bench.tuning, select-only
-    on a 4GiB host: 224MB of buffers found 76% of reads there, 1GB holding the 750MB of data 97%)."""
-    if budget_bytes < 4 * GB:
+    """A quarter of the budget from a 3GiB budget up (docs: 25% is the *start* for a dedicated
+    server; >40% is unlikely to help), budget/16 within 128-256MB up to 2GiB, a straight line between.
+    Measured: on a 2GiB cgroup with 4.5GB of data more was worse (512MB 0.94x, 1GB 0.86x of 128MB:
+    double buffering with the page cache); on a 4GiB host (3.5GB budget) with the same data, 1GB did
+    1.18x and 224MB 1.07x of 128MB (bench.tuning run 2, rw-big). Never more than twice the data --
+    unless a table read in full again and again needs more to stay cached (_hold_scanned_table); and
+    when the whole data set fits in a quarter of the budget, enough to hold it (bench.tuning,
+    select-only on a 4GiB host: 224MB of buffers found 76% of reads there, 1GB holding the 750MB of
+    data 97%)."""
+    if budget_bytes <= 2 * GB:
         size = min(256 * MB, max(128 * MB, budget_bytes // 16))
-        why = f"budget {human_bytes(budget_bytes)} < 4GB: kept small (budget/16, 128-256MB)"
+        why = f"budget {human_bytes(budget_bytes)} <= 2GB: kept small (budget/16, 128-256MB)"
+    elif budget_bytes < 3 * GB:
+        size = 128 * MB + (768 - 128) * MB * (budget_bytes - 2 * GB) // GB
+        why = f"budget {human_bytes(budget_bytes)} between 2GB and 3GB: between 128MB and a quarter"
     else:
-        size = 256 * MB + (budget_bytes - 4 * GB) // 4
-        why = f"256MB + 25% of the budget above 4GB ({human_bytes(budget_bytes)})"
+        size = budget_bytes // 4
+        why = f"a quarter of the budget ({human_bytes(budget_bytes)})"
     ceiling = size
     if data_bytes is not None and size > max(128 * MB, 2 * data_bytes):
         size = max(128 * MB, 2 * data_bytes)
