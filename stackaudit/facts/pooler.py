@@ -59,11 +59,13 @@ def recognise_pooler(project: str, service: Mapping[str, Any], argv: Sequence[st
     evidence: list[dict[str, Any]] = []
     for key, default in PGBOUNCER_DEFAULTS.items():
         text, origin = _setting(key, ini, env)
-        value: int | str = default if text is None else text
+        value: int | str = default if text is None else text.lower()
         if text is None:
             origin = "PgBouncer's default"
         elif isinstance(default, int):
             value = int(text) if text.isdigit() else default
+            if not text.isdigit():
+                origin += f" = {text!r}, not a number: PgBouncer's default assumed"
         settings[key] = value
         evidence.append({"field": key, "value": value, "from": origin})
     version = image_version(str(service.get("image") or ""))

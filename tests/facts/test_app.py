@@ -299,6 +299,8 @@ def test_pgbouncer_recognised_by_command_with_bitnami_environment(tmp_path: Path
     (pooler,) = data["poolers"]
     assert pooler["pool_mode"] == "transaction" and pooler["default_pool_size"] == 25
     assert pooler["max_db_connections"] == 0  # unreadable: PgBouncer's default (no cap) is assumed
+    origins = {e["field"]: e["from"] for e in pooler["evidence"]}
+    assert "'lots', not a number" in origins["max_db_connections"]
     assert pooler["max_client_conn"] == 100
 
 
