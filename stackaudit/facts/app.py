@@ -481,10 +481,9 @@ def _prepared_statements(proc: Process, env: Env, files: Files) -> None:
     """Whether Active Record prepares statements: DATABASE_URL ?prepared_statements= > database.yml >
     the PostgreSQL adapter's default (true). Matters behind a transaction-pooling PgBouncer."""
     rails_env = str(env.get("RAILS_ENV") or env.get("RACK_ENV") or "production")
-    url = str(env.get("DATABASE_URL") or "")
-    flag = parse_qs(urlsplit(url).query).get("prepared_statements") if "://" in url else None
-    if flag:
-        proc.prepared_statements = flag[-1].lower() not in ("false", "0", "no", "off")
+    flag = _url_query(env.get("DATABASE_URL"), "prepared_statements")
+    if flag is not None:
+        proc.prepared_statements = flag.lower() not in ("false", "0", "no", "off")
         proc.evidence.append({"field": "prepared_statements", "value": proc.prepared_statements,
                               "from": "DATABASE_URL ?prepared_statements= parameter"})
         return
@@ -539,11 +538,17 @@ def _env_var_in(origin: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _url_param(url: str | None, name: str) -> int | None:
+def _url_query(url: str | None, name: str) -> str | None:
+    """The last value of a query parameter of a database URL (`?pool=10`), or None."""
     if not url:
         return None
     values = parse_qs(urlsplit(str(url)).query).get(name)
-    return int(values[-1]) if values and values[-1].isdigit() else None
+    return values[-1] if values else None
+
+
+def _url_param(url: str | None, name: str) -> int | None:
+    value = _url_query(url, name)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 # --- Python servers ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from stackaudit.facts.appconfig import Env
+from stackaudit.images import parse_image
 
 # PgBouncer's defaults (pgbouncer.org/config.html): session pooling, 20 server connections per
 # database/user pair, no reserve, 100 clients, no per-database cap.
@@ -42,8 +43,7 @@ class ConfigFiles(Protocol):
 
 
 def is_pgbouncer(service: Mapping[str, Any], argv: Sequence[str]) -> bool:
-    image = str(service.get("image") or "").lower()
-    return "pgbouncer" in image.rsplit("/", 1)[-1] or any(
+    return "pgbouncer" in parse_image(service.get("image")).basename or any(
         w.rsplit("/", 1)[-1] == "pgbouncer" for w in argv)
 
 
@@ -78,8 +78,7 @@ def recognise_pooler(project: str, service: Mapping[str, Any], argv: Sequence[st
 
 def image_version(image: str) -> str | None:
     """The release in an image tag: edoburu/pgbouncer:v1.23.1-p2 -> 1.23.1; None for latest or none."""
-    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
-    match = re.match(r"v?(\d+\.\d+(?:\.\d+)?)", tag)
+    match = re.match(r"v?(\d+\.\d+(?:\.\d+)?)", parse_image(image).tag or "")
     return match.group(1) if match else None
 
 
