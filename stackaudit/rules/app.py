@@ -388,10 +388,9 @@ def _session_queue_hit(pooler: Mapping[str, Any], sides: PoolerConnections, data
 
 def _keeps_connections(proc: Mapping[str, Any]) -> bool:
     """Active Record and SQLAlchemy pools keep their connections; Django only with CONN_MAX_AGE > 0."""
-    if proc.get("framework") == "rails" or proc.get("kind") in ("puma", "sidekiq"):
+    if proc.get("framework") in ("rails", "sqlalchemy") or proc.get("kind") in ("puma", "sidekiq"):
         return True
-    age = str(proc.get("conn_max_age") or "0")
-    return age not in ("0", "") or proc.get("pool_type") == "sqlalchemy"
+    return str(proc.get("conn_max_age") or "0") not in ("0", "")
 
 
 @rule("APP005", "pgbouncer-prepared-statements", Severity.HIGH, needs=("app",))

@@ -170,6 +170,9 @@ def test_app004_silent_in_transaction_mode_or_for_django_closing_connections() -
     django = process("web", "gunicorn", "web", 9, 1, None, framework="django", conn_max_age="0")
     assert run({"app": pooled_app(pgbouncer(pool_mode="session", default_pool_size=2), *routed(django))},
                "APP004") == []
+    alchemy = process("api", "uvicorn", "web", 4, 1, 15, framework="sqlalchemy")
+    assert len(run({"app": pooled_app(pgbouncer(pool_mode="session", default_pool_size=2), *routed(alchemy))},
+                   "APP004")) == 1  # SQLAlchemy's pool keeps its connections too
     keeps = process("web", "gunicorn", "web", 9, 1, None, framework="django", conn_max_age="600")
     assert len(run({"app": pooled_app(pgbouncer(pool_mode="session", default_pool_size=2), *routed(keeps))},
                    "APP004")) == 1
