@@ -5,7 +5,7 @@ set -euo pipefail
 
 demo_packages=(python3-venv)
 test_packages=(postgresql-15 postgresql-contrib redis-server docker.io containerd runc prometheus
-               chromium busybox-static openssl git util-linux e2fsprogs)
+               chromium busybox-static openssl git util-linux e2fsprogs mariadb-server mariadb-client)
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
@@ -28,4 +28,14 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The Debian server package starts a cluster of its own on 5432; the tests start their own clusters.
 if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
   pg_ctlcluster 15 main stop || true
+fi
+# Debian's mariadb-server starts (and enables) its own server on 3306; the tests start their own.
+if command -v mariadb-admin >/dev/null && [ -S /run/mysqld/mysqld.sock ]; then
+  invoke-rc.d mariadb stop || service mariadb stop || true
+fi
+if command -v update-rc.d >/dev/null && [ -e /etc/init.d/mariadb ]; then
+  update-rc.d mariadb disable >/dev/null 2>&1 || true
+fi
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now mariadb >/dev/null 2>&1 || true
 fi

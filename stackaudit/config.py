@@ -23,6 +23,7 @@ ALL_SOURCES: tuple[str, ...] = (
     "postgres",
     "app",  # after postgres: it cross-checks the static estimate with live sessions
     "redis",
+    "mysql",
     "monitoring",
     "tls",
     "backups",
@@ -71,6 +72,7 @@ class Settings:
     compose_files: tuple[Path, ...] = ()  # explicit -f files, in order
     pg_dsn: str | None = None
     redis_url: str | None = None
+    mysql_url: str | None = None
     docker_host: str | None = None
     prometheus_url: str | None = None
     tls_domains: tuple[str, ...] = ()
@@ -181,7 +183,8 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
     if "codes" in ignore:
         changes["ignore"] = tuple(str(c).upper() for c in ignore["codes"])
     targets = data.get("targets", {})
-    for key, attr in (("pg", "pg_dsn"), ("redis", "redis_url"), ("prometheus", "prometheus_url")):
+    for key, attr in (("pg", "pg_dsn"), ("redis", "redis_url"), ("mysql", "mysql_url"),
+                      ("prometheus", "prometheus_url")):
         if key in targets:
             changes[attr] = str(targets[key])
     if "domains" in targets:
@@ -224,7 +227,7 @@ def _check_thresholds(raw: Any, path: Path) -> dict[str, dict[str, Any]]:
 def _apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
     changes: dict[str, Any] = {}
     simple = {"PG_DSN": "pg_dsn", "REDIS_URL": "redis_url", "DOCKER_HOST": "docker_host",
-              "PROMETHEUS_URL": "prometheus_url"}
+              "PROMETHEUS_URL": "prometheus_url", "MYSQL_URL": "mysql_url"}
     for suffix, attr in simple.items():
         value = environ.get(SECRET_ENV_PREFIX + suffix)
         if value:

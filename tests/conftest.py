@@ -4,6 +4,7 @@
 - `pg_cluster`: parametrized over both versions: a test using it runs on 15 and on 18.
 - `pg_dsn`: a fresh database per test module on `pg_cluster`.
 - `redis_factory`: start a Redis with the config a test needs; stopped after the test.
+- `mariadb`: a session-wide MariaDB 10.11 (tests/mysql_server.py), root over TCP with a password.
 - `docker_engine`: a private dockerd for the session (`.client`, `.make_image`, `.run_container`).
 - `state_dir`: a temporary state directory (STACKAUDIT_STATE_DIR points at it).
 """
@@ -18,6 +19,7 @@ import pytest
 
 from stackaudit import redact
 from stackaudit.localpg import LocalCluster
+from tests.mysql_server import MariaDBServer, start_mariadb
 from tests.services import (
     DockerEngine,
     RedisServer,
@@ -64,6 +66,14 @@ def redis_factory() -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    """A MariaDB 10.11 on loopback for the session; each test makes the state it needs."""
+    server = start_mariadb()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

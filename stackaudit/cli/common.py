@@ -36,6 +36,8 @@ ComposeFileOpt = Annotated[
 ]
 PgOpt = Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (else libpq env or the stack).")]
 RedisOpt = Annotated[str | None, typer.Option("--redis", help="Redis URL (else the stack).")]
+MysqlOpt = Annotated[str | None, typer.Option(
+    "--mysql", help="MariaDB/MySQL URL mysql://user:pass@host:port/db (else the stack, socket, ~/.my.cnf).")]
 DomainOpt = Annotated[
     list[str] | None, typer.Option("--domain", help="A domain whose TLS certificate to check (repeatable).")
 ]
