@@ -256,7 +256,27 @@ def read_instance(ctx: CollectContext, target: Target, window_seconds: float = S
         return None
     with conn:
         reader = _Reader(ctx, conn, target.label)
-        return read_server(reader, target, window_seconds)
+        data = read_server(reader, target, window_seconds)
+    data["runs_in"] = runs_in(ctx.facts.get("docker"), target)
+    return data
+
+
+def runs_in(docker: Mapping[str, Any], target: Target) -> dict[str, Any]:
+    """container (its compose service, or the one publishing the port) | host (a socket) | unknown:
+    the budget takes the container's memory limit from here."""
+    for container in docker.get("containers") or []:
+        where = (container.get("compose_service"), container.get("compose_project"))
+        same = target.service is not None and where == (target.service, target.project)
+        publishes = any(str(p.get("host_port")) == str(target.port) for p in container.get("ports") or [])
+        if same or (publishes and not target.unix_socket):
+            return {"kind": "container", "container": container.get("name"),
+                    "service": container.get("compose_service"), "project": container.get("compose_project"),
+                    "memory_limit_bytes": container.get("memory_limit_bytes")}
+    if target.service is not None:
+        return {"kind": "container", "container": None, "service": target.service, "project": target.project}
+    if target.unix_socket:
+        return {"kind": "host", "container": None, "service": None, "project": None}
+    return {"kind": "unknown", "container": None, "service": None, "project": None}
 
 
 class _Reader:
