@@ -66,10 +66,10 @@ def test_enlarged_per_thread_buffers_go_back_and_connections_come_down_so_the_wo
 
 
 def test_worst_case_is_mysqltuners_maximum_possible_memory() -> None:
-    values = {"innodb_buffer_pool_size": 1024 * MB, "key_buffer_size": 8 * MB, "innodb_log_buffer_size": 16 * MB,
-              "tmp_table_size": 32 * MB, "max_heap_table_size": 16 * MB, "read_buffer_size": MB,
-              "read_rnd_buffer_size": MB, "sort_buffer_size": 2 * MB, "thread_stack": MB, "join_buffer_size": MB,
-              "binlog_cache_size": 0}
+    values = {"innodb_buffer_pool_size": 1024 * MB, "key_buffer_size": 8 * MB,
+              "innodb_log_buffer_size": 16 * MB, "tmp_table_size": 32 * MB, "max_heap_table_size": 16 * MB,
+              "read_buffer_size": MB, "read_rnd_buffer_size": MB, "sort_buffer_size": 2 * MB,
+              "thread_stack": MB, "join_buffer_size": MB, "binlog_cache_size": 0}
     result = worst_case(values, 100)
     assert result.bytes == (1024 + 8 + 16 + 16) * MB + 100 * 6 * MB  # tmp counted once: min(32M, 16M)
     assert "100 connections x 6MB per thread" in result.arithmetic
