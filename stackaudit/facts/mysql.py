@@ -398,9 +398,13 @@ def read_unused_indexes(reader: _Reader) -> list[dict[str, Any]]:
         SELECT u.object_schema AS schema_name, u.object_name AS table_name, u.index_name AS index_name,
                (SELECT s.stat_value * @@innodb_page_size FROM mysql.innodb_index_stats s
                  WHERE s.database_name = u.object_schema AND s.table_name = u.object_name
-                   AND s.index_name = u.index_name AND s.stat_name = 'size') AS bytes
+                   AND s.index_name = u.index_name AND s.stat_name = 'size') AS bytes,
+               (SELECT MIN(st.NON_UNIQUE) FROM information_schema.STATISTICS st
+                 WHERE st.TABLE_SCHEMA = u.object_schema AND st.TABLE_NAME = u.object_name
+                   AND st.INDEX_NAME = u.index_name) AS non_unique
         FROM sys.schema_unused_indexes u""")
-    return [{**r, "bytes": int(r["bytes"]) if r.get("bytes") is not None else None} for r in rows]
+    return [{**r, "bytes": int(r["bytes"]) if r.get("bytes") is not None else None,
+             "unique": r.get("non_unique") == 0} for r in rows]
 
 
 def read_redundant_indexes(reader: _Reader) -> list[dict[str, Any]]:

@@ -284,6 +284,9 @@ def _storage(inputs: MysqlInputs, cur: _Current, propose: Any) -> None:
         propose("innodb_io_capacity_max", "2000", "twice innodb_io_capacity")
     elif kind == "hdd":
         propose("innodb_io_capacity", "200", f"spinning disk ({inputs.storage.evidence})")
+    known = cur.text("innodb_flush_method")
+    if known is None and inputs.flavor == "mariadb" and inputs.version >= (10, 6, 0):
+        return  # MariaDB 10.6+ defaults to O_DIRECT
     propose("innodb_flush_method", "O_DIRECT", "the buffer pool is the cache: O_DIRECT avoids keeping every "
             "page twice (again in the OS page cache); MariaDB 10.6+ defaults to it", restart=True)
 
