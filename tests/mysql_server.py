@@ -109,6 +109,11 @@ def _wait_and_secure(server: MariaDBServer) -> None:
                 raise RuntimeError(f"mariadbd did not start on port {server.port}:\n{tail}") from None
             time.sleep(0.1)
     with conn, conn.cursor() as cur:
+        # mariadb-install-db also makes root@<hostname> and root@::1 without a password: not ours to test
+        cur.execute("SELECT user, host FROM mysql.user WHERE user = '' OR (user = 'root' AND host NOT IN "
+                    "('localhost', '127.0.0.1'))")
+        for user, host in cur.fetchall():
+            cur.execute(f"DROP USER '{user}'@'{host}'")
         cur.execute(f"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{ROOT_PASSWORD}'")
         cur.execute(f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{ROOT_PASSWORD}'")
         cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")

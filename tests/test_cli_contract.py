@@ -133,6 +133,7 @@ JSON_CASES: dict[str, tuple[tuple[str, ...], str]] = {
                        "--format", "json"), "json"),
     "tune app": (("tune", "app", "--facts", "{snapshot}", "--format", "json"), "json"),
     "tune redis": (("tune", "redis", "--redis", "{redis}", "--format", "json"), "json"),
+    "tune mysql": (("tune", "mysql", "--facts", "{snapshot}", "--memory", "4GiB", "--format", "json"), "json"),
     "backup list": (("backup", "list", "--dest", "{tmp}/backups", "--format", "json"), "json"),
     "schedule install": (("schedule", "install", "--dry-run", "--unit-dir", "{tmp}/units", "--format",
                           "json"), "json"),

@@ -68,7 +68,7 @@ class Target:
     @property
     def label(self) -> str:
         where = f"socket {self.unix_socket}" if self.unix_socket else f"{self.host}:{self.port}"
-        return f"{self.user}@{where}/{self.database or ''}"
+        return f"{self.user}@{where}" + (f"/{self.database}" if self.database else "")
 
 
 class MysqlUrlError(ValueError):

@@ -249,11 +249,20 @@ def _buffer_pool(inputs: MysqlInputs, cur: _Current, values: dict[str, int], con
     if inputs.data_bytes and 2 * inputs.data_bytes < target:
         target = max(2 * inputs.data_bytes, 128 * MB)
         why += f"; the data is {human_bytes(inputs.data_bytes)}, twice that leaves room to grow"
-    unit = cur.number("innodb_buffer_pool_chunk_size") * max(1, cur.number("innodb_buffer_pool_instances"))
-    rounded = max(unit, (target // unit) * unit) if unit else target
+    chunk, instances = cur.number("innodb_buffer_pool_chunk_size"), cur.number("innodb_buffer_pool_instances")
+    unit = max(1, chunk) * max(1, instances)
+    step = max(unit, (_readable_step(target) // unit) * unit)  # still a multiple of chunk x instances
+    rounded = max(step, (target // step) * step)
     values["innodb_buffer_pool_size"] = rounded
     propose("innodb_buffer_pool_size", mysql_size(rounded),
-            f"{why}; rounded down to a multiple of chunk x instances ({human_bytes(unit)})")
+            f"{why}; rounded down to {human_bytes(step)} steps, a multiple of chunk x instances "
+            f"({human_bytes(unit)})")
+
+
+def _readable_step(num_bytes: int) -> int:
+    """128M steps from 1G, 32M below: values people can read, that stay multiples of any power-of-two
+    chunk up to the step."""
+    return 128 * MB if num_bytes >= GB else 32 * MB
 
 
 def _redo(inputs: MysqlInputs, cur: _Current, propose: Any) -> None:

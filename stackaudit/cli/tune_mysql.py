@@ -1,0 +1,137 @@
+"""`stackaudit tune mysql`: MariaDB/MySQL settings from the memory budget; parse, call, render."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from stackaudit.cli.common import (
+    ComposeFileOpt,
+    ConfigOpt,
+    MysqlOpt,
+    OutOpt,
+    ProjectDirOpt,
+    SourcesOpt,
+    build_settings,
+    console,
+    dumps_json,
+    fail,
+    write_output,
+)
+from stackaudit.cli.tune import TuneFormat, _parse_memory_option, tune_app
+from stackaudit.config import ALL_SOURCES
+from stackaudit.derive_mysql import instances, tuning_for
+from stackaudit.facts import Facts, collect
+from stackaudit.report.terminal import plain_console
+from stackaudit.tuning.mysql import MysqlTuning, as_compose, as_conf, as_sql
+from stackaudit.tuning.units import human_bytes
+
+# host and docker/compose for the budget (limits, co-tenants), mysql for the current values.
+TUNE_MYSQL_SOURCES = tuple(s for s in ("host", "docker", "compose", "env", "app", "redis", "mysql")
+                           if s in ALL_SOURCES)
+
+
+@tune_app.command("mysql")
+def tune_mysql(
+    output_format: Annotated[TuneFormat, typer.Option(
+        "--format", help="table, json, conf (my.cnf fragment), sql (SET PERSIST / SET GLOBAL) or compose "
+                         "(command: flags).")] = TuneFormat.table,
+    memory: Annotated[str | None, typer.Option(
+        "--memory", help="What if the host had this RAM (e.g. 23GiB); ignores cgroup limits.")] = None,
+    cpus: Annotated[int | None, typer.Option("--cpus", min=1, help="What if it had this many cores.")] = None,
+    connections: Annotated[int | None, typer.Option(
+        "--connections", min=1, help="max_connections to plan for (default: the server's, else 151).",
+    )] = None,
+    flavor: Annotated[str | None, typer.Option(
+        "--flavor", help="mariadb or mysql when the server is not reached (default mariadb).")] = None,
+    dedicated: Annotated[bool, typer.Option(
+        "--dedicated", help="Ignore co-located services (a host for the database alone).")] = False,
+    all_settings: Annotated[bool, typer.Option(
+        "--all", help="conf/sql/compose: write every setting, not only those that change.")] = False,
+    facts_file: Annotated[Path | None, typer.Option("--facts", help="Use a saved facts snapshot.")] = None,
+    mysql: MysqlOpt = None,
+    project_dir: ProjectDirOpt = None,
+    compose_file: ComposeFileOpt = None,
+    sources: SourcesOpt = None,
+    config: ConfigOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """MariaDB/MySQL settings sized from the same memory budget as PostgreSQL (RAM or cgroup limit
+    minus co-located services minus an OS reserve), with the worst case written out.
+
+    Example: stackaudit tune mysql --mysql mysql://root:PASSWORD@127.0.0.1:3306/
+
+    Example (what if): stackaudit tune mysql --memory 4GiB --cpus 2 --flavor mariadb --format conf
+    """
+    if flavor is not None and flavor not in ("mariadb", "mysql"):
+        fail(f"--flavor must be mariadb or mysql, not {flavor!r}")
+    memory_bytes = _parse_memory_option(memory)
+    facts = _facts(facts_file, config, project_dir, compose_file, mysql, sources)
+    if not facts.has("host") and memory_bytes is None:
+        fail("cannot read this host's memory: pass --memory and --cpus")
+    found = instances(facts)
+    if not found:
+        console.print(f"MariaDB/MySQL not reached ({facts.why_missing('mysql')}): current values are the "
+                      "server's defaults", style="yellow")
+    targets: list[dict[str, Any] | None] = list(found) or [None]
+    options = {"memory_bytes": memory_bytes, "cpus": cpus, "dedicated": dedicated, "connections": connections,
+               "flavor": flavor}
+    texts = [_render(tuning_for(facts, inst, **options), inst, output_format, not all_settings)
+             for inst in targets]
+    write_output("\n".join(texts), out)
+
+
+def _facts(facts_file: Path | None, config: Path | None, project_dir: list[Path] | None,
+           compose_file: list[Path] | None, mysql: str | None, sources: str | None) -> Facts:
+    if facts_file is not None:
+        try:
+            return Facts.load(facts_file)
+        except ValueError as exc:
+            fail(str(exc))
+    wanted = sources or ",".join(TUNE_MYSQL_SOURCES)
+    settings = build_settings(config, project_dir, compose_file, sources=wanted, mysql_url=mysql)
+    with console.status("collecting…"):
+        return collect(settings)
+
+
+def _render(tuning: MysqlTuning, instance: dict[str, Any] | None, output_format: TuneFormat,
+            only_changed: bool) -> str:
+    if output_format == TuneFormat.json:
+        data = tuning.to_json()
+        data["target"] = (instance or {}).get("target")
+        return dumps_json(data)
+    if output_format == TuneFormat.conf:
+        return as_conf(tuning, only_changed)
+    if output_format == TuneFormat.sql:
+        return as_sql(tuning, only_changed)
+    if output_format == TuneFormat.compose:
+        return as_compose(tuning, str((instance or {}).get("service") or "db"), only_changed)
+    return _table(tuning, instance)
+
+
+def _table(tuning: MysqlTuning, instance: dict[str, Any] | None) -> str:
+    buffer = io.StringIO()
+    out = plain_console(file=buffer, width=160, force_terminal=False)
+    where = (instance or {}).get("target") or "not reached"
+    table = Table(title=f"{tuning.flavor_name} settings ({where})", show_lines=False)
+    for column in ("Setting", "Current", "Recommended", "Restart?", "Why"):
+        table.add_column(column, overflow="fold")
+    for p in tuning.settings.values():
+        mark = "bold" if p.changed else "dim"
+        table.add_row(Text(p.name, style=mark), p.current or "-", Text(p.recommended, style=mark),
+                      "yes" if p.restart else "no", p.reason)
+    out.print(table)
+    out.print(f"Budget: {tuning.sentence()}", highlight=False)
+    for tenant in tuning.budget.co_tenants:
+        out.print(f"  - {tenant.name} ({tenant.kind}): {human_bytes(tenant.bytes)} [{tenant.basis}: "
+                  f"{tenant.detail}]", highlight=False)
+    verdict = "fits" if tuning.fits else "does NOT fit"
+    out.print(f"Worst case, recommended ({verdict} the budget): {tuning.worst_case.arithmetic}",
+              highlight=False)
+    out.print(f"Worst case, current: {tuning.worst_case_current.arithmetic}", highlight=False)
+    return buffer.getvalue()
