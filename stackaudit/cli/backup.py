@@ -18,6 +18,7 @@ from stackaudit.cli.app import app
 from stackaudit.cli.common import (
     ConfigOpt,
     Format,
+    MysqlOpt,
     PgOpt,
     StateDirOpt,
     build_settings,
@@ -50,6 +51,7 @@ def _check_format(fmt: Format) -> None:
 def backup(
     ctx: typer.Context,
     pg: PgOpt = None,
+    mysql: MysqlOpt = None,
     dest: DestOpt = None,
     databases: Annotated[str | None, typer.Option("--databases", help="Comma-separated; default all.")
                          ] = None,
@@ -76,7 +78,7 @@ def backup(
     if ctx.invoked_subcommand is not None:
         return
     _check_format(fmt)
-    settings = build_settings(config=config, pg=pg, state_dir=state_dir)
+    settings = build_settings(config=config, pg=pg, state_dir=state_dir, mysql_url=mysql)
     folder = resolve_dest(settings, dest)
     remote_url = offsite or os.environ.get("STACKAUDIT_BACKUP_OFFSITE")
     try:
@@ -86,7 +88,7 @@ def backup(
     wanted = [d.strip() for d in databases.split(",") if d.strip()] if databases else None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        manifests = run_backups(settings, folder, wanted, container, progress=_backup_progress)
+        manifests = _run_backups(settings, folder, wanted, container, mysql is not None)
     except (BackupError, OSError) as exc:
         fail(str(exc))
     offsite_results = {m.id: send_backup(folder, m, remote) for m in manifests if remote and m.good}
@@ -101,6 +103,16 @@ def backup(
         _render_run(rows, offsite_results, pruned)
     if any(not m.good for m in manifests) or any(not r["verified"] for r in offsite_results.values()):
         raise typer.Exit(1)
+
+
+def _run_backups(settings: Any, folder: Path, wanted: list[str] | None, container: str | None,
+                 mysql: bool) -> list[Manifest]:
+    """--mysql: MariaDB/MySQL (backups/mysql_dump.py); else PostgreSQL."""
+    if mysql:
+        from stackaudit.backups.mysql_dump import run_backups as run_mysql_backups
+
+        return run_mysql_backups(settings, folder, wanted, progress=_backup_progress)
+    return run_backups(settings, folder, wanted, container, progress=_backup_progress)
 
 
 def _backup_progress(database: str, manifest: Manifest | None) -> None:
@@ -172,6 +184,7 @@ def list_backups(
 @app.command("restore-drill")
 def restore_drill(
     pg: PgOpt = None,
+    mysql: MysqlOpt = None,
     dest: DestOpt = None,
     backup_id: Annotated[str | None, typer.Option("--backup", help="Backup id (default: the newest "
                                                                    "verified of each database).")] = None,
@@ -186,10 +199,15 @@ def restore_drill(
     Example: stackaudit restore-drill --pg postgresql://postgres@127.0.0.1/postgres --dest /srv/backups
     """
     _check_format(fmt)
-    settings = build_settings(config=config, pg=pg, state_dir=state_dir)
+    settings = build_settings(config=config, pg=pg, state_dir=state_dir, mysql_url=mysql)
     folder = resolve_dest(settings, dest)
     try:
-        records = run_drills(settings, folder, backup_id, container, progress=_drill_progress)
+        if mysql is not None:
+            from stackaudit.backups.mysql_dump import run_drills as run_mysql_drills
+
+            records = run_mysql_drills(settings, folder, backup_id, progress=_drill_progress)
+        else:
+            records = run_drills(settings, folder, backup_id, container, progress=_drill_progress)
     except (BackupError, OSError) as exc:
         fail(str(exc))
     if fmt is Format.json:
