@@ -230,7 +230,8 @@ def choose_backups(manifests: list[Manifest], backup: str | None) -> list[Manife
 def run_drills(settings: Settings, dest: Path, backup: str | None = None, container: str | None = None,
                progress: Callable[[Manifest, DrillRecord | None], None] | None = None) -> list[DrillRecord]:
     """Drill the chosen backups; raises BackupError when there is nothing to drill."""
-    chosen = choose_backups(inventory(dest).manifests, backup)
+    # MariaDB/MySQL dumps in the same folder are drilled by `restore-drill --mysql` (mysql_dump.py)
+    chosen = choose_backups([m for m in inventory(dest).manifests if m.format != "mysql-sql"], backup)
     if not chosen:
         wanted = f"backup {backup}" if backup else "verified backup"
         raise BackupError(f"found no {wanted} in {dest}")

@@ -226,7 +226,19 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
     instances = [inst for t in targets if (inst := read_instance(ctx, t)) is not None]
     if not instances:
         raise SourceUnavailable("no MariaDB/MySQL server could be read (see the errors)")
-    return {"instances": instances}
+    return {"instances": instances, "summary": summary(instances)}
+
+
+def summary(instances: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers a reader sees first (report facts), per server."""
+    return {"servers": [{
+        "target": i["target"], "version": i["version"], "uptime_seconds": i["uptime_seconds"],
+        "innodb_buffer_pool_size": i["variables"].get("innodb_buffer_pool_size"),
+        "max_connections": i["variables"].get("max_connections"),
+        "max_used_connections": i["derived"]["max_used_connections"],
+        "buffer_pool_hit_ratio": i["derived"]["buffer_pool_hit_ratio"],
+        "data_bytes": i["data_bytes"], "performance_schema": i["performance_schema"],
+    } for i in instances]}
 
 
 def connect(target: Target, timeout: float) -> pymysql.connections.Connection[Any]:

@@ -18,6 +18,7 @@ REPORT_SCHEMA_VERSION = 1
 AREAS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("host", "Infrastructure", ("SYS",)),
     ("postgres", "Database: PostgreSQL", ("PG",)),
+    ("mysql", "Database: MariaDB/MySQL", ("MY",)),
     ("app", "Application servers", ("APP",)),
     ("docker", "Docker & storage", ("DKR",)),
     ("redis", "Redis", ("RDS",)),
@@ -28,7 +29,7 @@ AREAS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 # Which fact sources a section summarises.
 AREA_SOURCES = {"host": ("host",), "postgres": ("postgres",), "app": ("app",), "docker": ("docker",),
                 "redis": ("redis",), "security": ("compose", "env", "tls"), "monitoring": ("monitoring",),
-                "backups": ("backups",)}
+                "backups": ("backups",), "mysql": ("mysql",)}
 
 # Shared by the Markdown and HTML reports and the dashboard.
 PHASE_TITLES = {Phase.NOW: "Now (today)", Phase.WEEK: "This week", Phase.MONTH: "This month",
