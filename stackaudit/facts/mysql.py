@@ -30,6 +30,7 @@ import pymysql
 import pymysql.cursors
 
 from stackaudit.facts import CollectContext, SourceUnavailable
+from stackaudit.facts.phpfpm import php_fpm_clients
 from stackaudit.facts.postgres import container_ips
 from stackaudit.redact import remember
 
@@ -226,7 +227,12 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
     instances = [inst for t in targets if (inst := read_instance(ctx, t)) is not None]
     if not instances:
         raise SourceUnavailable("no MariaDB/MySQL server could be read (see the errors)")
-    return {"instances": instances, "summary": summary(instances)}
+    clients = php_fpm_clients(ctx.facts.get("compose"), ctx.error)
+    projects = {str(p.get("name")) for p in ctx.facts.get("compose").get("projects") or []}
+    for instance in instances:
+        project = instance.get("project") or (next(iter(projects)) if len(projects) == 1 else None)
+        instance["php_fpm_clients"] = [c for c in clients if c["project"] == project]
+    return {"instances": instances, "php_fpm": clients, "summary": summary(instances)}
 
 
 def summary(instances: list[dict[str, Any]]) -> dict[str, Any]:

@@ -388,6 +388,59 @@ def aborted_connections(facts: Facts, settings: Settings) -> Iterator[Hit]:
         )
 
 
+@rule("MY103", "mysql-connection-budget-exceeded", Severity.HIGH, needs=("mysql",))
+def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit]:
+    """
+    ## What it checks
+    The PHP-FPM services of the server's stack: the sum of pm.max_children over their pools times
+    their replicas (read from the pool files they mount, else the php image's default of 5),
+    against max_connections. The PostgreSQL equivalent, for Puma and Sidekiq, is PG101.
+
+    ## Why it matters
+    Each FPM child runs one request at a time and holds a connection while it does: under load
+    every child is busy at once. When the children can outnumber max_connections, a traffic peak
+    ends in "Too many connections" errors for the requests above the limit, while the server's
+    memory budget was sized for fewer.
+
+    ## Recommendation
+    Size pm.max_children from the memory per child and the connections the server allows (leave
+    a few for admin tools, backups and monitoring), or raise max_connections within the
+    worst-case memory budget (MY002).
+
+    ## Estimated effect
+    No refused connections at peak.
+
+    ## Fix safety
+    Fewer children queue requests in FPM's listen backlog instead of failing them; a pool change
+    needs an FPM reload.
+
+    ## References
+    - PHP manual, "FPM configuration" (pm, pm.max_children)
+    - Docker official image php, "Configuration" (www.conf defaults)
+    """
+    for instance in instances(facts):
+        clients = [c for c in instance.get("php_fpm_clients") or [] if isinstance(c, dict)]
+        allowed = _var(instance, "max_connections")
+        total = sum(int(c.get("max_children_total") or 0) for c in clients)
+        if not clients or not allowed or total <= allowed:
+            continue
+        pools = [(c, name, pool) for c in clients for name, pool in (c.get("pools") or {}).items()]
+        parts = [f"{c.get('service')}: {c.get('replicas')} x " + " + ".join(
+            f"{name} {pool.get('max_children')}" for name, pool in (c.get("pools") or {}).items())
+            for c in clients]
+        yield Hit(
+            _subject(instance),
+            f"PHP-FPM can open {total} connections to {_name(instance)} {_subject(instance)}, which allows "
+            f"{int(allowed)}: {'; '.join(parts)}.",
+            Recommendation("Lower pm.max_children (or the replicas) under max_connections, or raise "
+                           "max_connections within the memory budget.", "no refused connections at peak",
+                           Risk.MANUAL, 30, Phase.WEEK),
+            (Evidence(SRC, "php_fpm_max_children_total", total, f"<= {int(allowed)}"),
+             *(Evidence(SRC, f"{c.get('service')}.{name}.max_children", pool.get("max_children"),
+                        pool.get("source")) for c, name, pool in pools)),
+        )
+
+
 # --- MY301 - MY304: indexes and cache -------------------------------------------------------------
 
 

@@ -148,6 +148,23 @@ def test_my102_silent_for_a_few() -> None:
     assert run("MY102") == []
 
 
+FPM = {"project": "cloud", "service": "app", "replicas": 4,
+       "pools": {"www": {"pm": "dynamic", "max_children": 50, "source": "/srv/www.conf:3 (www.conf)"}},
+       "max_children_total": 200}
+
+
+def test_my103_fires_when_php_fpm_children_outnumber_max_connections() -> None:
+    [finding] = run("MY103", php_fpm_clients=[FPM])
+    assert "PHP-FPM can open 200 connections" in finding.message and "allows 151" in finding.message
+    assert "app: 4 x www 50" in finding.message
+    assert any(e.expected == "/srv/www.conf:3 (www.conf)" for e in finding.evidence)
+
+
+def test_my103_silent_when_the_children_fit() -> None:
+    assert run("MY103", php_fpm_clients=[dict(FPM, replicas=1, max_children_total=50)]) == []
+    assert run("MY103") == []
+
+
 def test_my301_fires_for_an_unused_index_and_says_when_the_server_is_young() -> None:
     unused = [{"schema_name": "shop", "table_name": "orders", "index_name": "by_note", "bytes": 50 * MB,
                "unique": False},
