@@ -17,6 +17,7 @@ from stackaudit.cli.app import app
 from stackaudit.cli.common import (
     ComposeFileOpt,
     ConfigOpt,
+    MysqlOpt,
     OutOpt,
     PgOpt,
     ProjectDirOpt,
@@ -172,6 +173,7 @@ def rollback_command(
     ] = False,
     output_format: FormatOpt = Output.terminal,
     pg: PgOpt = None,
+    mysql: MysqlOpt = None,
     docker_host: DockerHostOpt = None,
     state_dir: StateDirOpt = None,
     config: ConfigOpt = None,
@@ -185,6 +187,9 @@ def rollback_command(
     from stackaudit.remediation.rollback import rollback
 
     settings = build_settings(config, pg=pg, state_dir=state_dir, docker_host=docker_host)
+    if mysql is not None:
+        _rollback_mysql(settings, mysql, journal, yes)
+        return
     try:
         result = rollback(settings, journal, yes, _dsn(settings), settings.docker_host)
     except ApplyError as exc:
@@ -200,6 +205,20 @@ def rollback_command(
         write_output("\n".join(lines), None)
     if result.status == "failed":
         raise typer.Exit(1)
+
+
+def _rollback_mysql(settings: Settings, url: str, journal: str | None, yes: bool) -> None:
+    """`--mysql`: undo a `tune mysql --apply` (remediation/mysql_apply.py)."""
+    from stackaudit.facts.mysql import MysqlUrlError, parse_url
+    from stackaudit.remediation.apply import ApplyError
+    from stackaudit.remediation.mysql_apply import rollback as rollback_mysql
+
+    if not yes:
+        fail("rollback --mysql restores at once: add --yes")
+    try:
+        write_output(dumps_json(rollback_mysql(settings, parse_url(url), journal)), None)
+    except (ApplyError, MysqlUrlError) as exc:
+        fail(str(exc))
 
 
 @app.command("verify")

@@ -17,6 +17,7 @@ from stackaudit.cli.common import (
     OutOpt,
     ProjectDirOpt,
     SourcesOpt,
+    StateDirOpt,
     build_settings,
     console,
     dumps_json,
@@ -27,6 +28,9 @@ from stackaudit.cli.tune import TuneFormat, _parse_memory_option, tune_app
 from stackaudit.config import ALL_SOURCES
 from stackaudit.derive_mysql import instances, tuning_for
 from stackaudit.facts import Facts, collect
+from stackaudit.facts.mysql import MysqlUrlError, parse_url
+from stackaudit.remediation.apply import ApplyError
+from stackaudit.remediation.mysql_apply import MysqlApplyOptions, apply_tuning
 from stackaudit.report.terminal import plain_console
 from stackaudit.tuning.mysql import MysqlTuning, as_compose, as_conf, as_sql
 from stackaudit.tuning.units import human_bytes
@@ -54,6 +58,14 @@ def tune_mysql(
     all_settings: Annotated[bool, typer.Option(
         "--all", help="conf/sql/compose: write every setting, not only those that change.")] = False,
     facts_file: Annotated[Path | None, typer.Option("--facts", help="Use a saved facts snapshot.")] = None,
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="Apply the dynamic settings live (SET PERSIST / SET GLOBAL), journalled; "
+                        "undo with `stackaudit rollback --mysql URL`.")] = False,
+    conf_file: Annotated[Path | None, typer.Option(
+        "--conf-file", help="--apply: also write the my.cnf fragment here (the file the server reads, "
+                            "e.g. one mounted into /etc/mysql/conf.d) so the values survive a restart.",
+    )] = None,
+    state_dir: StateDirOpt = None,
     mysql: MysqlOpt = None,
     project_dir: ProjectDirOpt = None,
     compose_file: ComposeFileOpt = None,
@@ -78,12 +90,37 @@ def tune_mysql(
     if not found:
         console.print(f"MariaDB/MySQL not reached ({facts.why_missing('mysql')}): current values are the "
                       "server's defaults", style="yellow")
+    if apply:
+        _apply(facts, found, mysql, conf_file, state_dir, config, options_of(memory_bytes, cpus, dedicated,
+                                                                             connections, flavor))
+        return
     targets: list[dict[str, Any] | None] = list(found) or [None]
-    options = {"memory_bytes": memory_bytes, "cpus": cpus, "dedicated": dedicated, "connections": connections,
-               "flavor": flavor}
+    options = options_of(memory_bytes, cpus, dedicated, connections, flavor)
     texts = [_render(tuning_for(facts, inst, **options), inst, output_format, not all_settings)
              for inst in targets]
     write_output("\n".join(texts), out)
+
+
+def options_of(memory_bytes: int | None, cpus: int | None, dedicated: bool, connections: int | None,
+               flavor: str | None) -> dict[str, Any]:
+    return {"memory_bytes": memory_bytes, "cpus": cpus, "dedicated": dedicated, "connections": connections,
+            "flavor": flavor}
+
+
+def _apply(facts: Facts, found: list[dict[str, Any]], mysql: str | None, conf_file: Path | None,
+           state_dir: Path | None, config: Path | None, options: dict[str, Any]) -> None:
+    """One live server, from --mysql (the password is needed again to write)."""
+    if mysql is None or len(found) != 1:
+        fail("--apply needs --mysql URL of the one server to change (and it must be reachable)")
+    settings = build_settings(config, state_dir=state_dir, mysql_url=mysql)
+    try:
+        result = apply_tuning(settings, parse_url(mysql), tuning_for(facts, found[0], **options),
+                              MysqlApplyOptions(conf_file=conf_file))
+    except (ApplyError, MysqlUrlError) as exc:
+        fail(str(exc))
+    write_output(dumps_json(result), None)
+    if result["status"] not in ("done", "nothing-to-do"):
+        raise typer.Exit(1)
 
 
 def _facts(facts_file: Path | None, config: Path | None, project_dir: list[Path] | None,

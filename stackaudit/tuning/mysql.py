@@ -345,19 +345,20 @@ def as_sql(tuning: MysqlTuning, only_changed: bool = True) -> str:
     chosen = _chosen(tuning, only_changed)
     lines = [f"-- stackaudit tune mysql: {tuning.sentence()}"]
     if tuning.inputs.flavor == "mysql" and tuning.inputs.version >= (8, 0, 0):
-        lines += [f"SET {'PERSIST_ONLY' if p.restart else 'PERSIST'} {p.name} = {_sql_value(p.recommended)};"
+        lines += [f"SET {'PERSIST_ONLY' if p.restart else 'PERSIST'} {p.name} = {sql_value(p.recommended)};"
                   for p in chosen]
     else:
         lines.append("-- MariaDB has no SET PERSIST: these last until a restart; keep them with "
                      "--format conf")
-        lines += [f"SET GLOBAL {p.name} = {_sql_value(p.recommended)};" for p in chosen if not p.restart]
+        lines += [f"SET GLOBAL {p.name} = {sql_value(p.recommended)};" for p in chosen if not p.restart]
     restart = [p.name for p in chosen if p.restart]
     if restart:
         lines.append(f"-- needs a restart (config file or command line): {', '.join(restart)}")
     return "\n".join(lines) + "\n"
 
 
-def _sql_value(value: str) -> str:
+def sql_value(value: str) -> str:
+    """A value as SET GLOBAL takes it: sizes in bytes, numbers as they are, words quoted."""
     if value.isdigit():
         return value
     try:
