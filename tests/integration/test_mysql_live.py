@@ -37,7 +37,8 @@ def test_tune_mysql_json_reads_the_live_values(mariadb: MariaDBServer) -> None:
                           "--memory", "2GiB", "--format", "json"))
     assert {"total_bytes", "mysql_bytes", "co_tenants", "worst_case_bytes"} <= data["budget"].keys()
     pool = data["settings"]["innodb_buffer_pool_size"]
-    assert pool["current"] == str(32 * 2**20) and pool["source"] == "command-line"
+    assert pool["current"] == str(32 * 2**20)
+    assert pool["source"] in ("command-line", "sql")  # the fixture's flag, or a test's SET GLOBAL
     recommended = parse_memory(pool["recommended"])
     assert recommended % (32 * 2**20) == 0 and recommended <= 1152 * 2**20  # <= 75% of 2GiB - 512MiB
     budget = data["budget"]
