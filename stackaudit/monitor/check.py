@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from stackaudit.config import ALL_SOURCES, Settings
+from stackaudit.derive.forecast import Forecast, forecast_full
 from stackaudit.facts import Facts, collect
 from stackaudit.facts.host import effective_memory_bytes
 from stackaudit.monitor import DAY_SECONDS, MonitorOptions
-from stackaudit.monitor.forecast import Forecast, forecast_full
 from stackaudit.monitor.history import History
 from stackaudit.redact import scrub
 from stackaudit.report import Report

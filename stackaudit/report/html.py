@@ -65,7 +65,7 @@ def render(report: Report, history: History | None = None, verify: Mapping[str, 
 def context(report: Report, history: History | None = None,
             verify: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the report template (and the dashboard, which shows the same parts) needs."""
-    rendered = [draw(c) for c in chart_data.all_charts(report.facts, history, verify)]
+    rendered = [draw(c) for c in chart_data.all_charts(report.facts, report.derivations, history, verify)]
     numbered = list(enumerate(report.findings))
     areas = [_area(report, key, title, prefixes, numbered, rendered) for key, title, prefixes in AREAS]
     phases = [(PHASE_TITLES[phase], [(i, f) for i, f in numbered if f.recommendation.phase == phase])
