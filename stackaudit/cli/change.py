@@ -69,6 +69,7 @@ def plan_command(
 
     Example: stackaudit plan --pg postgresql://postgres@127.0.0.1/app --out plan.json
     """
+    from stackaudit.derive import DerivationError
     from stackaudit.facts import Facts, collect
     from stackaudit.pipeline import audit
     from stackaudit.remediation.plan import describe, plan_for
@@ -83,7 +84,10 @@ def plan_command(
         with console.status("collecting…"):
             facts = collect(settings)
     report = audit(settings, facts)
-    plan = plan_for(report.findings, report.derivations, report.facts)
+    try:
+        plan = plan_for(report.findings, report.derivations, report.facts)
+    except DerivationError as exc:
+        fail(f"cannot plan: {exc}")
     if out is not None:
         write_output(dumps_json(plan.to_json()), out)
         if output_format == Output.terminal:
