@@ -45,9 +45,8 @@ from stackaudit.backups.manifest import (
     partial_path,
     write_manifest,
 )
-from stackaudit.config import Settings
-from stackaudit.facts.mysql import SYSTEM_SCHEMAS, MysqlUrlError, Target, connect, connection_error, parse_url
 from stackaudit.fsutil import fsync_dir
+from stackaudit.mysqlconn import SYSTEM_SCHEMAS, Target, connect, connection_error
 from stackaudit.redact import scrub
 
 MYSQL_FORMAT = "mysql-sql"
@@ -69,25 +68,6 @@ def find_tool(names: tuple[str, ...]) -> str:
             return path
     raise BackupError(f"no {' or '.join(names)} on this host: install mariadb-client (Debian) or "
                       "mysql-client")
-
-
-def target_from_settings(settings: Settings) -> Target:
-    """--mysql URL (or STACKAUDIT_MYSQL_URL), else the server the stack runs (facts/mysql.py)."""
-    if settings.mysql_url:
-        try:
-            return parse_url(settings.mysql_url)
-        except MysqlUrlError as exc:
-            raise BackupError(str(exc)) from None
-    from stackaudit.facts import CollectContext, Facts, collect_source
-    from stackaudit.facts.mysql import discover
-
-    ctx = CollectContext(settings=settings, facts=Facts())
-    for source in ("docker", "compose"):
-        collect_source(ctx, source)
-    found = discover(ctx)
-    if not found:
-        raise BackupError("no MariaDB/MySQL server: give --mysql mysql://user:password@host:port/")
-    return found[0]
 
 
 @contextmanager
@@ -239,9 +219,8 @@ def _finish(manifest: Manifest, clock: Callable[[], datetime], monotonic: float)
     manifest.duration_seconds = round(time.monotonic() - monotonic, 3)
 
 
-def run_backups(settings: Settings, dest: Path, databases: list[str] | None = None,
+def run_backups(target: Target, dest: Path, databases: list[str] | None = None,
                 progress: Callable[[str, Manifest | None], None] | None = None) -> list[Manifest]:
-    target = target_from_settings(settings)
     results = []
     for name in databases or list_databases(target):
         if progress:
@@ -334,7 +313,7 @@ def _drop(target: Target, scratch: str) -> bool:
         return False
 
 
-def run_drills(settings: Settings, dest: Path, backup: str | None = None,
+def run_drills(target: Target, dest: Path, backup: str | None = None,
                progress: Callable[[Manifest, DrillRecord | None], None] | None = None) -> list[DrillRecord]:
     """Drill the backup named, or the newest verified MariaDB/MySQL backup of each database."""
     manifests = [m for m in inventory(dest).manifests if m.format == MYSQL_FORMAT]
@@ -342,7 +321,6 @@ def run_drills(settings: Settings, dest: Path, backup: str | None = None,
     if not chosen:
         raise BackupError(f"found no {'backup ' + backup if backup else 'verified MariaDB/MySQL backup'} "
                           f"in {dest}")
-    target = target_from_settings(settings)
     records = []
     for manifest in chosen:
         if progress:

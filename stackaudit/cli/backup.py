@@ -27,6 +27,8 @@ from stackaudit.cli.common import (
     fail,
     write_output,
 )
+from stackaudit.config import Settings
+from stackaudit.mysqlconn import Target
 from stackaudit.report.terminal import plain_console, styled
 from stackaudit.units import format_bytes
 
@@ -105,14 +107,15 @@ def backup(
         raise typer.Exit(1)
 
 
-def _run_backups(settings: Any, folder: Path, wanted: list[str] | None, container: str | None,
+def _run_backups(settings: Settings, folder: Path, wanted: list[str] | None, container: str | None,
                  mysql: bool) -> list[Manifest]:
     """--mysql: MariaDB/MySQL (backups/mysql_dump.py); else PostgreSQL."""
     if mysql:
         from stackaudit.backups.mysql_dump import run_backups as run_mysql_backups
 
-        return run_mysql_backups(settings, folder, wanted, progress=_backup_progress)
-    return run_backups(settings, folder, wanted, container, progress=_backup_progress)
+        return run_mysql_backups(mysql_target(settings), folder, wanted, progress=_backup_progress)
+    return run_backups(settings, folder, wanted, container, progress=_backup_progress,
+                       find_container=lambda: _find_container(settings))
 
 
 def _backup_progress(database: str, manifest: Manifest | None) -> None:
@@ -205,7 +208,7 @@ def restore_drill(
         if mysql is not None:
             from stackaudit.backups.mysql_dump import run_drills as run_mysql_drills
 
-            records = run_mysql_drills(settings, folder, backup_id, progress=_drill_progress)
+            records = run_mysql_drills(mysql_target(settings), folder, backup_id, progress=_drill_progress)
         else:
             records = run_drills(settings, folder, backup_id, container, progress=_drill_progress)
     except (BackupError, OSError) as exc:
@@ -235,3 +238,44 @@ def _drill_line(record: DrillRecord) -> str:
         record.error,
     ) if p]
     return f"{record.backup_id}: DRILL FAILED: {'; '.join(problems)}"
+
+
+def mysql_target(settings: Settings) -> Target:
+    """--mysql URL (or STACKAUDIT_MYSQL_URL), else the server the stack runs (facts/mysql.py)."""
+    from stackaudit.mysqlconn import MysqlUrlError, parse_url
+
+    if settings.mysql_url:
+        try:
+            return parse_url(settings.mysql_url)
+        except MysqlUrlError as exc:
+            fail(str(exc))
+    from stackaudit.facts import CollectContext, Facts, collect_source  # lazy: start-up
+    from stackaudit.facts.mysql import discover
+
+    ctx = CollectContext(settings=settings, facts=Facts())
+    for source in ("docker", "compose"):
+        collect_source(ctx, source)
+    found = discover(ctx)
+    if not found:
+        fail("no MariaDB/MySQL server: give --mysql mysql://user:password@host:port/")
+    return found[0]
+
+
+def _find_container(settings: Settings) -> tuple[str | None, str | None]:
+    """(container, docker_host) of the PostgreSQL server when the stack runs it in a container.
+
+    Reads facts postgres.runs_in (collected with the docker and compose sources it builds on);
+    any failure just means "not known".
+    """
+    from stackaudit.facts import CollectContext, Facts, collect_source  # lazy: start-up
+
+    ctx = CollectContext(settings=settings, facts=Facts())
+    for source in ("docker", "compose", "postgres"):
+        try:
+            collect_source(ctx, source)
+        except Exception:  # noqa: BLE001 - discovery is a best effort
+            return None, None
+    runs_in = ctx.facts.get("postgres").get("runs_in") or {}
+    if runs_in.get("kind") == "container" and runs_in.get("container"):
+        return str(runs_in["container"]), settings.docker_host
+    return None, None

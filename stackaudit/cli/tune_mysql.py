@@ -26,9 +26,9 @@ from stackaudit.cli.common import (
 )
 from stackaudit.cli.tune import TuneFormat, _parse_memory_option, tune_app
 from stackaudit.config import ALL_SOURCES
-from stackaudit.derive_mysql import instances, tuning_for
+from stackaudit.derive.mysql import instances, tuning_for
 from stackaudit.facts import Facts, collect
-from stackaudit.facts.mysql import MysqlUrlError, parse_url
+from stackaudit.mysqlconn import MysqlUrlError, parse_url
 from stackaudit.remediation.apply import ApplyError
 from stackaudit.remediation.mysql_apply import MysqlApplyOptions, apply_tuning
 from stackaudit.report.terminal import plain_console

@@ -21,10 +21,8 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import pymysql
 import pymysql.cursors
@@ -32,12 +30,19 @@ import pymysql.cursors
 from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts.phpfpm import php_fpm_clients
 from stackaudit.facts.postgres import container_ips
+from stackaudit.mysqlconn import (
+    MYSQL_PORT,
+    SYSTEM_SCHEMAS,
+    MysqlUrlError,
+    Target,
+    connect,
+    connection_error,
+    parse_url,
+)
 from stackaudit.redact import remember
 
-MYSQL_PORT = 3306
 MYSQL_IMAGES = re.compile(r"^(mariadb|mysql|percona|percona-server|mysql-server)$")
 LOCAL_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
-SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 STATUS_WINDOW_SECONDS = 2.0  # short: the audit waits this long; rates over uptime are kept too
 DIGEST_LIMIT = 25
 # Status counters whose change over the window is kept (per second).
@@ -49,50 +54,6 @@ RATE_COUNTERS = (
     "Aborted_connects", "Aborted_clients", "Innodb_rows_inserted", "Innodb_rows_updated",
     "Innodb_rows_deleted", "Innodb_rows_read",
 )
-
-
-@dataclass
-class Target:
-    """How to reach one server (password in-process only) and what the stack calls it."""
-
-    host: str | None = "127.0.0.1"
-    port: int = MYSQL_PORT
-    user: str = "root"
-    password: str | None = None
-    database: str | None = None
-    unix_socket: str | None = None
-    discovered_from: str = "--mysql"
-    project: str | None = None
-    service: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        where = f"socket {self.unix_socket}" if self.unix_socket else f"{self.host}:{self.port}"
-        return f"{self.user}@{where}" + (f"/{self.database}" if self.database else "")
-
-
-class MysqlUrlError(ValueError):
-    """A --mysql URL that cannot be used; the message says why (without the password)."""
-
-
-def parse_url(url: str) -> Target:
-    """mysql://user:pass@host:port/db?unix_socket=/path (also mariadb://, mysql+pymysql://)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.split("+", 1)[0].lower()
-    if scheme not in ("mysql", "mariadb"):
-        raise MysqlUrlError(f"--mysql must be a mysql:// or mariadb:// URL, not {scheme or 'no'} scheme")
-    try:
-        port = parts.port or MYSQL_PORT
-    except ValueError:
-        raise MysqlUrlError("--mysql: the port is not a number") from None
-    query = parse_qs(parts.query)
-    sockets = query.get("unix_socket") or query.get("socket") or []
-    password = unquote(parts.password) if parts.password is not None else None
-    remember(password)
-    return Target(host=parts.hostname or "127.0.0.1", port=port, user=unquote(parts.username or "root"),
-                  password=password, database=parts.path.lstrip("/") or None,
-                  unix_socket=sockets[0] if sockets else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,24 +206,6 @@ def summary(instances: list[dict[str, Any]]) -> dict[str, Any]:
         "buffer_pool_hit_ratio": i["derived"]["buffer_pool_hit_ratio"],
         "data_bytes": i["data_bytes"], "performance_schema": i["performance_schema"],
     } for i in instances]}
-
-
-def connect(target: Target, timeout: float) -> pymysql.connections.Connection[Any]:
-    return pymysql.connect(host=target.host or "localhost", port=target.port, user=target.user,
-                           password=target.password or "", database=target.database,
-                           unix_socket=target.unix_socket, connect_timeout=max(1, int(timeout)),
-                           read_timeout=max(1, int(timeout)), write_timeout=max(1, int(timeout)),
-                           cursorclass=pymysql.cursors.DictCursor, autocommit=True, charset="utf8mb4")
-
-
-def connection_error(exc: BaseException, target: Target) -> str:
-    """Our words for why a connection failed (PyMySQL's args never hold the password)."""
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    if code == 1045:
-        return f"{target.label}: access denied (wrong user or password)"
-    if code in (2003, 2002):
-        return f"{target.label}: cannot connect (server down, wrong port, or not reachable)"
-    return f"{target.label}: {exc.__class__.__name__}: {exc.args[-1] if exc.args else exc}"
 
 
 def read_instance(ctx: CollectContext, target: Target, window_seconds: float = STATUS_WINDOW_SECONDS

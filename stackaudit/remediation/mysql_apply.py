@@ -31,8 +31,8 @@ from typing import Any
 import pymysql
 
 from stackaudit.config import Settings
-from stackaudit.facts.mysql import Target, connect, connection_error
 from stackaudit.fsutil import atomic_write
+from stackaudit.mysqlconn import Target, connect, connection_error
 from stackaudit.redact import scrub
 from stackaudit.remediation.actions import file_matches, restore_file, snapshot_file
 from stackaudit.remediation.apply import ApplyError, reached, remediation_lock

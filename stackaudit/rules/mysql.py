@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stackaudit.config import Settings
-from stackaudit.derive_mysql import instances, tuning_for
+from stackaudit.derive.mysql import instances, tuning_for
 from stackaudit.facts import Facts
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule

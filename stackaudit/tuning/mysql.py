@@ -2,7 +2,7 @@
 
 The budget is the one PostgreSQL gets (`tuning.postgres.memory_budget`: RAM or the server's cgroup
 limit, minus co-located services, minus an OS reserve), worked out for the MySQL server by
-`stackaudit.derive_mysql`. Within it:
+`stackaudit.derive.mysql`. Within it:
 
 - worst case = global buffers + max_connections x per-thread buffers, MySQLTuner's "maximum possible
   memory" (mysqltuner.pl, calculations(): server_buffers = key_buffer_size + min(tmp_table_size,

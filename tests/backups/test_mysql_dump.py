@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from stackaudit.backups.manifest import inventory
 from stackaudit.backups.mysql_dump import MYSQL_FORMAT, backup_database, inspect_dump, run_drill
 from stackaudit.cli import _load_commands, app
-from stackaudit.facts.mysql import parse_url
+from stackaudit.mysqlconn import parse_url
 from tests.mysql_server import ROOT_PASSWORD, MariaDBServer
 
 DB = "bk_shop"

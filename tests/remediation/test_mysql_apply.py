@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from stackaudit.cli import _load_commands, app
 from stackaudit.config import Settings
 from stackaudit.facts import collect
-from stackaudit.facts.mysql import parse_url
+from stackaudit.mysqlconn import parse_url
 from stackaudit.remediation.journal import Journal
 from stackaudit.remediation.mysql_apply import KIND, MysqlApplyOptions, apply_tuning, read_values, recover
 from stackaudit.tuning.mysql import MysqlTuning
@@ -40,7 +40,7 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 def tuning_of(mariadb: MariaDBServer, memory: int = 2**30) -> MysqlTuning:
-    from stackaudit.derive_mysql import instances, tuning_for
+    from stackaudit.derive.mysql import instances, tuning_for
 
     facts = collect(Settings(sources=("mysql",), mysql_url=mariadb.url()))
     return tuning_for(facts, instances(facts)[0], memory_bytes=memory)

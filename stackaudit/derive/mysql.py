@@ -1,6 +1,6 @@
 """The MariaDB/MySQL part of derive: Facts -> the tuner's explicit inputs (and so the tuning).
 
-The memory budget is PostgreSQL's one (`tuning.postgres.memory_budget`), asked about the MySQL
+The memory budget is PostgreSQL's one (`derive.memory.memory_budget`), asked about the MySQL
 server: its container's limit caps it, and every other service (PostgreSQL too) is a co-tenant.
 """
 
@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stackaudit.derive.memory import memory_budget, postgres_cores
+from stackaudit.derive.postgres import storage_evidence
 from stackaudit.facts import Facts
 from stackaudit.tuning.mysql import MysqlInputs, MysqlTuning, recommend
-from stackaudit.tuning.postgres import Budget, cpu_count, memory_budget, storage_evidence
+from stackaudit.tuning.postgres import Budget
 
 
 def instances(facts: Facts) -> list[dict[str, Any]]:
@@ -22,9 +24,12 @@ def mysql_budget(facts: Facts, instance: Mapping[str, Any] | None, memory_bytes:
                  dedicated: bool = False) -> Budget:
     """memory_budget() with the MySQL server in PostgreSQL's place (the function finds "the
     database" through postgres.runs_in, so that is what changes)."""
+    return memory_budget(_as_the_database(facts, instance), memory_bytes, dedicated)
+
+
+def _as_the_database(facts: Facts, instance: Mapping[str, Any] | None) -> Facts:
     runs_in = dict((instance or {}).get("runs_in") or {"kind": "unknown"})
-    view = Facts(data={**facts.data, "postgres": {"runs_in": runs_in}})
-    return memory_budget(view, memory_bytes, dedicated)
+    return Facts(data={**facts.data, "postgres": {"runs_in": runs_in}})
 
 
 def inputs_for(facts: Facts, instance: Mapping[str, Any] | None, memory_bytes: int | None = None,
@@ -35,7 +40,8 @@ def inputs_for(facts: Facts, instance: Mapping[str, Any] | None, memory_bytes: i
     version = tuple(inst.get("version_tuple") or (10, 11, 0))
     return MysqlInputs(
         budget=mysql_budget(facts, instance, memory_bytes, dedicated),
-        cpus=cpu_count(facts, cpus), flavor=str(inst.get("flavor") or flavor or "mariadb"),
+        cpus=postgres_cores(_as_the_database(facts, instance), cpus),
+        flavor=str(inst.get("flavor") or flavor or "mariadb"),
         version=(int(version[0]), int(version[1]), int(version[2])), storage=storage_evidence(facts),
         variables=inst.get("variables") or {}, origins=inst.get("origins") or {},
         server_reached=bool(instance), max_connections=connections,
