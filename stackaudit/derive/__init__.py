@@ -8,6 +8,7 @@
 - `memory_budget` and `postgres`: PostgreSQL's memory budget with its co-tenants, and the tuning the
   PG0xx rules compare the live settings with (None when PostgreSQL was not collected);
 - `app`: the app tuner's advice and the connection budget before and after it;
+- `mysql`: the MariaDB/MySQL tuning per server (MY0xx rules compare the live settings with it);
 - `redis`: maxmemory and eviction advice per Redis instance.
 
 Facts of the wrong shape (a hand-edited snapshot) can make a part fail: it raises `DerivationError`
@@ -22,10 +23,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stackaudit.derive.memory import Resources, host_resources, memory_budget, service_resources
+from stackaudit.derive.mysql import instances as mysql_instances
+from stackaudit.derive.mysql import tuning_for
 from stackaudit.derive.postgres import postgres_tuning
 from stackaudit.facts import Facts
 from stackaudit.shapes import rows, source
 from stackaudit.tuning import appserver
+from stackaudit.tuning.mysql import MysqlTuning
 from stackaudit.tuning.postgres import Budget, Tuning
 from stackaudit.tuning.redis import RedisAdvice, advise
 
@@ -77,6 +81,12 @@ class Derived:
     def app(self) -> appserver.AppTuning | None:
         """The app tuner's advice and connection budget; None without app processes or cores."""
         return self._part("app tuning", lambda: app_tuning(self.facts))
+
+    @property
+    def mysql(self) -> tuple[MysqlTuning, ...]:
+        """The MariaDB/MySQL tuning per collected server, in the facts' order (derive/mysql.py)."""
+        return self._part("MariaDB/MySQL tuning", lambda: tuple(
+            tuning_for(self.facts, instance) for instance in mysql_instances(self.facts)))
 
     @property
     def redis(self) -> tuple[RedisAdvice, ...]:

@@ -8,11 +8,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stackaudit.config import Settings
-from stackaudit.derive.mysql import instances, tuning_for
+from stackaudit.derive import Derived
+from stackaudit.derive.mysql import instances
 from stackaudit.facts import Facts
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
-from stackaudit.tuning.mysql import as_conf
+from stackaudit.tuning.mysql import MysqlTuning, as_conf
 from stackaudit.tuning.units import parse_memory
 from stackaudit.units import format_bytes
 
@@ -44,9 +45,12 @@ def _derived(instance: Mapping[str, Any]) -> dict[str, Any]:
     return derived if isinstance(derived, dict) else {}
 
 
-def _tune_fix(facts: Facts, instance: Mapping[str, Any], summary: str, effect: str,
-              risk: Risk = Risk.CONFIRM) -> Recommendation:
-    tuning = tuning_for(facts, instance)
+def _tuned(facts: Facts, derived: Derived) -> Iterator[tuple[dict[str, Any], MysqlTuning]]:
+    """Each server with its tuning (computed once per audit in Derived)."""
+    yield from zip(instances(facts), derived.mysql, strict=True)
+
+
+def _tune_fix(tuning: MysqlTuning, summary: str, effect: str, risk: Risk = Risk.CONFIRM) -> Recommendation:
     return Recommendation(summary=summary, estimated_effect=effect, risk=risk, effort_minutes=15,
                           phase=Phase.WEEK,
                           action=as_conf(tuning) + "# or: stackaudit tune mysql --format sql")
@@ -56,7 +60,7 @@ def _tune_fix(facts: Facts, instance: Mapping[str, Any], summary: str, effect: s
 
 
 @rule("MY001", "mysql-buffer-pool-off-budget", Severity.MEDIUM, needs=("mysql",))
-def buffer_pool_off_budget(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def buffer_pool_off_budget(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     innodb_buffer_pool_size against what the memory budget allows (`stackaudit tune mysql`): below
@@ -84,9 +88,8 @@ def buffer_pool_off_budget(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - MariaDB KB, "InnoDB Buffer Pool"
     """
     low, high = settings.threshold("MY001", "low_ratio"), settings.threshold("MY001", "high_ratio")
-    for instance in instances(facts):
+    for instance, tuning in _tuned(facts, derived):
         current = _var(instance, "innodb_buffer_pool_size")
-        tuning = tuning_for(facts, instance)
         proposal = tuning.settings.get("innodb_buffer_pool_size")
         if not current or proposal is None:
             continue
@@ -99,7 +102,7 @@ def buffer_pool_off_budget(facts: Facts, settings: Settings) -> Iterator[Hit]:
             f"{_name(instance)} {_subject(instance)}: innodb_buffer_pool_size is {format_bytes(current)}, "
             f"too {side} for its {format_bytes(tuning.budget.postgres_bytes)} budget (proposed "
             f"{proposal.recommended}).",
-            _tune_fix(facts, instance, f"Set innodb_buffer_pool_size = {proposal.recommended}.",
+            _tune_fix(tuning, f"Set innodb_buffer_pool_size = {proposal.recommended}.",
                       "reads served from memory" if side == "small" else "memory left to the neighbours"),
             (Evidence(SRC, "innodb_buffer_pool_size_bytes", int(current), proposal.recommended),
              Evidence(SRC, "budget", tuning.sentence()),
@@ -109,7 +112,7 @@ def buffer_pool_off_budget(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 @rule("MY002", "mysql-worst-case-memory-overcommit", Severity.HIGH, needs=("mysql",))
-def worst_case_overcommit(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def worst_case_overcommit(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     The worst case of the current settings: global buffers + max_connections x per-thread
@@ -136,10 +139,9 @@ def worst_case_overcommit(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - MySQLTuner, mysqltuner.pl calculations() (server_buffers, per_thread_buffers)
     - MySQL manual, "How MySQL Uses Memory"
     """
-    for instance in instances(facts):
+    for instance, tuning in _tuned(facts, derived):
         if not instance.get("variables"):
             continue
-        tuning = tuning_for(facts, instance)
         current, allowed = tuning.worst_case_current, tuning.budget.postgres_bytes
         if current.bytes <= allowed:
             continue
@@ -147,7 +149,7 @@ def worst_case_overcommit(facts: Facts, settings: Settings) -> Iterator[Hit]:
             _subject(instance),
             f"{_name(instance)} {_subject(instance)} can use up to {format_bytes(current.bytes)} with every "
             f"connection busy, over its {format_bytes(allowed)} budget: {current.arithmetic}.",
-            _tune_fix(facts, instance, "Bound the per-thread buffers and max_connections so the worst case "
+            _tune_fix(tuning, "Bound the per-thread buffers and max_connections so the worst case "
                       "fits.", f"worst case {format_bytes(tuning.worst_case.bytes)}"),
             (Evidence(SRC, "worst_case_bytes", current.bytes, f"<= {allowed}"),
              Evidence(SRC, "worst_case_arithmetic", current.arithmetic),
@@ -156,7 +158,7 @@ def worst_case_overcommit(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 @rule("MY003", "mysql-redo-log-too-small", Severity.MEDIUM, needs=("mysql",))
-def redo_too_small(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def redo_too_small(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     The redo log capacity (innodb_redo_log_capacity on MySQL 8.0.30+, innodb_log_file_size x
@@ -184,11 +186,11 @@ def redo_too_small(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - MariaDB KB, "InnoDB Redo Log"
     """
     minutes = settings.threshold("MY003", "min_minutes")
-    for instance in instances(facts):
-        derived = _derived(instance)
-        capacity = derived.get("redo_capacity_bytes")
-        measured = (derived.get("redo_write_bytes_per_second"),
-                    derived.get("redo_write_bytes_per_second_since_start"))
+    for instance, tuning in _tuned(facts, derived):
+        figures = _derived(instance)
+        capacity = figures.get("redo_capacity_bytes")
+        measured = (figures.get("redo_write_bytes_per_second"),
+                    figures.get("redo_write_bytes_per_second_since_start"))
         rates = [r for r in measured if isinstance(r, (int, float))]
         if not capacity or not rates or max(rates) <= 0:
             continue
@@ -200,7 +202,7 @@ def redo_too_small(facts: Facts, settings: Settings) -> Iterator[Hit]:
             _subject(instance),
             f"{_name(instance)} {_subject(instance)}: the {format_bytes(capacity)} redo log holds "
             f"{covered:.1f} minutes of writes at {format_bytes(rate)}/s (at least {minutes:g} wanted).",
-            _tune_fix(facts, instance, "Size the redo log for about an hour of writes.",
+            _tune_fix(tuning, "Size the redo log for about an hour of writes.",
                       "fewer write stalls"),
             (Evidence(SRC, "redo_capacity_bytes", capacity),
              Evidence(SRC, "redo_write_bytes_per_second", rate),
@@ -238,8 +240,8 @@ def tmp_tables_on_disk(facts: Facts, settings: Settings) -> Iterator[Hit]:
     share = settings.threshold("MY004", "disk_share")
     minimum = settings.threshold("MY004", "min_disk_tables")
     for instance in instances(facts):
-        derived = _derived(instance)
-        ratio, disk = derived.get("tmp_disk_ratio"), derived.get("tmp_disk_tables") or 0
+        figures = _derived(instance)
+        ratio, disk = figures.get("tmp_disk_ratio"), figures.get("tmp_disk_tables") or 0
         if ratio is None or ratio < share or disk < minimum:
             continue
         spilling = sorted((d for d in instance.get("digests") or [] if d.get("tmp_disk_tables")),
@@ -248,7 +250,7 @@ def tmp_tables_on_disk(facts: Facts, settings: Settings) -> Iterator[Hit]:
         yield Hit(
             _subject(instance),
             f"{_name(instance)} {_subject(instance)}: {ratio:.0%} of temporary tables went to disk "
-            f"({disk} of {derived.get('tmp_tables')})" + (f"; most from: {listed}" if listed else "") + ".",
+            f"({disk} of {figures.get('tmp_tables')})" + (f"; most from: {listed}" if listed else "") + ".",
             Recommendation("Fix the statements that spill (indexes, no TEXT in GROUP BY results), then size "
                            "tmp_table_size/max_heap_table_size within the budget.",
                            "those statements run in memory", Risk.MANUAL, 60, Phase.MONTH),
@@ -259,7 +261,7 @@ def tmp_tables_on_disk(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 @rule("MY005", "mysql-table-open-cache-misses", Severity.LOW, needs=("mysql",))
-def table_open_cache_misses(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def table_open_cache_misses(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     Table_open_cache_misses against hits: more than `miss_share` of table opens missed the cache.
@@ -283,20 +285,20 @@ def table_open_cache_misses(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     share = settings.threshold("MY005", "miss_share")
     minimum = settings.threshold("MY005", "min_misses")
-    for instance in instances(facts):
-        derived = _derived(instance)
-        ratio = derived.get("table_open_cache_miss_ratio")
-        misses = derived.get("table_open_cache_misses") or 0
+    for instance, tuning in _tuned(facts, derived):
+        figures = _derived(instance)
+        ratio = figures.get("table_open_cache_miss_ratio")
+        misses = figures.get("table_open_cache_misses") or 0
         if ratio is None or ratio < share or misses < minimum:
             continue
         yield Hit(
             _subject(instance),
             f"{_name(instance)} {_subject(instance)}: {ratio:.0%} of table opens missed the "
             f"{(instance.get('variables') or {}).get('table_open_cache')}-entry table_open_cache "
-            f"({misses} misses, {derived.get('open_tables')} tables open).",
-            _tune_fix(facts, instance, "Raise table_open_cache.", "table opens from the cache", Risk.SAFE),
+            f"({misses} misses, {figures.get('open_tables')} tables open).",
+            _tune_fix(tuning, "Raise table_open_cache.", "table opens from the cache", Risk.SAFE),
             (Evidence(SRC, "table_open_cache_miss_ratio", ratio, f"< {share:g}"),
-             Evidence(SRC, "open_tables", derived.get("open_tables"))),
+             Evidence(SRC, "open_tables", figures.get("open_tables"))),
         )
 
 
@@ -374,8 +376,8 @@ def aborted_connections(facts: Facts, settings: Settings) -> Iterator[Hit]:
     share = settings.threshold("MY102", "aborted_share")
     minimum = settings.threshold("MY102", "min_aborted")
     for instance in instances(facts):
-        derived = _derived(instance)
-        aborted, total = derived.get("aborted_connects") or 0, derived.get("connections") or 0
+        figures = _derived(instance)
+        aborted, total = figures.get("aborted_connects") or 0, figures.get("connections") or 0
         if aborted < minimum or not total or aborted / total < share:
             continue
         yield Hit(
@@ -535,7 +537,7 @@ def redundant_index(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 @rule("MY304", "mysql-low-buffer-pool-hit-ratio", Severity.MEDIUM, needs=("mysql",))
-def low_buffer_pool_hit_ratio(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def low_buffer_pool_hit_ratio(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     The InnoDB buffer pool hit ratio (1 - Innodb_buffer_pool_reads / read requests) on a server
@@ -560,20 +562,20 @@ def low_buffer_pool_hit_ratio(facts: Facts, settings: Settings) -> Iterator[Hit]
     """
     minimum = settings.threshold("MY304", "min_hit_ratio")
     requests_min = settings.threshold("MY304", "min_read_requests")
-    for instance in instances(facts):
-        derived = _derived(instance)
-        ratio, requests = derived.get("buffer_pool_hit_ratio"), derived.get("buffer_pool_read_requests") or 0
+    for instance, tuning in _tuned(facts, derived):
+        figures = _derived(instance)
+        ratio, requests = figures.get("buffer_pool_hit_ratio"), figures.get("buffer_pool_read_requests") or 0
         if ratio is None or ratio >= minimum or requests < requests_min:
             continue
         yield Hit(
             _subject(instance),
             f"{_name(instance)} {_subject(instance)}: buffer pool hit ratio {ratio:.1%} over {requests} read "
-            f"requests, {derived.get('buffer_pool_pages_free')} of {derived.get('buffer_pool_pages_total')} "
+            f"requests, {figures.get('buffer_pool_pages_free')} of {figures.get('buffer_pool_pages_total')} "
             "pages free.",
-            _tune_fix(facts, instance, "Grow the buffer pool within the budget, or index the heaviest reads.",
+            _tune_fix(tuning, "Grow the buffer pool within the budget, or index the heaviest reads.",
                       "fewer disk reads"),
             (Evidence(SRC, "buffer_pool_hit_ratio", ratio, f">= {minimum:g}"),
-             Evidence(SRC, "buffer_pool_pages_free", derived.get("buffer_pool_pages_free"))),
+             Evidence(SRC, "buffer_pool_pages_free", figures.get("buffer_pool_pages_free"))),
         )
 
 
