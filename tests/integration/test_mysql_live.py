@@ -13,6 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from stackaudit.cli import _load_commands, app
+from stackaudit.config import Settings
+from stackaudit.facts import Facts
+from stackaudit.rules import evaluate
 from stackaudit.tuning.units import parse_memory
 from tests.mysql_server import ROOT_PASSWORD, MariaDBServer
 
@@ -111,3 +114,20 @@ def test_audit_fires_my004_for_temp_tables_spilled_to_disk(mariadb: MariaDBServe
                             "MY004,MY401", "--format", "json", "--fail-on", "critical"))
     codes = [f["code"] for f in report["findings"]]
     assert "MY004" in codes and "MY401" not in codes  # performance_schema is on in the fixture
+
+
+def test_a_saved_snapshot_audits_to_the_same_findings(mariadb: MariaDBServer, tmp_path: Path) -> None:
+    mariadb.execute("DROP USER IF EXISTS 'snap_nopw'@'%'", "CREATE USER 'snap_nopw'@'%'")
+    try:
+        out = tmp_path / "facts.json"
+        run("collect", "--mysql", mariadb.url(), "--sources", "host,mysql", "--out", str(out))
+    finally:
+        mariadb.execute("DROP USER IF EXISTS 'snap_nopw'@'%'")
+    assert ROOT_PASSWORD not in out.read_text()
+    saved = Facts.load(out)
+    findings, _ = evaluate(saved, Settings(select=("MY",)))
+    assert any(f.code == "MY601" and "snap_nopw" in f.subject for f in findings)
+    again = json.loads(run("audit", "--facts", str(out), "--select", "MY", "--format", "json",
+                           "--fail-on", "critical"))
+    assert sorted((f["code"], f["subject"]) for f in again["findings"]) == sorted(
+        (f.code, f.subject) for f in findings)
