@@ -219,7 +219,59 @@ def read_instance(ctx: CollectContext, target: Target, window_seconds: float = S
         reader = _Reader(ctx, conn, target.label)
         data = read_server(reader, target, window_seconds)
     data["runs_in"] = runs_in(ctx.facts.get("docker"), target)
+    data["config_files"] = mounted_config(_service(ctx, target))
+    for name, where in data["config_files"].items():
+        if data["origins"].get(name) == "config":  # MariaDB says "config" without the file
+            data["origins"][name] = f"config {where}"
     return data
+
+
+def _service(ctx: CollectContext, target: Target) -> Mapping[str, Any]:
+    for project in ctx.facts.get("compose").get("projects") or []:
+        if project.get("name") == target.project:
+            return (project.get("services") or {}).get(target.service) or {}
+    return {}
+
+
+def mounted_config(service: Mapping[str, Any]) -> dict[str, str]:
+    """variable -> "host path:line" from the my.cnf / conf.d files the service bind-mounts under
+    /etc/mysql, read in the server's order (my.cnf, then conf.d files alphabetically); the last wins."""
+    files: list[tuple[str, Path]] = []
+    for volume in service.get("volumes") or []:
+        source, target = volume.get("source"), str(volume.get("target") or "")
+        if volume.get("type") != "bind" or not source or not target.startswith("/etc/mysql"):
+            continue
+        path = Path(str(source))
+        if path.is_dir():
+            files += [(f"{target}/{f.name}", f) for f in sorted(path.glob("*.cnf"))]
+        elif path.is_file():
+            files.append((target, path))
+    found: dict[str, str] = {}
+    for _, path in sorted(files, key=lambda item: (not item[0].endswith("my.cnf"), item[0])):
+        found.update(config_settings(path))
+    return found
+
+
+SERVER_SECTIONS = ("mysqld", "mariadb", "server", "mariadbd")
+
+
+def config_settings(path: Path) -> dict[str, str]:
+    """variable -> "path:line" for the server sections of one option file."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    found, section = {}, ""
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", ";", "!")):
+            continue
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1].strip().lower()
+        elif section.split("-", 1)[0] in SERVER_SECTIONS:
+            name = stripped.split("=", 1)[0].strip().replace("-", "_").lower()
+            found[name] = f"{path}:{number}"
+    return found
 
 
 def runs_in(docker: Mapping[str, Any], target: Target) -> dict[str, Any]:

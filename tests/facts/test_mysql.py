@@ -9,7 +9,7 @@ import pytest
 
 from stackaudit.config import Settings
 from stackaudit.facts import CollectContext, Facts, collect
-from stackaudit.facts.mysql import discover, my_cnf_targets, parse_url, redo_capacity_bytes
+from stackaudit.facts.mysql import discover, mounted_config, my_cnf_targets, parse_url, redo_capacity_bytes
 from tests.mysql_server import ROOT_PASSWORD, MariaDBServer
 
 
@@ -104,3 +104,16 @@ def test_reads_a_live_mariadb(mariadb: MariaDBServer) -> None:
     assert any(s["name"] == "facts_shop" and s["tables"] == 1 for s in inst["schemas"])
     assert inst["derived"]["redo_capacity_bytes"] and inst["derived"]["buffer_pool_pages_total"] > 0
     assert ROOT_PASSWORD not in json.dumps(facts.to_json())
+
+
+def test_mounted_config_says_which_file_and_line_sets_a_variable(tmp_path: Path) -> None:
+    (tmp_path / "my.cnf").write_text("[mysqld]\ninnodb_buffer_pool_size = 1G\nmax-connections=100\n")
+    confd = tmp_path / "conf.d"
+    confd.mkdir()
+    (confd / "50-tuned.cnf").write_text("# ours\n[mariadb-10.11]\nmax_connections = 300\n[client]\nport=1\n")
+    service = {"volumes": [
+        {"type": "bind", "source": str(confd), "target": "/etc/mysql/conf.d"},
+        {"type": "bind", "source": str(tmp_path / "my.cnf"), "target": "/etc/mysql/my.cnf"},
+        {"type": "volume", "source": "data", "target": "/var/lib/mysql"}]}
+    assert mounted_config(service) == {"innodb_buffer_pool_size": f"{tmp_path / 'my.cnf'}:2",
+                                       "max_connections": f"{confd / '50-tuned.cnf'}:3"}
