@@ -191,7 +191,7 @@ def recommend(inputs: MysqlInputs) -> MysqlTuning:
     per_thread, connections = _per_thread(inputs, cur, current, connections, budget, propose)
     values = {**current, **per_thread}
     _buffer_pool(inputs, cur, values, connections, budget, propose)
-    _redo(inputs, cur, propose)
+    _redo(inputs, cur, values["innodb_buffer_pool_size"], propose)
     _storage(inputs, cur, propose)
     _table_cache(inputs, cur, propose)
     return MysqlTuning(inputs, proposals, worst_case(values, connections),
@@ -265,24 +265,27 @@ def _readable_step(num_bytes: int) -> int:
     return 128 * MB if num_bytes >= GB else 32 * MB
 
 
-def _redo(inputs: MysqlInputs, cur: _Current, propose: Any) -> None:
-    """An hour of writes; MySQL 8.0.30+ sizes it with innodb_redo_log_capacity (dynamic), MariaDB
-    10.9+ resizes innodb_log_file_size online, older servers need a restart."""
+def _redo(inputs: MysqlInputs, cur: _Current, buffer_pool: int, propose: Any) -> None:
+    """An hour of writes, at most the buffer pool's size: the redo only has to cover the dirty
+    pages the pool can hold, a larger log adds recovery time and disk, not speed. MySQL 8.0.30+
+    sizes it with innodb_redo_log_capacity (dynamic), MariaDB 10.9+ resizes innodb_log_file_size
+    online, older servers need a restart."""
     rate = inputs.redo_write_bytes_per_second
     if rate is None:
         return
-    wanted = int(min(REDO_MAX, max(REDO_MIN, rate * REDO_SECONDS)))
+    ceiling = max(REDO_MIN, min(REDO_MAX, buffer_pool))
+    wanted = int(min(ceiling, max(REDO_MIN, rate * REDO_SECONDS)))
     wanted = -(-wanted // MB) * MB
     mysql_capacity = inputs.flavor == "mysql" and inputs.version >= (8, 0, 30)
     name = "innodb_redo_log_capacity" if mysql_capacity else "innodb_log_file_size"
     restart = not (mysql_capacity or (inputs.flavor == "mariadb" and inputs.version >= (10, 9, 0)))
     current = cur.number(name) * (1 if mysql_capacity else max(1, cur.number("innodb_log_files_in_group")))
-    if current >= wanted and current <= 4 * wanted:
+    if wanted <= current <= 4 * wanted:
         wanted = current  # within a factor of the target: leave it
     propose(name, mysql_size(wanted),
             f"measured {human_bytes(rate)}/s of redo: an hour of writes is "
-            f"{human_bytes(rate * REDO_SECONDS)} (kept between {human_bytes(REDO_MIN)} and "
-            f"{human_bytes(REDO_MAX)})", restart)
+            f"{human_bytes(rate * REDO_SECONDS)} (kept between {human_bytes(REDO_MIN)} and the "
+            f"{human_bytes(ceiling)} buffer pool)", restart)
 
 
 def _storage(inputs: MysqlInputs, cur: _Current, propose: Any) -> None:

@@ -1,0 +1,250 @@
+"""Benchmark: MariaDB with its defaults, with MySQLTuner's recommendations applied, and with
+`stackaudit tune mysql`, on emulated hosts (a memory cgroup around the server, as bench/tuning.py).
+
+Per host size: one data set is loaded with `sysbench oltp_read_write prepare` into a golden datadir;
+each configuration starts from a copy of it inside the cgroup, is warmed up, then runs
+oltp_read_only and oltp_read_write. The rounds interleave the configurations (defaults, mysqltuner,
+stackaudit, defaults, ...) so drift and the neighbours' load hit all alike; the result is the
+median TPS per configuration, its spread (max-min)/median, and the ratios side by side.
+
+- MySQLTuner (Debian `mysqltuner`) runs against the warmed default server with `--forcemem` = the
+  host size; its "Variables to adjust" are applied as written: `(>= X)`, `(= X)` and `(~ X)` set X,
+  `(> X)` sets 2 x X (it names no number: twice the threshold is our reading).
+- stackaudit: `tune mysql --memory <host> --dedicated --format json` against the same warmed server,
+  every changed setting applied.
+- The worst case (global buffers + max_connections x per-thread buffers) of every configuration is
+  computed with tuning.mysql.worst_case from the running server's variables, against the host size.
+
+Run as root: `python -m bench.tuning_mysql` (QUICK=1: one host, short runs). Needs Debian
+mariadb-server, sysbench and mysqltuner. Raw numbers go to bench/results/tuning_mysql-<time>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import QUICK, STACKAUDIT, Cgroup, GiB, log, machine, median_spread, run, save, table
+from stackaudit.localpg import free_port
+from stackaudit.tuning.mysql import worst_case
+from stackaudit.tuning.units import parse_memory
+
+HOSTS = (4 * GiB,) if QUICK else (4 * GiB, 16 * GiB)
+TABLES, TABLE_SIZE = (4, 100_000) if QUICK else (8, 1_000_000)
+SECONDS = 20 if QUICK else 60
+ROUNDS = 2 if QUICK else 3
+THREADS = 8
+WORKLOADS = ("oltp_read_only", "oltp_read_write")
+CONFIGS = ("defaults", "mysqltuner", "stackaudit")
+PASSWORD = "bench-pw-5e1"
+SECURE = (f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{PASSWORD}'; CREATE USER IF NOT EXISTS "
+          f"'root'@'127.0.0.1'; ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; "
+          "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE sbtest;")
+ADJUST = re.compile(r"^\s+([a-z_]+)\s*(?:should be\s*)?\((>=|>|=|~|<=)\s*([\d.]+)\s*([KMG]?)")
+
+
+class Server:
+    """mariadbd --no-defaults on 127.0.0.1 from a datadir, inside the cgroup."""
+
+    def __init__(self, datadir: Path, group: Cgroup, options: dict[str, str]) -> None:
+        self.datadir, self.group, self.options = datadir, group, options
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, first: bool = False) -> None:
+        """`first`: a fresh datadir whose root has no password yet: give it one, make sbtest."""
+        args = ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={self.datadir}",
+                f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.datadir}/mysqld.sock",
+                "--skip-name-resolve", f"--log-error={self.datadir}/error.log",
+                *(f"--{k}={v}" for k, v in self.options.items())]
+        self.process = subprocess.Popen(args, preexec_fn=self.group.enter(), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        sock = f"--socket={self.datadir}/mysqld.sock"
+        auth = [] if first else [f"-p{PASSWORD}"]
+        for _ in range(600):
+            if run(["mariadb-admin", "--no-defaults", sock, "-uroot", *auth, "ping"]).returncode == 0:
+                if first:
+                    run(["mariadb", "--no-defaults", sock, "-uroot", "-e", SECURE])
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.5)
+        tail = (self.datadir / "error.log").read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"mariadbd did not start with {self.options}:\n{tail}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(300)
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root:{PASSWORD}@127.0.0.1:{self.port}/"
+
+    def variables(self) -> dict[str, str]:
+        out = run(["mariadb", "--no-defaults", f"--socket={self.datadir}/mysqld.sock", "-uroot",
+                   f"-p{PASSWORD}", "-N", "-B", "-e", "SHOW GLOBAL VARIABLES"]).stdout
+        return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+    def sysbench(self, workload: str, command: str, seconds: int = SECONDS) -> float:
+        args = ["sysbench", workload, "--db-driver=mysql", "--mysql-host=127.0.0.1",
+                f"--mysql-port={self.port}", "--mysql-user=root", f"--mysql-password={PASSWORD}",
+                "--mysql-db=sbtest", f"--tables={TABLES}", f"--table-size={TABLE_SIZE}",
+                f"--threads={THREADS}", f"--time={seconds}", "--report-interval=0", command]
+        result = subprocess.run(args, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            output = (result.stderr + result.stdout)[-800:]
+            raise RuntimeError(f"sysbench {workload} {command} failed: {output}")
+        match = re.search(r"transactions:\s+\d+\s+\(([\d.]+) per sec", result.stdout)
+        return float(match.group(1)) if match else 0.0
+
+
+def golden(root: Path, group: Cgroup) -> Path:
+    """A datadir with the sysbench tables, loaded once per host."""
+    data = root / "golden"
+    subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={data}",
+                    "--auth-root-authentication-method=normal", "--skip-test-db"], capture_output=True,
+                   check=True)
+    server = Server(data, group, {})
+    server.start(first=True)
+    try:
+        server.sysbench("oltp_read_write", "prepare", seconds=0)
+    finally:
+        server.stop()
+    return data
+
+
+def copy_of(data: Path, root: Path, name: str) -> Path:
+    target = root / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(data, target, symlinks=True)
+    entry = pwd.getpwnam("mysql")
+    for path in [target, *target.rglob("*")]:
+        shutil.chown(path, entry.pw_uid, entry.pw_gid)
+    return target
+
+
+def mysqltuner_options(server: Server, memory: int) -> tuple[dict[str, str], list[str]]:
+    out = run(["mysqltuner", "--host", "127.0.0.1", "--port", str(server.port), "--user", "root", "--pass",
+               PASSWORD, "--forcemem", str(memory // 2**20), "--nocolor", "--noinfo", "--nogood"]).stdout
+    if "Variables to adjust:" not in out:
+        raise RuntimeError(f"mysqltuner gave no 'Variables to adjust':\n{out[-1500:]}")
+    advice = out.split("Variables to adjust:", 1)[1]
+    options: dict[str, str] = {}
+    for line in advice.splitlines():
+        match = ADJUST.match(line)
+        if not match:
+            continue
+        name, op, number, unit = match.groups()
+        value = float(number) * (2 if op == ">" else 1)
+        options[name.replace("_", "-")] = f"{int(value) if value.is_integer() else round(value)}{unit}"
+    return options, [line.strip() for line in advice.splitlines() if line.strip()]
+
+
+def stackaudit_options(server: Server, memory: int) -> tuple[dict[str, str], dict[str, Any]]:
+    result = run([STACKAUDIT, "tune", "mysql", "--mysql", server.url, "--sources", "mysql", "--memory",
+                  f"{memory // 2**20}MiB", "--cpus", "2", "--dedicated", "--format", "json"])
+    data = json.loads(result.stdout)
+    options = {name.replace("_", "-"): s["recommended"] for name, s in data["settings"].items()
+               if s["changed"]}
+    return options, data
+
+
+def worst(variables: dict[str, str]) -> int:
+    values = {}
+    for key, text in variables.items():
+        try:
+            values[key] = parse_memory(text)
+        except ValueError:
+            continue
+    return worst_case(values, int(variables.get("max_connections", "151"))).bytes
+
+
+def measure(root: Path, data: Path, group: Cgroup, name: str, options: dict[str, str]) -> dict[str, Any]:
+    server = Server(copy_of(data, root, name), group, options)
+    server.start()
+    try:
+        server.sysbench("oltp_read_only", "run", seconds=max(10, SECONDS // 2))  # warm the buffer pool
+        tps = {w: server.sysbench(w, "run") for w in WORKLOADS}
+        return {"tps": tps, "worst_case_bytes": worst(server.variables())}
+    finally:
+        server.stop()
+        shutil.rmtree(root / name, ignore_errors=True)
+
+
+def host_run(memory: int) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="sa-bench-my-", dir="/var/tmp"))
+    shutil.chown(root, "mysql", "mysql")
+    group = Cgroup(f"sa-bench-mysql-{memory // GiB}g", memory).create()
+    try:
+        log(f"{memory // GiB} GiB: loading {TABLES} x {TABLE_SIZE} rows")
+        data = golden(root, group)
+        probe = Server(copy_of(data, root, "probe"), group, {})
+        probe.start()
+        try:
+            probe.sysbench("oltp_read_write", "run", seconds=max(10, SECONDS // 2))
+            tuner, advice = mysqltuner_options(probe, memory)
+            ours, tuning = stackaudit_options(probe, memory)
+        finally:
+            probe.stop()
+        configs = {"defaults": {}, "mysqltuner": tuner, "stackaudit": ours}
+        log(f"mysqltuner: {tuner}\nstackaudit: {ours}")
+        rounds: list[dict[str, Any]] = []
+        for number in range(ROUNDS):
+            for name in CONFIGS:
+                log(f"round {number + 1} {name}")
+                rounds.append({"config": name, **measure(root, data, group, name, configs[name])})
+        return {"memory_bytes": memory, "configs": configs, "mysqltuner_advice": advice,
+                "stackaudit_budget": tuning["budget"], "rounds": rounds}
+    finally:
+        group.remove()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def summary(result: dict[str, Any]) -> str:
+    lines = []
+    for host in result["hosts"]:
+        rows = []
+        for name in CONFIGS:
+            runs = [r for r in host["rounds"] if r["config"] == name]
+            cells = [name]
+            for workload in WORKLOADS:
+                med, spread = median_spread([r["tps"][workload] for r in runs])
+                cells.append(f"{med:.0f} (±{spread:.0%})")
+            worst_bytes = max(r["worst_case_bytes"] for r in runs)
+            verdict = "fits" if worst_bytes <= host["memory_bytes"] else "OVER"
+            cells.append(f"{worst_bytes / GiB:.2f} GiB {verdict}")
+            rows.append(cells)
+        base = {w: median_spread([r["tps"][w] for r in host["rounds"] if r["config"] == "defaults"])[0]
+                for w in WORKLOADS}
+        tuner = {w: median_spread([r["tps"][w] for r in host["rounds"] if r["config"] == "mysqltuner"])[0]
+                 for w in WORKLOADS}
+        ours = {w: median_spread([r["tps"][w] for r in host["rounds"] if r["config"] == "stackaudit"])[0]
+                for w in WORKLOADS}
+        lines.append(f"Host {host['memory_bytes'] // GiB} GiB (TPS median, spread; worst case vs host)")
+        lines.append(table(["config", *WORKLOADS, "worst case"], rows))
+        lines += [f"  {w}: stackaudit / defaults {ours[w] / base[w]:.2f}x, stackaudit / mysqltuner "
+                  f"{ours[w] / tuner[w]:.2f}x" for w in WORKLOADS if base[w] and tuner[w]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    for tool in ("mariadbd", "sysbench", "mysqltuner"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} missing: apt-get install mariadb-server sysbench mysqltuner")
+    result = {"machine": machine(), "quick": QUICK, "seconds": SECONDS, "rounds": ROUNDS, "threads": THREADS,
+              "tables": TABLES, "table_size": TABLE_SIZE, "hosts": [host_run(m) for m in HOSTS]}
+    path = save("tuning_mysql", result)
+    print(summary(result))
+    log(f"raw numbers: {path}")
+
+
+if __name__ == "__main__":
+    main()
