@@ -131,11 +131,17 @@ def copy_of(data: Path, root: Path, name: str) -> Path:
     return target
 
 
-def mysqltuner_options(server: Server, memory: int) -> tuple[dict[str, str], list[str]]:
-    out = run(["mysqltuner", "--host", "127.0.0.1", "--port", str(server.port), "--user", "root", "--pass",
-               PASSWORD, "--forcemem", str(memory // 2**20), "--nocolor", "--noinfo", "--nogood"]).stdout
+def mysqltuner_options(server: Server, memory: int) -> tuple[dict[str, str] | None, list[str]]:
+    """Its "Variables to adjust", or None and why when it gives none (Debian's MySQLTuner 1.9.9
+    dies with a division by zero on MariaDB 10.11.19, which has no innodb_buffer_pool_chunk_size)."""
+    result = run(["mysqltuner", "--host", "127.0.0.1", "--port", str(server.port), "--user", "root",
+                  "--pass", PASSWORD, "--forcemem", str(memory // 2**20), "--nocolor", "--noinfo",
+                  "--nogood"])
+    out = result.stdout
     if "Variables to adjust:" not in out:
-        raise RuntimeError(f"mysqltuner gave no 'Variables to adjust':\n{out[-1500:]}")
+        why = next((line.strip() for line in result.stderr.splitlines() if " at /usr/bin/" in line),
+                   result.stderr.strip()[-300:] or "no 'Variables to adjust' in its output")
+        return None, [f"mysqltuner exited {result.returncode}: {why}"]
     advice = out.split("Variables to adjust:", 1)[1]
     options: dict[str, str] = {}
     for line in advice.splitlines():
@@ -194,11 +200,11 @@ def host_run(memory: int) -> dict[str, Any]:
             ours, tuning = stackaudit_options(probe, memory)
         finally:
             probe.stop()
-        configs = {"defaults": {}, "mysqltuner": tuner, "stackaudit": ours}
-        log(f"mysqltuner: {tuner}\nstackaudit: {ours}")
+        configs = {"defaults": {}, "stackaudit": ours, **({"mysqltuner": tuner} if tuner is not None else {})}
+        log(f"mysqltuner: {tuner if tuner is not None else advice}\nstackaudit: {ours}")
         rounds: list[dict[str, Any]] = []
         for number in range(ROUNDS):
-            for name in CONFIGS:
+            for name in [c for c in CONFIGS if c in configs]:
                 log(f"round {number + 1} {name}")
                 rounds.append({"config": name, **measure(root, data, group, name, configs[name])})
         return {"memory_bytes": memory, "configs": configs, "mysqltuner_advice": advice,
@@ -214,6 +220,10 @@ def summary(result: dict[str, Any]) -> str:
         rows = []
         for name in CONFIGS:
             runs = [r for r in host["rounds"] if r["config"] == name]
+            if not runs:
+                why = "; ".join(host["mysqltuner_advice"])[:60]
+                rows.append([name, *(["not run"] * len(WORKLOADS)), why])
+                continue
             cells = [name]
             for workload in WORKLOADS:
                 med, spread = median_spread([r["tps"][workload] for r in runs])
@@ -222,17 +232,19 @@ def summary(result: dict[str, Any]) -> str:
             verdict = "fits" if worst_bytes <= host["memory_bytes"] else "OVER"
             cells.append(f"{worst_bytes / GiB:.2f} GiB {verdict}")
             rows.append(cells)
-        base = {w: median_spread([r["tps"][w] for r in host["rounds"] if r["config"] == "defaults"])[0]
-                for w in WORKLOADS}
-        tuner = {w: median_spread([r["tps"][w] for r in host["rounds"] if r["config"] == "mysqltuner"])[0]
-                 for w in WORKLOADS}
-        ours = {w: median_spread([r["tps"][w] for r in host["rounds"] if r["config"] == "stackaudit"])[0]
-                for w in WORKLOADS}
+        medians = {name: {w: _median(host, name, w) for w in WORKLOADS} for name in CONFIGS}
         lines.append(f"Host {host['memory_bytes'] // GiB} GiB (TPS median, spread; worst case vs host)")
         lines.append(table(["config", *WORKLOADS, "worst case"], rows))
-        lines += [f"  {w}: stackaudit / defaults {ours[w] / base[w]:.2f}x, stackaudit / mysqltuner "
-                  f"{ours[w] / tuner[w]:.2f}x" for w in WORKLOADS if base[w] and tuner[w]]
+        for w in WORKLOADS:
+            ours, base, tuner = (medians[c][w] for c in ("stackaudit", "defaults", "mysqltuner"))
+            versus = f", stackaudit / mysqltuner {ours / tuner:.2f}x" if ours and tuner else ""
+            lines.append(f"  {w}: stackaudit / defaults {ours / base:.2f}x{versus}" if ours and base else "")
     return "\n".join(lines)
+
+
+def _median(host: dict[str, Any], config: str, workload: str) -> float | None:
+    values = [r["tps"][workload] for r in host["rounds"] if r["config"] == config]
+    return median_spread(values)[0] if values else None
 
 
 def main() -> None:

@@ -249,14 +249,21 @@ def _buffer_pool(inputs: MysqlInputs, cur: _Current, values: dict[str, int], con
     if inputs.data_bytes and 2 * inputs.data_bytes < target:
         target = max(2 * inputs.data_bytes, 128 * MB)
         why += f"; the data is {human_bytes(inputs.data_bytes)}, twice that leaves room to grow"
-    chunk, instances = cur.number("innodb_buffer_pool_chunk_size"), cur.number("innodb_buffer_pool_instances")
-    unit = max(1, chunk) * max(1, instances)
-    step = max(unit, (_readable_step(target) // unit) * unit)  # still a multiple of chunk x instances
+    unit, basis = _allocation_unit(inputs, cur)
+    step = max(unit, (_readable_step(target) // unit) * unit)  # still a multiple of the unit
     rounded = max(step, (target // step) * step)
     values["innodb_buffer_pool_size"] = rounded
     propose("innodb_buffer_pool_size", mysql_size(rounded),
-            f"{why}; rounded down to {human_bytes(step)} steps, a multiple of chunk x instances "
-            f"({human_bytes(unit)})")
+            f"{why}; rounded down to {human_bytes(step)} steps, a multiple of {basis} ({human_bytes(unit)})")
+
+
+def _allocation_unit(inputs: MysqlInputs, cur: _Current) -> tuple[int, str]:
+    """chunk x instances; a reached server without innodb_buffer_pool_chunk_size (MariaDB 10.11.12+,
+    11.8: the pool is one mapping resized in place) only needs whole MiB."""
+    if inputs.server_reached and "innodb_buffer_pool_chunk_size" not in inputs.variables:
+        return MB, "whole MiB (this server has no chunk size)"
+    chunk, instances = cur.number("innodb_buffer_pool_chunk_size"), cur.number("innodb_buffer_pool_instances")
+    return max(1, chunk) * max(1, instances), "chunk x instances"
 
 
 def _readable_step(num_bytes: int) -> int:

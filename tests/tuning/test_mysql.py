@@ -16,6 +16,7 @@ from stackaudit.tuning.mysql import (
     worst_case,
 )
 from stackaudit.tuning.postgres import Budget, CoTenant, Storage
+from stackaudit.tuning.units import parse_memory
 
 MB, GB = 2**20, 2**30
 
@@ -129,3 +130,10 @@ def test_json_has_the_tune_postgres_shape() -> None:
 
 def test_mysql_size() -> None:
     assert [mysql_size(v) for v in (3 * GB, 1536 * MB, 256 * 1024, 1000)] == ["3G", "1536M", "256K", "1000"]
+
+
+def test_a_server_without_chunk_size_is_rounded_to_readable_steps_only() -> None:
+    tuning = recommend(inputs(3 * GB - 100 * MB, variables={"innodb_buffer_pool_size": str(128 * MB)}))
+    proposal = tuning.settings["innodb_buffer_pool_size"]
+    assert "whole MiB (this server has no chunk size)" in proposal.reason
+    assert parse_memory(proposal.recommended) % (128 * MB) == 0  # 128M steps above 1G
