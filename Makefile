@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit venv clean bench bench-tuning bench-audit bench-watch bench-backup
+.PHONY: demo test lint typecheck unit venv clean bench bench-tuning bench-audit bench-watch bench-backup bench-tuning-mysql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench:
 
 bench-tuning: venv
 	QUICK=$(QUICK) $(BIN)/python -m bench.tuning
+
+bench-tuning-mysql: venv
+	QUICK=$(QUICK) $(BIN)/python -m bench.tuning_mysql
 
 bench-audit: venv
 	QUICK=$(QUICK) $(BIN)/python -m bench.audit

@@ -22,6 +22,7 @@ mariadb-server, sysbench and mysqltuner. Raw numbers go to bench/results/tuning_
 from __future__ import annotations
 
 import json
+import os
 import pwd
 import re
 import shutil
@@ -36,10 +37,18 @@ from stackaudit.localpg import free_port
 from stackaudit.tuning.mysql import worst_case
 from stackaudit.tuning.units import parse_memory
 
-HOSTS = (4 * GiB,) if QUICK else (4 * GiB, 16 * GiB)
-TABLES, TABLE_SIZE = (4, 100_000) if QUICK else (8, 1_000_000)
-SECONDS = 20 if QUICK else 60
-ROUNDS = 2 if QUICK else 3
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SA_BENCH_{name}", default)
+
+
+# Every size can be overridden (SA_BENCH_HOSTS=4,16 in GiB, SA_BENCH_TABLES, SA_BENCH_ROWS,
+# SA_BENCH_SECONDS, SA_BENCH_ROUNDS) for a run between the smoke test and the full one.
+HOSTS = tuple(int(g) * GiB for g in _env("HOSTS", "4" if QUICK else "4,16").split(","))
+TABLES = int(_env("TABLES", "4" if QUICK else "8"))
+TABLE_SIZE = int(_env("ROWS", "100000" if QUICK else "1000000"))
+SECONDS = int(_env("SECONDS", "20" if QUICK else "60"))
+ROUNDS = int(_env("ROUNDS", "2" if QUICK else "3"))
 THREADS = 8
 WORKLOADS = ("oltp_read_only", "oltp_read_write")
 CONFIGS = ("defaults", "mysqltuner", "stackaudit")
