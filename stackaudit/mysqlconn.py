@@ -24,13 +24,12 @@ class Target:
     host: str | None = "127.0.0.1"
     port: int = MYSQL_PORT
     user: str = "root"
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr, a log or a traceback
     database: str | None = None
     unix_socket: str | None = None
     discovered_from: str = "--mysql"
     project: str | None = None
     service: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

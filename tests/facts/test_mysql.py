@@ -117,3 +117,8 @@ def test_mounted_config_says_which_file_and_line_sets_a_variable(tmp_path: Path)
         {"type": "volume", "source": "data", "target": "/var/lib/mysql"}]}
     assert mounted_config(service) == {"innodb_buffer_pool_size": f"{tmp_path / 'my.cnf'}:2",
                                        "max_connections": f"{confd / '50-tuned.cnf'}:3"}
+
+
+def test_a_target_never_shows_its_password() -> None:
+    target = parse_url("mysql://app:pw-never-shown@db:3306/x")
+    assert "pw-never-shown" not in repr(target) and "pw-never-shown" not in target.label
