@@ -83,6 +83,11 @@ def tune_mysql(
     if flavor is not None and flavor not in ("mariadb", "mysql"):
         fail(f"--flavor must be mariadb or mysql, not {flavor!r}")
     memory_bytes = _parse_memory_option(memory)
+    if mysql is not None:
+        try:
+            parse_url(mysql)
+        except MysqlUrlError as exc:
+            fail(str(exc))
     facts = _facts(facts_file, config, project_dir, compose_file, mysql, sources)
     if not facts.has("host") and memory_bytes is None:
         fail("cannot read this host's memory: pass --memory and --cpus")

@@ -131,3 +131,10 @@ def test_a_saved_snapshot_audits_to_the_same_findings(mariadb: MariaDBServer, tm
                            "--fail-on", "critical"))
     assert sorted((f["code"], f["subject"]) for f in again["findings"]) == sorted(
         (f.code, f.subject) for f in findings)
+
+
+def test_tune_mysql_refuses_a_bad_url_clearly() -> None:
+    _load_commands()
+    result = CliRunner().invoke(app, ["tune", "mysql", "--mysql", "http://nope", "--memory", "2GiB"])
+    assert result.exit_code == 2 and "mysql:// or mariadb://" in result.output
+    assert "Traceback" not in result.output
