@@ -114,7 +114,7 @@ def _parse_memory_option(memory: str | None) -> int | None:
     except UnitError as exc:
         fail(f"--memory: {exc}")
     if value < 256 * 1024**2:
-        fail(f"--memory {memory} is too small for PostgreSQL (at least 256MB)")
+        fail(f"--memory {memory} is too small for a database server (at least 256MB)")
     return value
 
 
