@@ -122,3 +122,13 @@ def test_mounted_config_says_which_file_and_line_sets_a_variable(tmp_path: Path)
 def test_a_target_never_shows_its_password() -> None:
     target = parse_url("mysql://app:pw-never-shown@db:3306/x")
     assert "pw-never-shown" not in repr(target) and "pw-never-shown" not in target.label
+
+
+def test_the_target_comes_from_the_config_file_or_the_environment(tmp_path: Path) -> None:
+    from stackaudit.config import load_settings
+
+    config = tmp_path / "stackaudit.toml"
+    config.write_text('[targets]\nmysql = "mysql://audit@db:3306/"\n')
+    assert load_settings(config, environ={}).mysql_url == "mysql://audit@db:3306/"
+    from_env = load_settings(config, environ={"STACKAUDIT_MYSQL_URL": "mysql://env@db/"})
+    assert from_env.mysql_url == "mysql://env@db/"
