@@ -9,7 +9,14 @@ import pytest
 
 from stackaudit.config import Settings
 from stackaudit.facts import CollectContext, Facts, collect
-from stackaudit.facts.mysql import discover, mounted_config, my_cnf_targets, parse_url, redo_capacity_bytes
+from stackaudit.facts.mysql import (
+    discover,
+    mounted_config,
+    my_cnf_targets,
+    parse_url,
+    read_origins,
+    redo_capacity_bytes,
+)
 from tests.mysql_server import ROOT_PASSWORD, MariaDBServer
 
 
@@ -132,3 +139,24 @@ def test_the_target_comes_from_the_config_file_or_the_environment(tmp_path: Path
     assert load_settings(config, environ={}).mysql_url == "mysql://audit@db:3306/"
     from_env = load_settings(config, environ={"STACKAUDIT_MYSQL_URL": "mysql://env@db/"})
     assert from_env.mysql_url == "mysql://env@db/"
+
+
+class CannedReader:
+    """Stands in for a server that is not packaged here (MySQL 8): the rows its catalog returns."""
+
+    def __init__(self, rows: list[dict[str, object]]) -> None:
+        self.rows_returned, self.queries = rows, []  # type: ignore[var-annotated]
+
+    def rows(self, name: str, sql: str, args: tuple[object, ...] = ()) -> list[dict[str, object]]:
+        self.queries.append(sql)
+        return self.rows_returned
+
+
+def test_mysql8_origins_come_from_variables_info_with_the_file() -> None:
+    reader = CannedReader([{"name": "INNODB_BUFFER_POOL_SIZE", "origin": "EXPLICIT", "path": "/etc/my.cnf"},
+                           {"name": "max_connections", "origin": "PERSISTED", "path": ""}])
+    origins = read_origins(reader, "mysql")  # type: ignore[arg-type]
+    assert origins == {"innodb_buffer_pool_size": "explicit /etc/my.cnf", "max_connections": "persisted"}
+    assert "performance_schema.variables_info" in reader.queries[0]
+    read_origins(reader, "mariadb")  # type: ignore[arg-type]
+    assert "information_schema.SYSTEM_VARIABLES" in reader.queries[1]
