@@ -246,12 +246,14 @@ def _buffer_pool(inputs: MysqlInputs, cur: _Current, values: dict[str, int], con
     why = (f"{human_bytes(budget)} budget - {human_bytes(others)} other global buffers - {connections} "
            f"connections' buffers = {human_bytes(left)}, at most {int(BUFFER_POOL_SHARE * 100)}% "
            "of the budget")
-    if inputs.data_bytes and 2 * inputs.data_bytes < target:
-        target = max(2 * inputs.data_bytes, 128 * MB)
+    if inputs.data_bytes and max(2 * inputs.data_bytes, 128 * MB) < target:
+        target = max(2 * inputs.data_bytes, 128 * MB)  # only ever lowers it: the budget comes first
         why += f"; the data is {human_bytes(inputs.data_bytes)}, twice that leaves room to grow"
     unit, basis = _allocation_unit(inputs, cur)
     step = max(unit, (_readable_step(target) // unit) * unit)  # still a multiple of the unit
-    rounded = max(step, (target // step) * step)
+    # down, never up past what the budget left: whole steps, else whole units; one unit at least
+    # (the server's minimum; a budget that cannot carry it makes `fits` false)
+    rounded = max(unit, (target // step) * step or (target // unit) * unit)
     values["innodb_buffer_pool_size"] = rounded
     propose("innodb_buffer_pool_size", mysql_size(rounded),
             f"{why}; rounded down to {human_bytes(step)} steps, a multiple of {basis} ({human_bytes(unit)})")

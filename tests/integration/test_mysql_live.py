@@ -56,7 +56,11 @@ def test_tune_mysql_conf_and_compose_outputs_are_accepted_by_mariadbd(mariadb: M
     (tmp_path / "tuned.cnf").write_text(conf)
     checked = mariadbd_accepts(tmp_path, f"--defaults-file={tmp_path / 'tuned.cnf'}")
     assert checked.returncode == 0, checked.stderr[-1000:]
-    assert "innodb-buffer-pool-size" in checked.stdout and str(2688 * 2**20) in checked.stdout
+    wanted = next(line.split("=")[1].strip() for line in conf.splitlines()
+                  if line.startswith("innodb_buffer_pool_size"))
+    parsed = next(line.split()[1] for line in checked.stdout.splitlines()
+                  if line.startswith("innodb-buffer-pool-size "))
+    assert int(parsed) == parse_memory(wanted)  # mariadbd read the value we wrote
     compose = run("tune", "mysql", "--mysql", mariadb.url(), "--sources", "host,mysql", "--memory", "4GiB",
                   "--format", "compose", "--all")
     flags = json.loads(compose.split("command: ", 1)[1])

@@ -29,6 +29,8 @@ NAMES = ["max_connections", "innodb_buffer_pool_size", "innodb_io_capacity", "in
 def restored(mariadb: MariaDBServer) -> Iterator[dict[str, str]]:
     """The fixture server's values before the test, put back after it whatever happened."""
     before = read_values(parse_url(mariadb.url()), NAMES)
+    # Max_used_connections of the shared server depends on the tests before: start from now
+    mariadb.execute("FLUSH STATUS")
     yield before
     mariadb.execute(*[f"SET GLOBAL {name} = {value}" for name, value in before.items()])
 

@@ -137,3 +137,11 @@ def test_a_server_without_chunk_size_is_rounded_to_readable_steps_only() -> None
     proposal = tuning.settings["innodb_buffer_pool_size"]
     assert "whole MiB (this server has no chunk size)" in proposal.reason
     assert parse_memory(proposal.recommended) % (128 * MB) == 0  # 128M steps above 1G
+
+
+def test_small_data_never_lifts_the_pool_above_what_the_budget_leaves() -> None:
+    # 512MiB budget, 43 connections' buffers and the other globals leave ~98MB: 2 x 48KB of data
+    # must not lift the pool to the 128MB floor (seen live: a worst case of 543.5MB in 512MB)
+    tuning = recommend(inputs(512 * MB, data_bytes=48 * 1024, max_used_connections=1))
+    assert tuning.fits, tuning.worst_case.arithmetic
+    assert parse_memory(tuning.settings["innodb_buffer_pool_size"].recommended) < 128 * MB
