@@ -56,6 +56,7 @@ SELECT d.datname AS name,
        d.datistemplate AS is_template,
        CASE WHEN has_database_privilege(d.oid, 'CONNECT') OR pg_has_role('pg_read_all_stats', 'USAGE')
             THEN pg_database_size(d.oid) END AS size_bytes,
+       has_database_privilege(d.oid, 'CONNECT') AS can_connect,
        age(d.datfrozenxid) AS xid_age,
        mxid_age(d.datminmxid) AS mxid_age,
        s.numbackends, s.xact_commit, s.xact_rollback, s.blks_read, s.blks_hit,
@@ -82,8 +83,12 @@ FROM pg_database WHERE datname = current_database()
 
 # Client sessions (not background workers). Without pg_monitor, other roles' rows show no state,
 # query or client: https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ACTIVITY-VIEW
+# Our own sessions (application_name = stackaudit, set at connect time) are flagged `own` so the
+# collector leaves them out of connection counts and idle-in-transaction.
+OWN_APPLICATION = "stackaudit"
 ACTIVITY = f"""{TAG}
-SELECT pid, datname AS database, usename AS user, application_name AS application,
+SELECT pid, application_name = '{OWN_APPLICATION}' AS own,
+       datname AS database, usename AS user, application_name AS application,
        host(client_addr) AS client, state,
        extract(epoch FROM now() - state_change)::float8 AS state_age_seconds,
        extract(epoch FROM now() - xact_start)::float8 AS xact_age_seconds,
@@ -136,6 +141,19 @@ SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_state
 """
 
 
+# Relations another session holds, or waits for, in ACCESS EXCLUSIVE mode: the only mode that
+# conflicts with the ACCESS SHARE lock pg_relation_size() takes, and a waiting request is queued
+# ahead of ours too (https://www.postgresql.org/docs/current/explicit-locking.html, table 13.2).
+# Reading pg_locks takes no relation lock.
+_LOCKED = """locked AS (
+  SELECT l.relation AS oid, min(l.pid) AS pid, bool_or(l.granted) AS granted
+  FROM pg_locks l
+  WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  GROUP BY l.relation
+)"""
+
+
 def tables(limit: int) -> str:
     """Per table: live/dead tuples, last (auto)vacuum/analyze, seq vs index scans, size.
 
@@ -143,23 +161,45 @@ def tables(limit: int) -> str:
     seq_tup_read on a large table is pghero's "missing index" signal.
     https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ALL-TABLES-VIEW
     https://www.postgresql.org/docs/current/routine-vacuuming.html
+
+    Set-based and lock-aware: the largest tables are chosen by pg_class.relpages (table, TOAST and
+    indexes; kept by VACUUM/ANALYZE, read without a lock), and only those `limit` get their exact
+    size. A table whose heap, TOAST or indexes are under an ACCESS EXCLUSIVE lock is not sized (the
+    size would wait for the lock); `locked_by_pid` names the session and the sizes stay NULL.
+    `tables_total` counts every user table.
     """
     return f"""{TAG}
+WITH {_LOCKED},
+index_pages AS (
+  SELECT i.indrelid AS oid, sum(ic.relpages)::bigint AS pages,
+         min(lk.pid) AS locked_pid
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+  LEFT JOIN locked lk ON lk.oid = i.indexrelid
+  GROUP BY i.indrelid
+), candidates AS (
+  SELECT s.*, c.reloptions, count(*) OVER () AS tables_total,
+         coalesce(lk.pid, tk.pid, ip.locked_pid, tip.locked_pid) AS locked_by_pid
+  FROM pg_stat_user_tables s
+  JOIN pg_class c ON c.oid = s.relid
+  LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+  LEFT JOIN index_pages ip ON ip.oid = c.oid
+  LEFT JOIN index_pages tip ON tip.oid = c.reltoastrelid
+  LEFT JOIN locked lk ON lk.oid = c.oid
+  LEFT JOIN locked tk ON tk.oid = c.reltoastrelid
+  ORDER BY c.relpages::bigint + coalesce(t.relpages, 0) + coalesce(ip.pages, 0) DESC,
+           s.schemaname, s.relname
+  LIMIT {int(limit)}
+)
 SELECT s.schemaname AS schema, s.relname AS table, s.n_live_tup AS live_tuples,
        s.n_dead_tup AS dead_tuples, s.n_mod_since_analyze AS modified_since_analyze,
        s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
        s.vacuum_count, s.autovacuum_count, s.analyze_count, s.autoanalyze_count,
        s.seq_scan, s.seq_tup_read, s.idx_scan, s.idx_tup_fetch,
-       pg_relation_size(s.relid) AS table_bytes, pg_total_relation_size(s.relid) AS total_bytes,
-       c.reloptions AS options
-FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-ORDER BY pg_total_relation_size(s.relid) DESC, s.schemaname, s.relname
-LIMIT {int(limit)}
-"""
-
-
-TABLE_COUNT = f"""{TAG}
-SELECT count(*) AS tables FROM pg_stat_user_tables
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_relation_size(s.relid) END AS table_bytes,
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_total_relation_size(s.relid) END AS total_bytes,
+       s.reloptions AS options, s.locked_by_pid, s.tables_total
+FROM candidates s
+ORDER BY total_bytes DESC NULLS LAST, s.schemaname, s.relname
 """
 
 
@@ -172,31 +212,51 @@ def indexes(major: int, limit: int) -> str:
     last_idx_scan exists since PG16.
     https://www.postgresql.org/docs/current/catalog-pg-index.html
     https://www.postgresql.org/docs/current/sql-createindex.html#SQL-CREATEINDEX-CONCURRENTLY
+
+    Set-based: the constraint of each index comes from one pass over pg_constraint (conindid has no
+    catalog index, so a subquery per index would scan it once per index; a foreign key's conindid
+    names the referenced table's index, hence the conrelid match); the `limit` largest
+    indexes by relpages are sized exactly, except those whose index or table is under an ACCESS
+    EXCLUSIVE lock (`locked_by_pid`; size, expressions, predicate and definition NULL:
+    pg_get_expr and pg_get_indexdef open the table to name its columns).
     """
     last_scan = "s.last_idx_scan" if major >= 16 else "NULL::timestamptz"
     return f"""{TAG}
+WITH {_LOCKED},
+constraints AS (
+  SELECT DISTINCT ON (conindid, conrelid) conindid, conrelid, contype::text AS contype
+  FROM pg_constraint WHERE conindid <> 0
+  ORDER BY conindid, conrelid, contype
+), candidates AS (
+  SELECT s.*, ic.relam, coalesce(lk.pid, tk.pid) AS locked_by_pid
+  FROM pg_stat_user_indexes s
+  JOIN pg_class ic ON ic.oid = s.indexrelid
+  LEFT JOIN locked lk ON lk.oid = s.indexrelid
+  LEFT JOIN locked tk ON tk.oid = s.relid
+  ORDER BY ic.relpages DESC, s.schemaname, s.indexrelname
+  LIMIT {int(limit)}
+)
 SELECT s.schemaname AS schema, s.relname AS table, s.indexrelname AS index, s.idx_scan,
        {last_scan} AS last_idx_scan,
-       pg_relation_size(s.indexrelid) AS size_bytes,
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_relation_size(s.indexrelid) END AS size_bytes,
        i.indisprimary AS is_primary, i.indisunique AS is_unique, i.indisvalid AS is_valid,
        i.indisexclusion AS is_exclusion,
-       (SELECT c.contype::text FROM pg_constraint c WHERE c.conindid = s.indexrelid
-         AND c.conrelid = s.relid LIMIT 1) AS constraint_type,
+       k.contype AS constraint_type,
        am.amname AS method,
        i.indnkeyatts AS key_columns,
        i.indkey::int2[]::int[] AS column_numbers,
        i.indclass::oid[]::bigint[] AS opclasses,
        i.indcollation::oid[]::bigint[] AS collations,
        i.indoption::int2[]::int[] AS options,
-       pg_get_expr(i.indexprs, i.indrelid) AS expressions,
-       pg_get_expr(i.indpred, i.indrelid) AS predicate,
-       pg_get_indexdef(s.indexrelid) AS definition
-FROM pg_stat_user_indexes s
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_get_expr(i.indexprs, i.indrelid) END AS expressions,
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_get_expr(i.indpred, i.indrelid) END AS predicate,
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_get_indexdef(s.indexrelid) END AS definition,
+       s.locked_by_pid
+FROM candidates s
 JOIN pg_index i ON i.indexrelid = s.indexrelid
-JOIN pg_class ic ON ic.oid = s.indexrelid
-JOIN pg_am am ON am.oid = ic.relam
-ORDER BY pg_relation_size(s.indexrelid) DESC, s.schemaname, s.indexrelname
-LIMIT {int(limit)}
+JOIN pg_am am ON am.oid = s.relam
+LEFT JOIN constraints k ON k.conindid = s.indexrelid AND k.conrelid = s.relid  -- not a foreign key's
+ORDER BY size_bytes DESC NULLS LAST, s.schemaname, s.indexrelname
 """
 
 
