@@ -749,7 +749,7 @@ def read_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]
     if not columns:
         return {}
     try:
-        conn.execute(f'{sql.TAG} SELECT 1 FROM "{schema}".pg_stat_statements LIMIT 1')
+        conn.execute(f'SELECT {sql.TAG} 1 FROM "{schema}".pg_stat_statements LIMIT 1')
     except psycopg.errors.ObjectNotInPrerequisiteState:
         return {"preloaded": False}  # created but not loaded: "must be loaded via shared_preload_libraries"
     except psycopg.Error as exc:

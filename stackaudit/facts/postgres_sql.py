@@ -1,10 +1,12 @@
 """One named SQL query per concern, for PostgreSQL 13 to 18.
 
-Every query starts with the `/* stackaudit */` tag so our own statements can be told apart in
-pg_stat_statements and pg_stat_activity. Each constant says what it finds and which docs back it;
-the verdicts (thresholds) live in the rules, not here. Queries that differ by version are functions
-of the major version (or of the columns a view really has: an extension's columns follow the
-*extension* version, which can lag the server's after an upgrade).
+Every query carries the `/* stackaudit */` tag right after its first keyword, so our own statements
+can be told apart in pg_stat_statements and pg_stat_activity. Not before it: PostgreSQL 18 stores a
+statement's text from its first token, so a leading comment never reaches pg_stat_statements.
+Each constant says what it finds and which docs back it; the verdicts (thresholds) live in the
+rules, not here. Queries that differ by version are functions of the major version (or of the
+columns a view really has: an extension's columns follow the *extension* version, which can lag
+the server's after an upgrade).
 
 Patterns in the spirit of pghero's lib/pghero/methods/{maintenance,indexes,queries}.rb (read, not
 copied).
@@ -16,8 +18,8 @@ TAG = "/* stackaudit */"
 
 # Server identity, privileges and uptime. pg_monitor (PG10+) is enough to read every statistic
 # we use: https://www.postgresql.org/docs/current/predefined-roles.html
-SERVER = f"""{TAG}
-SELECT current_setting('server_version') AS server_version,
+SERVER = f"""SELECT {TAG}
+       current_setting('server_version') AS server_version,
        current_setting('server_version_num')::int AS server_version_num,
        current_database() AS current_database,
        current_user AS current_user,
@@ -31,8 +33,8 @@ SELECT current_setting('server_version') AS server_version,
 
 # Every row of pg_settings; `value` is what SHOW prints (current_setting formats units, e.g. 128MB).
 # https://www.postgresql.org/docs/current/view-pg-settings.html
-SETTINGS = f"""{TAG}
-SELECT name, current_setting(name, true) AS value, setting, unit, source, sourcefile, sourceline,
+SETTINGS = f"""SELECT {TAG}
+       name, current_setting(name, true) AS value, setting, unit, source, sourcefile, sourceline,
        pending_restart, context, vartype
 FROM pg_settings
 ORDER BY name
@@ -40,8 +42,8 @@ ORDER BY name
 
 # What the configuration files say (including values waiting for a restart). Superuser-only by
 # default: https://www.postgresql.org/docs/current/view-pg-file-settings.html
-FILE_SETTINGS = f"""{TAG}
-SELECT name, setting, sourcefile, sourceline, applied, error
+FILE_SETTINGS = f"""SELECT {TAG}
+       name, setting, sourcefile, sourceline, applied, error
 FROM pg_file_settings
 ORDER BY seqno
 """
@@ -50,8 +52,8 @@ ORDER BY seqno
 # cache hits, temp files since the stats reset.
 # https://www.postgresql.org/docs/current/routine-vacuuming.html#VACUUM-FOR-WRAPAROUND
 # https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-DATABASE-VIEW
-DATABASES = f"""{TAG}
-SELECT d.datname AS name,
+DATABASES = f"""SELECT {TAG}
+       d.datname AS name,
        d.datallowconn AS allow_connections,
        d.datistemplate AS is_template,
        CASE WHEN has_database_privilege(d.oid, 'CONNECT') OR pg_has_role('pg_read_all_stats', 'USAGE')
@@ -69,15 +71,15 @@ ORDER BY d.datname
 # The data directory path (needs pg_read_all_settings, part of pg_monitor) and the WAL size
 # (pg_ls_waldir: superuser or pg_monitor since PG10).
 # https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-ADMIN-GENFILE
-WAL_DIRECTORY_BYTES = f"""{TAG}
-SELECT coalesce(sum(size), 0)::bigint AS wal_bytes, count(*) AS wal_files FROM pg_ls_waldir()
+WAL_DIRECTORY_BYTES = f"""SELECT {TAG}
+       coalesce(sum(size), 0)::bigint AS wal_bytes, count(*) AS wal_files FROM pg_ls_waldir()
 """
 
 # The database directory's PG_VERSION file is written when the database is created: a lower bound
 # for how long its statistics can have run when stats_reset is NULL. Superuser (or an explicit
 # grant on pg_stat_file) only.
-DATABASE_CREATED = f"""{TAG}
-SELECT (pg_stat_file('base/' || oid || '/PG_VERSION')).modification AS created
+DATABASE_CREATED = f"""SELECT {TAG}
+       (pg_stat_file('base/' || oid || '/PG_VERSION')).modification AS created
 FROM pg_database WHERE datname = current_database()
 """
 
@@ -86,8 +88,8 @@ FROM pg_database WHERE datname = current_database()
 # Our own sessions (application_name = stackaudit, set at connect time) are flagged `own` so the
 # collector leaves them out of connection counts and idle-in-transaction.
 OWN_APPLICATION = "stackaudit"
-ACTIVITY = f"""{TAG}
-SELECT pid, application_name = '{OWN_APPLICATION}' AS own,
+ACTIVITY = f"""SELECT {TAG}
+       pid, application_name = '{OWN_APPLICATION}' AS own,
        datname AS database, usename AS user, application_name AS application,
        host(client_addr) AS client, state,
        extract(epoch FROM now() - state_change)::float8 AS state_age_seconds,
@@ -107,14 +109,14 @@ def checkpoints(major: int) -> str:
     https://www.postgresql.org/docs/current/wal-configuration.html
     """
     if major >= 17:
-        return f"""{TAG}
-SELECT 'pg_stat_checkpointer' AS view, num_timed AS checkpoints_timed,
+        return f"""SELECT {TAG}
+       'pg_stat_checkpointer' AS view, num_timed AS checkpoints_timed,
        num_requested AS checkpoints_requested, write_time AS write_time_ms,
        sync_time AS sync_time_ms, buffers_written, stats_reset
 FROM pg_stat_checkpointer
 """
-    return f"""{TAG}
-SELECT 'pg_stat_bgwriter' AS view, checkpoints_timed, checkpoints_req AS checkpoints_requested,
+    return f"""SELECT {TAG}
+       'pg_stat_bgwriter' AS view, checkpoints_timed, checkpoints_req AS checkpoints_requested,
        checkpoint_write_time AS write_time_ms, checkpoint_sync_time AS sync_time_ms,
        buffers_checkpoint AS buffers_written, stats_reset
 FROM pg_stat_bgwriter
@@ -123,21 +125,21 @@ FROM pg_stat_bgwriter
 
 # WAL generated since its stats reset (pg_stat_wal exists since PG14): with the checkpoint
 # statistics it sizes max_wal_size. https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-WAL-VIEW
-WAL_STATS = f"""{TAG}
-SELECT wal_bytes, stats_reset FROM pg_stat_wal
+WAL_STATS = f"""SELECT {TAG}
+       wal_bytes, stats_reset FROM pg_stat_wal
 """
 
 # Installed extensions in the current database (pg_stat_statements lives in one schema of one or
 # more databases).
-EXTENSIONS = f"""{TAG}
-SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
+EXTENSIONS = f"""SELECT {TAG}
+       e.extname AS name, e.extversion AS version, n.nspname AS schema
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
 ORDER BY e.extname
 """
 
 # Whether the server ships pg_stat_statements at all (contrib package installed).
-EXTENSION_AVAILABLE = f"""{TAG}
-SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS available
+EXTENSION_AVAILABLE = f"""SELECT {TAG}
+       EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS available
 """
 
 
@@ -168,8 +170,8 @@ def tables(limit: int) -> str:
     size would wait for the lock); `locked_by_pid` names the session and the sizes stay NULL.
     `tables_total` counts every user table.
     """
-    return f"""{TAG}
-WITH {_LOCKED},
+    return f"""WITH {TAG}
+{_LOCKED},
 index_pages AS (
   SELECT i.indrelid AS oid, sum(ic.relpages)::bigint AS pages,
          min(lk.pid) AS locked_pid
@@ -221,8 +223,8 @@ def indexes(major: int, limit: int) -> str:
     pg_get_expr and pg_get_indexdef open the table to name its columns).
     """
     last_scan = "s.last_idx_scan" if major >= 16 else "NULL::timestamptz"
-    return f"""{TAG}
-WITH {_LOCKED},
+    return f"""WITH {TAG}
+{_LOCKED},
 constraints AS (
   SELECT DISTINCT ON (conindid, conrelid) conindid, conrelid, contype::text AS contype
   FROM pg_constraint WHERE conindid <> 0
@@ -262,8 +264,7 @@ ORDER BY size_bytes DESC NULLS LAST, s.schemaname, s.indexrelname
 
 # Columns the installed pg_stat_statements view really has (total_time became total_exec_time in
 # extension 1.8 / PG13, ERRATA row 10).
-STATEMENTS_COLUMNS = """/* stackaudit */
-SELECT attname FROM pg_attribute
+STATEMENTS_COLUMNS = """SELECT /* stackaudit */ attname FROM pg_attribute
 WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
 """
 
@@ -281,8 +282,8 @@ def statements(schema: str, columns: set[str], limit: int) -> str:
     plan_mean = "mean_plan_time" if "mean_plan_time" in columns else "NULL::float8"
     toplevel = "AND s.toplevel" if "toplevel" in columns else ""
     view = f'"{schema}".pg_stat_statements'
-    return f"""{TAG}
-WITH s AS (
+    return f"""WITH {TAG}
+s AS (
   SELECT s.* FROM {view} s WHERE s.query NOT LIKE '%{TAG}%' {toplevel}
 ), ranked AS (
   SELECT s.*, rank() OVER (ORDER BY {exec_total} DESC) AS by_total,
@@ -307,8 +308,8 @@ ORDER BY r.{exec_total} DESC
 def statements_totals(schema: str, columns: set[str]) -> str:
     """Sums over every statement: the denominator of "share of total time"."""
     exec_total = "total_exec_time" if "total_exec_time" in columns else "total_time"
-    return f"""{TAG}
-SELECT count(*) AS statements, coalesce(sum(calls), 0)::float8 AS calls,
+    return f"""SELECT {TAG}
+       count(*) AS statements, coalesce(sum(calls), 0)::float8 AS calls,
        coalesce(sum({exec_total}), 0)::float8 AS total_exec_ms,
        coalesce(sum(temp_blks_written), 0)::float8 AS temp_blks_written
 FROM "{schema}".pg_stat_statements
@@ -318,6 +319,6 @@ FROM "{schema}".pg_stat_statements
 # When pg_stat_statements was last reset and how many entries it evicted (pg_stat_statements_info,
 # extension 1.9 / PG14+).
 def statements_info(schema: str) -> str:
-    return f"""{TAG}
-SELECT dealloc, stats_reset FROM "{schema}".pg_stat_statements_info
+    return f"""SELECT {TAG}
+       dealloc, stats_reset FROM "{schema}".pg_stat_statements_info
 """
