@@ -358,8 +358,15 @@ def postgres_only() -> None:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         scaling = sql_scaling(dsn)
         locked = lock_case(dsn)
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench")
+        # full audits (every source; no Docker engine here) beside pgbench, in turns
+        concurrent = pgbench_beside_audits(cluster, dsn, {**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
     print_postgres_rows(scaling, locked)
-    path = save("audit-postgres", {"machine": info, "quick": QUICK, "scaling": scaling, "lock_case": locked})
+    print(f"\npgbench TPS with audits looping beside it: {concurrent['ratio']:.2f}x of alone "
+          f"({concurrent['tps']}, {concurrent['audits_run']} audits ran)")
+    path = save("audit-postgres", {"machine": info, "quick": QUICK, "scaling": scaling, "lock_case": locked,
+                                   "concurrent": concurrent})
     log(f"raw results: {path}")
 
 
