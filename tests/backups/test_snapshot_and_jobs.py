@@ -27,7 +27,9 @@ from stackaudit.backups.retention import Policy
 from stackaudit.cli import app
 from stackaudit.config import Settings
 from tests.backups.seed import EXPECTED_COUNTS, database_of, flip_byte, seed, server_dsn
-from tests.backups.test_offsite import BUCKET, S3Server, aws_env, s3_server  # noqa: F401 - fixtures
+from tests.backups.test_offsite import BUCKET, S3Server
+from tests.backups.test_offsite import aws_env as aws_env
+from tests.backups.test_offsite import s3_server as s3_server
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +114,8 @@ def test_jobs_write_a_directory_with_a_checksum_per_file(seeded: str, tmp_path: 
     assert hashlib.sha256(sums).hexdigest() == on_disk.sha256
     assert sums.decode().splitlines()[0].endswith(f"  {sorted(on_disk.files)[0]}")
     assert on_disk.verification["pg_restore_list_ok"] and on_disk.verification["sha256_reread_ok"]
-    assert on_disk.row_counts is not None and on_disk.row_counts["sales.orders"] == EXPECTED_COUNTS["sales.orders"]
+    assert on_disk.row_counts is not None
+    assert on_disk.row_counts["sales.orders"] == EXPECTED_COUNTS["sales.orders"]
 
     settings = Settings(backup_dest=tmp_path)
     assert find_verified_backup(settings, manifest.database) is not None
@@ -145,7 +148,7 @@ def test_retention_removes_a_directory_dump(seeded: str, tmp_path: Path) -> None
 
 
 def test_directory_dump_offsite_to_a_folder_and_s3(seeded: str, tmp_path: Path, s3_server: S3Server,
-                                                   aws_env: None) -> None:  # noqa: F811
+                                                   aws_env: None) -> None:
     dest = tmp_path / "dest"
     manifest = backup_database(Connection.from_dsn(seeded), database_of(seeded), dest, jobs=2)
     assert manifest.good and manifest.files
@@ -153,7 +156,8 @@ def test_directory_dump_offsite_to_a_folder_and_s3(seeded: str, tmp_path: Path, 
     s3_remote = parse_remote(f"s3://{BUCKET}/dir-dumps", endpoint=s3_server.endpoint)
     assert isinstance(folder_remote, FolderRemote) and isinstance(s3_remote, S3Remote)
 
-    for remote, root in ((folder_remote, tmp_path / "nas"), (s3_remote, s3_server.root / BUCKET / "dir-dumps")):
+    s3_root = s3_server.root / BUCKET / "dir-dumps"
+    for remote, root in ((folder_remote, tmp_path / "nas"), (s3_remote, s3_root)):
         result = send_backup(dest, manifest, remote)
         assert result["verified"] is True, result
         assert result["files"] == len(manifest.files) and result["mismatched_files"] == []
