@@ -1,6 +1,7 @@
 """Backup overhead: `stackaudit backup` against a bare `pg_dump` of the same database, both formats.
 
     .venv/bin/python -m bench.backup            # 20 tables, ~2 GB of data, 3 rounds each, in turns
+    TABLE_MB=20 ROUNDS=3 .venv/bin/python -m bench.backup   # 20 tables of ~20 MB (~400 MB)
     QUICK=1 .venv/bin/python -m bench.backup    # 20 tables, ~200 MB, 2 rounds
 
 PostgreSQL 15 (tests.services.running_cluster(15)) so Debian's pg_dump 15 is the matching client for
@@ -27,7 +28,7 @@ from stackaudit.localpg import debian_bin_dir
 from tests.services import running_cluster
 
 TABLES = 20
-TABLE_MB = 10 if QUICK else 100
+TABLE_MB = int(os.environ.get("TABLE_MB", 10 if QUICK else 100))
 ROUNDS = int(os.environ.get("ROUNDS", 2 if QUICK else 3))
 JOBS = 2
 
