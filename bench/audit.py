@@ -83,10 +83,10 @@ class Host:
             conn.execute("ANALYZE")
 
 
-def timed_audit(dsn: str, env: dict[str, str], out: str) -> dict[str, float]:
-    """/usr/bin/time -v around `stackaudit audit` (exit 1 = findings, fine)."""
-    result = run(["/usr/bin/time", "-v", STACKAUDIT, "audit", "--pg", dsn, "--format", "json", "--out", out,
-                  "--state-dir", "/var/tmp/sa-bench-audit-state"], env=env)
+def timed_audit(dsn: str, env: dict[str, str], out: str, prefix: tuple[str, ...] = ()) -> dict[str, float]:
+    """/usr/bin/time -v around `stackaudit audit` (exit 1 = findings, fine); `prefix` e.g. nice."""
+    result = run(["/usr/bin/time", "-v", *prefix, STACKAUDIT, "audit", "--pg", dsn, "--format", "json",
+                  "--out", out, "--state-dir", "/var/tmp/sa-bench-audit-state"], env=env)
     if result.returncode not in (0, 1):
         raise RuntimeError(f"audit failed ({result.returncode}): {result.stderr[-1500:]}")
     text = result.stderr
@@ -188,7 +188,8 @@ def measure_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[s
             "raw": audits}
 
 
-def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str]) -> dict[str, Any]:
+def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str],
+                          prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     """pgbench TPC-B (4 clients) alone and with audits looping beside it, in turns."""
     from stackaudit.localpg import embedded_bin_dir
 
@@ -205,7 +206,7 @@ def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str]) -> dict[s
 
             def loop(stop: threading.Event = stop) -> None:
                 while not stop.is_set():
-                    timed_audit(dsn, env, "/var/tmp/sa-bench-audit-loop.json")
+                    timed_audit(dsn, env, "/var/tmp/sa-bench-audit-loop.json", prefix)
                     audits_done.append(1)
 
             thread = threading.Thread(target=loop) if mode == "with audit" else None
@@ -361,12 +362,16 @@ def postgres_only() -> None:
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE bench")
         # full audits (every source; no Docker engine here) beside pgbench, in turns
-        concurrent = pgbench_beside_audits(cluster, dsn, {**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
+        env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent"}
+        concurrent = pgbench_beside_audits(cluster, dsn, env)
+        # as `stackaudit schedule` runs them: systemd Nice=10, IOSchedulingClass=idle
+        niced = pgbench_beside_audits(cluster, dsn, env, ("nice", "-n", "10", "ionice", "-c", "3"))
     print_postgres_rows(scaling, locked)
-    print(f"\npgbench TPS with audits looping beside it: {concurrent['ratio']:.2f}x of alone "
-          f"({concurrent['tps']}, {concurrent['audits_run']} audits ran)")
+    for label, row in (("", concurrent), (" under nice 10 / ionice idle", niced)):
+        print(f"\npgbench TPS with audits looping beside it{label}: {row['ratio']:.2f}x of alone "
+              f"({row['tps']}, {row['audits_run']} audits ran)")
     path = save("audit-postgres", {"machine": info, "quick": QUICK, "scaling": scaling, "lock_case": locked,
-                                   "concurrent": concurrent})
+                                   "concurrent": concurrent, "concurrent_niced": niced})
     log(f"raw results: {path}")
 
 
