@@ -56,6 +56,7 @@ from stackaudit.backups.manifest import (
     write_manifest,
 )
 from stackaudit.config import Settings
+from stackaudit.facts.postgres_sql import TAG
 from stackaudit.fsutil import fsync_dir
 from stackaudit.localpg import debian_bin_dir
 from stackaudit.redact import remember, scrub
@@ -213,8 +214,9 @@ def choose_client(connection: Connection, major: int, container: str | None = No
 # ---------------------------------------------------------------- reading the source
 
 
-TABLES_SQL = """
-SELECT n.nspname, c.relname, c.reltuples::bigint, pg_relation_size(c.oid)
+# Tagged like the audit's SQL (see facts/postgres_sql.py), so PG402 never lists our own counting.
+TABLES_SQL = f"""
+SELECT {TAG} n.nspname, c.relname, c.reltuples::bigint, pg_relation_size(c.oid)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND c.relpersistence <> 't'
@@ -258,8 +260,8 @@ def exact_counts(conn: psycopg.Connection[Any], tables: Tables,
     for schema, table in tables:
         if stop is not None and stop.is_set():
             return None
-        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema),
-                                                                  sql.Identifier(table))
+        query = sql.SQL("SELECT " + TAG + " count(*) FROM ONLY {}.{}").format(sql.Identifier(schema),
+                                                                              sql.Identifier(table))
         row = conn.execute(query).fetchone()
         counts[f"{schema}.{table}"] = int(row[0]) if row else 0
     return counts
