@@ -56,7 +56,6 @@ from stackaudit.backups.manifest import (
     write_manifest,
 )
 from stackaudit.config import Settings
-from stackaudit.facts.postgres_sql import TAG
 from stackaudit.fsutil import fsync_dir
 from stackaudit.localpg import debian_bin_dir
 from stackaudit.redact import remember, scrub
@@ -214,7 +213,9 @@ def choose_client(connection: Connection, major: int, container: str | None = No
 # ---------------------------------------------------------------- reading the source
 
 
-# Tagged like the audit's SQL (see facts/postgres_sql.py), so PG402 never lists our own counting.
+# Tagged like the audit's SQL (facts/postgres_sql.py TAG; backups sit below facts, hence the copy),
+# so PG402 never lists our own counting.
+TAG = "/* stackaudit */"
 TABLES_SQL = f"""
 SELECT {TAG} n.nspname, c.relname, c.reltuples::bigint, pg_relation_size(c.oid)
 FROM pg_class c
@@ -600,31 +601,14 @@ def _write_best_effort(dest: Path, manifest: Manifest) -> None:
 # ---------------------------------------------------------------- a whole run
 
 
-def discover_container(settings: Settings) -> tuple[str | None, str | None]:
-    """(container, docker_host) of the PostgreSQL server when the stack runs it in a container.
-
-    Reads facts postgres.runs_in (collected with the docker and compose sources it builds on);
-    any failure just means "not known".
-    """
-    from stackaudit.facts import CollectContext, Facts, collect_source
-
-    ctx = CollectContext(settings=settings, facts=Facts())
-    for source in ("docker", "compose", "postgres"):
-        try:
-            collect_source(ctx, source)
-        except Exception:  # noqa: BLE001 - discovery is a best effort
-            return None, None
-    runs_in = ctx.facts.get("postgres").get("runs_in") or {}
-    if runs_in.get("kind") == "container" and runs_in.get("container"):
-        return str(runs_in["container"]), settings.docker_host
-    return None, None
-
-
 def run_backups(settings: Settings, dest: Path, databases: list[str] | None = None,
                 container: str | None = None, progress: Callable[[str, Manifest | None], None] | None = None,
+                find_container: Callable[[], tuple[str | None, str | None]] | None = None,
                 jobs: int = 1) -> list[Manifest]:
-    """Back up each database (default: all connectable, non-template) into `dest`; `jobs` > 1: the
-    directory format with that many pg_dump workers."""
+    """Back up each database (default: all connectable, non-template) into `dest`. Without a local
+    pg_dump of the server's major version, `find_container` says (container, docker_host) of the
+    server when the stack runs it in a container, so pg_dump runs there. `jobs` > 1: the directory
+    format with that many pg_dump workers."""
     connection = Connection.from_dsn(settings.pg_dsn)
     names = databases or list_databases(connection)
     docker_host = settings.docker_host
@@ -632,8 +616,8 @@ def run_backups(settings: Settings, dest: Path, databases: list[str] | None = No
     if container is None:
         with connection.connect() as conn:
             _, major = server_version(conn)
-        if find_client_dir(major) is None:
-            container, docker_host = discover_container(settings)
+        if find_client_dir(major) is None and find_container is not None:
+            container, docker_host = find_container()
     results = []
     for name in names:
         if progress:
