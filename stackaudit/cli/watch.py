@@ -269,8 +269,7 @@ def metrics(
     Example: stackaudit metrics --listen 127.0.0.1:9814
     Example: stackaudit metrics --textfile /var/lib/prometheus/node-exporter
     """
-    from stackaudit.monitor.check import run_check
-    from stackaudit.monitor.history import History, database_path
+    from stackaudit.monitor.loop import check_in_child, read_only_check
     from stackaudit.monitor.metrics import CheckCollector, serve, write_textfile
 
     if (listen is None) == (textfile is None):
@@ -279,15 +278,12 @@ def metrics(
         config, project_dir, pg, redis, sources, None, None, None, state_dir, disk_path, None
     )
 
-    def produce() -> Any:
-        if not database_path(settings.state_dir).exists():
-            return run_check(settings)
-        with History.open(settings.state_dir) as history:
-            return run_check(settings, history)
+    def produce() -> Any:  # a child per check: scrapes meanwhile are served without waiting
+        return check_in_child(settings)
 
     if textfile is not None:
         try:
-            path = write_textfile(textfile, produce())
+            path = write_textfile(textfile, read_only_check(settings))
         except OSError as exc:
             fail(f"cannot write the textfile in {textfile}: {exc.strerror or exc}")
         console.print(f"wrote {path}", highlight=False)

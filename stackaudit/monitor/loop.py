@@ -8,6 +8,10 @@ records the history, sends the alerts, writes the textfile, logs one line and ex
 check needed stays in memory between checks. Between checks the loop looks in the history's outbox
 and starts a child (`--run flush`) only when a notification is due.
 
+`stackaudit metrics --listen` uses the same kind of child for each check it serves
+(`check_in_child`): the check's work then never holds the server's GIL, so a scrape that arrives
+during a check is answered from the previous result at once.
+
 The settings can hold a DSN password and alert tokens: they reach the loop through an inherited
 pipe and each child on its stdin, pickled, never in argv or the environment.
 """
@@ -112,6 +116,21 @@ def notifications_due(state_dir: Path) -> bool:
         return False
 
 
+def check_in_child(settings: Any, timeout_seconds: float = 600.0) -> Any:
+    """A `run_check` result (read-only: no alerts) computed in a child process and pickled back."""
+    child = subprocess.Popen([sys.executable, "-m", "stackaudit.monitor.loop", "--run", "result"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        out, _ = child.communicate(pickle.dumps((settings, None, None)), timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        raise RuntimeError(f"the check did not finish in {timeout_seconds:.0f} s") from None
+    if child.returncode != 0:
+        raise RuntimeError(f"the check failed (child exit status {child.returncode})")
+    return pickle.loads(out)  # our own child's output, over a private pipe
+
+
 def run_child(mode: str, payload: bytes, timeout_seconds: float) -> int:
     """One check (or outbox flush) in a child process; its log lines go to our stderr."""
     child = subprocess.Popen([sys.executable, "-m", "stackaudit.monitor.loop", "--run", mode],
@@ -148,6 +167,9 @@ def child_main(mode: str) -> int:
             from stackaudit.monitor.check import flush_pending
 
             flush_pending(settings, options)
+        elif mode == "result":
+            sys.stdout.buffer.write(pickle.dumps(read_only_check(settings)))
+            sys.stdout.buffer.flush()
         else:
             report_pass(settings, options, textfile)
     except Exception as exc:  # noqa: BLE001 - logged like any failed pass; the loop goes on
@@ -155,6 +177,17 @@ def child_main(mode: str) -> int:
                   exc.__class__.__name__, scrub(str(exc)))
         return 1
     return 0
+
+
+def read_only_check(settings: Any) -> Any:
+    """What `metrics` serves: a check with the history's forecasts, recording nothing."""
+    from stackaudit.monitor.check import run_check
+    from stackaudit.monitor.history import History, database_path
+
+    if not database_path(settings.state_dir).exists():
+        return run_check(settings)
+    with History.open(settings.state_dir) as history:
+        return run_check(settings, history)
 
 
 def report_pass(settings: Any, options: Any, textfile: Path | None) -> None:
