@@ -604,8 +604,8 @@ def collect_database(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any
 
 def report_locked(ctx: CollectContext, database: str, tables: list[dict[str, Any]],
                   indexes: list[dict[str, Any]]) -> None:
-    """One collection error per database naming what was not sized because another session holds
-    (or waits for) an ACCESS EXCLUSIVE lock on it: reading its size would have waited."""
+    """One collection error per locking session, naming what was not sized because it holds
+    (or waits for) an ACCESS EXCLUSIVE lock on them: reading their sizes would have waited."""
     locked: dict[Any, list[str]] = {}
     for kind, rows, key in (("table", tables, "table"), ("index", indexes, "index")):
         for row in rows:
