@@ -169,7 +169,9 @@ def server_info(dsn: str) -> dict[str, Any]:
             "SELECT current_setting('data_directory') AS data_directory, "
             "current_setting('server_version_num')::int / 10000 AS major, current_database() AS database, "
             "pg_postmaster_start_time()::text AS started_at, current_setting('port') AS port, "
-            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser"
+            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser, "
+            # one per initdb: a restored copy or a replica at the same path has another one
+            "(SELECT system_identifier::text FROM pg_control_system()) AS system_identifier"
         ).fetchone()
     assert row is not None
     return dict(row)

@@ -19,16 +19,14 @@ A run killed at any instant leaves a journal with status "running": the next `ap
 takes the lock, finds it and finishes it (see rollback.recover): a journal that reached "healthy"
 is completed, anything between "snapshot" and "healthy" is undone, anything earlier changed nothing.
 
-Test hook: STACKAUDIT_TEST_KILL_AT=<phase> makes the process SIGKILL itself right after journalling
-that phase (one of PHASES), so the tests can check recovery at every boundary. Never set it in
-production.
+The plan names its server (`target.dsn`, without a password, and `target.system_identifier`): apply
+connects there unless `--pg` overrides it, and refuses a server whose data directory or system
+identifier (pg_control_system()) differs, since a restored copy or a replica can sit at the same path.
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
-import signal
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,7 +45,6 @@ from stackaudit.tuning.postgres import worst_case
 from stackaudit.tuning.units import human_bytes
 
 KIND = "apply"
-KILL_HOOK_ENV = "STACKAUDIT_TEST_KILL_AT"
 PHASES = ("started", "preconditions", "validated", "backup", "snapshot", "written", "activated", "healthy")
 BACKUP_MAX_AGE = timedelta(hours=26)
 LOCK_FILE = "remediation.lock"
@@ -112,7 +109,7 @@ class ApplyResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Lock and test hook
+# Lock, journal phases, the server to connect to
 # --------------------------------------------------------------------------------------------
 
 
@@ -134,10 +131,27 @@ def remediation_lock(state_dir: Path) -> Iterator[None]:
 
 
 def reached(journal: Journal, phase: str, **details: Any) -> None:
-    """Journal a phase as done, then the test hook (SIGKILL at this boundary when asked)."""
+    """Journal a phase as done (written to disk before the next phase begins)."""
     journal.record({"phase": phase, **details})
-    if os.environ.get(KILL_HOOK_ENV) == phase:
-        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def effective_dsn(given: str | None, target: Mapping[str, Any]) -> str | None:
+    """`--pg` (or STACKAUDIT_PG_DSN) when given; else the server the plan was made for (its DSN has no
+    password: libpq adds PGPASSWORD or ~/.pgpass); else libpq's environment ("") or nothing (None)."""
+    if given:
+        return given
+    planned = target.get("dsn")
+    return str(planned) if planned else given
+
+
+def describe_target(target: Mapping[str, Any]) -> str:
+    """The plan's server in words: label, data directory, system identifier (what is known)."""
+    parts = [str(target.get("label") or target.get("dsn") or "an unnamed server")]
+    if target.get("data_directory"):
+        parts.append(f"data directory {target['data_directory']}")
+    if target.get("system_identifier"):
+        parts.append(f"system identifier {target['system_identifier']}")
+    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,14 +231,19 @@ class _Run:
         return any(s.restart for s in self.pg_steps)
 
     @property
+    def resolved_dsn(self) -> str | None:
+        return effective_dsn(self.options.dsn, self.plan.target)
+
+    @property
     def dsn(self) -> str:
-        if self.options.dsn is None:
+        dsn = self.resolved_dsn
+        if dsn is None:
             raise StepFailed(
                 "preconditions",
-                "PostgreSQL steps need a superuser connection: pass --pg DSN "
-                "(or set STACKAUDIT_PG_DSN / libpq's PGHOST...)",
+                "PostgreSQL steps need a superuser connection and the plan does not name its server: "
+                "pass --pg DSN (or set STACKAUDIT_PG_DSN / libpq's PGHOST...)",
             )
-        return self.options.dsn
+        return dsn
 
     def execute(self) -> ApplyResult:
         self.journal = Journal.start(
@@ -236,6 +255,7 @@ class _Run:
                 "method": self.method,
                 "restart": self.needs_restart,
                 "target": self.plan.target.get("label"),
+                "target_dsn": self.plan.target.get("dsn"),
                 "yes": self.options.yes,
                 "allow_restart": self.options.allow_restart,
             },
@@ -290,7 +310,7 @@ class _Run:
 
         assert self.journal is not None
         self.journal.record({"phase": "failed", "failed_phase": exc.phase, "error": str(exc)})
-        checks = undo(self.journal, self.options.dsn, self.options.docker_host)
+        checks = undo(self.journal, self.resolved_dsn, self.options.docker_host)
         ok = all(c["ok"] for c in checks)
         self.checks += checks
         self.journal.finish(
@@ -341,13 +361,7 @@ class _Run:
             raise StepFailed(
                 "preconditions", "the server changed since the plan: " + "; ".join(changed) + ": plan again"
             )
-        planned_dir = self.plan.target.get("data_directory")
-        if planned_dir and planned_dir != info["data_directory"]:
-            raise StepFailed(
-                "preconditions",
-                f"this server's data directory is {info['data_directory']}, "
-                f"the plan was made for {planned_dir}",
-            )
+        self._same_server(info)
         if self.method == ALTER_SYSTEM:
             try:
                 return actions.discover_host_server(str(info["data_directory"]))
@@ -358,6 +372,22 @@ class _Run:
                 "preconditions", "the plan does not say how to reach this server's configuration"
             )
         return None
+
+    def _same_server(self, info: Mapping[str, Any]) -> None:
+        """The data directory and the system identifier are the ones the plan saw."""
+        target = self.plan.target
+        planned_dir, planned_id = target.get("data_directory"), target.get("system_identifier")
+        differs = []
+        if planned_dir and planned_dir != info["data_directory"]:
+            differs.append(f"its data directory is {info['data_directory']}")
+        if planned_id and info.get("system_identifier") and str(planned_id) != str(info["system_identifier"]):
+            differs.append(f"its system identifier is {info['system_identifier']}")
+        if differs:
+            raise StepFailed(
+                "preconditions",
+                f"this is not the server the plan was made for: {' and '.join(differs)}; "
+                f"the plan was made for {describe_target(target)}",
+            )
 
     def validate(self, server: HostServer | None) -> None:
         if not self.pg_steps:
@@ -435,8 +465,10 @@ class _Run:
     def snapshot(self, server: HostServer | None) -> dict[str, Any]:
         files = []
         settings_rows: dict[str, Any] = {}
+        identifier = None
         if self.pg_steps:
             settings_rows = actions.read_settings(self.dsn, list(self.values))
+            identifier = actions.server_info(self.dsn).get("system_identifier")
             if server is not None:
                 files.append(actions.snapshot_file(Path(server.data_dir) / actions.AUTO_CONF))
             else:
@@ -457,6 +489,7 @@ class _Run:
             if self.method == COMPOSE_OVERRIDE
             else None,
             "desired": self.values,
+            "system_identifier": identifier,
             "app_projects": list(self.plan.target.get("app_projects") or []),
         }
 
@@ -502,7 +535,7 @@ class _Run:
     def health(self) -> None:
         failures = health_checks(
             self.checks,
-            self.options.dsn if self.pg_steps else None,
+            self.dsn if self.pg_steps else None,
             self.values,
             list(self.plan.target.get("app_projects") or []),
             self.options.docker_host,
