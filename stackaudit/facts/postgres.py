@@ -339,8 +339,20 @@ def collect_server(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]]
         "data_directory": collect_data_directory(ctx, conn, settings, databases),
         "connections": collect_connections(ctx, conn, settings, server),
         "checkpoints": collect_checkpoints(ctx, conn, major, server),
+        "system_identifier": (run(ctx, conn, "pg_control_system", sql.SYSTEM_IDENTIFIER)
+                              or [{}])[0].get("system_identifier"),
+        "target_dsn": password_free_dsn(conn),
     }
     return data
+
+
+# What reaches this server again (apply, rollback): never the password, nor our session options.
+_DSN_KEYS = ("host", "port", "user", "dbname", "sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+def password_free_dsn(conn: psycopg.Connection[Any]) -> str:
+    params = conn.info.get_parameters()  # psycopg leaves the password out
+    return pg_conninfo.make_conninfo(**{k: v for k, v in params.items() if k in _DSN_KEYS and v})
 
 
 def parse_settings(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -350,6 +350,7 @@ class _Run:
                 "preconditions",
                 "the connection's role is not a superuser: ALTER SYSTEM and pg_reload_conf() need one",
             )
+        self._same_server(info)
         changed = []
         for step in self.pg_steps:
             row = rows.get(str(step.params["name"]))
@@ -361,7 +362,6 @@ class _Run:
             raise StepFailed(
                 "preconditions", "the server changed since the plan: " + "; ".join(changed) + ": plan again"
             )
-        self._same_server(info)
         if self.method == ALTER_SYSTEM:
             try:
                 return actions.discover_host_server(str(info["data_directory"]))
