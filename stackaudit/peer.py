@@ -108,7 +108,7 @@ def run_as(user: OsUser, fn: Callable[[], Any]) -> Any:
     try:
         answer = json.loads(payload)
     except ValueError:
-        raise PeerError(f"the collection as {user.name} ended without an answer (wait status {status})") from None
+        raise PeerError(f"the child running as {user.name} gave no answer (wait status {status})") from None
     if "error" in answer:
         raise PeerError(str(answer["error"]), str(answer.get("kind") or "PeerError"))
     return answer["result"]

@@ -66,13 +66,15 @@ class FoundCluster:
 
     def describe(self) -> str:
         where = f"port {self.port}" if self.port else "port unknown"
-        return f"PostgreSQL {self.version or '?'} cluster {self.name} (data directory {self.data_dir}, {where})"
+        version = self.version or "?"
+        return f"PostgreSQL {version} cluster {self.name} (data directory {self.data_dir}, {where})"
 
     def pg_hint(self) -> str:
         """The exact flag that audits it, and as whom."""
         owner = self.owner or "postgres"
-        return (f"run as root or as {owner} with --pg {shlex.quote(self.conninfo())}, or over TCP with "
-                f"--pg 'postgresql://USER:PASSWORD@{self.tcp_host()}:{self.port or DEFAULT_PORT}/postgres'")
+        return (f"--pg {shlex.quote(self.conninfo())} (run as root or as {owner}), or over TCP "
+                f"--pg 'postgresql://USER@{self.tcp_host()}:{self.port or DEFAULT_PORT}/postgres' "
+                "with PGPASSWORD set")
 
     def tcp_host(self) -> str:
         return "127.0.0.1" if self.listen in (None, "", "*", "0.0.0.0", "localhost") else str(self.listen)
@@ -156,7 +158,7 @@ def read_cluster(data_dir: Path, proc: Path = PROC, debian: str | None = None,
         owner = os_user(data_dir.stat().st_uid)
     except OSError:
         owner = None
-    version = (_read_lines(data_dir / "PG_VERSION") or [None])[0]
+    version = next(iter(_read_lines(data_dir / "PG_VERSION")), None)
     return FoundCluster(
         data_dir=str(data_dir), running=running,
         port=_int(lines[3]) if len(lines) > 3 else _debian_port(config_dir),

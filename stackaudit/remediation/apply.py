@@ -27,6 +27,9 @@ identifier (pg_control_system()) differs, since a restored copy or a replica can
 from __future__ import annotations
 
 import fcntl
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +39,7 @@ from typing import Any
 
 from stackaudit.config import Settings
 from stackaudit.model import Risk
+from stackaudit.peer import OsUser, PeerError, run_as, socket_owner
 from stackaudit.redact import scrub
 from stackaudit.remediation import actions
 from stackaudit.remediation.actions import ActionError, HostServer
@@ -518,6 +522,7 @@ class _Run:
             if server is not None:
                 if self.needs_restart:
                     server.restart()
+                    self.checks.append({"name": "restarted", "ok": True, "detail": server.describe_restart()})
                 else:
                     actions.reload(self.dsn)
             else:
@@ -634,10 +639,15 @@ def ensure_backup(settings: Settings, dsn: str, database: str, container: str | 
             "taken": False,
             "started_at": found.started_at,
         }
+    owner = socket_owner(dsn)
     try:
-        manifest = backup_database(
-            Connection.from_dsn(dsn), database, dest, container=container, docker_host=settings.docker_host
-        )
+        if owner is not None:
+            manifest = backup_as(owner, dsn, database, dest)
+        else:
+            connection = Connection.from_dsn(dsn)
+            manifest = backup_database(
+                connection, database, dest, container=container, docker_host=settings.docker_host
+            )
     except BackupError as exc:
         raise StepFailed("backup", f"no verified backup of {database} and taking one failed: {exc}") from None
     if not manifest.good:
@@ -652,3 +662,26 @@ def ensure_backup(settings: Settings, dsn: str, database: str, container: str | 
         "sha256": manifest.sha256,
         "bytes": manifest.bytes,
     }
+
+
+def backup_as(owner: OsUser, dsn: str, database: str, dest: Path) -> Any:
+    """The backup of a peer-auth cluster, taken by a child running as its owner (pg_dump included)
+    into a private folder of the owner's (`dest` is root's, 0700), then moved into `dest`, the dump
+    before its manifest (a manifest never names a file that is not there yet), and given to root."""
+    from stackaudit.backups.dump import BackupError, Connection, backup_database
+    from stackaudit.backups.manifest import Manifest
+
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staging = Path(tempfile.mkdtemp(prefix=f"stackaudit-backup-{owner.name}-"))
+    try:
+        os.chown(staging, owner.uid, owner.gid)
+        answer = run_as(owner, lambda: backup_database(Connection.from_dsn(dsn), database, staging).to_json())
+        for path in sorted(staging.iterdir(), key=lambda p: p.suffix == ".json"):
+            os.chown(path, os.geteuid(), os.getegid())
+            os.chmod(path, 0o600)
+            shutil.move(path, dest / path.name)
+    except (PeerError, OSError) as exc:
+        raise BackupError(f"the backup as {owner.name} failed: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Manifest.from_json(answer)
