@@ -154,6 +154,8 @@ def read_cluster(data_dir: Path, proc: Path = PROC, debian: str | None = None,
     lines = _read_lines(data_dir / "postmaster.pid")
     pid = _int(lines[0]) if lines else None
     running = pid is not None and _is_postgres(proc / str(pid))
+    if not lines and config_dir and not os.access(data_dir, os.R_OK | os.X_OK):
+        return _seen_from_outside(data_dir, debian, config_dir)
     try:
         owner = os_user(data_dir.stat().st_uid)
     except OSError:
@@ -168,6 +170,19 @@ def read_cluster(data_dir: Path, proc: Path = PROC, debian: str | None = None,
         debian=debian, config_dir=config_dir or (str(data_dir) if (data_dir / "postgresql.conf").exists()
                                                  else None),
     )
+
+
+def _seen_from_outside(data_dir: Path, debian: str | None, config_dir: str) -> FoundCluster:
+    """A Debian cluster whose data directory we may not read (not root): its configuration says
+    the port and socket directory, and the socket is there while it runs."""
+    port = _debian_port(config_dir) or DEFAULT_PORT
+    text = "\n".join(_read_lines(Path(config_dir) / "postgresql.conf"))
+    match = re.search(r"^\s*unix_socket_directories\s*=?\s*'([^',]*)", text, re.MULTILINE)
+    socket_dir = match.group(1).strip() if match else "/var/run/postgresql"
+    version = debian.split("/")[0] if debian else None
+    running = Path(socket_dir, f".s.PGSQL.{port}").is_socket()
+    return FoundCluster(str(data_dir), running, port, socket_dir, version=version, debian=debian,
+                        config_dir=config_dir)
 
 
 def _read_lines(path: Path) -> list[str]:
