@@ -32,7 +32,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,45 @@ def effective_dsn(given: str | None, target: Mapping[str, Any]) -> str | None:
     return str(planned) if planned else given
 
 
+def resolve_dsn(given: str | None, target: Mapping[str, Any], settings: Settings) -> str | None:
+    """effective_dsn; for a plan made from the compose stack, with the password the audit finds in
+    the stack (its .env, the service's environment, an app's DATABASE_URL), never stored in the plan."""
+    dsn = effective_dsn(given, target)
+    if given or not dsn or target.get("origin") != "compose":
+        return dsn
+    return stack_dsn(dsn, target, settings) or dsn
+
+
+def stack_dsn(dsn: str, target: Mapping[str, Any], settings: Settings) -> str | None:
+    """`dsn` plus the password of the stack's postgres service at the same address, read again from
+    the project's files as `stackaudit audit` reads them (facts.compose, facts.postgres)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from stackaudit.facts import CollectContext, Facts, collect_source
+    from stackaudit.facts.postgres import compose_targets
+
+    compose = target.get("compose")
+    if not isinstance(compose, Mapping) or not compose.get("dir"):
+        return None
+    files = tuple(Path(str(f)) for f in compose.get("files") or [])
+    ctx = CollectContext(replace(settings, project_dirs=(Path(str(compose["dir"])),), compose_files=files),
+                         Facts())
+    for source in ("docker", "compose"):
+        collect_source(ctx, source)  # a source that cannot be read only leaves fewer candidates
+    try:
+        want = conninfo_to_dict(dsn)
+        for found in compose_targets(ctx.facts.get("compose"), ctx.facts.get("docker"),
+                                     ctx.private.get("compose_env", {})):
+            params = conninfo_to_dict(found.conninfo)
+            same = (params.get("host"), str(params.get("port"))) == (want.get("host"), str(want.get("port")))
+            if same and params.get("password"):
+                return make_conninfo(dsn, password=params["password"])
+    except ProgrammingError:
+        return None
+    return None
+
+
 def describe_target(target: Mapping[str, Any]) -> str:
     """The plan's server in words: label, data directory, system identifier (what is known)."""
     parts = [str(target.get("label") or target.get("dsn") or "an unnamed server")]
@@ -213,6 +252,7 @@ class _Run:
     steps: list[Step]
     journal: Journal | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    _dsn: tuple[str | None] | None = None  # resolved once (the stack's password means reading it)
 
     @property
     def pg_steps(self) -> list[Step]:
@@ -236,7 +276,9 @@ class _Run:
 
     @property
     def resolved_dsn(self) -> str | None:
-        return effective_dsn(self.options.dsn, self.plan.target)
+        if self._dsn is None:
+            self._dsn = (resolve_dsn(self.options.dsn, self.plan.target, self.settings),)
+        return self._dsn[0]
 
     @property
     def dsn(self) -> str:

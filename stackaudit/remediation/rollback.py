@@ -27,7 +27,7 @@ from typing import Any
 from stackaudit.config import Settings
 from stackaudit.remediation import actions
 from stackaudit.remediation.actions import ActionError, HostServer
-from stackaudit.remediation.apply import KIND, ApplyError, effective_dsn, remediation_lock
+from stackaudit.remediation.apply import KIND, ApplyError, remediation_lock, resolve_dsn
 from stackaudit.remediation.journal import JOURNAL_DIR, RUNNING, Journal, list_journals
 from stackaudit.remediation.plan import ALTER_SYSTEM, COMPOSE_OVERRIDE
 
@@ -65,10 +65,10 @@ def phases(journal: Journal) -> list[str]:
     return [str(s.get("phase")) for s in journal.steps]
 
 
-def journal_dsn(journal: Journal, given: str | None) -> str | None:
-    """`--pg` when given, else the server the journal's plan was made for."""
+def journal_dsn(journal: Journal, given: str | None, settings: Settings) -> str | None:
+    """`--pg` when given, else the server the journal's plan was made for (apply.resolve_dsn)."""
     plan = journal.document.get("meta", {}).get("plan") or {}
-    return effective_dsn(given, plan.get("target") or {})
+    return resolve_dsn(given, plan.get("target") or {}, settings)
 
 
 def undo(journal: Journal, dsn: str | None, docker_host: str | None) -> list[dict[str, Any]]:
@@ -208,7 +208,7 @@ def recover(settings: Settings, dsn: str | None, docker_host: str | None) -> lis
                 {"journal": journal.id, "action": "abandoned (nothing changed)", "ok": True, "checks": []}
             )
             continue
-        checks = undo(journal, journal_dsn(journal, dsn), docker_host)
+        checks = undo(journal, journal_dsn(journal, dsn, settings), docker_host)
         ok = all(c["ok"] for c in checks)
         if not ok:
             journal.record({"phase": "recovery-failed", "checks": checks})
@@ -294,7 +294,7 @@ def rollback(
             )
         journal.document["status"] = ROLLING_BACK
         journal.record({"phase": "rollback-started"})
-        checks = undo(journal, journal_dsn(journal, dsn), docker_host)
+        checks = undo(journal, journal_dsn(journal, dsn, settings), docker_host)
         ok = all(c["ok"] for c in checks)
         journal.finish("rolled-back" if ok else ROLLING_BACK, rollback_checks=checks)
         message = (

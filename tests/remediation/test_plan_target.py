@@ -16,10 +16,12 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from stackaudit.localpg import LocalCluster
-from tests.remediation.test_apply_live import auto_conf, cli
+from stackaudit.remediation.plan import Plan
+from tests.remediation.test_apply_live import auto_conf, cli, host_plan, pg_step
 from tests.services import running_cluster
 
 pytestmark = pytest.mark.integration
+NO_LIBPQ = {"PGPASSWORD": "", "PGPASSFILE": "/nonexistent", "STACKAUDIT_PG_DSN": ""}
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +96,41 @@ def test_a_new_cluster_at_the_same_path_is_refused_by_its_system_identifier(tmp_
         ].split("the plan was made for")[0]
         assert str(target["system_identifier"]) in output["message"]
         assert auto_conf(cluster) == before
+
+
+def test_a_plan_made_from_the_stack_gets_its_password_from_the_stacks_env(tmp_path: Path) -> None:
+    """The plan keeps no password; apply and rollback read it again from the project's .env, the way
+    the audit found it (here a compose service whose published port is a real password-only server)."""
+    secret = "s3cret-" + tmp_path.name[-6:]
+    with running_cluster(18, password=secret) as cluster:
+        project = tmp_path / "shop"
+        project.mkdir()
+        (project / "compose.yaml").write_text(
+            "services:\n  db:\n    image: postgres:16\n    environment:\n"
+            "      POSTGRES_PASSWORD: ${DB_PASSWORD}\n"
+            f"    ports:\n      - \"127.0.0.1:{cluster.port}:5432\"\n"
+        )
+        (project / ".env").write_text(f"DB_PASSWORD={secret}\n")
+        step = pg_step("work_mem", "4MB", "12MB", restart=False)
+        target = {
+            **host_plan(step).target,
+            "dsn": f"host=127.0.0.1 port={cluster.port} user=postgres dbname=postgres",
+            "origin": "compose",
+            "compose": {"dir": str(project), "files": [str(project / "compose.yaml")]},
+        }
+        plan_file, state = tmp_path / "plan.json", tmp_path / "state"
+        plan_file.write_text(json.dumps(Plan((step,), (), target).to_json()))
+        before = auto_conf(cluster)
+        elsewhere = tmp_path / "elsewhere.json"  # the same plan, not from the stack: no password known
+        elsewhere.write_text(json.dumps(Plan((step,), (), {**target, "origin": "--pg"}).to_json()))
+        refused = cli("apply", str(elsewhere), "--format", "json", "--state-dir", str(state), env=NO_LIBPQ)
+        assert "password" in json.loads(refused.stdout)["message"], refused.stdout + refused.stderr
+
+        ran = cli("apply", str(plan_file), "--format", "json", "--state-dir", str(state), env=NO_LIBPQ)
+        assert json.loads(ran.stdout)["status"] == "done", ran.stdout + ran.stderr
+        assert auto_conf(cluster) != before
+        undone = cli("rollback", "--yes", "--format", "json", "--state-dir", str(state), env=NO_LIBPQ)
+        assert json.loads(undone.stdout)["status"] == "rolled-back", undone.stdout + undone.stderr
+        assert auto_conf(cluster) == before
+        written = [p.read_text() for p in (state / "journal").glob("*.json")] + [ran.stdout, undone.stdout]
+        assert not any(secret in text for text in written)
