@@ -19,6 +19,9 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import select
+import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,16 +97,24 @@ def connect_as(user: OsUser | None) -> Iterator[None]:
         os.setegid(0)
 
 
-def run_as(user: OsUser, fn: Callable[[], Any]) -> Any:
-    """`fn()` in a forked child running as `user`; its JSON-able result, or PeerError."""
+def run_as(user: OsUser, fn: Callable[[], Any], timeout_seconds: float = 600.0) -> Any:
+    """`fn()` in a forked child running as `user`; its JSON-able result, or PeerError. A child that
+    has not answered within `timeout_seconds` is killed (a fork copies only the calling thread, so
+    a lock another thread held stays held in the child: this bounds what that could cost)."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         os.close(read_fd)
         _child(user, fn, write_fd)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        payload = pipe.read()
+    try:
+        payload = _read_all(read_fd, time.monotonic() + timeout_seconds)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise PeerError(f"the child running as {user.name} did not answer in {timeout_seconds:g}s") from None
+    finally:
+        os.close(read_fd)
     _, status = os.waitpid(pid, 0)
     try:
         answer = json.loads(payload)
@@ -112,6 +123,18 @@ def run_as(user: OsUser, fn: Callable[[], Any]) -> Any:
     if "error" in answer:
         raise PeerError(str(answer["error"]), str(answer.get("kind") or "PeerError"))
     return answer["result"]
+
+
+def _read_all(fd: int, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise TimeoutError
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _child(user: OsUser, fn: Callable[[], Any], write_fd: int) -> None:

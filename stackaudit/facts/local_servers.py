@@ -241,7 +241,7 @@ def collect_as_owner(ctx: CollectContext, owner: OsUser, fn: Callable[[], dict[s
         return {"data": data, "errors": [asdict(e) for e in ctx.facts.errors[before:]]}
 
     try:
-        answer = run_as(owner, body)
+        answer = run_as(owner, body, timeout_seconds=max(120.0, 12 * ctx.settings.timeout_seconds))
     except PeerError as exc:
         if exc.kind == "SourceUnavailable":
             raise SourceUnavailable(str(exc)) from None

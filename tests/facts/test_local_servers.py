@@ -120,3 +120,11 @@ def test_socket_owner_and_run_as_switch_to_the_owner(tmp_path: Path) -> None:
         run_as(owner, lambda: Path("/root/.no-such-file").read_text())
     assert failed.value.kind in ("PermissionError", "FileNotFoundError")
     assert os.geteuid() == 0  # the parent never changed
+
+
+def test_a_child_that_never_answers_is_killed_and_said_so() -> None:
+    import signal as signals
+
+    me = OsUser(pwd.getpwuid(os.getuid()).pw_name, os.getuid(), os.getgid())
+    with pytest.raises(PeerError, match=r"did not answer in 0\.5s"):
+        run_as(me, lambda: signals.pause(), timeout_seconds=0.5)
