@@ -107,7 +107,7 @@ def find_target(ctx: CollectContext, environ: Mapping[str, str] | None = None) -
                                    ctx.private.get("compose_env", {})))
     if targets:
         return targets[0]
-    clusters = local_servers.find_postgres_clusters()
+    clusters = local_servers.find_postgres_clusters(ctx.settings.proc_root)
     chosen, others = local_servers.choose_cluster(clusters)
     if chosen is not None:
         return local_target(ctx, chosen, others, clusters)
