@@ -26,13 +26,11 @@ identifier (pg_control_system()) differs, since a restored copy or a replica can
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,15 +41,15 @@ from stackaudit.peer import OsUser, PeerError, run_as, socket_owner
 from stackaudit.redact import scrub
 from stackaudit.remediation import actions
 from stackaudit.remediation.actions import ActionError, HostServer
-from stackaudit.remediation.journal import Journal
+from stackaudit.remediation.journal import KIND, ApplyError, Journal, remediation_lock
 from stackaudit.remediation.plan import ALTER_SYSTEM, COMPOSE_OVERRIDE, ENV, MANUAL, PG_SETTING, Plan, Step
+from stackaudit.remediation.target import describe_target, resolve_dsn
 from stackaudit.tuning.postgres import worst_case
 from stackaudit.tuning.units import human_bytes
 
-KIND = "apply"
 PHASES = ("started", "preconditions", "validated", "backup", "snapshot", "written", "activated", "healthy")
 BACKUP_MAX_AGE = timedelta(hours=26)
-LOCK_FILE = "remediation.lock"
+__all__ = ["PHASES", "ApplyError", "ApplyOptions", "ApplyResult", "apply_plan"]  # ApplyError: journal's
 BUDGET_SETTINGS = (
     "max_connections",
     "max_parallel_workers",
@@ -63,10 +61,6 @@ BUDGET_SETTINGS = (
     "autovacuum_max_workers",
     "wal_buffers",
 )
-
-
-class ApplyError(RuntimeError):
-    """Apply could not start (lock held, no DSN); the message says why."""
 
 
 class StepFailed(RuntimeError):
@@ -113,88 +107,13 @@ class ApplyResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Lock, journal phases, the server to connect to
+# Journal phases
 # --------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def remediation_lock(state_dir: Path) -> Iterator[None]:
-    """One apply/rollback at a time per state directory (flock: released by the kernel on SIGKILL)."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (state_dir / LOCK_FILE).open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ApplyError(
-                f"another apply or rollback holds {state_dir / LOCK_FILE}: wait for it"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def reached(journal: Journal, phase: str, **details: Any) -> None:
     """Journal a phase as done (written to disk before the next phase begins)."""
     journal.record({"phase": phase, **details})
-
-
-def effective_dsn(given: str | None, target: Mapping[str, Any]) -> str | None:
-    """`--pg` (or STACKAUDIT_PG_DSN) when given; else the server the plan was made for (its DSN has no
-    password: libpq adds PGPASSWORD or ~/.pgpass); else libpq's environment ("") or nothing (None)."""
-    if given:
-        return given
-    planned = target.get("dsn")
-    return str(planned) if planned else given
-
-
-def resolve_dsn(given: str | None, target: Mapping[str, Any], settings: Settings) -> str | None:
-    """effective_dsn; for a plan made from the compose stack, with the password the audit finds in
-    the stack (its .env, the service's environment, an app's DATABASE_URL), never stored in the plan."""
-    dsn = effective_dsn(given, target)
-    if given or not dsn or target.get("origin") != "compose":
-        return dsn
-    return stack_dsn(dsn, target, settings) or dsn
-
-
-def stack_dsn(dsn: str, target: Mapping[str, Any], settings: Settings) -> str | None:
-    """`dsn` plus the password of the stack's postgres service at the same address, read again from
-    the project's files as `stackaudit audit` reads them (facts.compose, facts.postgres)."""
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    from stackaudit.facts import CollectContext, Facts, collect_source
-    from stackaudit.facts.postgres import compose_targets
-
-    compose = target.get("compose")
-    if not isinstance(compose, Mapping) or not compose.get("dir"):
-        return None
-    files = tuple(Path(str(f)) for f in compose.get("files") or [])
-    ctx = CollectContext(replace(settings, project_dirs=(Path(str(compose["dir"])),), compose_files=files),
-                         Facts())
-    for source in ("docker", "compose"):
-        collect_source(ctx, source)  # a source that cannot be read only leaves fewer candidates
-    try:
-        want = conninfo_to_dict(dsn)
-        for found in compose_targets(ctx.facts.get("compose"), ctx.facts.get("docker"),
-                                     ctx.private.get("compose_env", {})):
-            params = conninfo_to_dict(found.conninfo)
-            same = (params.get("host"), str(params.get("port"))) == (want.get("host"), str(want.get("port")))
-            if same and params.get("password"):
-                return make_conninfo(dsn, password=params["password"])
-    except ProgrammingError:
-        return None
-    return None
-
-
-def describe_target(target: Mapping[str, Any]) -> str:
-    """The plan's server in words: label, data directory, system identifier (what is known)."""
-    parts = [str(target.get("label") or target.get("dsn") or "an unnamed server")]
-    if target.get("data_directory"):
-        parts.append(f"data directory {target['data_directory']}")
-    if target.get("system_identifier"):
-        parts.append(f"system identifier {target['system_identifier']}")
-    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------

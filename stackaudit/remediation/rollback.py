@@ -27,9 +27,17 @@ from typing import Any
 from stackaudit.config import Settings
 from stackaudit.remediation import actions
 from stackaudit.remediation.actions import ActionError, HostServer
-from stackaudit.remediation.apply import KIND, ApplyError, remediation_lock, resolve_dsn
-from stackaudit.remediation.journal import JOURNAL_DIR, RUNNING, Journal, list_journals
+from stackaudit.remediation.journal import (
+    JOURNAL_DIR,
+    KIND,
+    RUNNING,
+    ApplyError,
+    Journal,
+    list_journals,
+    remediation_lock,
+)
 from stackaudit.remediation.plan import ALTER_SYSTEM, COMPOSE_OVERRIDE
+from stackaudit.remediation.target import resolve_dsn
 
 ROLLING_BACK = "rolling-back"
 SET_ASIDE = "set-aside"
