@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -77,6 +78,7 @@ def debian_cluster() -> Iterator[DebianCluster]:
         yield cluster
     finally:
         subprocess.run(["pg_dropcluster", "--stop", "15", cluster.name], capture_output=True, check=False)
+        shutil.rmtree(cluster.conf_dir, ignore_errors=True)  # pg_dropcluster leaves our conf.d file
 
 
 def run(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
