@@ -29,7 +29,7 @@ from stackaudit.config import ALL_SOURCES
 from stackaudit.derive.mysql import instances, tuning_for
 from stackaudit.facts import Facts, collect
 from stackaudit.mysqlconn import MysqlUrlError, parse_url
-from stackaudit.remediation.apply import ApplyError
+from stackaudit.remediation.journal import ApplyError
 from stackaudit.remediation.mysql_apply import MysqlApplyOptions, apply_tuning
 from stackaudit.report.terminal import plain_console
 from stackaudit.tuning.mysql import MysqlTuning, as_compose, as_conf, as_sql

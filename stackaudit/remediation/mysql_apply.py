@@ -35,8 +35,8 @@ from stackaudit.fsutil import atomic_write
 from stackaudit.mysqlconn import Target, connect, connection_error
 from stackaudit.redact import scrub
 from stackaudit.remediation.actions import file_matches, restore_file, snapshot_file
-from stackaudit.remediation.apply import ApplyError, reached, remediation_lock
-from stackaudit.remediation.journal import RUNNING, Journal, list_journals
+from stackaudit.remediation.apply import reached
+from stackaudit.remediation.journal import RUNNING, ApplyError, Journal, list_journals, remediation_lock
 from stackaudit.tuning.mysql import MysqlTuning, as_conf, sql_value
 from stackaudit.tuning.units import UnitError, parse_memory
 from stackaudit.units import format_bytes
