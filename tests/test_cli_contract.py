@@ -165,12 +165,19 @@ def _options(path: tuple[str, ...]) -> list[str]:
     return [opt for param in getattr(command, "params", []) for opt in param.opts]
 
 
-@pytest.mark.parametrize("case", list(JSON_CASES))
+def _json_case(case: str) -> object:
+    """A case that talks to a real Redis is an integration test; the others run without services."""
+    needs_redis = "{redis}" in JSON_CASES[case][0]
+    return pytest.param(case, marks=pytest.mark.integration) if needs_redis else case
+
+
+@pytest.mark.parametrize("case", [_json_case(case) for case in JSON_CASES])
 def test_format_json_parses_or_fails_clearly(case: str, tmp_path: Path, project_snapshot: Path,
-                                             redis_factory: Callable[..., RedisServer]) -> None:
+                                             request: pytest.FixtureRequest) -> None:
     args, expected = JSON_CASES[case]
     values = {"snapshot": str(project_snapshot), "tmp": str(tmp_path), "redis": ""}
     if "{redis}" in args:
+        redis_factory: Callable[..., RedisServer] = request.getfixturevalue("redis_factory")
         values["redis"] = redis_factory({"maxmemory": "64mb"}).url
     result = run(*(arg.format(**values) for arg in args), tmp_path=tmp_path)
     assert "Traceback" not in result.stdout + result.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from stackaudit.cli.app import app
@@ -18,6 +19,8 @@ from stackaudit.cli.common import (
     Format,
     IgnoreOpt,
     OutOpt,
+    Output,
+    OutputOpt,
     PgOpt,
     ProjectDirOpt,
     PrometheusOpt,
@@ -147,22 +150,26 @@ def collect_command(
 
 @app.command("rules")
 def rules_command(
-    output_format: Annotated[Format, typer.Option("--format", help="terminal or json.")] = Format.terminal,
+    output_format: OutputOpt = Output.terminal,
 ) -> None:
     """List every rule code with its name, severity and what it checks.
 
     Example: stackaudit rules --format json
     """
     registry = load_all()
-    if output_format == Format.json:
+    if output_format == Output.json:
         rows = [{"code": r.code, "name": r.name, "severity": r.severity.label(), "needs": list(r.needs),
                  "summary": r.summary} for r in registry.values()]
         write_output(json.dumps(rows, indent=2), None)
         return
-    table = Table("code", "name", "severity", "checks", expand=True)
+    # Codes, names and severities are what users type and grep: never cut; the summary wraps.
+    table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False)
+    for heading in ("code", "name", "severity"):
+        table.add_column(heading, no_wrap=True)
+    table.add_column("checks", ratio=1)
     for r in registry.values():
         table.add_row(r.code, r.name, r.severity.label(), r.summary)
-        plain_console(width=140).print(table)
+    plain_console().print(table)  # once, after the rows; at the terminal's width (COLUMNS)
 
 
 @app.command()

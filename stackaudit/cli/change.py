@@ -5,7 +5,6 @@ Parse, call, render; the logic lives in stackaudit.remediation and stackaudit.ve
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 from pathlib import Path
@@ -18,6 +17,8 @@ from stackaudit.cli.common import (
     ComposeFileOpt,
     ConfigOpt,
     OutOpt,
+    Output,
+    OutputOpt,
     PgOpt,
     ProjectDirOpt,
     SourcesOpt,
@@ -33,12 +34,7 @@ from stackaudit.config import Settings
 PLAN_SOURCES = "host,docker,compose,env,app,postgres,redis"
 
 
-class Output(enum.StrEnum):
-    terminal = "terminal"
-    json = "json"
-
-
-FormatOpt = Annotated[Output, typer.Option("--format", help="terminal or json.")]
+FormatOpt = OutputOpt
 DockerHostOpt = Annotated[str | None, typer.Option("--docker-host", help="Docker engine (else DOCKER_HOST).")]
 
 

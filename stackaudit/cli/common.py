@@ -26,6 +26,15 @@ class Format(enum.StrEnum):
     html = "html"
 
 
+class Output(enum.StrEnum):
+    """--format of the commands that print a result, not a report: what they offer is what they do."""
+
+    terminal = "terminal"
+    json = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--format", help="terminal or json.")]
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")]
 ProjectDirOpt = Annotated[
     list[Path] | None,

@@ -18,9 +18,10 @@ from stackaudit.cli.app import app
 from stackaudit.cli.common import (
     ConfigOpt,
     FailOnOpt,
-    Format,
     IgnoreOpt,
     OutOpt,
+    Output,
+    OutputOpt,
     PgOpt,
     ProjectDirOpt,
     RedisOpt,
@@ -52,7 +53,7 @@ TextfileOpt = Annotated[
 RepeatOpt = Annotated[str, typer.Option("--repeat", help="Re-notify a still-critical condition this often.")]
 RecoverOpt = Annotated[int, typer.Option("--recover-checks", help="Consecutive ok checks before 'resolved'.")]
 RetentionOpt = Annotated[float, typer.Option("--retention-days", help="History kept, in days.")]
-FormatOpt = Annotated[Format, typer.Option("--format", help="terminal or json.")]
+FormatOpt = OutputOpt
 
 
 def _settings(
@@ -155,7 +156,7 @@ def _render_terminal(result: Any) -> None:
 
 @app.command()
 def check(
-    output_format: FormatOpt = Format.terminal,
+    output_format: FormatOpt = Output.terminal,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code and alerts say it.")
     ] = False,
@@ -183,8 +184,6 @@ def check(
     from stackaudit.monitor.check import run_pass
     from stackaudit.monitor.metrics import write_textfile
 
-    if output_format not in (Format.terminal, Format.json):
-        fail("--format must be terminal or json")
     settings = _settings(
         config, project_dir, pg, redis, sources, select, ignore, fail_on, state_dir, disk_path, alert_url
     )
@@ -196,7 +195,7 @@ def check(
     except (OSError, sqlite3.Error) as exc:
         fail(f"cannot use the state directory {settings.state_dir}: {getattr(exc, 'strerror', None) or exc}")
     if not quiet:
-        if output_format == Format.json:
+        if output_format == Output.json:
             write_output(dumps_json(_result_json(result)), None)
         else:
             _render_terminal(result)
@@ -400,7 +399,7 @@ def _schedule(
     enable: bool | None,
     config: Path | None,
     state_dir: Path | None,
-    output_format: Format,
+    output_format: Output,
 ) -> None:
     from stackaudit.monitor import schedule as sched
 
@@ -432,8 +431,8 @@ def _schedule(
         raise typer.Exit(1)
 
 
-def _show_plan(plan: Any, dry_run: bool, problems: list[str], output_format: Format, cron: bool) -> None:
-    if output_format == Format.json:
+def _show_plan(plan: Any, dry_run: bool, problems: list[str], output_format: Output, cron: bool) -> None:
+    if output_format == Output.json:
         write_output(
             json.dumps(
                 {
@@ -481,7 +480,7 @@ def schedule_install(
     unit_dir: UnitDirOpt = Path("/etc/systemd/system"),
     crontab_file: CrontabFileOpt = None,
     enable: EnableOpt = None,
-    output_format: FormatOpt = Format.terminal,
+    output_format: FormatOpt = Output.terminal,
     config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
@@ -500,7 +499,7 @@ def schedule_remove(
     unit_dir: UnitDirOpt = Path("/etc/systemd/system"),
     crontab_file: CrontabFileOpt = None,
     enable: EnableOpt = None,
-    output_format: FormatOpt = Format.terminal,
+    output_format: FormatOpt = Output.terminal,
 ) -> None:
     """Remove the schedule `schedule install` made (only files and lines carrying its mark).
 

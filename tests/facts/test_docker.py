@@ -22,6 +22,8 @@ from stackaudit.facts.docker import (
 from stackaudit.rules import evaluate
 from tests.services import DockerEngine
 
+pytestmark = pytest.mark.integration
+
 P = "dkrfacts"
 COMPOSE = {"com.docker.compose.project": P, "com.docker.compose.service": "web",
            "com.docker.compose.project.working_dir": "/srv/dkrfacts",

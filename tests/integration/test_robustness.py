@@ -138,6 +138,7 @@ def discard_killed_engine(engine: DockerEngine) -> None:
     shutil.rmtree(engine.root, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_docker_engine_killed_before_the_run_is_a_clean_error(tmp_path: Path) -> None:
     engine = start_docker_engine()
     try:
@@ -199,6 +200,7 @@ class KillingRelay:
         self.server.close()
 
 
+@pytest.mark.integration
 def test_docker_engine_killed_mid_collection_keeps_the_rest(tmp_path: Path) -> None:
     engine = start_docker_engine()
     relay = KillingRelay(tmp_path / "relay.sock", engine)
@@ -280,6 +282,7 @@ def assert_no_password(run: Run, *passwords: str) -> None:
         assert password not in run.stdout + run.stderr
 
 
+@pytest.mark.integration
 def test_postgres_wrong_password_names_the_cause_and_hides_it(tmp_path: Path,
                                                               private_pg: LocalCluster) -> None:
     wrong = "Wrong-Canary-Pw-77aa"
@@ -314,6 +317,7 @@ def pg_unreachable_runs(pg15: LocalCluster, tmp_path_factory: pytest.TempPathFac
                            for case, dsn in dsns.items()})
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", list(PG_CASES))
 def test_postgres_unreachable_targets_are_clean_errors(pg_unreachable_runs: dict[str, Run],
                                                        case: str) -> None:
@@ -327,6 +331,7 @@ def test_postgres_unreachable_targets_are_clean_errors(pg_unreachable_runs: dict
     assert_host_still_audited(report)
 
 
+@pytest.mark.integration
 def test_postgres_killed_mid_collection(tmp_path: Path, private_pg: LocalCluster) -> None:
     """The collector is blocked on a lock we hold (pg_relation_size takes AccessShareLock on each
     table); the cluster is then stopped with -m immediate while the query waits."""
@@ -371,6 +376,7 @@ def wait_for_blocked_collector(cluster: LocalCluster, timeout: float) -> bool:
 # ------------------------------------------------------------------ 3. Redis
 
 
+@pytest.mark.integration
 def test_redis_wrong_password(tmp_path: Path, redis_factory: Callable[..., RedisServer]) -> None:
     server = redis_factory(password=REDIS_PASSWORD)
     wrong = "Wrong-Redis-Canary-5b5b"
@@ -384,6 +390,7 @@ def test_redis_wrong_password(tmp_path: Path, redis_factory: Callable[..., Redis
     assert_host_still_audited(report)
 
 
+@pytest.mark.integration
 def test_redis_killed_mid_collection(tmp_path: Path, redis_factory: Callable[..., RedisServer]) -> None:
     """DEBUG SLEEP blocks the single-threaded server; it is killed while the collector waits on it."""
     server = redis_factory({"enable-debug-command": "yes"}, password=REDIS_PASSWORD)

@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from stackaudit.config import Settings
 from stackaudit.monitor.metrics import GAUGES, PREFIX
 from stackaudit.monitor.prom_rules import dashboard, rule_groups, rules_yaml
@@ -26,6 +28,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.integration
 def test_rules_pass_promtool_check(tmp_path: Path) -> None:
     path = tmp_path / "stackaudit.yml"
     path.write_text(rules_yaml(Settings(thresholds={"SYS001": {"/var/lib/docker": {"high_percent": 80}}})))
@@ -34,6 +37,7 @@ def test_rules_pass_promtool_check(tmp_path: Path) -> None:
     assert "SUCCESS" in done.stdout
 
 
+@pytest.mark.integration
 def test_rules_fire_at_the_rule_thresholds(tmp_path: Path) -> None:
     """promtool's rule unit tests: the alerts fire at SYS001's 75%/85% and a per-mount override."""
     settings = Settings(thresholds={"SYS001": {"/srv/data": {"high_percent": 90, "critical_percent": 95}}})
@@ -151,6 +155,7 @@ def test_dashboard_command_prints_grafana_json() -> None:
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.integration
 def test_rules_command_output_passes_promtool(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -19,6 +19,8 @@ from stackaudit.remediation.clean import CleanOptions, CleanPlan, Item, apply_cl
 from stackaudit.remediation.journal import Journal, list_journals
 from tests.services import DockerEngine
 
+pytestmark = pytest.mark.integration
+
 P = "dkrclean"
 
 

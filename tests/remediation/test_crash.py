@@ -20,6 +20,8 @@ from stackaudit.remediation.journal import list_journals
 from tests.remediation.test_apply_live import auto_conf, cli, host_plan, pg_step, show
 from tests.services import running_cluster
 
+pytestmark = pytest.mark.integration
+
 # PG15: a restart setting (recovery must restart); PG18: a reload setting.
 CASES = {15: ("shared_buffers", "128MB", "144MB", True), 18: ("work_mem", "4MB", "24MB", False)}
 
