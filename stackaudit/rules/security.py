@@ -103,8 +103,9 @@ def env_file_permissions(facts: Facts, settings: Settings) -> Iterator[Hit]:
     container bind-mounts the file and reads it as another uid.
 
     ## References
-    - Compose docs, "Set environment variables" / `env_file`
-    - chmod(1)
+    - Compose docs, "Set environment variables" (`env_file`):
+      https://docs.docker.com/compose/how-tos/environment-variables/set-environment-variables/
+    - chmod(1): https://man7.org/linux/man-pages/man1/chmod.1.html
     """
     for file in secret_files(facts):
         path = str(file.get("path"))
@@ -157,8 +158,11 @@ def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Manual: rotating secrets means changing them in the services that use them.
 
     ## References
-    - git-check-ignore(1), git-ls-files(1), gitignore(5)
-    - GitHub docs, "Removing sensitive data from a repository"
+    - git-check-ignore(1): https://git-scm.com/docs/git-check-ignore
+    - git-ls-files(1): https://git-scm.com/docs/git-ls-files
+    - gitignore(5): https://git-scm.com/docs/gitignore
+    - GitHub docs, "Removing sensitive data from a repository":
+      https://docs.github.com/en/authentication/keeping-your-account-and-data-secure/removing-sensitive-data-from-a-repository
     """
     for file in secret_files(facts):
         git = file.get("git") or {}
@@ -213,7 +217,9 @@ def secret_in_compose(facts: Facts, settings: Settings) -> Iterator[Hit]:
     every client, in one deploy.
 
     ## References
-    - Compose docs, "Interpolation" (`${VAR:?err}`) and "Secrets in Compose"
+    - Compose docs, "Interpolation" (`${VAR:?err}`):
+      https://docs.docker.com/reference/compose-file/interpolation/
+    - Compose docs, "Secrets in Compose": https://docs.docker.com/compose/how-tos/use-secrets/
     """
     for project in facts.get("compose").get("projects", []):
         for item in project.get("literal_secrets", []):
@@ -329,8 +335,10 @@ def datastore_port_public(facts: Facts, settings: Settings) -> Iterator[Hit]:
     the host that used the public port stops working (use an SSH tunnel instead).
 
     ## References
-    - Docker docs, "Packet filtering and firewalls" (Docker and ufw)
-    - Compose file reference, `ports` (HOST_IP)
+    - Docker docs, "Packet filtering and firewalls" (Docker and ufw):
+      https://docs.docker.com/engine/network/packet-filtering-firewalls/
+    - Compose file reference, `ports` (HOST_IP):
+      https://docs.docker.com/reference/compose-file/services/#ports
     """
     for service in stack_services(facts):
         kind = datastore_kind(service["image"], service["name"])
@@ -400,9 +408,11 @@ def datastore_no_auth(facts: Facts, settings: Settings) -> Iterator[Hit]:
     stored hashes from md5 to SCRAM.
 
     ## References
-    - Redis docs, "Redis security" (protected mode, AUTH)
-    - PostgreSQL docs, "Password Authentication" and `password_encryption`; the postgres image's
-      POSTGRES_HOST_AUTH_METHOD documentation
+    - Redis docs, "Redis security" (protected mode, AUTH):
+      https://redis.io/docs/latest/operate/oss_and_stack/management/security/
+    - PostgreSQL docs, "Password Authentication" (password_encryption):
+      https://www.postgresql.org/docs/current/auth-password.html
+    - The postgres image's documentation (POSTGRES_HOST_AUTH_METHOD): https://hub.docker.com/_/postgres
     """
     yield from _redis_auth(facts)
     yield from _postgres_trust_env(facts)
@@ -544,8 +554,9 @@ def tls_certificate_expiring(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Display only: renewing is done by the proxy or certbot.
 
     ## References
-    - RFC 5280 4.1.2.5 (validity)
-    - Let's Encrypt docs, "Integration Guide" (renew 30 days before expiry)
+    - RFC 5280 4.1.2.5 (validity): https://www.rfc-editor.org/rfc/rfc5280#section-4.1.2.5
+    - Let's Encrypt, "Integration Guide" (renew 30 days before expiry):
+      https://letsencrypt.org/docs/integration-guide/
     """
     limit = settings.threshold("SEC006", "days")
     for cert in facts.get("tls").get("certificates", []):
@@ -633,8 +644,10 @@ def app_ssl_behind_proxy(facts: Facts, settings: Settings) -> Iterator[Hit]:
     HTTP must be excluded (Rails: `config.ssl_options = { redirect: { exclude: ... } }`).
 
     ## References
-    - Rails guides, "Configuring Rails Applications": config.assume_ssl, config.force_ssl
-    - Django docs, settings: SECURE_PROXY_SSL_HEADER
+    - Rails guides, "Configuring Rails Applications" (config.assume_ssl, config.force_ssl):
+      https://guides.rubyonrails.org/configuring.html#config-assume-ssl
+    - Django settings, SECURE_PROXY_SSL_HEADER:
+      https://docs.djangoproject.com/en/stable/ref/settings/#secure-proxy-ssl-header
     """
     for service in stack_services(facts):
         if service["origin"] != "compose":
@@ -725,7 +738,10 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Confirm: the service may lose a feature that needed the access; test it after the change.
 
     ## References
-    - Docker docs, "Docker daemon attack surface"; OWASP Docker Security Cheat Sheet (rules 1 and 2)
+    - Docker docs, "Docker daemon attack surface":
+      https://docs.docker.com/engine/security/#docker-daemon-attack-surface
+    - OWASP Docker Security Cheat Sheet (rules 1 and 2):
+      https://cheatsheetseries.owasp.org/cheatsheets/Docker_Security_Cheat_Sheet.html
     """
     for service in stack_services(facts):
         issues = []
@@ -799,8 +815,9 @@ def datastore_floating_tag(facts: Facts, settings: Settings) -> Iterator[Hit]:
     an upgrade.
 
     ## References
-    - PostgreSQL docs, "Upgrading a PostgreSQL Cluster"; the postgres image's notes on PGDATA and
-      major versions
+    - PostgreSQL docs, "Upgrading a PostgreSQL Cluster":
+      https://www.postgresql.org/docs/current/upgrading.html
+    - The postgres image's notes on PGDATA and major versions: https://hub.docker.com/_/postgres
     """
     for service in stack_services(facts):
         kind = datastore_kind(service["image"], service["name"])
