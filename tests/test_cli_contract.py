@@ -15,12 +15,14 @@ import os
 import shutil
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from stackaudit.cli import app
 from tests.services import RedisServer
@@ -70,15 +72,33 @@ def test_the_command_list_is_complete() -> None:
     assert ("schedule", "install") in COMMANDS and ("monitoring", "rules") in COMMANDS
 
 
+def invoke(*args: str) -> Result:
+    """A command run in this process through click's runner: the same parsing, help and usage errors
+    as `python -m stackaudit`, without an interpreter start per run (which made this file alone
+    take minutes). The real entry point is run as a subprocess for the top level and one command."""
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "80"}, catch_exceptions=True)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))  # so "Traceback" is seen
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
+
+
 @pytest.fixture(scope="module")
 def help_and_garbage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     root = tmp_path_factory.mktemp("contract")
-    runs: dict[str, tuple[str, ...]] = {}
+    results: dict[str, Result] = {}
     for path in COMMANDS:
-        runs[f"help:{' '.join(path)}"] = (*path, "--help")
-        runs[f"garbage:{' '.join(path)}"] = (*path, "--no-such-option", "zz")
-    runs["help:"] = ("--help",)
-    return run_many(root, runs)
+        results[f"help:{' '.join(path)}"] = invoke(*path, "--help")
+        results[f"garbage:{' '.join(path)}"] = invoke(*path, "--no-such-option", "zz")
+    real = run_many(root, {"help:": ("--help",), "real-garbage": ("tune", "postgres", "--no-such-option")})
+    return {**results, **real}
+
+
+def test_the_real_entry_point_reports_a_garbage_option_like_the_runner(
+        help_and_garbage: dict[str, Result]) -> None:
+    real, runner = help_and_garbage["real-garbage"], help_and_garbage["garbage:tune postgres"]
+    assert real.returncode == runner.returncode == 2
+    assert "No such option" in real.stderr and "Traceback" not in real.stderr
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)

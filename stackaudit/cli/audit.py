@@ -38,7 +38,7 @@ from stackaudit.facts import Facts, collect
 from stackaudit.pipeline import audit as run_audit
 from stackaudit.pipeline import nothing_collected
 from stackaudit.report import Report
-from stackaudit.report.terminal import plain_console, styled
+from stackaudit.report.terminal import plain_console, styled, wrap_text
 from stackaudit.rules import load_all
 
 
@@ -183,4 +183,4 @@ def explain(code: Annotated[str, typer.Argument(help="A rule code, e.g. PG003.")
     if found is None:
         fail(f"no rule {code!r}; `stackaudit rules` lists them")
     header = f"# {found.code} {found.name} (default severity: {found.severity.label()})\n\n"
-    write_output(header + found.doc, None)
+    write_output(wrap_text(header + found.doc, reflow=True), None)

@@ -134,7 +134,7 @@ def _render_terminal(result: Any) -> None:
     for finding in result.report.findings:
         table.add_row(finding.severity.label(), finding.code, finding.subject, finding.message)
 
-    out = plain_console(width=140)
+    out = plain_console()  # the terminal's width (COLUMNS)
     if result.report.findings:
         out.print(table)
     else:
