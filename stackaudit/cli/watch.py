@@ -460,6 +460,8 @@ def _show_plan(plan: Any, dry_run: bool, problems: list[str], output_format: Out
             "stackaudit-*.timer units where it is.",
             highlight=False,
         )
+    if not plan.changes and not plan.commands and not problems:
+        console.print("nothing to change: the schedule is already as asked", highlight=False)
     for problem in problems:
         console.print(styled("failed:", "red", f" {problem}"))
 
