@@ -63,6 +63,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
         _running.pop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before the fixtures are set up, so no service starts
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("integration"):
         return

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -400,7 +401,8 @@ def test_redis_killed_mid_collection(tmp_path: Path, redis_factory: Callable[...
     try:
         assert watcher.wait_for("✓ host", 60), watcher.text()
         sleeper.start()  # the server now answers nobody for 30 s
-        time.sleep(1.0)
+        # killed once the collector is connected and waiting, however long it took to get there
+        assert wait_for_connection(process.pid, server.port, 60), watcher.text()
         server.process.send_signal(signal.SIGKILL)
         result = finish(process, watcher)
     finally:
@@ -411,6 +413,18 @@ def test_redis_killed_mid_collection(tmp_path: Path, redis_factory: Callable[...
     assert errors_of(report, "redis"), report["collection_errors"]
     assert_no_password(result, REDIS_PASSWORD)
     assert_host_still_audited(report)
+
+
+def wait_for_connection(pid: int, port: int, timeout: float) -> bool:
+    """True once process `pid` has a TCP connection to 127.0.0.1:`port` (a polled condition, not a
+    guess of how long start-up takes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            if any(c.raddr and c.raddr.port == port for c in psutil.Process(pid).net_connections("tcp")):
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def _debug_sleep(server: RedisServer) -> None:
