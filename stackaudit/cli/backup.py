@@ -12,7 +12,7 @@ from rich.table import Table
 from stackaudit.backups import Policy, apply_retention, resolve_dest
 from stackaudit.backups.drill import DrillRecord, run_drills
 from stackaudit.backups.dump import BackupError, run_backups
-from stackaudit.backups.manifest import Manifest, dump_path, inventory
+from stackaudit.backups.manifest import Manifest, inventory
 from stackaudit.backups.offsite import OffsiteError, parse_remote, send_backup
 from stackaudit.cli.app import app
 from stackaudit.cli.common import (
@@ -27,6 +27,7 @@ from stackaudit.cli.common import (
     fail,
     write_output,
 )
+from stackaudit.config import Settings
 from stackaudit.report.terminal import plain_console, styled
 from stackaudit.units import format_bytes
 
@@ -57,6 +58,9 @@ def backup(
     container: Annotated[str | None, typer.Option(
         "--container", help="Run pg_dump inside this container (default: only when the host has no "
                             "client of the server's version).")] = None,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", min=1, help="pg_dump workers for large databases: N > 1 writes the directory format "
+                              "(pg_dump -Fd -j N, a sha256 per file; the drill restores with -j N).")] = 1,
     keep_daily: Annotated[int, typer.Option(help="Daily generations kept.")] = 7,
     keep_weekly: Annotated[int, typer.Option(help="Weekly generations kept.")] = 4,
     keep_monthly: Annotated[int, typer.Option(help="Monthly generations kept.")] = 6,
@@ -81,7 +85,8 @@ def backup(
     wanted = [d.strip() for d in databases.split(",") if d.strip()] if databases else None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        manifests = run_backups(settings, folder, wanted, container, progress=_backup_progress)
+        manifests = run_backups(settings, folder, wanted, container, progress=_backup_progress,
+                                find_container=lambda: _find_container(settings), jobs=jobs)
     except (BackupError, OSError) as exc:
         fail(str(exc))
     offsite_results = {m.id: send_backup(folder, m, remote) for m in manifests if remote and m.good}
@@ -110,7 +115,7 @@ def _backup_progress(database: str, manifest: Manifest | None) -> None:
 
 def _backup_row(folder: Path, m: Manifest) -> dict[str, Any]:
     return {"id": m.id, "database": m.database,
-            "path": str(dump_path(folder, m.id)) if m.file else None,
+            "path": str(folder / m.file) if m.file else None, "format": m.format,
             "bytes": m.bytes if m.file else None, "sha256": m.sha256 if m.file else None,
             "verified": m.good, "status": m.status, "started_at": m.started_at,
             "duration_seconds": m.duration_seconds, "error": m.error, "offsite": m.offsite}
@@ -210,3 +215,23 @@ def _drill_line(record: DrillRecord) -> str:
         record.error,
     ) if p]
     return f"{record.backup_id}: DRILL FAILED: {'; '.join(problems)}"
+
+
+def _find_container(settings: Settings) -> tuple[str | None, str | None]:
+    """(container, docker_host) of the PostgreSQL server when the stack runs it in a container.
+
+    Reads facts postgres.runs_in (collected with the docker and compose sources it builds on);
+    any failure just means "not known".
+    """
+    from stackaudit.facts import CollectContext, Facts, collect_source  # lazy: start-up
+
+    ctx = CollectContext(settings=settings, facts=Facts())
+    for source in ("docker", "compose", "postgres"):
+        try:
+            collect_source(ctx, source)
+        except Exception:  # noqa: BLE001 - discovery is a best effort
+            return None, None
+    runs_in = ctx.facts.get("postgres").get("runs_in") or {}
+    if runs_in.get("kind") == "container" and runs_in.get("container"):
+        return str(runs_in["container"]), settings.docker_host
+    return None, None

@@ -2,7 +2,8 @@
 verify results). Pure: no I/O, no calculations of its own: the budgets come from `Derived`.
 
 Each function returns a chart spec, or None when the facts to draw it are missing, so a report of a
-partial audit (`--sources compose,env`) simply has fewer charts.
+partial audit (`--sources compose,env`) simply has fewer charts; so has a report whose facts could not
+give a budget (a `DerivationError`: the rules that needed it say why in the skipped list).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stackaudit import shapes
-from stackaudit.derive import Derived
+from stackaudit.derive import DerivationError, Derived
 from stackaudit.derive.forecast import Forecast, forecast_full
 from stackaudit.facts import Facts
 from stackaudit.report.charts import Segment, fmt
@@ -174,7 +175,10 @@ def _database_in_docker(facts: Facts) -> bool:
 def memory_budget(facts: Facts, derived: Derived) -> StackedChart | None:
     """OS reserve, co-located services by kind, shared_buffers and worst-case work_mem against RAM,
     as the audit's memory budget and PostgreSQL tuning work them out."""
-    budget, tuning = derived.memory_budget, derived.postgres
+    try:
+        budget, tuning = derived.memory_budget, derived.postgres
+    except DerivationError:
+        return None
     if budget is None:
         return None
     roles = _app_roles(facts)
@@ -219,7 +223,10 @@ def _shared_buffers(facts: Facts) -> float | None:
 
 def connection_budget(derived: Derived) -> StackedChart | None:
     """What the app processes can open, plus an allowance for others, against max_connections."""
-    budget = derived.app.budget_now if derived.app is not None else None
+    try:
+        budget = derived.app.budget_now if derived.app is not None else None
+    except DerivationError:
+        return None
     if budget is None:
         return None
     segments = [Segment(f"{p.service} ({p.kind}, {p.instances} x {p.per_process})", p.total)
