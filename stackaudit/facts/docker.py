@@ -18,15 +18,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
-
-import docker
-import docker.errors
-import requests
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stackaudit.config import Settings
 from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts.host import mount_for
+
+if TYPE_CHECKING:
+    import docker
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 MAX_STATS_CONTAINERS = 100  # a one-shot stats call each; beyond this the audit would get slow
@@ -90,6 +89,8 @@ def docker_host(settings: Settings) -> str:
 
 def connect(settings: Settings) -> docker.DockerClient:
     """A client with a timeout on every call, or SourceUnavailable with the reason."""
+    import docker  # lazy: start-up (the SDK and requests cost 80 ms; rules only need the pure helpers)
+
     base_url = docker_host(settings)
     try:
         client = docker.DockerClient(base_url=base_url, timeout=settings.timeout_seconds)
@@ -101,6 +102,9 @@ def connect(settings: Settings) -> docker.DockerClient:
 
 def describe(exc: BaseException) -> str:
     """A short reason: timeouts and refused sockets said plainly, API errors by their explanation."""
+    import docker.errors  # lazy: start-up (only after a call failed, so already loaded)
+    import requests
+
     if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
         return "no answer within the timeout (is the daemon hung?)"
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
