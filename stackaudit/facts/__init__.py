@@ -3,8 +3,10 @@
 Each source is a module here with `collect(ctx: CollectContext) -> dict` returning JSON-like data.
 A collector raises `SourceUnavailable` (or anything else) when the whole source cannot be read, and
 calls `ctx.error(...)` for a part it could not read; both end up in `Facts.errors` and the audit goes
-on. Sources run in the order of ALL_SOURCES so later ones (postgres, redis) can use what earlier
-ones found (compose services, container addresses, live PostgreSQL sessions).
+on. Sources run at the same time (they mostly wait on sockets), each once the sources it reads are
+done (`AFTER`: compose after docker, postgres after compose, app after postgres, ...); the facts
+and errors are then put in the order of ALL_SOURCES, so a report never depends on which finished
+first.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib
 import json
 import stat
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,53 +97,102 @@ class CollectContext:
     """What a collector gets: the settings, what was collected so far, and a place for errors.
 
     `private` carries values between collectors in this process only (credentials found in the
-    compose environment for the postgres collector, say); it is never saved or rendered.
+    compose environment for the postgres collector, say); it is never saved or rendered. `errors`,
+    when set, keeps this source's errors apart while sources run at the same time.
     """
 
     settings: Settings
     facts: Facts
     private: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    errors: list[CollectionError] | None = None
 
     def error(self, where: str, why: str, source: str | None = None) -> None:
-        self.facts.errors.append(CollectionError(source or self.source, where, why))
+        sink = self.facts.errors if self.errors is None else self.errors
+        sink.append(CollectionError(source or self.source, where, why))
 
 
 Progress = Callable[[str, str], None]  # (source, state) where state is "start" | "done" | "failed"
 
+# What each collector reads of the others (ctx.facts, ctx.private): it starts once those are done
+# (those that are collected at all). A source not listed here waits for every source before it in
+# ALL_SOURCES, which is how collection ran before sources ran side by side.
+AFTER: dict[str, tuple[str, ...]] = {
+    "host": (),
+    "docker": ("host",),  # the mount of the data root, from the host's mounts
+    "compose": ("docker",),  # projects found from the containers' labels
+    "env": ("compose",),
+    "postgres": ("docker", "compose"),  # targets and credentials from the stack
+    "app": ("host", "docker", "compose", "postgres"),  # live sessions cross-check the estimate
+    "redis": ("docker", "compose", "app"),  # whether a queue or a cache uses it
+    "monitoring": ("docker", "compose"),
+    "tls": ("docker", "compose"),
+    "backups": (),
+}
+
+
+def after(source: str) -> tuple[str, ...]:
+    if source in AFTER:
+        return AFTER[source]
+    return ALL_SOURCES[:ALL_SOURCES.index(source)] if source in ALL_SOURCES else ALL_SOURCES
+
 
 def collect(settings: Settings, progress: Progress | None = None) -> Facts:
-    """Run every wanted collector; never raises for a source that fails."""
-    ctx = CollectContext(settings=settings, facts=Facts())
-    for source in ALL_SOURCES:
-        if not settings.wants(source):
-            continue
-        if progress:
-            progress(source, "start")
-        ok = collect_source(ctx, source)
-        if progress:
-            progress(source, "done" if ok else "failed")
-    return ctx.facts
+    """Run every wanted collector, side by side where they do not depend on each other; never
+    raises for a source that fails. Progress is reported from this thread, once per state."""
+    facts = Facts()
+    private: dict[str, Any] = {}
+    wanted = [s for s in ALL_SOURCES if settings.wants(s)]
+    contexts = {s: CollectContext(settings, facts, private, s, errors=[]) for s in wanted}
+    waiting = {s: set(after(s)) & set(wanted) for s in wanted}
+    for source in wanted:  # imported here, in one thread: modules importing each other never race
+        _collector_for(source)
+    running: dict[Future[dict[str, Any] | None], str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted)), thread_name_prefix="collect") as pool:
+        while waiting or running:
+            for source in [s for s in wanted if s in waiting and not waiting[s]]:
+                del waiting[source]
+                if progress:
+                    progress(source, "start")
+                running[pool.submit(run_collector, contexts[source], source)] = source
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: wanted.index(running[f])):
+                source = running.pop(future)
+                data = future.result()
+                if data is not None:
+                    facts.data[source] = data
+                for needs in waiting.values():
+                    needs.discard(source)
+                if progress:
+                    progress(source, "done" if data is not None else "failed")
+    facts.data = {s: facts.data[s] for s in wanted if s in facts.data}
+    facts.errors = [e for s in wanted for e in contexts[s].errors or []]
+    return facts
 
 
 def collect_source(ctx: CollectContext, source: str) -> bool:
+    """Collect one source into ctx.facts (a caller that wants just that one)."""
+    data = run_collector(ctx, source)
+    if data is not None:
+        ctx.facts.data[source] = data
+    return data is not None
+
+
+def run_collector(ctx: CollectContext, source: str) -> dict[str, Any] | None:
+    """The source's data, or None with the reason in ctx's errors."""
     ctx.source = source
     collector = _collector_for(source)
     if collector is None:
         ctx.error(source, "this version of stackaudit has no collector for it yet")
-        return False
+        return None
     try:
-        data = collector(ctx)
+        return collector(ctx)
     except SourceUnavailable as exc:
         ctx.error(source, str(exc))
-        return False
     except Exception as exc:  # noqa: BLE001 - a collector bug must not end the audit
         # str(), never repr(): a psycopg error's repr holds the connection string.
         ctx.error(source, f"unexpected {exc.__class__.__name__}: {exc}")
-        return False
-    if data is not None:
-        ctx.facts.data[source] = data
-    return data is not None
+    return None
 
 
 def _collector_for(source: str) -> Callable[[CollectContext], dict[str, Any] | None] | None:
