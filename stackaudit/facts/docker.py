@@ -10,6 +10,8 @@ can plan from saved facts and re-plan from a fresh light snapshot right before e
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -183,7 +185,8 @@ def snapshot(client: docker.DockerClient, light: bool = True, runtime: bool | No
         if cgroups is not None and not cgroups.serves(engine):
             cgroups = None  # the engine's cgroup version is not ours: another host behind the socket
         add_runtime_details(client, containers, on_error, cgroups, engine.get("cgroup_driver"))
-    images = read_images(client, df, containers, light, on_error)
+    store = ImageStore.of(engine) if cgroups is not None else None  # a local engine's files
+    images = read_images(client, df, containers, light, on_error, store)
     history = {} if light else volume_history(client, on_error)
     volumes = read_volumes(client, df, containers, images, history)
     data: dict[str, Any] = {"engine": engine, "containers": containers, "images": images,
@@ -549,7 +552,10 @@ def repository_of(reference: str | None) -> str | None:
 
 
 def read_images(client: docker.DockerClient, df: Mapping[str, Any], containers: list[dict[str, Any]],
-                light: bool, on_error: ErrorSink) -> list[dict[str, Any]]:
+                light: bool, on_error: ErrorSink, store: ImageStore | None = None) -> list[dict[str, Any]]:
+    """Every image, from the list plus what only its config has (creation time to the nanosecond,
+    VOLUMEs, layers): read from a local engine's image store, else one inspect (and one history,
+    for layer sizes) per image."""
     listed = call("list images", lambda: client.api.images(all=True))
     sizes = {i["Id"]: i for i in df.get("Images") or []}
     users: dict[str, list[dict[str, Any]]] = {}
@@ -559,6 +565,11 @@ def read_images(client: docker.DockerClient, df: Mapping[str, Any], containers: 
     parents = {i.get("ParentId") for i in listed if i.get("ParentId")}
 
     def read(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+        stored = store.image(entry, light) if store is not None else None
+        if stored is not None:
+            attrs, layers = stored
+            return image_record(attrs, sizes.get(entry["Id"]), users.get(entry["Id"], []),
+                                entry["Id"] in parents, layers)
         try:
             attrs = call(f"inspect image {entry['Id'][7:19]}", partial(client.api.inspect_image, entry["Id"]))
         except DockerError as exc:
@@ -572,6 +583,66 @@ def read_images(client: docker.DockerClient, df: Mapping[str, Any], containers: 
     images = [i for i in in_parallel(read, listed, INSPECT_PARALLEL_CALLS) if i is not None]
     images.sort(key=lambda i: (i["created"] or "", i["id"]))
     return images
+
+
+@dataclass(frozen=True)
+class ImageStore:
+    """A local engine's image store under its data root: each image's config and each layer's size.
+
+    The engine keeps the image config under its id (the sha256 of the config's bytes, which is
+    checked, so a data root of another engine is never taken for this one's) and each layer's size
+    under its chain id (OCI image spec, config.md "ChainID"); `docker inspect` and `docker history`
+    read the same two. An engine with the containerd image store has no such folder: None.
+    """
+
+    root: Path  # <data root>/image/<storage driver>
+
+    @classmethod
+    def of(cls, engine: Mapping[str, Any]) -> ImageStore | None:
+        if not engine.get("data_root") or not engine.get("storage_driver"):
+            return None
+        root = Path(engine["data_root"]) / "image" / str(engine["storage_driver"])
+        return cls(root) if (root / "imagedb" / "content" / "sha256").is_dir() else None
+
+    def image(self, entry: Mapping[str, Any], light: bool
+              ) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
+        """What inspect would say of the listed image (and its layers unless light), or None."""
+        algorithm, _, digest = str(entry["Id"]).partition(":")
+        try:
+            raw = (self.root / "imagedb" / "content" / algorithm / digest).read_bytes()
+        except OSError:
+            return None
+        if algorithm != "sha256" or _sha256(raw) != digest:
+            return None
+        config = json.loads(raw)
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        layers = None if light else self.layers(diff_ids)
+        if not light and layers is None:
+            return None
+        attrs = {"Id": entry["Id"], "RepoTags": entry.get("RepoTags"),
+                 "RepoDigests": [d for d in entry.get("RepoDigests") or [] if d != "<none>@<none>"],
+                 "Parent": entry.get("ParentId") or "", "Size": entry.get("Size"),
+                 "Created": config.get("created"),
+                 "Config": {"Labels": entry.get("Labels") or (config.get("config") or {}).get("Labels"),
+                            "Volumes": (config.get("config") or {}).get("Volumes")},
+                 "RootFS": {"Layers": diff_ids}}
+        return attrs, layers
+
+    def layers(self, diff_ids: list[str]) -> list[dict[str, Any]] | None:
+        """Each layer's size from layerdb/sha256/<chain id>/size; None when one is missing."""
+        found, chain = [], ""
+        for diff_id in diff_ids:
+            chain = diff_id if not chain else "sha256:" + _sha256(f"{chain} {diff_id}".encode())
+            try:
+                size = int((self.root / "layerdb" / "sha256" / chain.partition(":")[2] / "size").read_text())
+            except (OSError, ValueError):
+                return None
+            found.append({"id": diff_id, "size_bytes": size})
+        return found
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def image_record(attrs: Mapping[str, Any], df_entry: Mapping[str, Any] | None,
@@ -679,7 +750,8 @@ def volume_history(client: docker.DockerClient, on_error: ErrorSink) -> dict[str
     volumes no container mounts any more, not a history. `until` makes the call end instead of
     streaming.
     """
-    now = int(datetime.now(UTC).timestamp())
+    # To the microsecond: a whole second would leave out what happened in the current one.
+    now = f"{datetime.now(UTC).timestamp():.6f}"
     try:
         events = call("engine events", lambda: list(client.api.events(
             since=1, until=now, decode=True,

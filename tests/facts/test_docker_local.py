@@ -1,4 +1,7 @@
-"""Container memory and CPU from cgroup files: recorded v2 trees, then a real container's v1 files.
+"""A local engine's files: container memory and CPU from cgroups, images from the image store.
+
+Cgroups: recorded v2 trees, then a real container's files on this machine (v1). The image store:
+what it gives equals what inspect and history give, image by image, on the test engine.
 
 The recorded trees (cgroup_fixtures/) hold what the kernel writes for one container under the
 systemd driver (the default system.slice and a nested app-web.slice), the cgroupfs driver, and a
@@ -8,6 +11,7 @@ daemon started with its own --cgroup-parent (found through the container's /proc
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,18 @@ import pytest
 from stackaudit.config import Settings
 from stackaudit.facts import CollectContext, Facts
 from stackaudit.facts import docker as docker_facts
-from stackaudit.facts.docker import Cgroups, add_runtime_details, cgroup_path, local_cgroups
+from stackaudit.facts.docker import (
+    Cgroups,
+    ImageStore,
+    add_runtime_details,
+    cgroup_path,
+    connect,
+    local_cgroups,
+    read_containers,
+    read_df,
+    read_engine,
+    read_images,
+)
 from tests.services import DockerEngine
 
 FIXTURES = Path(__file__).parent / "cgroup_fixtures"
@@ -130,3 +145,35 @@ def test_without_readable_files_the_stats_api_answers(docker_engine: DockerEngin
     add_runtime_details(docker_engine.client, [busy], lambda w, y: errors.append((w, y)), empty, "cgroupfs")
     assert errors == [] and busy["runtime_source"] == "stats API"
     assert 0 < busy["memory_usage_bytes"] < 64 * 2**20 and busy["cpu_usage_seconds"] > 0
+
+
+@pytest.mark.integration
+def test_the_image_store_says_what_inspect_and_history_say(docker_engine: DockerEngine,
+                                                           running: dict[str, Any]) -> None:
+    client = connect(Settings(docker_host=docker_engine.host))
+    try:
+        engine = read_engine(client, lambda w, y: None)
+        store = ImageStore.of(engine)
+        assert store is not None
+        df = read_df(client, lambda w, y: None)
+        containers = read_containers(client, datetime.now(UTC))
+        for light in (False, True):
+            through_api = read_images(client, df, containers, light, lambda w, y: None)
+            from_files = read_images(client, df, containers, light, lambda w, y: None, store)
+            assert from_files == through_api and len(from_files) >= 1
+        assert all(store.image(entry, light=False) is not None for entry in client.api.images(all=True))
+        full = read_images(client, df, containers, False, lambda w, y: None, store)
+        assert all(i["layers"] and sum(x["size_bytes"] for x in i["layers"]) == i["size_bytes"] for i in full)
+    finally:
+        client.close()
+
+
+def test_an_image_store_of_another_engine_is_not_believed(tmp_path: Path) -> None:
+    """The config must hash to the image id: same-named files of another engine are refused."""
+    content = tmp_path / "image" / "vfs" / "imagedb" / "content" / "sha256"
+    content.mkdir(parents=True)
+    (content / ("ab" * 32)).write_text('{"created": "2026-01-01T00:00:00Z", "rootfs": {"diff_ids": []}}')
+    store = ImageStore.of({"data_root": str(tmp_path), "storage_driver": "vfs"})
+    assert store is not None
+    assert store.image({"Id": "sha256:" + "ab" * 32}, light=True) is None
+    assert ImageStore.of({"data_root": str(tmp_path), "storage_driver": "overlay2"}) is None
