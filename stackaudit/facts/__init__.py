@@ -145,8 +145,7 @@ def collect(settings: Settings, progress: Progress | None = None) -> Facts:
     wanted = [s for s in ALL_SOURCES if settings.wants(s)]
     contexts = {s: CollectContext(settings, facts, private, s, errors=[]) for s in wanted}
     waiting = {s: set(after(s)) & set(wanted) for s in wanted}
-    for source in wanted:  # imported here, in one thread: modules importing each other never race
-        _collector_for(source)
+    imported: set[str] = set()
     running: dict[Future[dict[str, Any] | None], str] = {}
     with ThreadPoolExecutor(max_workers=max(1, len(wanted)), thread_name_prefix="collect") as pool:
         while waiting or running:
@@ -155,7 +154,18 @@ def collect(settings: Settings, progress: Progress | None = None) -> Facts:
                 if progress:
                     progress(source, "start")
                 running[pool.submit(run_collector, contexts[source], source)] = source
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            # The next waiting collector's module is imported here, in this one thread, while the
+            # running ones mostly wait on sockets: imports overlap the waits, and two threads never
+            # import into each other's half-initialised modules.
+            unimported = [s for s in wanted if s in waiting and s not in imported]
+            if unimported:
+                imported.add(unimported[0])
+                _collector_for(unimported[0])
+                finished, _ = wait(running, timeout=0)
+            elif running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            else:
+                raise RuntimeError(f"sources wait for each other: {sorted(waiting)}")
             for future in sorted(finished, key=lambda f: wanted.index(running[f])):
                 source = running.pop(future)
                 data = future.result()
