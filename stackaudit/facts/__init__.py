@@ -119,7 +119,7 @@ Progress = Callable[[str, str], None]  # (source, state) where state is "start" 
 # ALL_SOURCES, which is how collection ran before sources ran side by side.
 AFTER: dict[str, tuple[str, ...]] = {
     "host": (),
-    "docker": ("host",),  # the mount of the data root, from the host's mounts
+    "docker": (),
     "compose": ("docker",),  # projects found from the containers' labels
     "env": ("compose",),
     "postgres": ("docker", "compose"),  # targets and credentials from the stack

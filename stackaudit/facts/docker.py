@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from stackaudit.config import Settings
 from stackaudit.facts import CollectContext, SourceUnavailable
-from stackaudit.facts.host import mount_for, parse_cgroup_self
+from stackaudit.facts.host import parse_cgroup_self, parse_mounts
 
 if TYPE_CHECKING:
     import docker
@@ -154,8 +154,7 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
         raise SourceUnavailable(str(exc)) from None
     finally:
         client.close()
-    data["engine"]["mount"] = data_root_mount(data["engine"].get("data_root"),
-                                              ctx.facts.get("host").get("mounts"))
+    data["engine"]["mount"] = data_root_mount(data["engine"].get("data_root"), ctx.settings.proc_root)
     data["summary"] = summarize(data)
     return data
 
@@ -948,20 +947,21 @@ def system_df(df: Mapping[str, Any], containers: list[dict[str, Any]]) -> dict[s
     }
 
 
-def data_root_mount(data_root: str | None, host_mounts: Iterable[Mapping[str, Any]] | None
-                    ) -> dict[str, Any] | None:
-    """The mount holding Docker's data root: from the host facts when collected, else statvfs."""
+def data_root_mount(data_root: str | None, proc: Path) -> dict[str, Any] | None:
+    """The mount holding Docker's data root: sizes from statvfs, the device from the mount table.
+
+    Read here rather than taken from the host source, so the docker source need not wait for it.
+    """
     if not data_root:
         return None
-    mounts = list(host_mounts or [])
-    if mounts:
-        point = mount_for(data_root, [m["mountpoint"] for m in mounts])
-        match = next((m for m in mounts if m["mountpoint"] == point), None)
-        if match:
-            return {"mountpoint": point, "device": match.get("device"),
-                    "total_bytes": match.get("total_bytes"), "free_bytes": match.get("free_bytes"),
-                    "used_percent": match.get("used_percent")}
-    return statvfs_mount(data_root)
+    found = statvfs_mount(data_root)
+    if found is not None:
+        try:
+            mounts = parse_mounts((proc / "self" / "mounts").read_text())
+        except OSError:
+            mounts = []
+        found["device"] = next((m["device"] for m in mounts if m["mountpoint"] == found["mountpoint"]), None)
+    return found
 
 
 def statvfs_mount(path: str) -> dict[str, Any] | None:
