@@ -23,7 +23,10 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import docker
+import docker.errors
 
 from stackaudit.config import Settings
 from stackaudit.derive.docker import (
@@ -44,9 +47,6 @@ from stackaudit.facts.docker import (
     repository_of,
     snapshot,
 )
-
-if TYPE_CHECKING:
-    import docker
 from stackaudit.remediation.journal import Journal
 from stackaudit.units import format_bytes
 
@@ -113,8 +113,6 @@ def apply_clean(client: docker.DockerClient, plan: CleanPlan, options: CleanOpti
 
 def _apply_item(client: docker.DockerClient, item: Item, options: CleanOptions, refresh: Refresh
                 ) -> dict[str, Any]:
-    import docker.errors  # lazy: start-up (rules import the planner; the SDK is for removals)
-
     step: dict[str, Any] = {**item.to_json(), "result": "skipped", "why": ""}
     if item.kind != BUILD_CACHE:
         try:
@@ -155,8 +153,6 @@ def _still_removable(item: Item, fresh: CleanPlan) -> str | None:
 def _remove_image(client: docker.DockerClient, item: Item) -> dict[str, Any]:
     """Untag each tag (after checking it still names this image), then delete by id; never force,
     never prune parents (noprune): only what the plan listed goes."""
-    import docker.errors  # lazy: start-up (rules import the planner; the SDK is for removals)
-
     untagged = []
     for tag in item.tags:
         if client.api.inspect_image(tag)["Id"] != item.id:
