@@ -18,7 +18,8 @@ import typer.core
 
 from stackaudit import __version__
 
-# Top-level command or group -> the stackaudit.cli modules that register it (and its subcommands).
+# Top-level command or group -> the stackaudit.cli modules that register it (and its subcommands);
+# a module named <command>_<anything> is loaded with it too (tune_app adds to tune).
 # tests/test_cli_startup.py checks this against what importing every module registers.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "audit": ("audit",),
@@ -53,6 +54,17 @@ def load_commands(modules: tuple[str, ...] | None = None) -> None:
         importlib.import_module(f"stackaudit.cli.{name}")
 
 
+def modules_for(name: str) -> tuple[str, ...] | None:
+    """The modules of a command: the table's, plus any named after it (tune_mysql adds to tune);
+    None (every module) for a name the table does not know."""
+    if name not in COMMANDS:
+        return None
+    package = importlib.import_module("stackaudit.cli")
+    stem = name.replace("-", "_")
+    named = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith(f"{stem}_")]
+    return tuple(dict.fromkeys([*COMMANDS[name], *named]))
+
+
 class LazyGroup(typer.core.TyperGroup):
     """The root group: a command's module is imported the first time the command is looked up.
 
@@ -66,7 +78,7 @@ class LazyGroup(typer.core.TyperGroup):
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands:
-            load_commands(COMMANDS.get(cmd_name))  # an unknown name: every module, then look again
+            load_commands(modules_for(cmd_name))
             self._refresh()
         return self.commands.get(cmd_name)
 
