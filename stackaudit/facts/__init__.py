@@ -140,44 +140,65 @@ def after(source: str) -> tuple[str, ...]:
 def collect(settings: Settings, progress: Progress | None = None) -> Facts:
     """Run every wanted collector, side by side where they do not depend on each other; never
     raises for a source that fails. Progress is reported from this thread, once per state."""
-    facts = Facts()
-    private: dict[str, Any] = {}
-    wanted = [s for s in ALL_SOURCES if settings.wants(s)]
-    contexts = {s: CollectContext(settings, facts, private, s, errors=[]) for s in wanted}
-    waiting = {s: set(after(s)) & set(wanted) for s in wanted}
-    imported: set[str] = set()
-    running: dict[Future[dict[str, Any] | None], str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, len(wanted)), thread_name_prefix="collect") as pool:
-        while waiting or running:
-            for source in [s for s in wanted if s in waiting and not waiting[s]]:
-                del waiting[source]
-                if progress:
-                    progress(source, "start")
-                running[pool.submit(run_collector, contexts[source], source)] = source
-            # The next waiting collector's module is imported here, in this one thread, while the
-            # running ones mostly wait on sockets: imports overlap the waits, and two threads never
-            # import into each other's half-initialised modules.
-            unimported = [s for s in wanted if s in waiting and s not in imported]
-            if unimported:
-                imported.add(unimported[0])
-                _collector_for(unimported[0])
-                finished, _ = wait(running, timeout=0)
-            elif running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            else:
-                raise RuntimeError(f"sources wait for each other: {sorted(waiting)}")
-            for future in sorted(finished, key=lambda f: wanted.index(running[f])):
-                source = running.pop(future)
-                data = future.result()
-                if data is not None:
-                    facts.data[source] = data
-                for needs in waiting.values():
-                    needs.discard(source)
-                if progress:
-                    progress(source, "done" if data is not None else "failed")
-    facts.data = {s: facts.data[s] for s in wanted if s in facts.data}
-    facts.errors = [e for s in wanted for e in contexts[s].errors or []]
-    return facts
+    run = _Run(settings, [s for s in ALL_SOURCES if settings.wants(s)], progress)
+    pool = ThreadPoolExecutor(max_workers=max(1, len(run.wanted)), thread_name_prefix="collect")
+    try:
+        while run.waiting or run.running:
+            run.start_ready(pool)
+            run.finish(run.next_finished())
+    finally:  # after an interrupt nothing more starts; running collectors end within their timeouts
+        pool.shutdown(wait=False, cancel_futures=True)
+    return run.facts_in_order()
+
+
+class _Run:
+    """One collection: which sources wait for which, which run, what they found."""
+
+    def __init__(self, settings: Settings, wanted: list[str], progress: Progress | None) -> None:
+        self.wanted, self.progress = wanted, progress
+        self.facts = Facts()
+        private: dict[str, Any] = {}
+        self.contexts = {s: CollectContext(settings, self.facts, private, s, errors=[]) for s in wanted}
+        self.waiting = {s: set(after(s)) & set(wanted) for s in wanted}
+        self.running: dict[Future[dict[str, Any] | None], str] = {}
+        self.imported: set[str] = set()
+
+    def start_ready(self, pool: ThreadPoolExecutor) -> None:
+        for source in [s for s in self.wanted if s in self.waiting and not self.waiting[s]]:
+            del self.waiting[source]
+            if self.progress:
+                self.progress(source, "start")
+            self.running[pool.submit(run_collector, self.contexts[source], source)] = source
+
+    def next_finished(self) -> set[Future[dict[str, Any] | None]]:
+        """The next waiting collector's module is imported here, in this one thread, while the
+        running ones mostly wait on sockets: imports overlap the waits, and two threads never
+        import into each other's half-initialised modules. Then what has finished (or will next)."""
+        unimported = [s for s in self.wanted if s in self.waiting and s not in self.imported]
+        if unimported:
+            self.imported.add(unimported[0])
+            _collector_for(unimported[0])
+            return wait(self.running, timeout=0).done
+        if not self.running:
+            raise RuntimeError(f"sources wait for each other: {sorted(self.waiting)}")
+        return wait(self.running, return_when=FIRST_COMPLETED).done
+
+    def finish(self, finished: set[Future[dict[str, Any] | None]]) -> None:
+        for future in sorted(finished, key=lambda f: self.wanted.index(self.running[f])):
+            source = self.running.pop(future)
+            data = future.result()
+            if data is not None:
+                self.facts.data[source] = data
+            for needs in self.waiting.values():
+                needs.discard(source)
+            if self.progress:
+                self.progress(source, "done" if data is not None else "failed")
+
+    def facts_in_order(self) -> Facts:
+        """Sources and errors in ALL_SOURCES order, whichever finished first."""
+        self.facts.data = {s: self.facts.data[s] for s in self.wanted if s in self.facts.data}
+        self.facts.errors = [e for s in self.wanted for e in self.contexts[s].errors or []]
+        return self.facts
 
 
 def collect_source(ctx: CollectContext, source: str) -> bool:
