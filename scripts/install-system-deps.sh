@@ -5,7 +5,8 @@ set -euo pipefail
 
 demo_packages=(python3-venv)
 test_packages=(postgresql-15 postgresql-contrib redis-server docker.io containerd runc prometheus
-               chromium busybox-static openssl git util-linux e2fsprogs)
+               chromium busybox-static openssl git util-linux e2fsprogs
+               time)  # time: /usr/bin/time -v, for the benchmarks (make bench-*)
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
