@@ -241,8 +241,10 @@ def connection_budget(facts: Facts) -> StackedChart | None:
         limits = appserver.postgres_limits(facts.get("postgres"))
         if limits is None:
             return None
-        budget = appserver.connection_budget(processes, limits,
-                                             poolers=_rows(facts.get("app").get("poolers")))
+        from stackaudit.tuning.pgbouncer import with_live_pools
+        poolers = with_live_pools(_rows(facts.get("app").get("poolers")),
+                                  _rows(facts.get("pgbouncer").get("instances")))
+        budget = appserver.connection_budget(processes, limits, poolers=poolers)
     except Exception as exc:  # noqa: BLE001 - see memory_budget
         log.debug("connection chart omitted: %s: %s", exc.__class__.__name__, exc)
         return None

@@ -22,6 +22,7 @@ from stackaudit.tuning.appserver import (
     postgres_limits,
     process_connections,
 )
+from stackaudit.tuning.pgbouncer import with_live_pools
 
 
 def _processes(facts: Facts) -> list[Mapping[str, Any]]:
@@ -29,7 +30,9 @@ def _processes(facts: Facts) -> list[Mapping[str, Any]]:
 
 
 def _poolers(facts: Facts) -> list[Mapping[str, Any]]:
-    return [p for p in facts.get("app").get("poolers") or [] if isinstance(p, Mapping)]
+    """The compose poolers, with the pools PgBouncer applies when it was read live."""
+    poolers = [p for p in facts.get("app").get("poolers") or [] if isinstance(p, Mapping)]
+    return list(with_live_pools(poolers, facts.get("pgbouncer").get("instances") or []))
 
 
 def _origin(proc: Mapping[str, Any], field_name: str) -> str:
