@@ -32,6 +32,7 @@ from stackaudit.facts.postgres import classify_connection_error, container_ips
 from stackaudit.redact import redact_dsn, remember, scrub
 
 ADMIN_DATABASE = "pgbouncer"
+EXAMPLE_DSN = "postgresql://USER@HOST:6432/pgbouncer (the password in it, PGPASSWORD or .pgpass)"
 MAX_LOGIN_ATTEMPTS = 3  # per service: each refused login is a line in PgBouncer's log
 # SHOW CONFIG keys kept in the facts: the ones that size pools and bound clients (never auth_*).
 CONFIG_KEYS = ("pool_mode", "default_pool_size", "min_pool_size", "reserve_pool_size",
@@ -89,6 +90,11 @@ def find_targets(ctx: CollectContext) -> list[Target]:
     if ctx.settings.pgbouncer_dsn:
         dsn = ctx.settings.pgbouncer_dsn
         redact_dsn(dsn)  # remembers the password for scrub()
+        try:
+            pg_conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            raise SourceUnavailable(f"--pgbouncer is not a connection string ({scrub(str(exc).strip())}): "
+                                    f"give {EXAMPLE_DSN}") from None
         return [Target([dsn], describe(dsn), "--pgbouncer")]
     targets = list(compose_targets(ctx))
     if not targets:
@@ -213,8 +219,7 @@ def read_target(ctx: CollectContext, target: Target) -> dict[str, Any]:
     users = f" as {', '.join(target.users)}" if target.users else ""
     raise SourceUnavailable(
         f"the PgBouncer admin console at {target.label} refused the login{users} ({refused[-1]}): give "
-        "--pgbouncer postgresql://USER:PASSWORD@HOST:PORT/pgbouncer with a user in its admin_users or "
-        "stats_users")
+        f"--pgbouncer {EXAMPLE_DSN} with a user in its admin_users or stats_users")
 
 
 def connect(conninfo: str, timeout_seconds: float, label: str) -> psycopg.Connection[dict[str, Any]]:

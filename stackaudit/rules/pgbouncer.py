@@ -109,12 +109,14 @@ def _waiting(settings: Settings, instance: Mapping[str, Any], pool: Mapping[str,
 def pools_over_max_connections(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    The server connections a PgBouncer can open to the audited PostgreSQL - per pooled database,
-    (pool_size + reserve_pool) for each database/user pool, capped by the database's
-    max_db_connections, as SHOW DATABASES and SHOW POOLS report them - against what PostgreSQL
-    leaves it: max_connections - superuser_reserved_connections (- reserved_connections) - what
-    other clients use (the larger of the sessions not from this PgBouncer now and the app
-    processes that connect directly plus a small allowance for admin sessions and cron).
+    The server connections a PgBouncer's pools can open to the audited PostgreSQL, against the
+    connections PostgreSQL leaves it.
+
+    Per pooled database, (pool_size + reserve_pool) for each database/user pool, capped by the
+    database's max_db_connections, as SHOW DATABASES and SHOW POOLS report them; against
+    max_connections - superuser_reserved_connections (- reserved_connections) - what other
+    clients use: the larger of the sessions not from this PgBouncer now and the app processes
+    that connect directly plus a small allowance for admin sessions, migrations and cron.
 
     ## Why it matters
     Pools grow under load to their size. When together they can open more connections than
