@@ -22,6 +22,7 @@ from stackaudit.localpg import LocalCluster
 from stackaudit.model import Severity
 from stackaudit.rules import evaluate
 from tests.services import PgBouncerServer, create_database, start_pgbouncer
+from tests.test_cli import run as run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,18 @@ def test_pgb001_fires_on_a_live_pool_with_two_clients_waiting(
     assert "pool app/postgres (database app) has 2 clients waiting" in findings[0].message
     assert findings[0].subject.endswith("/app/postgres")
     assert "pool_mode = transaction" in (findings[0].recommendation.action or "")
+
+
+def test_audit_cli_with_pgbouncer_reports_pgb001_in_json(
+        three_clients_on_one_connection: PgBouncerServer) -> None:
+    server = three_clients_on_one_connection
+    result = run_cli("audit", "--sources", "pgbouncer", "--pgbouncer", server.dsn("pgbouncer", "admin"),
+                     "--format", "json", "--fail-on", "critical")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [f["code"] for f in report["findings"]] == ["PGB001"]
+    assert report["collection_errors"] == []
+    assert all(p not in result.stdout + result.stderr for p in server.passwords.values())
 
 
 def test_pgb001_silent_when_nobody_waits(pg15: LocalCluster, app_db: str, bouncer_factory: Any) -> None:
