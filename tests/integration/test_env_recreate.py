@@ -190,7 +190,8 @@ def test_apply_recreates_exactly_the_readers_and_rollback_restores(fresh: tuple[
     undone = cli(stack, state, "rollback", "--yes")
     assert undone["status"] == "rolled-back", undone
     assert stack.env_file.read_bytes() == OLD_ENV
-    assert stack.env_of("web")["WEB_CONCURRENCY"] == "2" and stack.env_of("worker")["SIDEKIQ_CONCURRENCY"] == "5"
+    assert stack.env_of("web")["WEB_CONCURRENCY"] == "2"
+    assert stack.env_of("worker")["SIDEKIQ_CONCURRENCY"] == "5"
     assert stack.healthy("web") and stack.healthy("worker")
     assert stack.container("cache").id == before["cache"]
 
