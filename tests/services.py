@@ -79,12 +79,18 @@ class RedisServer:
                            socket_timeout=5)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        stop_process(self.process, self.directory)
+
+
+def stop_process(process: subprocess.Popen[bytes], directory: Path) -> None:
+    """Terminate a server the tests started (kill it after 10 s) and remove its folder."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def start_redis(config: dict[str, str] | None = None, password: str | None = None) -> RedisServer:
@@ -235,13 +241,7 @@ class PgBouncerServer:
         return f"postgresql://{user}:{self.passwords[user]}@127.0.0.1:{self.port}/{dbname}"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        stop_process(self.process, self.directory)
 
 
 PGBOUNCER_OS_USER = "postgres"

@@ -21,7 +21,7 @@ from stackaudit.facts import pgbouncer as collector
 from stackaudit.localpg import LocalCluster
 from stackaudit.model import Severity
 from stackaudit.rules import evaluate
-from tests.services import PgBouncerServer, create_database, start_pgbouncer
+from tests.services import PgBouncerServer, create_database
 from tests.test_cli import run as run_cli
 
 pytestmark = pytest.mark.integration
@@ -34,17 +34,9 @@ def app_db(pg15: LocalCluster) -> str:
 
 
 @pytest.fixture
-def bouncer_factory() -> Iterator[Any]:
-    started: list[PgBouncerServer] = []
-
-    def start(databases: dict[str, str], **settings: str) -> PgBouncerServer:
-        server = start_pgbouncer(databases, settings)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def bouncer_factory(pgbouncer_factory: Any) -> Any:
+    """start(databases, **[pgbouncer] settings)."""
+    return lambda databases, **settings: pgbouncer_factory(databases, settings)
 
 
 def _db_line(cluster: LocalCluster, dbname: str, **extra: str) -> str:
