@@ -423,6 +423,7 @@ def plan_from_facts(facts: Facts, settings: Settings) -> Plan:
     """Findings (rules), the PostgreSQL tuner, the app and Redis tuners, all from the same facts."""
     from stackaudit.rules import evaluate
     from stackaudit.tuning import appserver, redis
+    from stackaudit.tuning.pgbouncer import with_live_pools
     from stackaudit.tuning.postgres import tune
 
     findings, _ = evaluate(facts, settings)
@@ -435,8 +436,10 @@ def plan_from_facts(facts: Facts, settings: Settings) -> Plan:
     if processes and cores:
         memory = host.get("memory_limit_bytes") or host.get("memory_total_bytes")
         measured = appserver.measured_process_bytes(processes, facts.get("docker").get("containers") or [])
+        poolers = with_live_pools(facts.get("app").get("poolers") or [],
+                                  facts.get("pgbouncer").get("instances") or [])
         env = dict(appserver.recommend(processes, appserver.Resources(float(cores), memory), limits,
-                                       measured).env)
+                                       measured, poolers=poolers).env)
     extra = []
     for instance in facts.get("redis").get("instances") or []:
         advice = redis.advise(instance)

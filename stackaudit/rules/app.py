@@ -204,7 +204,9 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
 
     Processes whose database host is a PgBouncer service count as its clients: PostgreSQL sees the
     pooler's server connections instead, min(its clients, databases x (default_pool_size +
-    reserve_pool_size), capped by max_db_connections).
+    reserve_pool_size), capped by max_db_connections). When PgBouncer was read live (the
+    pgbouncer source), the pools it really runs replace that estimate: per database the
+    pool_size + reserve_pool of each database/user pool (SHOW DATABASES, SHOW POOLS).
 
     ## Recommendation
     Lower threads or processes, raise max_connections (it costs memory per slot and needs a

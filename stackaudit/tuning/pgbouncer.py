@@ -17,6 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# SHOW CONFIG keys that replace the compose pooler's settings read from its files.
+LIVE_SETTINGS = ("pool_mode", "default_pool_size", "reserve_pool_size", "max_client_conn",
+                 "max_db_connections")
+
 
 @dataclass(frozen=True)
 class DatabasePools:
@@ -105,11 +109,18 @@ def with_live_pools(poolers: Sequence[Mapping[str, Any]],
             pools = database_pools(instance)
             entry["live_capacity"] = sum(d.capacity for d in pools)
             entry["live_arithmetic"] = "; ".join(d.arithmetic() for d in pools)
-            mode = (instance.get("config") or {}).get("pool_mode")
-            if mode:
-                entry["pool_mode"] = mode
+            _live_settings(entry, instance.get("config") or {})
         merged.append(entry)
     return merged
+
+
+def _live_settings(entry: dict[str, Any], config: Mapping[str, Any]) -> None:
+    """The settings PgBouncer runs with (SHOW CONFIG) replace those read from its files."""
+    live = {k: config[k] for k in LIVE_SETTINGS if config.get(k) not in (None, "")}
+    entry.update(live)
+    entry["evidence"] = [
+        {**e, "value": live[e["field"]], "from": "live SHOW CONFIG"} if e.get("field") in live else e
+        for e in entry.get("evidence") or [] if isinstance(e, Mapping)]
 
 
 def _int(value: Any) -> int:

@@ -29,7 +29,13 @@ def test_live_instance_matches_by_service_or_as_the_only_one_given() -> None:
 
 
 def test_with_live_pools_adds_the_capacity_and_keeps_the_rest() -> None:
-    (merged,) = with_live_pools([{"project": "app", "service": "pgbouncer", "default_pool_size": 40}],
-                                [instance([pool()], [database(pool_size=10)], pool_mode="session")])
-    assert (merged["live_capacity"], merged["pool_mode"], merged["default_pool_size"]) == (10, "session", 40)
+    compose = {"project": "app", "service": "pgbouncer", "default_pool_size": 40, "max_client_conn": 100,
+               "evidence": [{"field": "max_client_conn", "value": 100, "from": "PgBouncer's default"},
+                            {"field": "listen_port", "value": 6432, "from": "PgBouncer's default"}]}
+    (merged,) = with_live_pools([compose], [instance([pool()], [database(pool_size=10)], pool_mode="session",
+                                                     max_client_conn=500)])
+    assert (merged["live_capacity"], merged["pool_mode"], merged["max_client_conn"]) == (10, "session", 500)
+    assert merged["default_pool_size"] == 40  # not in this SHOW CONFIG: the file's value stays
+    assert merged["evidence"] == [{"field": "max_client_conn", "value": 500, "from": "live SHOW CONFIG"},
+                                  {"field": "listen_port", "value": 6432, "from": "PgBouncer's default"}]
     assert with_live_pools([{"project": "app", "service": "x"}], []) == [{"project": "app", "service": "x"}]
