@@ -96,7 +96,10 @@ def find_targets(ctx: CollectContext) -> list[Target]:
             raise SourceUnavailable(f"--pgbouncer is not a connection string ({scrub(str(exc).strip())}): "
                                     f"give {EXAMPLE_DSN}") from None
         return [Target([dsn], describe(dsn), "--pgbouncer")]
+    errors_before = len(ctx.facts.errors)
     targets = list(compose_targets(ctx))
+    if not targets and len(ctx.facts.errors) > errors_before:  # services found, none reachable
+        raise SourceUnavailable("the stack's PgBouncer cannot be reached (see above): give --pgbouncer DSN")
     if not targets:
         raise SourceUnavailable("no PgBouncer target: give --pgbouncer DSN (or STACKAUDIT_PGBOUNCER_DSN), "
                                 "or audit a compose project with a pgbouncer service")

@@ -202,6 +202,16 @@ def test_found_from_the_compose_stack_with_the_image_user(pg15: LocalCluster, ap
     assert ctx.facts.errors == []
 
 
+def test_a_stack_pgbouncer_without_port_or_container_says_so() -> None:
+    service = {"name": "pgbouncer", "image": "bitnami/pgbouncer:1.23.1"}
+    facts = Facts(data={"compose": {"projects": [{"name": "shop", "services": {"pgbouncer": service}}]}})
+    ctx = CollectContext(settings=Settings(sources=("pgbouncer",)), facts=facts, source="pgbouncer")
+    with pytest.raises(collector.SourceUnavailable, match=r"cannot be reached .* give --pgbouncer DSN"):
+        collector.collect(ctx)
+    assert [e.where for e in ctx.facts.errors] == ["pgbouncer shop/pgbouncer"]
+    assert "no published port and no running container" in ctx.facts.errors[0].why
+
+
 def test_login_candidates_from_the_image_and_the_apps_urls() -> None:
     service_env = {"POSTGRESQL_USERNAME": "stats", "POSTGRESQL_PASSWORD": "pw1"}
     project_env = {"web": {"DATABASE_URL": "postgresql://app:pw2@pgbouncer:6432/shop"},
