@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from stackaudit.facts import Facts
 from stackaudit.tuning.pgbouncer import database_pools, live_instance_for, server_capacity, with_live_pools
 from tests.rules.test_pgbouncer import database, instance, pool
 
@@ -39,3 +43,21 @@ def test_with_live_pools_adds_the_capacity_and_keeps_the_rest() -> None:
     assert merged["evidence"] == [{"field": "max_client_conn", "value": 500, "from": "live SHOW CONFIG"},
                                   {"field": "listen_port", "value": 6432, "from": "PgBouncer's default"}]
     assert with_live_pools([{"project": "app", "service": "x"}], []) == [{"project": "app", "service": "x"}]
+
+
+def test_tune_app_budget_uses_the_live_pools_of_a_snapshot(tmp_path: Path) -> None:
+    from tests.rules.test_app import pgbouncer as compose_pooler
+    from tests.rules.test_app import pooled_app, routed
+    from tests.test_cli import run
+    from tests.tuning.app_facts import postgres, reference_processes
+
+    app = pooled_app(compose_pooler(default_pool_size=40), *routed(*reference_processes()))
+    host = {"cpu_count": 4, "memory_total_bytes": 8 * 2**30}
+    data = {"app": app, "postgres": postgres(100, 3), "host": host,
+            "pgbouncer": {"instances": [instance([pool()], [database(pool_size=10)])]}}
+    snapshot = tmp_path / "facts.json"
+    snapshot.write_text(json.dumps(Facts(data=data).to_json()))
+    result = run("tune", "app", "--facts", str(snapshot), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (pooler,) = json.loads(result.stdout)["budget"]["poolers"]
+    assert (pooler["capacity"], pooler["capacity_from"], pooler["server_connections"]) == (10, "live", 10)
