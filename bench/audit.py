@@ -83,10 +83,10 @@ class Host:
             conn.execute("ANALYZE")
 
 
-def timed_audit(dsn: str, env: dict[str, str], out: str) -> dict[str, float]:
-    """/usr/bin/time -v around `stackaudit audit` (exit 1 = findings, fine)."""
-    result = run(["/usr/bin/time", "-v", STACKAUDIT, "audit", "--pg", dsn, "--format", "json", "--out", out,
-                  "--state-dir", "/var/tmp/sa-bench-audit-state"], env=env)
+def timed_audit(dsn: str, env: dict[str, str], out: str, prefix: tuple[str, ...] = ()) -> dict[str, float]:
+    """/usr/bin/time -v around `stackaudit audit` (exit 1 = findings, fine); `prefix` e.g. nice."""
+    result = run(["/usr/bin/time", "-v", *prefix, STACKAUDIT, "audit", "--pg", dsn, "--format", "json",
+                  "--out", out, "--state-dir", "/var/tmp/sa-bench-audit-state"], env=env)
     if result.returncode not in (0, 1):
         raise RuntimeError(f"audit failed ({result.returncode}): {result.stderr[-1500:]}")
     text = result.stderr
@@ -188,7 +188,8 @@ def measure_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[s
             "raw": audits}
 
 
-def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str]) -> dict[str, Any]:
+def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str],
+                          prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     """pgbench TPC-B (4 clients) alone and with audits looping beside it, in turns."""
     from stackaudit.localpg import embedded_bin_dir
 
@@ -205,7 +206,7 @@ def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str]) -> dict[s
 
             def loop(stop: threading.Event = stop) -> None:
                 while not stop.is_set():
-                    timed_audit(dsn, env, "/var/tmp/sa-bench-audit-loop.json")
+                    timed_audit(dsn, env, "/var/tmp/sa-bench-audit-loop.json", prefix)
                     audits_done.append(1)
 
             thread = threading.Thread(target=loop) if mode == "with audit" else None
@@ -247,6 +248,7 @@ def main() -> None:
                 size = measure_size(host, dsn, env, step)
                 sizes.append(size)
                 log(f"  {size}")
+            locked = lock_case(dsn)
             concurrent = pgbench_beside_audits(cluster, dsn, env)
     finally:
         engine.stop()
@@ -265,10 +267,124 @@ def main() -> None:
           + "; ".join(f"{s['step']}x: {s['seconds_by_source']}" for s in sizes))
     print(f"\npgbench TPS with audits looping beside it: {concurrent['ratio']:.2f}x of alone "
           f"({concurrent['tps']}, {concurrent['audits_run']} audits ran)")
+    print(f"\naudit (postgres source) beside an ACCESS EXCLUSIVE lock: {locked['wall_s']:.2f} s, "
+          f"lock still held after: {locked['lock_still_held']}")
     path = save("audit", {"machine": info, "quick": QUICK, "fraction": FRACTION, "sizes": sizes,
-                          "concurrent": concurrent})
+                          "concurrent": concurrent, "lock_case": locked})
     log(f"raw results: {path}")
 
 
+# ------------------------------------------------------------------------------------------------
+# PostgreSQL only (issue #17): SQL time against table count, and an audit beside a held lock.
+# `BENCH_ONLY=postgres .venv/bin/python -m bench.audit` runs just these (no Docker host needed).
+# ------------------------------------------------------------------------------------------------
+
+PG_TABLE_STEPS = (500, 2000) if QUICK else (2000, 8000)
+
+
+def create_tables(dsn: str, start: int, end: int) -> None:
+    """The same tables as Host._tables (PK, one index, 20 rows, a text column with TOAST), in one
+    server-side loop per thousand so building 8,000 takes seconds."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for low in range(start, end, 1000):
+            high = min(end, low + 1000)
+            conn.execute(f"""DO $$ BEGIN FOR i IN {low}..{high - 1} LOOP
+                EXECUTE format('CREATE TABLE t%s (id bigint PRIMARY KEY, account int, '
+                               'created timestamptz DEFAULT now(), note text)', lpad(i::text, 5, '0'));
+                EXECUTE format('CREATE INDEX t%s_account ON t%s (account)', lpad(i::text, 5, '0'),
+                               lpad(i::text, 5, '0'));
+                EXECUTE format('INSERT INTO t%s (id, account, note) SELECT g, g %% 97, ''row '' || g '
+                               'FROM generate_series(1, 20) g', lpad(i::text, 5, '0'));
+            END LOOP; END $$""")
+        conn.execute("ANALYZE")
+
+
+def postgres_collect(dsn: str) -> dict[str, Any]:
+    """The postgres source alone, in-process: wall seconds, its SQL (pg_stat_statements), errors."""
+    from stackaudit.cli.common import build_settings
+    from stackaudit.facts import collect
+
+    reset_statements(dsn)
+    started = time.monotonic()
+    settings = build_settings(pg=dsn, sources="postgres", state_dir=Path("/var/tmp/sa-bench-audit-state"))
+    facts = collect(settings)
+    wall = time.monotonic() - started
+    ms, calls = statements_ms(dsn)
+    return {"wall_s": wall, "sql_s": ms / 1000, "sql_calls": calls,
+            "errors": [f"{e.where}: {e.why}" for e in facts.errors if e.source == "postgres"]}
+
+
+def sql_scaling(dsn: str) -> list[dict[str, Any]]:
+    """SQL time of the postgres source at each table count (median of REPEATS)."""
+    rows, have = [], 0
+    for tables in PG_TABLE_STEPS:
+        create_tables(dsn, have, tables)
+        have = tables
+        runs = [postgres_collect(dsn) for _ in range(REPEATS)]
+        rows.append({"tables": tables, "sql_s": statistics.median(r["sql_s"] for r in runs),
+                     "wall_s": statistics.median(r["wall_s"] for r in runs),
+                     "sql_calls": runs[-1]["sql_calls"], "errors": runs[-1]["errors"]})
+        log(f"  {tables} tables: {rows[-1]}")
+    return rows
+
+
+def lock_case(dsn: str) -> dict[str, Any]:
+    """An audit while another session holds ACCESS EXCLUSIVE on one table: how long, what it says,
+    and whether the lock is still held afterwards."""
+    holder = psycopg.connect(dsn)
+    try:
+        holder.execute("LOCK TABLE t00001 IN ACCESS EXCLUSIVE MODE")
+        pid = holder.info.backend_pid
+        result = postgres_collect(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            still = conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND granted AND "
+                                 "mode = 'AccessExclusiveLock' AND relation = 't00001'::regclass",
+                                 (pid,)).fetchone()
+        result["lock_still_held"] = bool(still and still[0])
+    finally:
+        holder.rollback()
+        holder.close()
+    log(f"  lock case: {result}")
+    return result
+
+
+def postgres_only() -> None:
+    info = machine()
+    log(f"machine {info}")
+    with running_cluster(18) as cluster:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+        dsn = cluster.dsn("app")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        scaling = sql_scaling(dsn)
+        locked = lock_case(dsn)
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench")
+        # full audits (every source; no Docker engine here) beside pgbench, in turns
+        env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent"}
+        concurrent = pgbench_beside_audits(cluster, dsn, env)
+        # as `stackaudit schedule` runs them: systemd Nice=10, IOSchedulingClass=idle
+        niced = pgbench_beside_audits(cluster, dsn, env, ("nice", "-n", "10", "ionice", "-c", "3"))
+    print_postgres_rows(scaling, locked)
+    for label, row in (("", concurrent), (" under nice 10 / ionice idle", niced)):
+        print(f"\npgbench TPS with audits looping beside it{label}: {row['ratio']:.2f}x of alone "
+              f"({row['tps']}, {row['audits_run']} audits ran)")
+    path = save("audit-postgres", {"machine": info, "quick": QUICK, "scaling": scaling, "lock_case": locked,
+                                   "concurrent": concurrent, "concurrent_niced": niced})
+    log(f"raw results: {path}")
+
+
+def print_postgres_rows(scaling: list[dict[str, Any]], locked: dict[str, Any]) -> None:
+    base = scaling[0]
+    rows = [[r["tables"], f"{r['sql_s']:.2f}", r["sql_calls"], f"{r['wall_s']:.2f}",
+             f"{(r['sql_s'] / base['sql_s']) / (r['tables'] / base['tables']):.2f}"] for r in scaling]
+    print(table(["tables", "its SQL s", "SQL calls", "postgres source wall s",
+                 "SQL growth / table growth (<= 1: linear or better)"], rows))
+    print(f"\naudit (postgres source) while another session holds ACCESS EXCLUSIVE on one table: "
+          f"{locked['wall_s']:.2f} s, lock still held after: {locked['lock_still_held']}, "
+          f"reported: {locked['errors']}")
+
+
 if __name__ == "__main__":
-    main()
+    postgres_only() if os.environ.get("BENCH_ONLY") == "postgres" else main()
