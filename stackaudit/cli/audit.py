@@ -18,6 +18,7 @@ from stackaudit.cli.common import (
     Format,
     IgnoreOpt,
     OutOpt,
+    PgBouncerOpt,
     PgOpt,
     ProjectDirOpt,
     PrometheusOpt,
@@ -94,6 +95,7 @@ def audit(
     compose_file: ComposeFileOpt = None,
     pg: PgOpt = None,
     redis: RedisOpt = None,
+    pgbouncer: PgBouncerOpt = None,
     sources: SourcesOpt = None,
     select: SelectOpt = None,
     ignore: IgnoreOpt = None,
@@ -109,7 +111,7 @@ def audit(
     """
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources, select, ignore,
                               fail_on, state_dir, tls_domains=tuple(domain) if domain else None,
-                              prometheus_url=prometheus_url)
+                              prometheus_url=prometheus_url, pgbouncer_dsn=pgbouncer)
     facts = None
     if facts_file is not None:
         try:
@@ -133,6 +135,7 @@ def collect_command(
     compose_file: ComposeFileOpt = None,
     pg: PgOpt = None,
     redis: RedisOpt = None,
+    pgbouncer: PgBouncerOpt = None,
     sources: SourcesOpt = None,
     domain: DomainOpt = None,
     prometheus_url: PrometheusOpt = None,
@@ -143,7 +146,8 @@ def collect_command(
     Example: stackaudit collect --project-dir /srv/app --out facts.json
     """
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources,
-                              tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url)
+                              tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url,
+                              pgbouncer_dsn=pgbouncer)
     facts = collect_with_progress(settings)
     write_output(json.dumps(facts.to_json(), indent=2, default=str), out)
     if not facts.data:

@@ -125,6 +125,7 @@ AFTER: dict[str, tuple[str, ...]] = {
     "postgres": ("docker", "compose"),  # targets and credentials from the stack
     "app": ("host", "docker", "compose", "postgres"),  # live sessions cross-check the estimate
     "redis": ("docker", "compose", "app"),  # whether a queue or a cache uses it
+    "pgbouncer": ("docker", "compose", "app"),  # the stack's poolers and the apps' login users
     "monitoring": ("docker", "compose"),
     "tls": ("docker", "compose"),
     "backups": (),
