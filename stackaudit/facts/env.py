@@ -10,22 +10,16 @@ import grp
 import os
 import pwd
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from stackaudit.facts import CollectContext, not_a_regular_file
 from stackaudit.facts.envfile import EnvEntry, mapping_lookup, parse_dotenv_lenient
 from stackaudit.facts.secrets_git import git_status
-from stackaudit.redact import WEAK_VALUES, is_secret_key, remember
+from stackaudit.images import parse_image
+from stackaudit.redact import holds_secret, is_secret_key, remember, weak_reason
 
-# The SECRET_KEY_BASE that Maybe's example compose file falls back to (maybe-finance/maybe,
-# compose.example.yml, `${SECRET_KEY_BASE:-a7523c3d...}`): every copy-pasted install shares it.
-UPSTREAM_EXAMPLE_SECRETS = frozenset({
-    "a7523c3d0ae56415046ad8abae168d71074a79534a7062258f8d1d51ac2f76d3c3bc86d86b6b0b307df30d9a6a90a20"
-    "66a3fa9e67c5e6f374dbd7dd4e0778e13",
-})
-MIN_SECRET_LENGTH = 8
 TEMPLATE_SUFFIXES = (".example", ".sample", ".template", ".dist", ".tmpl")
 
 
@@ -114,35 +108,34 @@ def file_facts(ctx: CollectContext, path: Path, project: str | None) -> dict[str
     entries, errors = parse_dotenv_lenient(text, mapping_lookup({}))
     for error in errors:
         ctx.error(f"{path}:{error.line}", error.why)
-    facts.update(key_facts(entries))
+    facts.update(key_facts(entries, project_names(ctx, project)))
     return facts
 
 
-def key_facts(entries: list[EnvEntry]) -> dict[str, Any]:
+def key_facts(entries: list[EnvEntry], names: Iterable[str | None] = ()) -> dict[str, Any]:
+    """The keys, those whose value is a secret (by name and value), and the guessable ones."""
     keys = list(dict.fromkeys(e.key for e in entries))
-    secret_keys = [k for k in keys if is_secret_key(k)]
+    own = tuple(names)
+    secret = [e for e in entries if e.value is not None and holds_secret(e.key, e.value)]
+    # an empty password is no secret to protect, but the weakest password there is
+    empty = [e for e in entries if e.value is not None and not e.value.strip() and is_secret_key(e.key)]
     weak = []
-    for entry in entries:
-        if not is_secret_key(entry.key) or entry.value is None:
-            continue
+    for entry in sorted(secret + empty, key=lambda e: e.line):
         remember(entry.value)
-        reason = weak_reason(entry.value)
+        reason = weak_reason(entry.value or "", own)
         if reason:
             weak.append({"key": entry.key, "line": entry.line, "reason": reason})
-    return {"keys": keys, "secret_keys": secret_keys, "weak_values": weak}
+    return {"keys": keys, "secret_keys": list(dict.fromkeys(e.key for e in secret)), "weak_values": weak}
 
 
-def weak_reason(value: str) -> str | None:
-    """Why a secret value is weak, without repeating it; None when it looks like a real secret."""
-    if not value.strip():
-        return "empty"
-    if value.strip().lower() in WEAK_VALUES:
-        return "well-known default or placeholder"
-    if value.strip() in UPSTREAM_EXAMPLE_SECRETS:
-        return "the example value published by the upstream project"
-    if len(value) < MIN_SECRET_LENGTH:
-        return f"shorter than {MIN_SECRET_LENGTH} characters"
-    return None
+def project_names(ctx: CollectContext, project: str | None) -> list[str | None]:
+    """The project's, its services' and their images' names: the first guesses for a password."""
+    names: list[str | None] = [project]
+    for compose in ctx.facts.get("compose").get("projects", []):
+        if compose.get("name") == project:
+            for service in compose.get("services", {}).values():
+                names += [service.get("name"), parse_image(service.get("image")).basename or None]
+    return names
 
 
 def _user_name(uid: int) -> str:
