@@ -49,13 +49,25 @@ def _where(file: Any, line: Any) -> str:
 # --- SEC001 / SEC002: secrets files --------------------------------------------------------------
 
 def secret_files(facts: Facts) -> Iterator[dict[str, Any]]:
-    """Env files that exist and hold secrets (or are named like secrets files)."""
+    """Env files that exist and hold a secret (judged by value: a `_FILE` path, a switch or an empty
+    value is none), then private keys (facts["env"]["key_files"], found by name and first line)."""
     for file in facts.get("env").get("files", []):
         if file.get("exists") is False or file.get("template"):  # .env.example is meant to be shared
             continue
-        name = str(file.get("path", "")).rsplit("/", 1)[-1]
-        if file.get("secret_keys") or SECRET_FILE_NAME.search(name):
+        if file.get("secret_keys"):
             yield file
+    for key in facts.get("env").get("key_files", []):
+        if key.get("exists") is not False:
+            yield key
+
+
+def _holds(file: dict[str, Any]) -> str:
+    """What the file holds, by key names or key type, never by value."""
+    if file.get("private_key"):
+        return f"a private key ({file['private_key']})"
+    keys = list(file.get("secret_keys") or [])
+    shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+    return f"secrets ({shown})"
 
 
 def mode_bits(file: dict[str, Any]) -> int | None:
@@ -82,14 +94,18 @@ def _readable_by(file: dict[str, Any]) -> tuple[bool, bool]:
 def env_file_permissions(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Secrets files of the stack (`.env`, `env_file:` targets, `*.key`/`*.pem`) that the group or
-    every user of the host can read, or that belong to another user than the one who owns the project
-    directory (the user that runs the stack).
+    Secrets files of the stack that the group or every user of the host can read, or that belong to
+    another user than the one who owns the project directory (the user that runs the stack). A file
+    counts when it holds a secret, judged by value: an `.env` or `env_file:` target with a password,
+    token or key (a `*_FILE` path, a switch like `MYSQL_ALLOW_EMPTY_PASSWORD=yes` or an empty value
+    is none), or a private key in the project (`*.key`, a `*.pem` holding a PRIVATE KEY block,
+    `id_rsa`/`id_ed25519`, `*.p12`). The finding names the keys, never their values.
 
     ## Why it matters
-    Those files hold the database password, SECRET_KEY_BASE and API tokens. A world-readable file gives
-    them to any process or account on the host (a compromised web app running as another user, a
-    shared CI runner); a file owned by another account lets that account change them.
+    Those files hold the database password, SECRET_KEY_BASE, API tokens and TLS or SSH private
+    keys. A world-readable file gives them to any process or account on the host (a compromised web
+    app running as another user, a shared CI runner); a file owned by another account lets that
+    account change them. Only values are secret: a file with no secret in it is not reported.
 
     ## Recommendation
     `chmod 600` the file and `chown` it to the user that runs `docker compose`.
@@ -104,7 +120,7 @@ def env_file_permissions(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
     ## References
     - Compose docs, "Set environment variables" / `env_file`
-    - chmod(1)
+    - chmod(1); OpenSSH ssh(1): "private keys ... must not be accessible by others"
     """
     for file in secret_files(facts):
         path = str(file.get("path"))
@@ -112,10 +128,12 @@ def env_file_permissions(facts: Facts, settings: Settings) -> Iterator[Hit]:
         bits = mode_bits(file)
         mode = f"{bits:04o}" if bits is not None else str(file.get("mode"))
         evidence = [Evidence("env", "path", path), Evidence("env", "mode", mode, "0600"),
-                    Evidence("env", "owner", file.get("owner") or file.get("owner_uid"))]
+                    Evidence("env", "owner", file.get("owner") or file.get("owner_uid")),
+                    Evidence("env", "secret_keys", list(file.get("secret_keys") or [])),
+                    Evidence("env", "private_key", file.get("private_key"))]
         if world or group:
             who = "every user of the host" if world else "its group"
-            yield Hit(path, f"{path} holds secrets (mode {mode}) and is readable by {who}.",
+            yield Hit(path, f"{path} holds {_holds(file)} (mode {mode}) and is readable by {who}.",
                       _chmod_recommendation(path), evidence,
                       severity=Severity.HIGH if world else Severity.MEDIUM)
         expected_uid = file.get("dir_owner_uid")
@@ -138,7 +156,8 @@ def _chmod_recommendation(path: str, uid: Any = None) -> Recommendation:
 def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Secrets files that git tracks, or that sit in a git working tree without being ignored
+    Secrets files (env files holding a secret, private keys: see SEC001) that git tracks, or that sit
+    in a git working tree without being ignored
     (`git ls-files --error-unmatch`, `git check-ignore`: git itself answers, with every .gitignore,
     .git/info/exclude and core.excludesFile taken into account).
 
@@ -148,7 +167,8 @@ def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
     ## Recommendation
     Add the file to `.gitignore`; if it was ever committed, remove it from the index with
-    `git rm --cached` and rotate every secret it held (the history keeps the old values).
+    `git rm --cached` and rotate every secret it held (the history keeps the old values): a new
+    password, token or key pair (and revoke the old certificate or SSH key).
 
     ## Estimated effect
     Secrets stop travelling with the code.
@@ -169,16 +189,16 @@ def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
                     Evidence("env", "tracked", bool(git.get("tracked")), False),
                     Evidence("env", "ignored", bool(git.get("ignored")), True)]
         if git.get("tracked"):
-            yield Hit(path, f"{path} holds secrets and is tracked by the git repository {git['repo']}: they "
-                            "are in every clone and in the history.",
+            yield Hit(path, f"{path} holds {_holds(file)} and is tracked by the git repository "
+                            f"{git['repo']}: they are in every clone and in the history.",
                       Recommendation(f"Untrack {path}, ignore it and rotate its secrets.",
                                      "Secrets leave the repository from now on; rotation voids the old ones.",
                                      Risk.MANUAL, 60, Phase.NOW,
                                      f"git rm --cached {path} && echo '{_name(path)}' >> .gitignore"),
                       evidence, severity=Severity.HIGH)
         elif not git.get("ignored"):
-            yield Hit(path, f"{path} holds secrets inside the git repository {git['repo']} and no .gitignore "
-                            "rule covers it: `git add .` would commit it.",
+            yield Hit(path, f"{path} holds {_holds(file)} inside the git repository {git['repo']} and no "
+                            ".gitignore rule covers it: `git add .` would commit it.",
                       Recommendation(f"Add {path} to .gitignore.",
                                      "The file cannot be committed by accident.", Risk.SAFE, 2, Phase.NOW,
                                      f"echo '{_name(path)}' >> .gitignore"),
@@ -187,23 +207,80 @@ def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 # --- SEC003: secrets written in files ------------------------------------------------------------
 
+# Images whose entrypoint reads VAR from the file that VAR_FILE names (Docker secrets), per their docs:
+# postgres (Docker Hub "postgres", "Docker Secrets": POSTGRES_INITDB_ARGS, POSTGRES_PASSWORD,
+# POSTGRES_USER, POSTGRES_DB; postgis, timescaledb and pgvector build on its entrypoint), mariadb
+# ("Docker Secrets": the MARIADB_*/MYSQL_* root password, password, user, database, root host), mysql
+# ("Docker Secrets": MYSQL_ROOT_PASSWORD, MYSQL_ROOT_HOST, MYSQL_DATABASE, MYSQL_USER,
+# MYSQL_PASSWORD), mongo ("Docker Secrets": MONGO_INITDB_ROOT_USERNAME, MONGO_INITDB_ROOT_PASSWORD),
+# wordpress ("Docker Secrets": WORDPRESS_DB_HOST, _USER, _PASSWORD, _NAME), nextcloud (README,
+# "Docker Secrets"), grafana (Grafana docs, "Configure a Grafana Docker image": any GF_ variable
+# with the suffix `__FILE`).
+_POSTGRES_FILE_VARS = ("_FILE", re.compile(r"POSTGRES_(PASSWORD|USER|DB|INITDB_ARGS)"))
+_GRAFANA_FILE_VARS = ("__FILE", re.compile(r"GF_\w+"))
+FILE_VARIANTS: dict[str, tuple[str, re.Pattern[str]]] = {
+    "postgres": _POSTGRES_FILE_VARS, "postgis": _POSTGRES_FILE_VARS, "timescaledb": _POSTGRES_FILE_VARS,
+    "pgvector": _POSTGRES_FILE_VARS,
+    "mariadb": ("_FILE", re.compile(r"(MARIADB|MYSQL)_(ROOT_PASSWORD|PASSWORD|USER|DATABASE|ROOT_HOST)")),
+    "mysql": ("_FILE", re.compile(r"MYSQL_(ROOT_PASSWORD|PASSWORD|USER|DATABASE|ROOT_HOST)")),
+    "mongo": ("_FILE", re.compile(r"MONGO_INITDB_ROOT_(USERNAME|PASSWORD)")),
+    "wordpress": ("_FILE", re.compile(r"WORDPRESS_DB_(HOST|USER|PASSWORD|NAME)")),
+    "nextcloud": ("_FILE", re.compile(r"(POSTGRES|MYSQL)_(PASSWORD|USER|DB|DATABASE)|NEXTCLOUD_ADMIN_"
+                                      r"(USER|PASSWORD)|REDIS_HOST_PASSWORD|SMTP_PASSWORD")),
+    "grafana": _GRAFANA_FILE_VARS, "grafana-oss": _GRAFANA_FILE_VARS,
+    "grafana-enterprise": _GRAFANA_FILE_VARS,
+}
+
+
+def file_variant(image: str | None, key: str) -> str | None:
+    """The `_FILE` variable the image documents for `key`, or None."""
+    if not image:
+        return None
+    variant = FILE_VARIANTS.get(parse_image(image).basename)
+    if variant is None or not variant[1].fullmatch(key):
+        return None
+    return f"{key}{variant[0]}"
+
+
+def secret_recommendation(service: str, image: str | None, key: str, weak: bool) -> Recommendation:
+    """`_FILE` + `secrets:` where the image reads one, else `${KEY:?}` from a 0600, ignored .env."""
+    fresh = " Generate a new value (`openssl rand -hex 32`) and change it where it is used." if weak else ""
+    variant = file_variant(image, key)
+    if variant:
+        name = f"{service}_{key.lower()}"
+        action = (f"services:\n  {service}:\n    environment:\n      {variant}: /run/secrets/{name}\n"
+                  f"    secrets: [{name}]\nsecrets:\n  {name}:\n    file: ./secrets/{name}"
+                  "  # chmod 600, in .gitignore")
+        return Recommendation(f"Pass {key} as a Compose secret: {image} reads {variant}.{fresh}",
+                              "The secret leaves the compose file and the container's environment "
+                              "(docker inspect no longer shows it).", Risk.MANUAL, 20, Phase.WEEK, action)
+    return Recommendation(f"Move {key} to the project's .env (chmod 600, ignored by git) and require it."
+                          f"{fresh}", "The secret leaves the repository.", Risk.MANUAL, 15, Phase.WEEK,
+                          f"{key}: ${{{key}:?{key} must be set}}")
+
+
 @rule("SEC003", "secret-in-compose", Severity.MEDIUM, needs=("compose",))
 def secret_in_compose(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Passwords, tokens and keys written literally in compose files, including the default of a
-    `${VAR:-secret}` interpolation, and well-known placeholder or default values (`postgres`,
-    `password`, `changeme`, an upstream example's SECRET_KEY_BASE) in the stack's .env files.
+    Secrets written literally in compose files, including the default of a `${VAR:-secret}`
+    interpolation, and guessable secrets in the stack's .env files. A secret is judged by its name
+    and its value: `*_PASSWORD`, `*_PW`, `*_PASS`, `*_TOKEN`, `*_SECRET`, URL passwords, and `*_KEY`
+    holding key material; not a `*_FILE` path, a value under /run/secrets, a switch (`yes`, `true`)
+    or a role name. A guessable value (changeme, password, secret, a single word, the service's,
+    project's or image's own name, with or without digits around it) is reported as weak, HIGH.
 
     ## Why it matters
     Compose files are committed and copied around: a literal secret there is public to everyone who
-    sees the repository. A default password is the first one an attacker tries, and a default
+    sees the repository. A guessable password is the first one an attacker tries, and a default
     `${VAR:-secret}` silently takes over when the variable is missing.
 
     ## Recommendation
-    Move the value to the (ignored, mode 600) `.env` file or a Compose secret, and use
-    `${VAR:?VAR must be set}` so a missing value fails loudly. Replace placeholder values with
-    generated ones (`openssl rand -hex 32`), then rotate them where they were used.
+    Where the image reads the secret from a file (postgres, mariadb, mysql, mongo, grafana,
+    nextcloud, wordpress document `VAR_FILE`), use `VAR_FILE: /run/secrets/NAME` with a Compose
+    `secrets:` entry whose file is mode 600 and ignored by git. Otherwise move the value to the
+    project's `.env` (mode 600, ignored) and write `${VAR:?VAR must be set}` so a missing value
+    fails loudly. Replace guessable values with generated ones (`openssl rand -hex 32`).
 
     ## Estimated effect
     No secret in the repository; no guessable credential.
@@ -214,33 +291,42 @@ def secret_in_compose(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
     ## References
     - Compose docs, "Interpolation" (`${VAR:?err}`) and "Secrets in Compose"
+    - Docker Hub postgres / mariadb / mysql / mongo, "Docker Secrets"; Grafana docs, "Configure a
+      Grafana Docker image" (`__FILE`)
     """
     for project in facts.get("compose").get("projects", []):
+        services = project.get("services", {})
         for item in project.get("literal_secrets", []):
-            where = _where(item.get("file"), item.get("line"))
-            kind = item.get("kind", "literal")
-            how = "as the default of a ${VAR:-...} interpolation" if kind == "default" else "literally"
-            key = item.get("key")
-            subject = f"{project.get('name')}/{item.get('service')} {key}"
-            yield Hit(subject, f"{key} of service {item.get('service')} is written {how} in {where}.",
-                      Recommendation(f"Move {key} out of the compose file.",
-                                     "The secret leaves the repository.", Risk.MANUAL, 15, Phase.WEEK,
-                                     f"{key}: ${{{key}:?{key} must be set}}"),
-                      [Evidence("compose", "location", where), Evidence("compose", "key", item.get("key")),
-                       Evidence("compose", "kind", kind)])
+            yield _literal_secret_hit(project, services, item)
     for file in facts.get("env").get("files", []):
         if file.get("template"):  # placeholders are what an .env.example is for
             continue
         for weak in file.get("weak_values", []):
             where = _where(file.get("path"), weak.get("line"))
             yield Hit(f"{file.get('path')} {weak.get('key')}",
-                      f"{weak.get('key')} in {where} has a well-known value ({weak.get('reason')}).",
+                      f"{weak.get('key')} in {where} is guessable ({weak.get('reason')}).",
                       Recommendation(f"Generate a new value for {weak.get('key')}.",
                                      "The credential can no longer be guessed.", Risk.MANUAL, 15, Phase.NOW,
                                      "openssl rand -hex 32"),
                       [Evidence("env", "location", where), Evidence("env", "key", weak.get("key")),
                        Evidence("env", "reason", weak.get("reason"))],
                       severity=Severity.HIGH)
+
+
+def _literal_secret_hit(project: dict[str, Any], services: dict[str, Any], item: dict[str, Any]) -> Hit:
+    where = _where(item.get("file"), item.get("line"))
+    kind = item.get("kind", "literal")
+    how = "as the default of a ${VAR:-...} interpolation" if kind == "default" else "literally"
+    key, service, weak = str(item.get("key")), str(item.get("service")), item.get("weak")
+    image = (services.get(service) or {}).get("image")
+    guessable = f", and the value is guessable ({weak})" if weak else ""
+    return Hit(f"{project.get('name')}/{service} {key}",
+               f"{key} of service {service} is written {how} in {where}{guessable}.",
+               secret_recommendation(service, image, key, bool(weak)),
+               [Evidence("compose", "location", where), Evidence("compose", "key", key),
+                Evidence("compose", "kind", kind), Evidence("compose", "weak", weak, None),
+                Evidence("compose", "file_variant", file_variant(image, key))],
+               severity=Severity.HIGH if weak else None)
 
 
 # --- the stack's services, from compose and from the running containers ---------------------------
