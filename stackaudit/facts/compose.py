@@ -763,6 +763,7 @@ def service_shape(name: str, project: str, svc: Mapping[str, Any], env_files: li
         "container_name": str(svc["container_name"]) if svc.get("container_name") else None,
         "network_aliases": _network_aliases(svc.get("networks")),
         "privileged": bool(svc.get("privileged")),
+        "cap_add": sorted({str(c).upper().removeprefix("CAP_") for c in _as_list(svc.get("cap_add"))}),
         "labels": {k: redact_value(k, v) for k, v in sorted(_labels(svc.get("labels")).items())},
         "shm_size_bytes": parse_bytes(svc.get("shm_size")),
         "depends_on": sorted(str(d) for d in _as_names(svc.get("depends_on"))),

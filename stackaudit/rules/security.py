@@ -8,7 +8,8 @@ facts are read defensively, since those collectors may not give every key.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -346,6 +347,8 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
                    "privileged": bool(service.get("privileged")), "network_mode": service.get("network_mode"),
                    "sockets": [v.get("source") for v in service.get("volumes") or []
                                if str(v.get("source") or "") in DOCKER_SOCKETS],
+                   "cap_add": service.get("cap_add") or [],
+                   "host_mounts": _binds(service.get("volumes"), lambda v: not v.get("read_only")),
                    "environment": service.get("environment") or {}, "labels": service.get("labels") or {},
                    "profiles": service.get("profiles") or [], "command": service.get("command") or []}
     for container in facts.get("docker").get("containers", []):
@@ -358,7 +361,15 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
                "privileged": bool(container.get("privileged")), "network_mode": container.get("network_mode"),
                "sockets": [m.get("source") for m in container.get("mounts") or []
                            if str(m.get("source") or "") in DOCKER_SOCKETS],
+               "cap_add": container.get("cap_add") or [],
+               "host_mounts": _binds(container.get("mounts"), lambda m: bool(m.get("rw", True))),
                "environment": {}, "labels": container.get("labels") or {}, "profiles": [], "command": []}
+
+
+def _binds(mounts: Any, writable: Callable[[dict[str, Any]], bool]) -> list[tuple[str, bool]]:
+    """(host path, writable) of the bind mounts, from compose volumes or docker inspect mounts."""
+    return [(str(m["source"]), writable(m)) for m in mounts or []
+            if m.get("type") == "bind" and m.get("source")]
 
 
 def _label(service: dict[str, Any]) -> str:
@@ -784,55 +795,110 @@ def _django_ssl_hit(facts: Facts, service: dict[str, Any], proxy: list[str]) -> 
 
 # --- SEC008: host access from containers ---------------------------------------------------------
 
+# Capabilities that give the host away (capabilities(7)): SYS_ADMIN (mount, and most of what root
+# does), SYS_MODULE (load a kernel module), SYS_RAWIO (raw device and port I/O), DAC_READ_SEARCH
+# (open any host file by handle: the "shocker" escape), ALL; and those that widen what a compromised
+# container can do around it: NET_ADMIN (routes, firewall: the host's with network_mode host),
+# SYS_PTRACE (trace other processes of its PID namespace), BPF.
+HOST_CAPABILITIES = frozenset({"ALL", "SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "DAC_READ_SEARCH"})
+WIDE_CAPABILITIES = frozenset({"NET_ADMIN", "SYS_PTRACE", "BPF"})
+# Host paths whose mount exposes the kernel or every file: the whole tree under them counts.
+HOST_TREES = ("/proc", "/sys", "/lib/modules", "/usr/lib/modules", "/boot", "/var/lib/docker",
+              "/run/containerd", "/var/run/containerd")
+HOST_EXACT = frozenset({"/", "/etc", "/root", "/dev", "/home", "/var/run", "/run"})
+
+
+def host_path_mounts(service: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(source, writable) of bind mounts of the host's root, kernel or runtime paths."""
+    found = []
+    for source, writable in service.get("host_mounts") or []:
+        path = source.rstrip("/") or "/"
+        if path in DOCKER_SOCKETS:
+            continue  # reported as the Docker socket
+        if path in HOST_EXACT or any(path == t or path.startswith(t + "/") for t in HOST_TREES):
+            found.append((path, writable))
+    return found
+
+
+def host_access(service: dict[str, Any]) -> tuple[list[str], bool]:
+    """What gives the container a hold on the host, and whether any of it is host-root grade."""
+    issues: list[str] = []
+    root_grade = False
+    if service["sockets"]:
+        issues.append(f"mounts the Docker socket ({service['sockets'][0]})")
+        root_grade = True
+    if service["privileged"]:
+        issues.append("runs privileged")
+        root_grade = True
+    caps = set(service.get("cap_add") or [])
+    host_net = service["network_mode"] == "host"
+    strong = sorted(caps & HOST_CAPABILITIES) + (["NET_ADMIN"] if host_net and "NET_ADMIN" in caps else [])
+    wide = sorted((caps & WIDE_CAPABILITIES) - set(strong))
+    if strong:
+        issues.append(f"adds the capabilities {', '.join(strong)}")
+        root_grade = True
+    if wide:
+        issues.append(f"adds the capabilities {', '.join(wide)}")
+    for path, writable in host_path_mounts(service):
+        issues.append(f"mounts the host's {path} {'read-write' if writable else 'read-only'}")
+        root_grade = root_grade or writable
+    if host_net:
+        issues.append("uses the host network")
+    return issues, root_grade
+
+
 @rule("SEC008", "container-host-access", Severity.HIGH, needs_any=("compose", "docker"))
 def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Containers (compose services or running containers) with the Docker socket mounted, running
-    privileged, or on the host network. Monitoring and maintenance agents that need this
-    (cAdvisor, node-exporter, promtail, watchtower, traefik's docker provider...) are reported at
-    INFO so the exposure stays known.
+    Containers (compose services or running containers) with a hold on the host: the Docker socket
+    mounted, privileged, capabilities added with `cap_add` (SYS_ADMIN, SYS_MODULE, SYS_RAWIO,
+    DAC_READ_SEARCH, ALL; NET_ADMIN, SYS_PTRACE, BPF), bind mounts of the host's `/`, `/etc`,
+    `/root`, `/proc`, `/sys`, `/lib/modules`, `/dev`, `/boot` or Docker's own data, or the host
+    network. Monitoring and maintenance agents that need this (cAdvisor, node-exporter, promtail,
+    watchtower, traefik's docker provider...) are reported at INFO so the exposure stays known.
 
     ## Why it matters
     The Docker socket is root on the host: whoever controls the container can start a privileged
     container mounting `/` (a read-only mount does not help, the API is still writable). A privileged
-    container can load kernel modules and reach every device. On the host network a container's ports
-    bypass Docker's isolation and can reach services bound to the host's loopback.
+    container, or one with SYS_ADMIN or SYS_MODULE, can mount host filesystems or load a kernel module;
+    DAC_READ_SEARCH reads any host file. A writable `/proc` or `/sys` lets it change kernel settings
+    (`/proc/sys/kernel/core_pattern` runs a program as root on the host); `/lib/modules` gives the
+    kernel's modules to load. NET_ADMIN on the host network rewrites the host's firewall. On the host
+    network a container's ports bypass Docker's isolation and can reach services bound to loopback.
 
     ## Recommendation
-    Remove the socket mount, `privileged: true` or `network_mode: host` unless the service needs them;
-    give an agent a filtered socket (tecnativa/docker-socket-proxy with only the API sections it
-    reads), and precise `cap_add:` / `devices:` instead of privileged.
+    Remove the socket mount, `privileged: true`, the capabilities or the host mounts unless the
+    service needs them; give an agent a filtered socket (tecnativa/docker-socket-proxy with only the
+    API sections it reads), mount only the files it reads, read-only, and precise `cap_add:` /
+    `devices:` instead of privileged.
 
     ## Estimated effect
     A compromised container no longer means a compromised host.
 
     ## Fix safety
-    Confirm: the service may lose a feature that needed the access; test it after the change.
+    Confirm: the service may lose a feature that needed the access (a VPN needs NET_ADMIN); test it
+    after the change.
 
     ## References
-    - Docker docs, "Docker daemon attack surface"; OWASP Docker Security Cheat Sheet (rules 1 and 2)
+    - Docker docs, "Docker daemon attack surface" and "Runtime privilege and Linux capabilities"
+    - capabilities(7); OWASP Docker Security Cheat Sheet (rules 1, 2 and 3)
     """
     for service in stack_services(facts):
-        issues = []
-        if service["sockets"]:
-            issues.append(f"mounts the Docker socket ({service['sockets'][0]})")
-        if service["privileged"]:
-            issues.append("runs privileged")
-        if service["network_mode"] == "host":
-            issues.append("uses the host network")
+        issues, root_grade = host_access(service)
         if not issues:
             continue
         agent = is_host_agent(service["image"], service["name"])
         if agent:
             severity = Severity.INFO
-        elif service["sockets"] or service["privileged"]:
+        elif root_grade:
             severity = Severity.HIGH
         else:
             severity = Severity.MEDIUM
         note = " (expected for this agent; keep it limited)" if agent else ""
-        yield Hit(_label(service), f"{_label(service)} {' and '.join(issues)}{note}.",
-                  Recommendation("Remove the host access, or give the agent a filtered socket proxy.",
+        yield Hit(_label(service), f"{_label(service)} {', '.join(issues)}{note}.",
+                  Recommendation("Remove the host access, or give the agent a filtered socket proxy and "
+                                 "read-only mounts of what it reads.",
                                  "A compromised container no longer controls the host.", Risk.CONFIRM, 30,
                                  Phase.MONTH if agent else Phase.WEEK),
                   [_location(service), Evidence(service["origin"], "image", service["image"]),
@@ -842,10 +908,89 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 # --- SEC009: floating datastore tags -------------------------------------------------------------
 
+@dataclass(frozen=True)
+class VersionRule:
+    """What a major release is for one product, and what moving within or across one does."""
+
+    product: str
+    major_parts: Callable[[tuple[int, ...]], int]  # how many leading numbers name a major release
+    majors: str  # examples of its major releases, for the message
+    floating: Severity  # a tag that follows new majors
+    across: str  # what crossing a major does to the data
+    within: str  # what moving within a major does
+    pin: str  # a tag pinned enough, as an example
+
+
+# Sources: PostgreSQL "Versioning Policy" (major = first number since 10) and "Upgrading a
+# PostgreSQL Cluster"; MariaDB "Release model" and "Upgrading MariaDB" (10.5, 10.6, 10.11, 11.4
+# are majors; mariadb-upgrade; no downgrade); MySQL "Release model" (8.0, 8.4 LTS and 9.x innovation
+# series) and "Downgrading MySQL" (not supported across or, for 8.0, within a series); MongoDB
+# "Upgrade a Self-Managed Replica Set / Standalone" (one release series at a time, with
+# featureCompatibilityVersion); Redis release notes (RDB format 11 in 7.2, 12 in 7.4: older
+# releases cannot load it; Redis 8 is AGPLv3); Elasticsearch "Upgrade Elasticsearch" (indices of
+# the previous major only, no downgrade).
+VERSION_RULES: dict[str, VersionRule] = {
+    "postgres": VersionRule("PostgreSQL", lambda v: 1 if v[0] >= 10 else 2, "9.6, 16 and 17", Severity.HIGH,
+                            "a new major refuses the old data directory until pg_upgrade or a restore",
+                            "minor releases keep the data format, but each one recreates the container",
+                            "major.minor, e.g. 16.4"),
+    "mariadb": VersionRule("MariaDB", lambda v: 2, "10.5, 10.6, 10.11 and 11.4", Severity.HIGH,
+                           "each major upgrades the data files in place (mariadb-upgrade) with no way back",
+                           "point releases keep the data format, but each one recreates the container",
+                           "major.minor.patch, e.g. 10.11.9"),
+    "mysql": VersionRule("MySQL", lambda v: 2, "5.7, 8.0, 8.4 and 9.x", Severity.HIGH,
+                         "the data dictionary is upgraded in place at the first start, and MySQL cannot be "
+                         "downgraded", "8.0 patch releases upgrade the data dictionary in place too, with no "
+                         "downgrade", "series.patch, e.g. 8.4.2"),
+    "mongo": VersionRule("MongoDB", lambda v: 2, "6.0, 7.0 and 8.0", Severity.HIGH,
+                         "a new series starts only on data the previous one marked with its "
+                         "featureCompatibilityVersion: skipping one fails to start",
+                         "patch releases keep the data format, but each one recreates the container",
+                         "series.patch, e.g. 7.0.14"),
+    "redis": VersionRule("Redis", lambda v: 1, "6, 7 and 8", Severity.MEDIUM,
+                         "it writes an RDB format older releases cannot load (no way back), and Redis 8 "
+                         "changed its license", "minor releases (7.2, 7.4) also write an RDB format the "
+                         "older ones cannot load", "major.minor, e.g. 7.4"),
+    "elasticsearch": VersionRule("Elasticsearch", lambda v: 1, "7 and 8", Severity.HIGH,
+                                 "a new major reads only indices of the previous one and cannot be "
+                                 "downgraded",
+                                 "minor releases upgrade the indices in place, with no downgrade",
+                                 "major.minor.patch, e.g. 8.15.0"),
+}
+_TAG_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?=$|[^\d.])")  # "16", "10.11-jammy", "17beta1"
+
+
+def version_product(kind: str, image: str | None) -> str:
+    """The product whose version rules apply: MariaDB is not MySQL, whatever their kind."""
+    return "mariadb" if kind == "mysql" and parse_image(image).basename == "mariadb" else kind
+
+
 def tag_risk(kind: str, tag: str | None, digest: str | None) -> tuple[Severity, str] | None:
-    """How dangerous a datastore image's tag is, or None when it is pinned enough."""
+    """How dangerous a datastore image's tag is, or None when it is pinned enough.
+
+    `kind` is a datastore kind or a product of VERSION_RULES ("mariadb"); others get the generic
+    rule: a floating tag crosses majors, a bare number moves minors.
+    """
     if digest:
         return None
+    rule_ = VERSION_RULES.get(kind)
+    version = _TAG_VERSION.match(tag or "")
+    if rule_ is None:
+        return _generic_tag_risk(kind, tag)
+    if tag is None or version is None:
+        shown = tag or "no tag (latest)"
+        return rule_.floating, f"{shown} follows new {rule_.product} major releases: {rule_.across}"
+    numbers = tuple(int(n) for n in version.group(1).split("."))
+    major = rule_.major_parts(numbers)
+    if len(numbers) < major:
+        return rule_.floating, (f"{tag} spans several {rule_.product} major releases ({rule_.majors} are "
+                                f"each one): {rule_.across}")
+    if len(numbers) == major:
+        return Severity.LOW, f"{tag} is a bare {rule_.product} major: {rule_.within}"
+    return None
+
+
+def _generic_tag_risk(kind: str, tag: str | None) -> tuple[Severity, str] | None:
     if tag is None or tag.lower() in FLOATING_TAGS:
         shown = tag or "no tag (latest)"
         if kind in MAJOR_BOUND_DATASTORES:
@@ -860,47 +1005,56 @@ def tag_risk(kind: str, tag: str | None, digest: str | None) -> tuple[Severity, 
 def datastore_floating_tag(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Datastore images on a floating tag: `latest`, no tag, or a distribution name (`alpine`) is
-    floating (HIGH for PostgreSQL, MySQL, MongoDB and others whose data format is tied to the major
-    version, MEDIUM otherwise); a bare major (`postgres:16`, `redis:7-alpine`) is LOW. Images pinned
-    by digest or by a minor version (`postgres:16.4`) pass.
+    Datastore images on a tag that moves, judged by each product's own version rules. A floating
+    tag (`latest`, none, `lts`, a distribution name such as `alpine` or `focal`) or one that names
+    less than a major release is HIGH for PostgreSQL, MariaDB, MySQL, MongoDB and Elasticsearch
+    (MEDIUM for Redis): `mariadb:10-focal` spans 10.5, 10.6 and 10.11, which are separate majors;
+    `mysql:8` spans 8.0 and 8.4; `mongo:7` the 7.x series. A bare major is LOW: `postgres:16`,
+    `mariadb:10.11`, `mysql:8.4`, `mongo:7.0`, `redis:7`, `elasticsearch:8`. Pinned enough:
+    `postgres:16.4`, `mariadb:10.11.9`, `mysql:8.4.2`, `mongo:7.0.14`, `redis:7.4`, a digest.
+    Other datastores: a floating tag is HIGH or MEDIUM, a bare number LOW.
 
     ## Why it matters
     The next `docker compose pull && up -d` (or watchtower) silently installs what the tag points to
-    that day. Across a major version PostgreSQL refuses to start on the old data directory (an
-    outage until a pg_upgrade or a restore), and MySQL/MongoDB upgrade the files in place with no way
-    back. A bare major only moves minor releases, which keep the data format: the risk is an
-    unplanned restart (the container is recreated) and a version that differs from the one tested,
-    hence LOW.
+    that day. Across a major PostgreSQL refuses to start on the old data directory (an outage until
+    pg_upgrade or a restore); MariaDB and MySQL upgrade the data files in place with no way back;
+    MongoDB refuses data that skipped a series; Elasticsearch cannot go back either. Within a major
+    the data format mostly stays (MySQL 8.0 and Redis minors are exceptions: no downgrade), so the
+    risk is an unplanned restart and a version that differs from the one tested, hence LOW.
 
     ## Recommendation
-    Pin the datastore to a minor version (`postgres:16.4`, `redis:7.4.1`) or a digest, and upgrade on
-    purpose: read the release notes, take a backup, then change the tag.
+    Pin the datastore to the release running now, as precisely as the product needs
+    (`postgres:16.4`, `mariadb:10.11.9`, `mysql:8.4.2`, `mongo:7.0.14`, `redis:7.4`) or to a
+    digest, and upgrade on purpose: read the release notes, take a backup, then change the tag.
 
     ## Estimated effect
     No surprise major upgrade; upgrades happen when planned.
 
     ## Fix safety
-    Safe to pin to the version running now (`docker inspect` shows it); pinning to another version is
-    an upgrade.
+    Safe to pin to the version running now (`docker inspect` or the server's version()); pinning
+    to another version is an upgrade.
 
     ## References
-    - PostgreSQL docs, "Upgrading a PostgreSQL Cluster"; the postgres image's notes on PGDATA and
-      major versions
+    - PostgreSQL "Versioning Policy", "Upgrading a PostgreSQL Cluster"
+    - MariaDB "Upgrading MariaDB"; MySQL "Downgrading MySQL"; MongoDB "Upgrade a Standalone"
+      (featureCompatibilityVersion); Elasticsearch "Upgrade Elasticsearch"; Redis release notes
     """
     for service in stack_services(facts):
         kind = datastore_kind(service["image"], service["name"])
         if not kind or not service["image"]:
             continue
         image = parse_image(service["image"])
-        risk = tag_risk(kind, image.tag, image.digest)
+        product = version_product(kind, service["image"])
+        risk = tag_risk(product, image.tag, image.digest)
         if risk is None:
             continue
         severity, why = risk
+        version = VERSION_RULES.get(product)
+        pin = version.pin if version else "major.minor"
         yield Hit(_label(service), f"{kind} service {_label(service)} uses {service['image']}: {why}.",
-                  Recommendation("Pin the image to the running minor version or a digest.",
+                  Recommendation("Pin the image to the running release or a digest.",
                                  "Upgrades happen only when planned.", Risk.SAFE, 5, Phase.MONTH,
-                                 f"image: {image.repository.removeprefix('library/')}:<major.minor>"),
+                                 f"image: {image.repository.removeprefix('library/')}:<{pin}>"),
                   [_location(service), Evidence(service["origin"], "image", service["image"]),
-                   Evidence(service["origin"], "tag", image.tag, "major.minor or @sha256 digest")],
+                   Evidence(service["origin"], "tag", image.tag, f"{pin}, or an @sha256 digest")],
                   severity=severity)
