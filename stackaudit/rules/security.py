@@ -20,6 +20,7 @@ from stackaudit.images import (
     datastore_kind,
     is_host_agent,
     is_tls_proxy,
+    monitoring_kind,
     parse_image,
 )
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
@@ -1058,3 +1059,172 @@ def datastore_floating_tag(facts: Facts, settings: Settings) -> Iterator[Hit]:
                   [_location(service), Evidence(service["origin"], "image", service["image"]),
                    Evidence(service["origin"], "tag", image.tag, f"{pin}, or an @sha256 digest")],
                   severity=severity)
+
+
+# --- SEC010: monitoring UIs and APIs open to anyone -----------------------------------------------
+
+# Components with no authentication of their own (Prometheus, Alertmanager and the exporters can be
+# given basic auth with --web.config.file; Loki expects a proxy in front, auth_enabled is tenancy),
+# with the default port they listen on and how bad an open one is.
+OPEN_COMPONENTS: dict[str, tuple[int, Severity, str]] = {
+    "prometheus": (9090, Severity.MEDIUM, "every metric and label of the stack, and its targets"),
+    "alertmanager": (9093, Severity.MEDIUM, "the alerts, and anyone can silence them"),
+    "loki": (3100, Severity.HIGH, "every log line (with the secrets that end up in logs), and anyone can "
+                                  "push"),
+    "pushgateway": (9091, Severity.MEDIUM, "anyone can push or delete metrics, and fake the alerts"),
+    "cadvisor": (8080, Severity.LOW, "every container's name, image and resource use"),
+    "exporter": (9100, Severity.LOW, "the host's or datastore's metrics, for reconnaissance"),
+}
+GRAFANA_WRITE_ROLES = frozenset({"admin", "editor"})
+GRAFANA_SIGN_INS = ("proxy", "generic_oauth", "github", "gitlab", "google", "azuread", "okta", "ldap", "jwt")
+_LISTEN_FLAG = re.compile(r"^-{1,2}(web\.listen-address|server\.http-listen-address)=?(.*)$")
+
+
+def monitoring_component(service: dict[str, Any]) -> str | None:
+    """"grafana", "prometheus", "exporter"... for a service (one helper, to point at the shared
+    classifier of service kinds when it lands)."""
+    if parse_image(service["image"]).basename == "pushgateway" or service["name"] == "pushgateway":
+        return "pushgateway"
+    kind = monitoring_kind(service["image"], service["name"])
+    if kind and kind.endswith("_exporter"):
+        return "exporter"
+    return kind
+
+
+def _exposure(service: dict[str, Any], kind: str) -> list[str]:
+    """Where the component answers on all interfaces: published ports, or the host network."""
+    public = _public_ports(service)
+    if service["network_mode"] == "host" and not _listens_on_loopback(service):
+        default = 3000 if kind == "grafana" else OPEN_COMPONENTS.get(kind, (0,))[0]
+        public.append(f"host network, port {default or 'default'} on all interfaces")
+    return public
+
+
+def _listens_on_loopback(service: dict[str, Any]) -> bool:
+    argv = [str(a) for a in service["command"] or []]
+    for i, arg in enumerate(argv):
+        match = _LISTEN_FLAG.match(arg)
+        if match:
+            value = match.group(2) or (argv[i + 1] if i + 1 < len(argv) else "")
+            return bool(LOOPBACK.match(value.rsplit(":", 1)[0] or "x"))
+    return False
+
+
+def grafana_settings(facts: Facts, service: dict[str, Any]) -> dict[str, str]:
+    """grafana.ini's auth keys, overridden by GF_<SECTION>_<KEY> variables as Grafana does."""
+    settings: dict[str, str] = {}
+    for ini in facts.get("monitoring").get("grafana_ini", []):
+        if ini.get("service") == service["name"] and ini.get("project") in (None, service["project"]):
+            settings.update(ini.get("settings") or {})
+    env = service["environment"]
+    for name in ("auth.anonymous.enabled", "auth.anonymous.org_role", "auth.disable_login_form",
+                 *(f"auth.{p}.enabled" for p in GRAFANA_SIGN_INS)):
+        variable = "GF_" + name.upper().replace(".", "_")
+        if env.get(variable) is not None:
+            settings[name] = str(env[variable])
+    return settings
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in TRUTHY
+
+
+@rule("SEC010", "monitoring-ui-exposed", Severity.HIGH, needs_any=("compose", "docker"))
+def monitoring_ui_exposed(facts: Facts, settings: Settings) -> Iterator[Hit]:
+    """
+    ## What it checks
+    Grafana that lets anyone in: anonymous access as Admin or Editor (`GF_AUTH_ANONYMOUS_ENABLED` +
+    `GF_AUTH_ANONYMOUS_ORG_ROLE`, or `[auth.anonymous]` in a mounted grafana.ini), anonymous Viewer
+    on all interfaces, the login form disabled (`GF_AUTH_DISABLE_LOGIN_FORM`) with no other sign-in,
+    or auth proxy mode with its port open (anyone can send the user header). And Prometheus,
+    Alertmanager, Loki, Pushgateway, cAdvisor or an exporter published on all interfaces, or on the
+    host network without a loopback listen address: none of them authenticates by default. A
+    component started with `--web.config.file` (basic auth or TLS) is left out.
+
+    ## Why it matters
+    Anonymous Editor or Admin can change dashboards and alerting, add data sources and query every
+    database Grafana can reach. Prometheus shows every metric and target (a map of the stack), and
+    with the admin or lifecycle API enabled it can be emptied or stopped; Alertmanager lets anyone
+    silence the alerts; Loki gives every log line (and accepts fake ones). Docker publishes ports
+    ahead of the host firewall.
+
+    ## Recommendation
+    Grafana: `GF_AUTH_ANONYMOUS_ENABLED=false` (or `GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer` on a private
+    network), keep the login form unless an OAuth/LDAP sign-in replaces it, and publish auth-proxy
+    Grafana only to the proxy. The others: do not publish the port (Prometheus scrapes over the
+    compose network) or bind it to `127.0.0.1`, or put them behind a proxy with authentication
+    (or `--web.config.file` with basic_auth_users).
+
+    ## Estimated effect
+    The monitoring stack is reachable only by who should see it.
+
+    ## Fix safety
+    Confirm: dashboards shown anonymously (a wall screen) need a login or a Viewer role; remote
+    Grafana data sources need another way in (an SSH tunnel, the proxy).
+
+    ## References
+    - Grafana docs, "Configure authentication": anonymous authentication, auth proxy
+    - Prometheus docs, "Security model" and "HTTPS and authentication" (web.config.file)
+    - Loki docs, "Authentication" (Loki does not come with an authentication layer)
+    """
+    for service in stack_services(facts):
+        kind = monitoring_component(service)
+        if kind == "grafana":
+            yield from _grafana_hits(facts, service)
+        elif kind in OPEN_COMPONENTS:
+            yield from _open_component_hit(service, kind)
+
+
+def _grafana_hits(facts: Facts, service: dict[str, Any]) -> Iterator[Hit]:
+    conf = grafana_settings(facts, service)
+    public = _exposure(service, "grafana")
+    anonymous = _true(conf.get("auth.anonymous.enabled"))
+    role = conf.get("auth.anonymous.org_role") or "Viewer"  # Grafana's default anonymous role
+    sign_ins = [p for p in GRAFANA_SIGN_INS if _true(conf.get(f"auth.{p}.enabled"))]
+    evidence = [_location(service), Evidence(service["origin"], "grafana_auth", conf),
+                Evidence(service["origin"], "public_ports", public, [])]
+    where = f" on all interfaces ({', '.join(public)})" if public else ""
+    if anonymous and role.strip().lower() in GRAFANA_WRITE_ROLES:
+        yield Hit(_label(service), f"Grafana {_label(service)} lets anyone in without a login as "
+                                   f"{role}{where}.",
+                  _grafana_fix("GF_AUTH_ANONYMOUS_ENABLED=false"), evidence,
+                  severity=Severity.CRITICAL if public else Severity.HIGH)
+    elif anonymous and public:
+        yield Hit(_label(service), f"Grafana {_label(service)} shows its dashboards to anyone without a "
+                                   f"login (anonymous {role}){where}.",
+                  _grafana_fix("GF_AUTH_ANONYMOUS_ENABLED=false"), evidence, severity=Severity.LOW)
+    if _true(conf.get("auth.disable_login_form")) and not sign_ins:
+        yield Hit(_label(service), f"Grafana {_label(service)} has its login form disabled and no other "
+                                   "sign-in configured: only anonymous access or basic auth remain.",
+                  _grafana_fix("GF_AUTH_DISABLE_LOGIN_FORM=false"), evidence, severity=Severity.MEDIUM)
+    if "proxy" in sign_ins and public:
+        yield Hit(_label(service), f"Grafana {_label(service)} trusts an auth proxy's user header but is "
+                                   f"reachable without the proxy{where}: anyone can sign in as anyone.",
+                  _grafana_fix('ports: ["127.0.0.1:3000:3000"]'), evidence, severity=Severity.HIGH)
+
+
+def _grafana_fix(action: str) -> Recommendation:
+    return Recommendation("Require a login for Grafana (no anonymous editing, keep a sign-in).",
+                          "Only known users see and change the dashboards.", Risk.CONFIRM, 10, Phase.NOW,
+                          action)
+
+
+def _open_component_hit(service: dict[str, Any], kind: str) -> Iterator[Hit]:
+    argv = " ".join(str(a) for a in service["command"] or [])
+    public = _exposure(service, kind)
+    if not public or "web.config.file" in argv:
+        return
+    _, severity, gives = OPEN_COMPONENTS[kind]
+    apis = [f for f in ("--web.enable-admin-api", "--web.enable-lifecycle") if f in argv]
+    if kind == "prometheus" and apis:
+        severity = Severity.HIGH
+        gives = f"{gives}; with {' and '.join(apis)} anyone can delete data or stop it"
+    yield Hit(_label(service), f"{kind} {_label(service)} answers on all interfaces ({', '.join(public)}) "
+                               f"without authentication: it gives {gives}.",
+              Recommendation(f"Stop publishing {kind}, or bind it to 127.0.0.1, or put it behind an "
+                             "authenticating proxy.", "Monitoring data stays private.", Risk.CONFIRM, 10,
+                             Phase.WEEK, f'ports: ["127.0.0.1:{_host_port(public[0])}:'
+                                         f'{_container_port(public[0])}"]' if "->" in public[0] else None),
+              [_location(service), Evidence(service["origin"], "public_ports", public, []),
+               Evidence(service["origin"], "component", kind)],
+              severity=severity)
