@@ -316,3 +316,61 @@ def test_sec001_names_the_secret_keys_and_sec003_the_weak_ones(tmp_path: Path) -
     assert set(weak) == {"API_TOKEN", "SHOP_DB_PW"}
     assert "a well-known default or placeholder" in weak["API_TOKEN"]
     assert "the service's name with digits" in weak["SHOP_DB_PW"]  # the project is called shop
+
+
+# --- SEC010 from a real compose project with a mounted grafana.ini ---------------------------------------
+
+GRAFANA_INI = """; upstream defaults, edited
+[security]
+admin_password = Gr4f-Canary-Pw-61c0
+secret_key = SW2YcwTIb9zpOOhoPsMm
+
+[auth]
+disable_login_form = true
+
+[auth.anonymous]
+enabled = true
+; org_role = Viewer
+org_role = Admin
+"""
+
+
+def audit_with_monitoring(project_dir: Path) -> tuple[Facts, dict[str, set[str]]]:
+    from stackaudit.facts import collect
+    from stackaudit.rules import evaluate
+
+    settings = Settings(project_dirs=(project_dir,), sources=("compose", "env", "monitoring"),
+                        select=("SEC",))
+    facts = collect(settings)
+    found, _ = evaluate(facts, settings)
+    by_code: dict[str, set[str]] = {}
+    for finding in found:
+        by_code.setdefault(finding.code, set()).add(finding.message)
+    return facts, by_code
+
+
+def test_sec010_fires_from_a_mounted_grafana_ini(tmp_path: Path) -> None:
+    root = tmp_path / "obs"
+    write(root / "grafana" / "grafana.ini", GRAFANA_INI, 0o600)
+    write(root / "compose.yaml", "services:\n  grafana:\n    image: grafana/grafana:12.1.0\n"
+          "    ports: [\"3000:3000\"]\n    volumes:\n"
+          "      - ./grafana/grafana.ini:/etc/grafana/grafana.ini:ro\n"
+          "  loki:\n    image: grafana/loki:3.4.2\n    ports: [\"3100:3100\"]\n", 0o644)
+    facts, found = audit_with_monitoring(root)
+    (ini,) = facts["monitoring"]["grafana_ini"]
+    assert ini["settings"] == {"auth.disable_login_form": "true", "auth.anonymous.enabled": "true",
+                               "auth.anonymous.org_role": "Admin"}
+    messages = " | ".join(sorted(found["SEC010"]))
+    assert "Grafana obs/grafana lets anyone in without a login as Admin on all interfaces" in messages
+    assert "login form disabled" in messages and "loki obs/loki answers on all interfaces" in messages
+    assert "Gr4f-Canary-Pw-61c0" not in json.dumps(facts.to_json())
+
+
+def test_sec010_silent_when_grafana_ini_keeps_logins(tmp_path: Path) -> None:
+    root = tmp_path / "obs"
+    write(root / "grafana" / "grafana.ini", "[auth.anonymous]\nenabled = false\norg_role = Admin\n", 0o600)
+    write(root / "compose.yaml", "services:\n  grafana:\n    image: grafana/grafana:12.1.0\n"
+          "    ports: [\"127.0.0.1:3000:3000\"]\n    volumes:\n      - ./grafana:/etc/grafana:ro\n", 0o644)
+    facts, found = audit_with_monitoring(root)
+    assert facts["monitoring"]["grafana_ini"][0]["settings"]["auth.anonymous.enabled"] == "false"
+    assert "SEC010" not in found
