@@ -113,11 +113,26 @@ def holds_secret(key: str, value: str | None) -> bool:
     text = (value or "").strip()
     if not text:
         return False
+    if url_password(text):
+        return True  # DATABASE_URL=postgres://app:pw@db/app, whatever the name
     if not is_secret_key(key):
         return is_key_name(key) and looks_like_key_material(text)
     if is_file_reference(text):
         return False
     return not (is_switch_value(text) and _SWITCH_NAME.search(key.upper()))
+
+
+def url_password(text: str) -> str | None:
+    """The password written in a URL of the text (not an interpolation like `${DB_PASSWORD}`)."""
+    for match in _URL_WITH_PASSWORD.finditer(text):
+        if match.group(3) and "$" not in match.group(3):
+            return match.group(3)
+    return None
+
+
+def secret_part(key: str, value: str) -> str:
+    """The part of a secret value to judge: a URL's password, else the whole value."""
+    return url_password(value) or value
 
 
 def note_names(names: Iterable[str | None]) -> None:
@@ -202,10 +217,10 @@ def redact_dsn(text: str) -> str:
 
 def redact_value(key: str, value: str) -> str:
     """The value of an environment variable as it may be shown: a secret never, a weak one neither."""
-    if holds_secret(key, value):
+    if holds_secret(key, value) and (is_secret_key(key) or not url_password(value)):
         remember(value)
         return REDACTED
-    return redact_dsn(value)
+    return redact_dsn(value)  # a URL keeps its user and host: rules read them (SEC005)
 
 
 def redact_env(env: Mapping[str, str | None]) -> dict[str, str | None]:

@@ -48,6 +48,7 @@ from stackaudit.redact import (
     redact_value,
     remember,
     scrub_data,
+    secret_part,
     weak_reason,
 )
 
@@ -710,8 +711,9 @@ def _secret_kinds(key: str, value: str, names: tuple[str, ...]) -> list[tuple[st
     refs = list(references(value))
     literal = value.replace("$$", "$")
     if not refs and holds_secret(key, literal):
-        remember(literal)
-        return [("literal", weak_reason(literal, names))]
+        part = secret_part(key, literal)  # a URL's password, else the value
+        remember(part)
+        return [("literal", weak_reason(part, names))]
     if is_secret_key(key):
         for ref in refs:
             if ref.op in (":-", "-") and ref.arg and "$" not in ref.arg and holds_secret(key, ref.arg):

@@ -19,7 +19,7 @@ from stackaudit.facts.envfile import EnvEntry, mapping_lookup, parse_dotenv_leni
 from stackaudit.facts.keyfiles import MAX_ENTRIES, find_key_files, key_kind
 from stackaudit.facts.secrets_git import git_status
 from stackaudit.images import parse_image
-from stackaudit.redact import holds_secret, is_secret_key, remember, weak_reason
+from stackaudit.redact import holds_secret, is_secret_key, remember, secret_part, weak_reason
 
 TEMPLATE_SUFFIXES = (".example", ".sample", ".template", ".dist", ".tmpl")
 
@@ -156,8 +156,9 @@ def key_facts(entries: list[EnvEntry], names: Iterable[str | None] = ()) -> dict
     empty = [e for e in entries if e.value is not None and not e.value.strip() and is_secret_key(e.key)]
     weak = []
     for entry in sorted(secret + empty, key=lambda e: e.line):
-        remember(entry.value)
-        reason = weak_reason(entry.value or "", own)
+        part = secret_part(entry.key, entry.value or "")
+        remember(part)
+        reason = weak_reason(part, own)
         if reason:
             weak.append({"key": entry.key, "line": entry.line, "reason": reason})
     return {"keys": keys, "secret_keys": list(dict.fromkeys(e.key for e in secret)), "weak_values": weak}
