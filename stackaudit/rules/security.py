@@ -950,8 +950,8 @@ VERSION_RULES: dict[str, VersionRule] = {
                          "series.patch, e.g. 7.0.14"),
     "redis": VersionRule("Redis", lambda v: 1, "6, 7 and 8", Severity.MEDIUM,
                          "it writes an RDB format older releases cannot load (no way back), and Redis 8 "
-                         "changed its license", "minor releases (7.2, 7.4) also write an RDB format the "
-                         "older ones cannot load", "major.minor, e.g. 7.4"),
+                         "changed its license", "a minor release may write an RDB format the previous "
+                         "minor cannot load (7.4 cannot go back to 7.2)", "major.minor, e.g. 7.4"),
     "elasticsearch": VersionRule("Elasticsearch", lambda v: 1, "7 and 8", Severity.HIGH,
                                  "a new major reads only indices of the previous one and cannot be "
                                  "downgraded",
