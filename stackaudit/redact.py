@@ -67,10 +67,11 @@ UPSTREAM_EXAMPLE_SECRETS = frozenset({
 MIN_SECRET_LENGTH = 8
 # One run of letters (a longer one is a passphrase or random), maybe with digits and symbols around.
 _ONE_WORD = re.compile(r"([\W\d_]*)([A-Za-z]{3,12})[\W\d_]*")
-_FILLER = re.compile(r"[\W\d_]*")  # digits and symbols people append: password1!, shop2024
+_MAX_LEFTOVER_LETTERS = 3  # besides known words: "db", "pw", "app" add no real guessing work
 
 _known_secrets: set[str] = set()
 _names: set[str] = set()  # service, project and image names the report shows (never scrubbed)
+_scrubbed: list[list[str]] = []  # the values scrub replaces, longest first (cached until a change)
 _MIN_SCRUB_LENGTH = 6  # shorter values ("1", "on", "wrong") would blank out ordinary words
 
 
@@ -115,10 +116,10 @@ def holds_secret(key: str, value: str | None) -> bool:
         return False
     if url_password(text):
         return True  # DATABASE_URL=postgres://app:pw@db/app, whatever the name
-    if not is_secret_key(key):
-        return is_key_name(key) and looks_like_key_material(text)
     if is_file_reference(text):
         return False
+    if not is_secret_key(key):
+        return is_key_name(key) and looks_like_key_material(text)
     return not (is_switch_value(text) and _SWITCH_NAME.search(key.upper()))
 
 
@@ -139,6 +140,7 @@ def note_names(names: Iterable[str | None]) -> None:
     """Names the report shows (services, projects, images, directories): a remembered value that is
     part of one is not scrubbed, since hiding it would mangle the name and hide nothing."""
     _names.update(n for n in names if n)
+    _scrubbed.clear()
 
 
 def _normal(text: str) -> str:
@@ -159,11 +161,13 @@ def weak_reason(value: str, names: Iterable[str | None] = ()) -> str | None:
         return "a well-known default or placeholder"
     if text in UPSTREAM_EXAMPLE_SECRETS:
         return "the example value published by the upstream project"
-    own = {_normal(n) for n in names if n and len(_normal(n)) >= 3}
+    given = [n.lower() for n in names if n]
+    own = {_normal(n) for n in given if len(_normal(n)) >= 3}
     if _normal(text) in own:
         return "the service's or image's own name"
-    if _made_of(lower, own | WEAK_VALUES):
-        return "a common word or the service's name with digits or symbols around it"
+    parts = {p for n in given for p in re.split(r"[^a-z0-9]+", n) if len(p) >= 3}
+    if _made_of(text, own | parts | WEAK_VALUES):
+        return "common words or the service's name, with a few digits, symbols or letters around them"
     word = _ONE_WORD.fullmatch(text)
     if word and (word.group(2).islower() or word.group(2).istitle()):
         return "a single word" if word.group(2) == text else "a single word with digits or symbols around it"
@@ -172,15 +176,17 @@ def weak_reason(value: str, names: Iterable[str | None] = ()) -> str | None:
     return None
 
 
-def _made_of(lower: str, words: Iterable[str]) -> bool:
-    """Whether the value is only known words (longest first) plus digits and symbols."""
-    rest = lower
+def _made_of(value: str, words: Iterable[str]) -> bool:
+    """Whether the value is known words (longest first) plus digits, symbols and a few lower-case
+    letters ("nextcloud-db-pass", "shopdb2024"); a mixed-case leftover ("Kx93") looks generated."""
+    rest = value
     found = False
     for word in sorted((w for w in words if len(w) >= 3), key=len, reverse=True):
-        if word in rest:
-            rest = rest.replace(word, " ")
+        if word in rest.lower():
+            rest = re.sub(re.escape(word), " ", rest, flags=re.IGNORECASE)
             found = True
-    return found and bool(_FILLER.fullmatch(rest))
+    letters = [c for c in rest if c.isalpha()]
+    return found and len(letters) <= _MAX_LEFTOVER_LETTERS and not any(c.isupper() for c in letters)
 
 
 def is_guessable(value: str) -> bool:
@@ -194,12 +200,14 @@ def remember(value: str | None) -> None:
     """Note a secret value so that `scrub` removes it from any output."""
     if value and not is_guessable(value):
         _known_secrets.add(value)
+        _scrubbed.clear()
 
 
 def forget_all() -> None:
     """Clear the remembered values (a new audit in a long-lived process, and test isolation)."""
     _known_secrets.clear()
     _names.clear()
+    _scrubbed.clear()
 
 
 def redact_dsn(text: str) -> str:
@@ -242,10 +250,17 @@ def url_without_password(url: str) -> str:
 def scrub(text: str) -> str:
     """Remove every remembered secret and any DSN password from rendered text."""
     text = redact_dsn(text)
-    for secret in sorted(_known_secrets, key=len, reverse=True):
-        if secret in text and not any(secret in name for name in _names):
+    for secret in _to_scrub():
+        if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def _to_scrub() -> list[str]:
+    if not _scrubbed:
+        _scrubbed.append(sorted((s for s in _known_secrets if not any(s in name for name in _names)),
+                                key=len, reverse=True))
+    return _scrubbed[0]
 
 
 def scrub_data(value: Any) -> Any:
