@@ -64,7 +64,8 @@ def test_weak_reasons_name_the_guess_without_repeating_the_value() -> None:
     assert redact.weak_reason("Nextcloud", names) == "the service's or image's own name"
     assert redact.weak_reason("shop_password!", names) == (
         "common words or the service's name, with a few digits, symbols or letters around them")
-    assert redact.weak_reason("nextcloud-db-pass", names) == redact.weak_reason("shopdb2024", names) is not None
+    assert redact.weak_reason("nextcloud-db-pass", names) == redact.weak_reason("shopdb2024", names)
+    assert redact.weak_reason("shopdb2024", names) is not None
     assert redact.weak_reason("Summer2024") == "a single word with digits or symbols around it"
     assert redact.weak_reason("Xq8!vL2") == "shorter than 8 characters"
     for strong in ("Xq81vLm2pR7s", "correct-horse-battery-staple", "Kx93-redis-pass"):
