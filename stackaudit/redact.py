@@ -48,6 +48,10 @@ _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I
 _FLAG_PASSWORD = re.compile(r"((?:^|\s)(?:--(?:requirepass|masterauth|password|pass)|redis-cli\b[^\n]*?\s-a)"
                             r"(?:=|\s+))(?!\*\*\*)(\S+)", re.IGNORECASE)
 
+# .env parse errors of compose-go quote the rest of the line, value included ("unterminated quoted
+# value \"s3cret", "unexpected character \"'\" in variable name \"A'=s3cret\""): cut them there.
+_DOTENV_ERROR_TAIL = re.compile(r"(unterminated quoted value|in variable name)(?! of )(?: .*)?", re.DOTALL)
+
 # Values that anyone guessing would try first, and the placeholders of popular examples. SEC003
 # reports them as weak; `remember` leaves them out (see the module docstring).
 WEAK_VALUES = frozenset({
@@ -221,6 +225,11 @@ def redact_dsn(text: str) -> str:
     text = _URL_WITH_PASSWORD.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
     text = _KEYWORD_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return _FLAG_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+
+
+def without_dotenv_values(message: str) -> str:
+    """A compose-go .env error message with the quoted rest of the line (the value) cut off."""
+    return _DOTENV_ERROR_TAIL.sub(lambda m: f"{m.group(1)} (the value is not shown)", message)
 
 
 def redact_value(key: str, value: str) -> str:

@@ -99,3 +99,23 @@ def test_flags_and_urls_are_redacted_in_free_text_even_when_weak() -> None:
         'sh -c "redis-server --requirepass *** --port 6380"')
     assert redact.scrub("redis-cli -h cache -a changeme ping") == "redis-cli -h cache -a *** ping"
     assert redact.scrub("postgres://app:postgres@db/app") == "postgres://app:***@db/app"
+
+
+def test_a_bad_env_line_is_reported_without_its_value(tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "compose.yaml").write_text("services:\n  app:\n    image: nginx:1.27\n")
+    (root / ".env").write_text('API_TOKEN="Leak-Canary-Tok-91ab\nBAD\'KEY=Leak-Canary-2-77cc\n')
+    result = run("audit", "-p", str(root), "--sources", "compose,env", "--format", "json")
+    report = json.loads(result.stdout)  # still valid JSON
+    assert "Leak-Canary" not in result.stdout + result.stderr
+    whys = [e["why"] for e in report["collection_errors"]]
+    assert "unterminated quoted value of API_TOKEN: the \" is never closed" in whys
+
+
+def test_dotenv_errors_of_compose_go_lose_their_values() -> None:
+    message = 'failed to read .env: line 3: unterminated quoted value "s3cret-Value\nNEXT=x'
+    assert redact.without_dotenv_values(message) == (
+        "failed to read .env: line 3: unterminated quoted value (the value is not shown)")
+    assert "s3cret" not in redact.without_dotenv_values(
+        'line 1: unexpected character "\'" in variable name "A\'=s3cret"')

@@ -50,6 +50,7 @@ from stackaudit.redact import (
     scrub_data,
     secret_part,
     weak_reason,
+    without_dotenv_values,
 )
 
 # compose-go's default file names, in the order it looks for them, and the override beside each.
@@ -307,6 +308,7 @@ def run_compose_config(
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"{exc.__class__.__name__}: {exc}"
     why = " ".join(line for line in result.stderr.splitlines() if "level=warning" not in line).strip()
+    why = without_dotenv_values(why)  # compose-go quotes a bad .env line, value included
     if result.returncode != 0 or not result.stdout.strip():
         return None, why or f"exit code {result.returncode}"
     try:
