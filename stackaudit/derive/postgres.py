@@ -178,3 +178,19 @@ def compose_service_name(facts: Facts) -> str:
     runs_in = postgres_runs_in(facts)
     service = postgres_service(facts)
     return str(runs_in.get("service") or (service or {}).get("name") or "postgres")
+
+
+def command_flags(command: Any) -> dict[str, str]:
+    """`-c name=value` pairs (or `-cname=value`) of a list command, in order."""
+    flags: dict[str, str] = {}
+    if not isinstance(command, list):
+        return flags
+    parts = [str(p) for p in command]
+    for i, part in enumerate(parts):
+        text = (
+            parts[i + 1] if part == "-c" and i + 1 < len(parts) else part[2:] if part.startswith("-c") else ""
+        )
+        if "=" in text:
+            key, value = text.split("=", 1)
+            flags[key.strip()] = value.strip()
+    return flags

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from stackaudit.derive.postgres import command_flags
 from stackaudit.tuning.postgres import Proposal, Tuning, shm_size_bytes
 from stackaudit.tuning.units import format_memory
 
@@ -56,7 +57,7 @@ def as_compose(tuning: Tuning, service_name: str, command: Any = None, only_chan
     """A compose override setting `command: ["postgres", "-c", ...]` and `shm_size` for the service
     (`command` is its current one: its -c arguments are kept unless we set the same name). Never
     POSTGRES_INITDB_ARGS (the entrypoint runs initdb only on an empty data directory; ERRATA 3)."""
-    flags = _existing_flags(command)
+    flags = command_flags(command)
     for p in _chosen(tuning, only_changed):
         flags[p.name] = p.recommended
     argv = ["postgres"] + [part for name, value in flags.items() for part in ("-c", f"{name}={value}")]
@@ -70,20 +71,3 @@ def as_compose(tuning: Tuning, service_name: str, command: Any = None, only_chan
         f"    shm_size: {json.dumps(format_memory(shm).replace('GB', 'gb').replace('MB', 'mb'))}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _existing_flags(command: Any) -> dict[str, str]:
-    """`-c name=value` pairs of the service's current command (list form), in order."""
-    flags: dict[str, str] = {}
-    if not isinstance(command, list):
-        return flags
-    parts = [str(p) for p in command]
-    for i, part in enumerate(parts):
-        if part == "-c" and i + 1 < len(parts):
-            text = parts[i + 1]
-        else:
-            text = part[2:] if part.startswith("-c") else ""
-        if "=" in text:
-            key, value = text.split("=", 1)
-            flags[key.strip()] = value.strip()
-    return flags
