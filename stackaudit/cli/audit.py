@@ -40,15 +40,19 @@ from stackaudit.rules import load_all
 
 
 def collect_with_progress(settings: Settings) -> Facts:
-    """Collect while a status line on stderr says which source is being read."""
+    """Collect while a status line on stderr says which sources are being read (several at once);
+    each source gets one line when it is done."""
+    reading: list[str] = []
     with console.status("collecting…") as status:
         def progress(source: str, state: str) -> None:
             if state == "start":
-                status.update(f"collecting {source}…")
-            elif state == "failed":
-                console.print(styled("✗", "yellow", f" {source}: could not be collected (see the report)"))
+                reading.append(source)
             else:
-                console.print(styled("✓", "green", f" {source}"))
+                reading.remove(source)
+                failed = f" {source}: could not be collected (see the report)"
+                console.print(styled("✗", "yellow", failed) if state == "failed"
+                              else styled("✓", "green", f" {source}"))
+            status.update(f"collecting {', '.join(reading)}…" if reading else "collecting…")
         return collect(settings, progress)
 
 

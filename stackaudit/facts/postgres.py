@@ -3,7 +3,9 @@
 The target is `--pg DSN`, else libpq's own variables and files (PGHOST, PGSERVICE, PGDATABASE with
 PGPORT, PGUSER, .pgpass, read by libpq itself from an empty conninfo), else the compose stack's
 postgres service (published port or container address; credentials from its environment or an
-app's DATABASE_URL). Every session is read-only with a statement_timeout. A view that needs more
+app's DATABASE_URL), else a cluster running on this host (facts.local_servers). A Unix socket owned
+by another user is read, as root, by a child that has become that user (peer auth: stackaudit.peer).
+Every session is read-only with a statement_timeout. A view that needs more
 privilege becomes a collection error for that part only. The SQL is in `postgres_sql`.
 """
 
@@ -25,15 +27,20 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg.rows import dict_row
 
-from stackaudit.facts import CollectContext, SourceUnavailable
+from stackaudit.facts import CollectContext, SourceUnavailable, local_servers
 from stackaudit.facts import postgres_sql as sql
+from stackaudit.peer import socket_owner
 from stackaudit.redact import redact_dsn, remember, scrub
 
 SOURCE = "postgres"
+LOCAL_ORIGIN = "local cluster"
 TABLE_LIMIT = 500  # per database, largest first: enough for every rule, bounded facts size
 INDEX_LIMIT = 2000
 STATEMENT_LIMIT = 25  # top N by total, by mean and by temp blocks (union)
 MAX_DATABASES = 50
+# Never queue behind another session's lock: statements that need one (sizes) give up after this.
+# The sizing queries already skip relations under ACCESS EXCLUSIVE; this covers a lock taken between.
+LOCK_TIMEOUT_MS = 500
 QUERY_TEXT_CHARS = 300
 
 # Image repositories (last path part) that run PostgreSQL: postgres, postgis/postgis,
@@ -53,22 +60,39 @@ class Target:
     """Where to connect. `conninfo` may hold a password: it never goes into facts or messages."""
 
     conninfo: str
-    origin: str  # "--pg" | "libpq environment" | "compose"
+    origin: str  # "--pg" | "libpq environment" | "compose" | "local cluster"
     label: str  # user@host:port/db, no password
     project: str | None = None
     service: str | None = None
+    hint: str | None = None  # how to reach it by hand when this fails (a local cluster's --pg)
+    local_clusters: tuple[Mapping[str, Any], ...] = ()
 
 
 def collect(ctx: CollectContext) -> dict[str, Any]:
     target = find_target(ctx)
+    owner = socket_owner(target.conninfo)
+    try:
+        if owner is not None:
+            data = local_servers.collect_as_owner(ctx, owner, lambda: collect_target(ctx, target))
+        else:
+            data = collect_target(ctx, target)
+    except SourceUnavailable as exc:
+        raise SourceUnavailable(f"{exc}; {target.hint}" if target.hint else str(exc)) from None
+    if target.local_clusters:
+        data["local_clusters"] = list(target.local_clusters)
+    data["runs_in"] = runs_in(ctx.facts.get("docker"), target, data)
+    data["summary"] = summarise(data)
+    return data
+
+
+def collect_target(ctx: CollectContext, target: Target) -> dict[str, Any]:
+    """Everything read over one connection (and the per-database ones): JSON-able, no secrets."""
     started = time.monotonic()
     with connect(target.conninfo, ctx.settings.timeout_seconds, target.label) as conn:
         data = collect_server(ctx, conn, target)
         deadline = started + max(30.0, 3 * ctx.settings.timeout_seconds)
-        data["per_database"] = collect_databases(ctx, conn, target, data, deadline)
-        data["statements"] = collect_statements(ctx, conn, target, data)
-    data["runs_in"] = runs_in(ctx.facts.get("docker"), target, data)
-    data["summary"] = summarise(data)
+        data["per_database"], statements = collect_databases(ctx, conn, target, data, deadline)
+        data["statements"] = collect_statements(ctx, conn, data, statements)
     return data
 
 
@@ -86,9 +110,27 @@ def find_target(ctx: CollectContext, environ: Mapping[str, str] | None = None) -
                                    ctx.private.get("compose_env", {})))
     if targets:
         return targets[0]
+    clusters = local_servers.find_postgres_clusters(ctx.settings.proc_root)
+    chosen, others = local_servers.choose_cluster(clusters)
+    if chosen is not None:
+        return local_target(ctx, chosen, others, clusters)
     raise SourceUnavailable("no PostgreSQL target: give --pg DSN (or STACKAUDIT_PG_DSN), set PGHOST/"
                             "PGSERVICE for libpq, or audit a compose project with a postgres service "
-                            "that publishes its port or runs in a reachable container")
+                            "that publishes its port or runs in a reachable container"
+                            + local_servers.not_running_reason(clusters))
+
+
+def local_target(ctx: CollectContext, chosen: local_servers.FoundCluster,
+                 others: list[local_servers.FoundCluster],
+                 clusters: list[local_servers.FoundCluster]) -> Target:
+    """The cluster running here; the other running ones are named with the --pg that audits them."""
+    for other in others:
+        ctx.error("local clusters", f"also running here, not audited: {other.describe()}: "
+                  f"audit it with {other.pg_hint()}")
+    label = f"{chosen.name} ({_label(chosen.owner, chosen.socket_dir, chosen.port, 'postgres')})"
+    return Target(chosen.conninfo(), LOCAL_ORIGIN, label,
+                  hint=f"found {chosen.describe()}: audit it with {chosen.pg_hint()}",
+                  local_clusters=tuple(local_servers.cluster_json(clusters, chosen)))
 
 
 def describe_conninfo(text: str) -> str:
@@ -229,14 +271,17 @@ def service_credentials(env: Mapping[str, Any], app_url: Mapping[str, str | None
 
 def connect(conninfo: str, timeout_seconds: float, label: str,
             dbname: str | None = None) -> psycopg.Connection[dict[str, Any]]:
-    """A read-only autocommit session with a statement_timeout on every query."""
+    """A read-only autocommit session that never waits long: statement_timeout, a short lock_timeout
+    and application_name=stackaudit, all set in the startup packet (libpq `options`), so they hold
+    from the first statement and our sessions can be told apart in pg_stat_activity."""
     timeout_ms = int(timeout_seconds * 1000)
     options = (f"-c default_transaction_read_only=on -c statement_timeout={timeout_ms} "
-               f"-c lock_timeout={timeout_ms} -c idle_in_transaction_session_timeout={timeout_ms * 6}")
+               f"-c lock_timeout={min(LOCK_TIMEOUT_MS, timeout_ms)} "
+               f"-c idle_in_transaction_session_timeout={timeout_ms * 6}")
     extra: dict[str, Any] = {"dbname": dbname} if dbname else {}
     try:
         return psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_seconds)),
-                               application_name="stackaudit", options=options, autocommit=True,
+                               application_name=sql.OWN_APPLICATION, options=options, autocommit=True,
                                row_factory=dict_row, **extra)
     except psycopg.Error as exc:
         # str(), never repr(): the repr holds the connection string with its password.
@@ -280,6 +325,10 @@ def run(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], where: st
         rows = conn.execute(query, params).fetchall()
     except psycopg.errors.InsufficientPrivilege as exc:
         ctx.error(where, f"needs pg_monitor / superuser (or a GRANT): {_one_line(exc)}")
+        return None
+    except psycopg.errors.LockNotAvailable:
+        ctx.error(where, f"not read: another session took a lock it needs, and the audit does not wait "
+                  f"for locks (gave up after {LOCK_TIMEOUT_MS} ms)")
         return None
     except psycopg.errors.QueryCanceled:
         ctx.error(where, f"query cancelled by statement_timeout ({ctx.settings.timeout_seconds:g}s)")
@@ -339,8 +388,20 @@ def collect_server(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]]
         "data_directory": collect_data_directory(ctx, conn, settings, databases),
         "connections": collect_connections(ctx, conn, settings, server),
         "checkpoints": collect_checkpoints(ctx, conn, major, server),
+        "system_identifier": (run(ctx, conn, "pg_control_system", sql.SYSTEM_IDENTIFIER)
+                              or [{}])[0].get("system_identifier"),
+        "target_dsn": password_free_dsn(conn),
     }
     return data
+
+
+# What reaches this server again (apply, rollback): never the password, nor our session options.
+_DSN_KEYS = ("host", "port", "user", "dbname", "sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+def password_free_dsn(conn: psycopg.Connection[Any]) -> str:
+    params = conn.info.get_parameters()  # psycopg leaves the password out
+    return pg_conninfo.make_conninfo(**{k: v for k, v in params.items() if k in _DSN_KEYS and v})
 
 
 def parse_settings(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -458,7 +519,8 @@ def collect_connections(ctx: CollectContext, conn: psycopg.Connection[dict[str, 
     if not server.get("has_pg_monitor") and not server.get("is_superuser"):
         ctx.error("pg_stat_activity", "needs pg_monitor: other roles' sessions show no state, client "
                   "or query, so idle-in-transaction ages are only known for this role")
-    return summarise_activity(rows, settings)
+    theirs = [r for r in rows if not r.pop("own", False)]
+    return {**summarise_activity(theirs, settings), "own_sessions_excluded": len(rows) - len(theirs)}
 
 
 def summarise_activity(rows: list[dict[str, Any]],
@@ -530,42 +592,81 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
 
 
 def collect_databases(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], target: Target,
-                      data: dict[str, Any], deadline: float) -> dict[str, Any]:
-    """Tables and indexes of the target database, then of every other connectable one in time."""
+                      data: dict[str, Any], deadline: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tables and indexes of the target database, then of every other one we may connect to, in
+    time: one connection per database, opened only where the role has CONNECT. pg_stat_statements
+    is read on the first of these connections whose database has the extension (the target's
+    first), never through a connection of its own."""
     current = data["current_database"]
-    per_database = {current: collect_database(ctx, conn, data, current)}
-    others = [d["name"] for d in data["databases"]
+    statements: dict[str, Any] = {}
+    per_database = {current: visit_database(ctx, conn, data, current, statements)}
+    others = [d for d in data["databases"]
               if d.get("allow_connections") and not d.get("is_template") and d["name"] != current]
-    for name in others[:MAX_DATABASES]:
+    for row in others[:MAX_DATABASES]:
+        name = row["name"]
+        if row.get("can_connect") is False:
+            ctx.error(f"database {name}", "not read: this role has no CONNECT privilege on it")
+            continue
         if time.monotonic() > deadline:
             ctx.error(f"database {name}", "skipped: the time budget for per-database statistics ran out")
             continue
         try:
             with connect(target.conninfo, ctx.settings.timeout_seconds, target.label, dbname=name) as other:
-                per_database[name] = collect_database(ctx, other, data, name)
+                per_database[name] = visit_database(ctx, other, data, name, statements)
         except SourceUnavailable as exc:
             ctx.error(f"database {name}", str(exc))
-    return per_database
+    return per_database, statements
+
+
+def visit_database(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], data: Mapping[str, Any],
+                   name: str, statements: dict[str, Any]) -> dict[str, Any]:
+    """One database's facts; reads pg_stat_statements here too if it lives here and is not read yet."""
+    info = collect_database(ctx, conn, data, name)
+    schema = next((e["schema"] for e in info["extensions"] if e["name"] == "pg_stat_statements"), None)
+    libraries = data["shared_preload_libraries"]
+    preloaded = libraries is None or "pg_stat_statements" in libraries
+    if schema is not None and preloaded and "read_from_database" not in statements:
+        statements.update(read_statements(ctx, conn, schema, data), read_from_database=name)
+    return info
 
 
 def collect_database(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]],
                      data: Mapping[str, Any], name: str) -> dict[str, Any]:
     where = f"{name}: "
     major = data["major"]
-    tables = run(ctx, conn, where + "pg_stat_user_tables", sql.tables(TABLE_LIMIT)) or []
-    count = run(ctx, conn, where + "table count", sql.TABLE_COUNT)
+    tables = run(ctx, conn, where + "pg_stat_user_tables", sql.tables(TABLE_LIMIT))
     indexes = run(ctx, conn, where + "pg_stat_user_indexes", sql.indexes(major, INDEX_LIMIT)) or []
     extensions = run(ctx, conn, where + "pg_extension", sql.EXTENSIONS) or []
     stats = stats_since(ctx, conn, data, name)
+    total = tables[0].pop("tables_total") if tables else (0 if tables is not None else None)
+    for table in tables or []:
+        table.pop("tables_total", None)
+    report_locked(ctx, name, tables or [], indexes)
     return {
-        "tables_total": count[0]["tables"] if count else len(tables),
-        "tables": tables,
+        "tables_total": total,
+        "tables": tables or [],
         "indexes": [public_index(i) for i in indexes],
         "duplicate_indexes": find_duplicate_indexes(indexes),
         "invalid_indexes": [public_index(i) for i in indexes if i.get("is_valid") is False],
         "extensions": extensions,
         **stats,
     }
+
+
+def report_locked(ctx: CollectContext, database: str, tables: list[dict[str, Any]],
+                  indexes: list[dict[str, Any]]) -> None:
+    """One collection error per locking session, naming what was not sized because it holds
+    (or waits for) an ACCESS EXCLUSIVE lock on them: reading their sizes would have waited."""
+    locked: dict[Any, list[str]] = {}
+    for kind, rows, key in (("table", tables, "table"), ("index", indexes, "index")):
+        for row in rows:
+            if row.get("locked_by_pid") is not None:
+                locked.setdefault(row["locked_by_pid"], []).append(f"{kind} {row['schema']}.{row[key]}")
+    for pid, names in sorted(locked.items(), key=lambda item: str(item[0])):
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        ctx.error(f"{database}: relation sizes", f"not read for {shown}: session {pid} holds or waits for "
+                  "an ACCESS EXCLUSIVE lock on them, and the audit does not wait for locks (their "
+                  "statistics were read; sizes and index definitions are left empty)")
 
 
 def public_index(index: Mapping[str, Any]) -> dict[str, Any]:
@@ -607,7 +708,8 @@ def find_duplicate_indexes(indexes: list[dict[str, Any]]) -> list[dict[str, Any]
     """
     by_table: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for index in indexes:
-        if index.get("is_valid") is not False and index.get("column_numbers") is not None:
+        if (index.get("is_valid") is not False and index.get("column_numbers") is not None
+                and index.get("locked_by_pid") is None):  # a locked one's expressions were not read
             by_table.setdefault((index["schema"], index["table"]), []).append(index)
     found = []
     for group in by_table.values():
@@ -670,17 +772,17 @@ def _identical_loser(small: Mapping[str, Any], big: Mapping[str, Any]) -> bool:
 # --- pg_stat_statements ----------------------------------------------------------------------
 
 
-def collect_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], target: Target,
-                       data: Mapping[str, Any]) -> dict[str, Any]:
-    installed_in = {db: next(e for e in info.get("extensions", []) if e["name"] == "pg_stat_statements")
-                    for db, info in data["per_database"].items()
-                    if any(e["name"] == "pg_stat_statements" for e in info.get("extensions", []))}
+def collect_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]],
+                       data: Mapping[str, Any], read: Mapping[str, Any]) -> dict[str, Any]:
+    """What is known about pg_stat_statements, with the rows `visit_database` read (if any)."""
+    installed_in = sorted(db for db, info in data["per_database"].items()
+                          if any(e["name"] == "pg_stat_statements" for e in info.get("extensions", [])))
     available = run(ctx, conn, "pg_available_extensions", sql.EXTENSION_AVAILABLE)
     libraries = data["shared_preload_libraries"]
     result: dict[str, Any] = {
         "available": bool(available and available[0]["available"]),
         "preloaded": None if libraries is None else "pg_stat_statements" in libraries,
-        "installed_in": sorted(installed_in),
+        "installed_in": installed_in,
         "track_planning": _value(data["settings"], "pg_stat_statements.track_planning") == "on",
         "track": _value(data["settings"], "pg_stat_statements.track"),
         "installed": False,
@@ -688,20 +790,7 @@ def collect_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, A
     }
     if result["preloaded"] is False or not installed_in:
         return result
-    current = data["current_database"]
-    database = current if current in installed_in else sorted(installed_in)[0]
-    schema = installed_in[database]["schema"]
-    if database == data["current_database"]:
-        result.update(read_statements(ctx, conn, schema, data))
-    else:
-        try:
-            with connect(target.conninfo, ctx.settings.timeout_seconds, target.label,
-                         dbname=database) as other:
-                result.update(read_statements(ctx, other, schema, data))
-        except SourceUnavailable as exc:
-            ctx.error("pg_stat_statements", str(exc))
-    result["read_from_database"] = database
-    return result
+    return {**result, **read}
 
 
 def read_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], schema: str,
@@ -711,7 +800,7 @@ def read_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]
     if not columns:
         return {}
     try:
-        conn.execute(f'{sql.TAG} SELECT 1 FROM "{schema}".pg_stat_statements LIMIT 1')
+        conn.execute(f'SELECT {sql.TAG} 1 FROM "{schema}".pg_stat_statements LIMIT 1')
     except psycopg.errors.ObjectNotInPrerequisiteState:
         return {"preloaded": False}  # created but not loaded: "must be loaded via shared_preload_libraries"
     except psycopg.Error as exc:
