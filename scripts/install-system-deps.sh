@@ -7,6 +7,7 @@ demo_packages=(python3-venv)
 test_packages=(postgresql-15 postgresql-contrib redis-server docker.io containerd runc prometheus
                chromium busybox-static openssl git util-linux e2fsprogs
                pgbouncer time)  # time: /usr/bin/time -v, for the benchmarks (make bench-*)
+test_packages+=(openssh-client)  # ssh-keygen: real OpenSSH private keys for the SEC001/SEC002 tests
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")

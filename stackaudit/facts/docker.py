@@ -288,6 +288,7 @@ def container_record(attrs: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "restart_count": attrs.get("RestartCount", 0),
         "health": (state.get("Health") or {}).get("Status"),
         "privileged": bool(host.get("Privileged")),
+        "cap_add": sorted({str(c).upper().removeprefix("CAP_") for c in host.get("CapAdd") or []}),
         "network_mode": host.get("NetworkMode"),
         "created": attrs.get("Created"),
         "started_at": started_at,
