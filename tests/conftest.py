@@ -4,6 +4,8 @@
 - `pg_cluster`: parametrized over both versions: a test using it runs on 15 and on 18.
 - `pg_dsn`: a fresh database per test module on `pg_cluster`.
 - `redis_factory`: start a Redis with the config a test needs; stopped after the test.
+- `pgbouncer_factory`: start Debian's PgBouncer (as a non-root user) with the [databases] and
+  [pgbouncer] lines a test needs; stopped after the test.
 - `docker_engine`: a private dockerd for the session (`.client`, `.make_image`, `.run_container`).
 - `state_dir`: a temporary state directory (STACKAUDIT_STATE_DIR points at it).
 
@@ -20,7 +22,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,16 +30,18 @@ from stackaudit import redact
 from stackaudit.localpg import LocalCluster
 from tests.services import (
     DockerEngine,
+    PgBouncerServer,
     RedisServer,
     create_database,
     running_cluster,
     start_docker_engine,
+    start_pgbouncer,
     start_redis,
 )
 
 # Fixtures (here and in the sub-folders' conftests) that are, or start, a real service.
 SERVICE_FIXTURES = frozenset({
-    "pg15", "pg18", "pg_cluster", "pg_dsn", "redis_factory", "docker_engine",  # this file
+    "pg15", "pg18", "pg_cluster", "pg_dsn", "redis_factory", "pgbouncer_factory", "docker_engine",
     "browser",  # tests/browser/conftest.py: Chromium
 })
 # Programs that are servers, or need one of the Debian service packages (promtool is Prometheus').
@@ -100,6 +104,23 @@ def _refuse_services_outside_integration(event: str, args: tuple[Any, ...]) -> N
 sys.addaudithook(_refuse_services_outside_integration)
 
 
+Server = TypeVar("Server", RedisServer, PgBouncerServer)
+
+
+def _stopped_after(start: Callable[..., Server]) -> Iterator[Callable[..., Server]]:
+    """A factory fixture's body: `start` as the test calls it; every server it made is stopped."""
+    started: list[Server] = []
+
+    def run(*args: Any, **kwargs: Any) -> Server:
+        server = start(*args, **kwargs)
+        started.append(server)
+        return server
+
+    yield run
+    for server in started:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def pg15() -> Iterator[LocalCluster]:
     with running_cluster(15) as cluster:
@@ -126,16 +147,12 @@ def pg_dsn(pg_cluster: LocalCluster, request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def redis_factory() -> Iterator[Callable[..., RedisServer]]:
-    started: list[RedisServer] = []
+    yield from _stopped_after(start_redis)
 
-    def start(config: dict[str, str] | None = None, password: str | None = None) -> RedisServer:
-        server = start_redis(config, password)
-        started.append(server)
-        return server
 
-    yield start
-    for server in started:
-        server.stop()
+@pytest.fixture
+def pgbouncer_factory() -> Iterator[Callable[..., PgBouncerServer]]:
+    yield from _stopped_after(start_pgbouncer)
 
 
 @pytest.fixture(scope="session")

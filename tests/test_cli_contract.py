@@ -24,7 +24,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from stackaudit.cli import app
+from stackaudit.cli import _load_commands, app
 from stackaudit.rules import load_all
 from tests.services import RedisServer
 
@@ -42,6 +42,7 @@ def command_paths() -> list[tuple[str, ...]]:
         for name, sub in getattr(command, "commands", {}).items():
             walk(sub, (*path, name))
 
+    _load_commands()  # the app imports command modules lazily; walking needs them all
     walk(typer.main.get_command(app), ())
     return paths
 

@@ -32,7 +32,7 @@ from stackaudit.cli.common import (
 from stackaudit.config import Settings
 from stackaudit.report.terminal import wrap_text
 
-PLAN_SOURCES = "host,docker,compose,env,app,postgres,redis"
+PLAN_SOURCES = "host,docker,compose,env,app,postgres,pgbouncer,redis"
 
 
 FormatOpt = OutputOpt

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from stackaudit.cli.app import app
+from stackaudit.cli.app import COMMANDS, app
 from stackaudit.cli.common import (
     ConfigOpt,
     FailOnOpt,
@@ -346,7 +346,8 @@ CrontabFileOpt = Annotated[
 
 
 def _available_commands() -> frozenset[str]:
-    names = {
+    """The lazy table names every command, loaded or not; registered ones cover any it misses."""
+    names = set(COMMANDS) | {
         c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
         for c in app.registered_commands
     }
