@@ -39,7 +39,7 @@ from stackaudit.facts import Facts, collect
 from stackaudit.pipeline import audit as run_audit
 from stackaudit.pipeline import nothing_collected
 from stackaudit.report import Report
-from stackaudit.report.terminal import plain_console, styled, wrap_text
+from stackaudit.report.terminal import plain_console, styled, terminal_width, wrap_text
 from stackaudit.rules import load_all
 
 
@@ -178,7 +178,7 @@ def rules_command(
     table.add_column("checks", ratio=1)
     for r in registry.values():
         table.add_row(r.code, r.name, r.severity.label(), r.summary)
-    plain_console().print(table)  # once, after the rows; at the terminal's width (COLUMNS)
+    plain_console(width=terminal_width()).print(table)  # once, after the rows; COLUMNS wide
 
 
 @app.command()

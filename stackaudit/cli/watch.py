@@ -37,7 +37,7 @@ from stackaudit.config import Settings
 from stackaudit.model import to_jsonable
 from stackaudit.monitor import MonitorOptions, parse_duration
 from stackaudit.redact import remember
-from stackaudit.report.terminal import plain_console, styled
+from stackaudit.report.terminal import plain_console, styled, terminal_width
 
 DiskPathOpt = Annotated[
     list[Path] | None, typer.Option("--disk-path", help="Another path whose mount to watch (repeatable).")
@@ -124,7 +124,7 @@ def _render_terminal(result: Any) -> None:
     for finding in result.report.findings:
         table.add_row(finding.severity.label(), finding.code, finding.subject, finding.message)
 
-    out = plain_console()  # the terminal's width (COLUMNS)
+    out = plain_console(width=terminal_width())
     if result.report.findings:
         out.print(table)
     else:
