@@ -334,23 +334,31 @@ def test_postgres_unreachable_targets_are_clean_errors(pg_unreachable_runs: dict
 
 @pytest.mark.integration
 def test_postgres_killed_mid_collection(tmp_path: Path, private_pg: LocalCluster) -> None:
-    """The collector is blocked on a lock we hold (pg_relation_size takes AccessShareLock on each
-    table); the cluster is then stopped with -m immediate while the query waits."""
+    """The collector is paused (tests/integration/pause_harness.py) after its third query has
+    answered; the cluster is then stopped with -m immediate and the collector resumed: its next
+    query meets a dead connection."""
     dsn = create_database(private_pg, "robust_kill")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE locked (id int)")
         for index in range(50):
             conn.execute(f"CREATE TABLE t{index} (id int PRIMARY KEY, v text)")
-    holder = psycopg.connect(dsn)
-    holder.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
-    process, watcher = start_cli(tmp_path, "audit", "--sources", "host,postgres", "--format", "json",
-                                 "--pg", dsn)
+    ready_read, ready_write = os.pipe()
+    resume_read, resume_write = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.pause_harness", str(ready_write), str(resume_read),
+         "audit", "--sources", "host,postgres", "--format", "json", "--pg", dsn],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path),
+        pass_fds=(ready_write, resume_read))
+    os.close(ready_write)
+    os.close(resume_read)
+    watcher = StderrWatcher(process)
     try:
-        assert wait_for_blocked_collector(private_pg, 60), watcher.text()
+        with os.fdopen(ready_read) as ready:
+            assert ready.readline() == "paused\n", watcher.text()
         private_pg.stop("immediate")
+        os.write(resume_write, b"x")
         result = finish(process, watcher)
     finally:
-        holder.close()
+        os.close(resume_write)
         if process.poll() is None:
             process.kill()
         private_pg.start()
@@ -360,18 +368,6 @@ def test_postgres_killed_mid_collection(tmp_path: Path, private_pg: LocalCluster
     assert errors and any("connection lost" in e["why"] or "terminat" in e["why"] for e in errors), errors
     assert_no_password(result, PG_PASSWORD)
     assert_host_still_audited(report)
-
-
-def wait_for_blocked_collector(cluster: LocalCluster, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                               "'stackaudit' AND wait_event_type = 'Lock'").fetchone()
-            if row and row[0]:
-                return True
-            time.sleep(0.1)
-    return False
 
 
 # ------------------------------------------------------------------ 3. Redis
