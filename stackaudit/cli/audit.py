@@ -29,6 +29,7 @@ from stackaudit.cli.common import (
     SelectOpt,
     SourcesOpt,
     StateDirOpt,
+    below_the_services,
     build_settings,
     console,
     fail,
@@ -112,6 +113,7 @@ def audit(
 
     Example: stackaudit audit --project-dir /srv/app --format md --out report.md
     """
+    below_the_services()
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources, select, ignore,
                               fail_on, state_dir, tls_domains=tuple(domain) if domain else None,
                               prometheus_url=prometheus_url, pgbouncer_dsn=pgbouncer)
@@ -148,6 +150,7 @@ def collect_command(
 
     Example: stackaudit collect --project-dir /srv/app --out facts.json
     """
+    below_the_services()
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources,
                               tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url,
                               pgbouncer_dsn=pgbouncer)

@@ -27,6 +27,7 @@ from stackaudit.cli.common import (
     SelectOpt,
     SourcesOpt,
     StateDirOpt,
+    below_the_services,
     build_settings,
     console,
     dumps_json,
@@ -171,6 +172,7 @@ def check(
 
     Example (cron): */30 * * * * stackaudit check --quiet
     """
+    below_the_services()
     from stackaudit.monitor.check import run_pass
     from stackaudit.monitor.metrics import write_textfile
 
