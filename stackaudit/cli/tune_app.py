@@ -13,6 +13,7 @@ from stackaudit.cli.common import (
     ComposeFileOpt,
     ConfigOpt,
     OutOpt,
+    PgBouncerOpt,
     PgOpt,
     ProjectDirOpt,
     RedisOpt,
@@ -27,6 +28,7 @@ from stackaudit.derive import app_tuning
 from stackaudit.derive.memory import host_resources
 from stackaudit.facts import Facts, collect
 from stackaudit.facts.app import live_connections
+from stackaudit.report.terminal import wrap_text
 from stackaudit.tuning.appserver import (
     DEFAULT_LIMITS,
     AppTuning,
@@ -36,7 +38,7 @@ from stackaudit.tuning.appserver import (
 from stackaudit.tuning.redis import RedisAdvice, advise
 from stackaudit.units import format_bytes, parse_size
 
-APP_SOURCES = "host,docker,compose,env,app,postgres"
+APP_SOURCES = "host,docker,compose,env,app,postgres,pgbouncer"
 REDIS_SOURCES = "host,docker,compose,env,app,redis"
 
 
@@ -80,6 +82,7 @@ def tune_app_servers(
     project_dir: ProjectDirOpt = None,
     compose_file: ComposeFileOpt = None,
     pg: PgOpt = None,
+    pgbouncer: PgBouncerOpt = None,
     config: ConfigOpt = None,
     out: OutOpt = None,
 ) -> None:
@@ -91,7 +94,7 @@ def tune_app_servers(
     Example (what if): stackaudit tune app -p /srv/app --cpus 8 --memory 16GiB --format json
     """
     facts = _facts(facts_file, APP_SOURCES, config=config, project_dir=project_dir,
-                   compose_file=compose_file, pg=pg)
+                   compose_file=compose_file, pg=pg, pgbouncer_dsn=pgbouncer)
     processes = facts.get("app").get("processes") or []
     if not processes:
         fail(f"no app server found in the compose services ({facts.why_missing('app')})")
@@ -116,7 +119,7 @@ def tune_app_servers(
         write_output(dumps_json({**tuning.to_json(), "live_connections": live,
                                  "resources": {"cores": cores, "memory_bytes": memory_bytes}}), out)
         return
-    write_output(_app_text(tuning, live), out)
+    write_output(wrap_text(_app_text(tuning, live)), out)
 
 
 def _app_text(tuning: AppTuning, live: list[dict[str, object]]) -> str:
@@ -175,7 +178,7 @@ def tune_redis(
     if output_format == Output.json:
         write_output(dumps_json({"instances": [a.to_json() for a in advice]}), out)
         return
-    write_output("\n\n".join(_redis_text(a) for a in advice), out)
+    write_output(wrap_text("\n\n".join(_redis_text(a) for a in advice)), out)
 
 
 def _redis_text(advice: RedisAdvice) -> str:

@@ -31,7 +31,7 @@ from stackaudit.facts import Facts, collect
 from stackaudit.mysqlconn import MysqlUrlError, parse_url
 from stackaudit.remediation.journal import ApplyError
 from stackaudit.remediation.mysql_apply import MysqlApplyOptions, apply_tuning
-from stackaudit.report.terminal import plain_console
+from stackaudit.report.terminal import plain_console, terminal_width
 from stackaudit.tuning.mysql import MysqlTuning, as_compose, as_conf, as_sql
 from stackaudit.tuning.units import human_bytes
 
@@ -158,7 +158,7 @@ def _render(tuning: MysqlTuning, instance: dict[str, Any] | None, output_format:
 
 def _table(tuning: MysqlTuning, instance: dict[str, Any] | None) -> str:
     buffer = io.StringIO()
-    out = plain_console(file=buffer, width=160, force_terminal=False)
+    out = plain_console(file=buffer, width=terminal_width(), force_terminal=False)
     where = (instance or {}).get("target") or "not reached"
     table = Table(title=f"{tuning.flavor_name} settings ({where})", show_lines=False)
     for column in ("Setting", "Current", "Recommended", "Restart?", "Why"):

@@ -84,8 +84,10 @@ def buffer_pool_off_budget(facts: Facts, settings: Settings, derived: Derived) -
     pages that were hot. Persist the value in a conf.d file, the compose command or SET PERSIST.
 
     ## References
-    - MySQL manual, "Configuring InnoDB Buffer Pool Size"
-    - MariaDB KB, "InnoDB Buffer Pool"
+    - MySQL manual, "Configuring InnoDB Buffer Pool Size":
+      https://dev.mysql.com/doc/refman/8.0/en/innodb-buffer-pool-resize.html
+    - MariaDB KB, "InnoDB Buffer Pool":
+      https://mariadb.com/kb/en/innodb-buffer-pool/
     """
     low, high = settings.threshold("MY001", "low_ratio"), settings.threshold("MY001", "high_ratio")
     for instance, tuning in _tuned(facts, derived):
@@ -136,8 +138,10 @@ def worst_case_overcommit(facts: Facts, settings: Settings, derived: Derived) ->
     connections above it, so check the apps' pools first (APP001 / PG101 for PostgreSQL).
 
     ## References
-    - MySQLTuner, mysqltuner.pl calculations() (server_buffers, per_thread_buffers)
-    - MySQL manual, "How MySQL Uses Memory"
+    - MySQLTuner, mysqltuner.pl calculations() (server_buffers, per_thread_buffers):
+      https://github.com/major/MySQLTuner-perl
+    - MySQL manual, "How MySQL Uses Memory":
+      https://dev.mysql.com/doc/refman/8.0/en/memory-use.html
     """
     for instance, tuning in _tuned(facts, derived):
         if not instance.get("variables"):
@@ -181,9 +185,12 @@ def redo_too_small(facts: Facts, settings: Settings, derived: Derived) -> Iterat
     else a restart.
 
     ## References
-    - MySQL manual, "Configuring Redo Log Capacity"
-    - Percona blog, "How to calculate a good InnoDB log file size"
-    - MariaDB KB, "InnoDB Redo Log"
+    - MySQL manual, "Configuring Redo Log Capacity":
+      https://dev.mysql.com/doc/refman/8.0/en/innodb-redo-log.html
+    - Percona blog, "How to calculate a good InnoDB log file size":
+      https://www.percona.com/blog/how-to-calculate-a-good-innodb-log-file-size/
+    - MariaDB KB, "InnoDB Redo Log":
+      https://mariadb.com/kb/en/innodb-redo-log/
     """
     minutes = settings.threshold("MY003", "min_minutes")
     for instance, tuning in _tuned(facts, derived):
@@ -234,8 +241,10 @@ def tmp_tables_on_disk(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Query and index changes need review; the variables are dynamic.
 
     ## References
-    - MySQL manual, "Internal Temporary Table Use in MySQL"
-    - MariaDB KB, "Server System Variables: tmp_table_size"
+    - MySQL manual, "Internal Temporary Table Use in MySQL":
+      https://dev.mysql.com/doc/refman/8.0/en/internal-temporary-tables.html
+    - MariaDB KB, "Server System Variables: tmp_table_size":
+      https://mariadb.com/kb/en/server-system-variables/#tmp_table_size
     """
     share = settings.threshold("MY004", "disk_share")
     minimum = settings.threshold("MY004", "min_disk_tables")
@@ -281,7 +290,8 @@ def table_open_cache_misses(facts: Facts, settings: Settings, derived: Derived) 
     Dynamic; each entry costs a little memory and file descriptors.
 
     ## References
-    - MySQL manual, "How MySQL Opens and Closes Tables"
+    - MySQL manual, "How MySQL Opens and Closes Tables":
+      https://dev.mysql.com/doc/refman/8.0/en/table-cache.html
     """
     share = settings.threshold("MY005", "miss_share")
     minimum = settings.threshold("MY005", "min_misses")
@@ -328,8 +338,10 @@ def connections_near_max(facts: Facts, settings: Settings) -> Iterator[Hit]:
     max_connections is dynamic; more connections raise the worst-case memory.
 
     ## References
-    - MySQL manual, "Too many connections"
-    - MariaDB KB, "Server Status Variables: Max_used_connections"
+    - MySQL manual, "Too many connections":
+      https://dev.mysql.com/doc/refman/8.0/en/too-many-connections.html
+    - MariaDB KB, "Server Status Variables: Max_used_connections":
+      https://mariadb.com/kb/en/server-status-variables/#max_used_connections
     """
     share = settings.threshold("MY101", "used_share")
     for instance in instances(facts):
@@ -371,7 +383,8 @@ def aborted_connections(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Read-only investigation.
 
     ## References
-    - MySQL manual, "Communication Errors and Aborted Connections"
+    - MySQL manual, "Communication Errors and Aborted Connections":
+      https://dev.mysql.com/doc/refman/8.0/en/communication-errors.html
     """
     share = settings.threshold("MY102", "aborted_share")
     minimum = settings.threshold("MY102", "min_aborted")
@@ -417,8 +430,10 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
     needs an FPM reload.
 
     ## References
-    - PHP manual, "FPM configuration" (pm, pm.max_children)
-    - Docker official image php, "Configuration" (www.conf defaults)
+    - PHP manual, "FPM configuration" (pm, pm.max_children):
+      https://www.php.net/manual/en/install.fpm.configuration.php
+    - Docker official image php, "Configuration" (www.conf defaults):
+      https://hub.docker.com/_/php
     """
     for instance in instances(facts):
         clients = [c for c in instance.get("php_fpm_clients") or [] if isinstance(c, dict)]
@@ -470,8 +485,10 @@ def unused_index(facts: Facts, settings: Settings) -> Iterator[Hit]:
     MySQL 8 can first make it INVISIBLE to test safely.
 
     ## References
-    - MySQL sys schema, "schema_unused_indexes"
-    - MySQL manual, "Invisible Indexes"
+    - MySQL sys schema, "schema_unused_indexes":
+      https://dev.mysql.com/doc/refman/8.0/en/sys-schema-unused-indexes.html
+    - MySQL manual, "Invisible Indexes":
+      https://dev.mysql.com/doc/refman/8.0/en/invisible-indexes.html
     """
     min_days = settings.threshold("MY301", "min_uptime_days")
     min_bytes = settings.threshold("MY301", "min_index_bytes")
@@ -521,7 +538,8 @@ def redundant_index(facts: Facts, settings: Settings) -> Iterator[Hit]:
     A query with an index hint on it fails; review manually.
 
     ## References
-    - MySQL sys schema, "schema_redundant_indexes"
+    - MySQL sys schema, "schema_redundant_indexes":
+      https://dev.mysql.com/doc/refman/8.0/en/sys-schema-redundant-indexes.html
     """
     for instance in instances(facts):
         for index in (instance.get("redundant_indexes") or [])[:MAX_HITS]:
@@ -558,7 +576,8 @@ def low_buffer_pool_hit_ratio(facts: Facts, settings: Settings, derived: Derived
     innodb_buffer_pool_size is dynamic; stay within the worst case (MY002).
 
     ## References
-    - MySQL manual, "InnoDB Buffer Pool Metrics"
+    - MySQL manual, "InnoDB Buffer Pool Metrics":
+      https://dev.mysql.com/doc/refman/8.0/en/innodb-buffer-pool.html
     """
     minimum = settings.threshold("MY304", "min_hit_ratio")
     requests_min = settings.threshold("MY304", "min_read_requests")
@@ -605,8 +624,10 @@ def digests_missing(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Needs a restart; a few percent of CPU and tens of MB of memory.
 
     ## References
-    - MariaDB KB, "Performance Schema Overview"
-    - MySQL manual, "Performance Schema Statement Digests and Sampling"
+    - MariaDB KB, "Performance Schema Overview":
+      https://mariadb.com/kb/en/performance-schema-overview/
+    - MySQL manual, "Performance Schema Statement Digests and Sampling":
+      https://dev.mysql.com/doc/refman/8.0/en/performance-schema-statement-digests.html
     """
     for instance in instances(facts):
         if instance.get("performance_schema") is not False:
@@ -642,8 +663,10 @@ def slow_statements(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Adding an index is online on InnoDB (ALGORITHM=INPLACE) but costs writes; review manually.
 
     ## References
-    - MySQL manual, "Performance Schema Statement Digests and Sampling"
-    - MySQL sys schema, "statement_analysis"
+    - MySQL manual, "Performance Schema Statement Digests and Sampling":
+      https://dev.mysql.com/doc/refman/8.0/en/performance-schema-statement-digests.html
+    - MySQL sys schema, "statement_analysis":
+      https://dev.mysql.com/doc/refman/8.0/en/sys-statement-analysis.html
     """
     mean_ms = settings.threshold("MY402", "mean_ms")
     share = settings.threshold("MY402", "total_share")
@@ -699,8 +722,10 @@ def binlog_without_expiry(facts: Facts, settings: Settings) -> Iterator[Hit]:
     restore that needed them loses them.
 
     ## References
-    - MySQL manual, "binlog_expire_logs_seconds"
-    - MariaDB KB, "Binary Log: expire_logs_days"
+    - MySQL manual, "binlog_expire_logs_seconds":
+      https://dev.mysql.com/doc/refman/8.0/en/replication-options-binary-log.html
+    - MariaDB KB, "Binary Log: expire_logs_days":
+      https://mariadb.com/kb/en/replication-and-binary-log-system-variables/
     """
     max_days = settings.threshold("MY501", "max_days")
     for instance in instances(facts):
@@ -756,8 +781,10 @@ def account_without_password(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Clients that log in without one stop working until they have it.
 
     ## References
-    - MySQL manual, "Securing the Initial MySQL Account"
-    - MariaDB KB, "mariadb-secure-installation"
+    - MySQL manual, "Securing the Initial MySQL Account":
+      https://dev.mysql.com/doc/refman/8.0/en/default-privileges.html
+    - MariaDB KB, "mariadb-secure-installation":
+      https://mariadb.com/kb/en/mariadb-secure-installation/
     """
     for instance in instances(facts):
         for account in _accounts(instance):
@@ -792,8 +819,10 @@ def anonymous_account(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Safe unless something relies on logging in anonymously.
 
     ## References
-    - MySQL manual, "Securing the Initial MySQL Account"
-    - MySQL manual, "Access Control, Stage 1: Connection Verification" (host/user matching order)
+    - MySQL manual, "Securing the Initial MySQL Account":
+      https://dev.mysql.com/doc/refman/8.0/en/default-privileges.html
+    - MySQL manual, "Access Control, Stage 1: Connection Verification" (host/user matching order):
+      https://dev.mysql.com/doc/refman/8.0/en/connection-access.html
     """
     for instance in instances(facts):
         for account in _accounts(instance):
@@ -828,8 +857,10 @@ def root_from_any_host(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Tools that log in as root over the network stop working; give them their own account first.
 
     ## References
-    - MariaDB Docker image docs, "MARIADB_ROOT_HOST"
-    - MySQL manual, "Account Names"
+    - MariaDB Docker image docs, "MARIADB_ROOT_HOST":
+      https://hub.docker.com/_/mariadb
+    - MySQL manual, "Account Names":
+      https://dev.mysql.com/doc/refman/8.0/en/account-names.html
     """
     for instance in instances(facts):
         for account in _accounts(instance):
