@@ -43,7 +43,7 @@ from tests.services import (
 
 # Fixtures (here and in the sub-folders' conftests) that are, or start, a real service.
 SERVICE_FIXTURES = frozenset({
-    "pg15", "pg18", "pg_cluster", "pg_dsn", "redis_factory", "pgbouncer_factory", "docker_engine",
+    "pg15", "pg18", "pg_cluster", "pg_dsn", "redis_factory", "pgbouncer_factory", "docker_engine", "mariadb",
     "browser",  # tests/browser/conftest.py: Chromium
 })
 # Programs that are servers, or need one of the Debian service packages (promtool is Prometheus').

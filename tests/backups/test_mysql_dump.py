@@ -14,6 +14,9 @@ from stackaudit.cli import _load_commands, app
 from stackaudit.mysqlconn import parse_url
 from tests.mysql_server import ROOT_PASSWORD, MariaDBServer
 
+# audit/collect renice their process (nice 10): in-process runs must not renice pytest itself
+IN_PROCESS = {"STACKAUDIT_NICE": "0"}
+
 DB = "bk_shop"
 # quotes, "),(" and a newline inside strings, binary data, a backtick in a table name
 SEED = (
@@ -31,7 +34,7 @@ EXPECTED = {f"{DB}.orders": 1000, f"{DB}.we`ird": 2, f"{DB}.empty_one": 0}
 
 def invoke(*args: str) -> tuple[int, str]:
     _load_commands()
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(app, list(args), env=IN_PROCESS)
     return result.exit_code, result.stdout
 
 

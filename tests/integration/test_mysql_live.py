@@ -19,12 +19,15 @@ from stackaudit.rules import evaluate
 from stackaudit.tuning.units import parse_memory
 from tests.mysql_server import ROOT_PASSWORD, MariaDBServer
 
+# audit/collect renice their process (nice 10): in-process runs must not renice pytest itself
+IN_PROCESS = {"STACKAUDIT_NICE": "0"}
+
 pytestmark = pytest.mark.integration
 
 
 def run(*args: str, expect: int = 0) -> str:
     _load_commands()
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(app, list(args), env=IN_PROCESS)
     assert result.exit_code == expect, result.output
     return result.stdout
 
@@ -139,6 +142,7 @@ def test_a_saved_snapshot_audits_to_the_same_findings(mariadb: MariaDBServer, tm
 
 def test_tune_mysql_refuses_a_bad_url_clearly() -> None:
     _load_commands()
-    result = CliRunner().invoke(app, ["tune", "mysql", "--mysql", "http://nope", "--memory", "2GiB"])
+    result = CliRunner().invoke(app, ["tune", "mysql", "--mysql", "http://nope", "--memory", "2GiB"],
+                               env=IN_PROCESS)
     assert result.exit_code == 2 and "mysql:// or mariadb://" in result.output
     assert "Traceback" not in result.output

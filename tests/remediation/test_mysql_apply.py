@@ -21,6 +21,9 @@ from stackaudit.tuning.mysql import MysqlTuning
 from stackaudit.tuning.postgres import Proposal
 from tests.mysql_server import MariaDBServer
 
+# audit/collect renice their process (nice 10): in-process runs must not renice pytest itself
+IN_PROCESS = {"STACKAUDIT_NICE": "0"}
+
 pytestmark = pytest.mark.integration
 NAMES = ["max_connections", "innodb_buffer_pool_size", "innodb_io_capacity", "innodb_io_capacity_max"]
 
@@ -37,7 +40,7 @@ def restored(mariadb: MariaDBServer) -> Iterator[dict[str, str]]:
 
 def invoke(*args: str) -> tuple[int, str]:
     _load_commands()
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(app, list(args), env=IN_PROCESS)
     return result.exit_code, result.stdout + (result.stderr or "")
 
 
