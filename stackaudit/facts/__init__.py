@@ -76,7 +76,8 @@ class Facts:
             raise ValueError("'errors' must be a list of objects")
         return cls(
             data=data,
-            errors=[CollectionError(str(e.get("source", "")), str(e.get("where", "")), str(e.get("why", "")))
+            errors=[CollectionError(str(e.get("source", "")), str(e.get("where", "")), str(e.get("why", "")),
+                                    e.get("invalid") is True)
                     for e in errors],
             collected_at=str(payload.get("collected_at", "")),
         )
@@ -102,8 +103,8 @@ class CollectContext:
     private: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
-    def error(self, where: str, why: str, source: str | None = None) -> None:
-        self.facts.errors.append(CollectionError(source or self.source, where, why))
+    def error(self, where: str, why: str, source: str | None = None, invalid: bool = False) -> None:
+        self.facts.errors.append(CollectionError(source or self.source, where, why, invalid))
 
 
 Progress = Callable[[str, str], None]  # (source, state) where state is "start" | "done" | "failed"
@@ -140,7 +141,8 @@ def collect_source(ctx: CollectContext, source: str) -> bool:
         return False
     if data is not None:
         ctx.facts.data[source] = data
-    return data is not None
+    bad_input = any(e.invalid for e in ctx.facts.errors if e.source == source)
+    return data is not None and not bad_input
 
 
 def _collector_for(source: str) -> Callable[[CollectContext], dict[str, Any] | None] | None:
