@@ -106,16 +106,6 @@ def _normalise(name: str | None) -> str:
     return re.sub(r"[-_]\d+$", "", (name or "").strip().lower())  # "redis-1" -> "redis"
 
 
-def datastore_kind(image: str | None, name: str | None = None) -> str | None:
-    """"postgres", "redis", ... for a datastore image (or, for a built image, its service name)."""
-    base = parse_image(image).basename if image else ""
-    if base in _DATASTORES:
-        return _DATASTORES[base]
-    if base.endswith("exporter"):
-        return None
-    return _DATASTORES.get(_normalise(name)) if not image else None
-
-
 def monitoring_kind(image: str | None, name: str | None = None) -> str | None:
     """"prometheus", "node_exporter", ... for a monitoring component, by image then by name."""
     base = parse_image(image).basename if image else ""
@@ -250,9 +240,9 @@ def _evidence_votes(service: Mapping[str, Any]) -> list[tuple[str, int, str]]:
         elif _IMAGE_ENV.match(key):
             votes.append((_SERVER_ENV_PRODUCT[key.split("_")[0]], 1, f"variable {key}"))
     for port in service.get("ports") or []:
-        product = _DEFAULT_PORTS.get(int(port.get("target") or 0))
-        if product:
-            votes.append((product, 1, f"container port {port.get('target')}"))
+        by_port = _DEFAULT_PORTS.get(int(port.get("target") or 0))
+        if by_port:
+            votes.append((by_port, 1, f"container port {port.get('target')}"))
     name = _normalise(str(service.get("name") or ""))
     if _DATASTORES.get(name) in _DEFAULT_PORTS.values():
         votes.append((_DATASTORES[name], 1, f"service name {name}"))
@@ -270,20 +260,23 @@ def classify_service(service: Mapping[str, Any]) -> ServiceKind:
     product, known_other = _image_product(str(image)) if image else (None, False)
     program = _program(service)
     if product:
-        why = [f"image {parse_image(str(image)).repository}"]
-        return ServiceKind(DATASTORE_KINDS.get(product, "database"), product, tuple(why))
+        return ServiceKind(DATASTORE_KINDS.get(product, "database"), product,
+                           (f"image {parse_image(str(image)).repository}",))
     monitoring = monitoring_kind(str(image) if image else None, None if image else service.get("name"))
     if monitoring:
         return ServiceKind("monitoring", monitoring, (f"monitoring component {monitoring}",))
     if not known_other and not _APP_PROGRAMS.match(program):
         scores: dict[str, int] = {}
         reasons: dict[str, list[str]] = {}
-        for voted, weight, why in _evidence_votes(service):
+        for voted, weight, reason in _evidence_votes(service):
             scores[voted] = scores.get(voted, 0) + weight
-            reasons.setdefault(voted, []).append(why)
+            reasons.setdefault(voted, []).append(reason)
         if scores:
             best = max(scores, key=lambda p: scores[p])
-            if scores[best] >= 2 or (not image and _normalise(str(service.get("name") or "")) in _DATASTORES):
+            # a named image needs more than its variables (an app may carry POSTGRES_* for its client)
+            beyond_env = image is None or any(not r.startswith("variable ") for r in reasons[best])
+            named = not image and _normalise(str(service.get("name") or "")) in _DATASTORES
+            if beyond_env and (scores[best] >= 2 or named):
                 return ServiceKind(DATASTORE_KINDS.get(best, "database"), best, tuple(reasons[best]))
     return _process_kind(service, str(image) if image else None)
 

@@ -32,6 +32,7 @@ from stackaudit.cli.common import (
 )
 from stackaudit.config import Settings
 from stackaudit.facts import Facts, collect
+from stackaudit.model import CollectionError
 from stackaudit.pipeline import audit as run_audit
 from stackaudit.pipeline import nothing_collected
 from stackaudit.report import Report
@@ -49,7 +50,15 @@ def collect_with_progress(settings: Settings) -> Facts:
                 console.print(styled("✗", "yellow", f" {source}: could not be collected (see the report)"))
             else:
                 console.print(styled("✓", "green", f" {source}"))
-        return collect(settings, progress)
+        facts = collect(settings, progress)
+    for error in bad_input(facts.errors):
+        console.print(styled("✗", "red", f" {error.where}: {error.why}"))
+    return facts
+
+
+def bad_input(errors: list[CollectionError]) -> list[CollectionError]:
+    """Files Compose itself would refuse: the run fails with exit 2 (README, "Exit codes")."""
+    return [e for e in errors if e.invalid]
 
 
 def render_report(report: Report, output_format: Format, settings: Settings | None = None,
@@ -118,6 +127,10 @@ def audit(
     if nothing_collected(report):
         console.print("nothing could be collected", style="red")
         raise typer.Exit(2)
+    if bad_input(report.collection_errors):
+        skipped = ", ".join(s.code for s in report.skipped) or "none"
+        console.print(f"bad input: fix the file(s) marked ✗; rules skipped: {skipped}", style="red")
+        raise typer.Exit(2)
     raise typer.Exit(report.exit_code(settings.fail_on))
 
 
@@ -141,7 +154,7 @@ def collect_command(
                               tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url)
     facts = collect_with_progress(settings)
     write_output(json.dumps(facts.to_json(), indent=2, default=str), out)
-    if not facts.data:
+    if not facts.data or bad_input(facts.errors):
         raise typer.Exit(2)
 
 

@@ -189,15 +189,15 @@ def load_project(
     literal = literal_secrets(builtin.raw_files)
     origins = service_origins(builtin.raw_files, spec.dir)
     return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
-                          (origins, error, invalid))
+                          (origins, invalid))
 
 
 def _project_facts(
     project_dir: Path, files: list[Path], parser: str, model: dict[str, Any],
     builtin_model: dict[str, Any] | None, env: Mapping[str, str], literal: list[dict[str, Any]],
-    sinks: tuple[dict[str, dict[str, str]], ErrorSink, ErrorSink],
+    sinks: tuple[dict[str, dict[str, str]], ErrorSink],
 ) -> tuple[dict[str, Any], dict[str, dict[str, str | None]]]:
-    origins, error, invalid = sinks
+    origins, invalid = sinks
     name = str(model.get("name") or default_project_name(project_dir, env))
     builtin_services = (builtin_model or {}).get("services", {})
     services: dict[str, dict[str, Any]] = {}
@@ -658,15 +658,17 @@ def unsafe_yaml(tree: Any) -> tuple[int, str] | None:
         node, children_done = stack.pop()
         if id(node) in sizes:
             continue
-        children = list(node.values()) if isinstance(node, dict) else list(node) if isinstance(node, list) else []
+        children = list(node.values()) if isinstance(node, dict) else list(node) if isinstance(node, list) \
+            else []
         if not children_done:
             if id(node) in open_nodes:
                 return _node_line(node), "a YAML alias refers to the node that contains it: refused"
             open_nodes.add(id(node))
             tag = getattr(getattr(node, "tag", None), "value", None)
             if tag and tag not in ALLOWED_TAGS and tag.removeprefix("tag:yaml.org,2002:") not in _CORE_TAGS:
-                return _node_line(node), (f"YAML tag {tag.replace('tag:yaml.org,2002:', '!!')} is not allowed "
-                                          "in a compose file (only !reset and !override are): refused")
+                shown = tag.replace("tag:yaml.org,2002:", "!!")
+                return _node_line(node), (f"YAML tag {shown} is not allowed in a compose file (only !reset "
+                                          "and !override are): refused")
             stack.append((node, True))
             stack.extend((child, False) for child in children if id(child) not in sizes)
             continue
@@ -1013,7 +1015,8 @@ def port_shapes(entry: Any) -> list[dict[str, Any]]:
             "protocol": str(entry.get("protocol") or "tcp"),
         }]
     if isinstance(entry, bool) or not isinstance(entry, str | int | float):
-        raise ValueError(f"a port is a string like \"127.0.0.1:5432:5432\" or a mapping, not a {_yaml_type(entry)}")
+        raise ValueError(f"a port is a string like \"127.0.0.1:5432:5432\" or a mapping, "
+                         f"not a {_yaml_type(entry)}")
     return _short_port(str(entry))
 
 
@@ -1040,7 +1043,8 @@ def _short_port(text: str) -> list[dict[str, Any]]:
     targets = _port_range(target, "container port")
     publishes = _port_range(published, "published port") if published else []
     if len(publishes) > 1 and len(targets) > 1 and len(publishes) != len(targets):
-        raise ValueError(f"the published range has {len(publishes)} ports, the container range {len(targets)}")
+        raise ValueError(f"the published range has {len(publishes)} ports, "
+                         f"the container range {len(targets)}")
     shapes = []
     for i, port in enumerate(targets):
         pub: str | None = str(publishes[i]) if len(publishes) == len(targets) else (published or None)

@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from stackaudit.facts import CollectContext, Facts
-from stackaudit.images import datastore_kind, monitoring_kind
+from stackaudit.images import monitoring_kind, service_product
 from stackaudit.redact import redact_dsn, url_without_password
 
 MAX_TIMEOUT_SECONDS = 5.0
@@ -167,14 +167,14 @@ def stack_datastores(facts: Facts) -> Iterator[dict[str, Any]]:
     seen: set[tuple[str | None, str | None]] = set()
     for project in facts.get("compose").get("projects", []):
         for service in project.get("services", {}).values():
-            kind = datastore_kind(service.get("image"), service.get("name"))
+            kind = service_product(service)
             if kind:
                 seen.add((project.get("name"), service.get("name")))
                 yield {"kind": kind, "project": project.get("name"), "service": service.get("name"),
                        "image": service.get("image")}
     for container in facts.get("docker").get("containers", []):
         key = (container.get("compose_project"), container.get("compose_service"))
-        kind = datastore_kind(container.get("image"), _container_name(container))
+        kind = service_product({"image": container.get("image"), "name": _container_name(container)})
         if kind and key not in seen:
             seen.add(key)
             yield {"kind": kind, "project": key[0], "service": key[1] or container.get("name"),

@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 
 from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts import postgres_sql as sql
+from stackaudit.images import service_product
 from stackaudit.redact import redact_dsn, remember, scrub
 
 SOURCE = "postgres"
@@ -125,7 +126,7 @@ def compose_targets(compose: Mapping[str, Any], docker: Mapping[str, Any],
         services: dict[str, Any] = project.get("services", {})
         project_env: Mapping[str, Any] = private_env.get(project.get("name"), {})
         for name, service in services.items():
-            if not is_postgres_image(service.get("image_repository") or service.get("image") or ""):
+            if service_product(service) != "postgres":  # derived images and builds too (images.py)
                 continue
             env = project_env.get(name) or {}
             address = service_address(service, project.get("name"), name, docker, env)

@@ -20,12 +20,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from stackaudit.facts import CollectContext, Facts, SourceUnavailable
+from stackaudit.images import service_product
 from stackaudit.redact import remember, url_without_password
 
 REDIS_PORT = 6379
 URL_KEY = re.compile(r"(^|_)(REDIS|BROKER|CACHE|RESULT_BACKEND)(_|$)")
 QUEUE_KINDS = {"sidekiq": "sidekiq", "celery": "celery", "rq": "rq"}
-REDIS_IMAGES = ("redis", "valkey", "keydb")
 
 
 @dataclass
@@ -91,8 +91,8 @@ def _service_envs(ctx: CollectContext, project: str,
 
 
 def _is_redis_image(service: Mapping[str, Any]) -> bool:
-    repository = str(service.get("image_repository") or service.get("image") or "").rsplit("/", 1)[-1]
-    return any(repository.startswith(name) for name in REDIS_IMAGES)
+    """A Redis by all the service's evidence (images.classify_service), not its image name alone."""
+    return service_product(service) == "redis"
 
 
 def _target_for_service(ctx: CollectContext, project: str, service: Mapping[str, Any],

@@ -118,7 +118,8 @@ def _host_path(container_path: str, volumes: list[Mapping[str, Any]]) -> Path | 
     return None
 
 
-def read_conf(found: RedisFiles, container_path: str, volumes: list[Mapping[str, Any]], depth: int = 0) -> None:
+def read_conf(found: RedisFiles, container_path: str, volumes: list[Mapping[str, Any]],
+              depth: int = 0) -> None:
     """Apply a mounted redis.conf (and its includes) to `found`; say why when it cannot be read."""
     host = _host_path(container_path, volumes)
     if host is None:

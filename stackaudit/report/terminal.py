@@ -56,7 +56,11 @@ def _renderable(report: Report) -> Group:
             errors.add_row(e.source, e.where, e.why)
         parts.append(errors)
     if report.skipped:
-        parts.append(Text(f"{len(report.skipped)} rule(s) skipped for missing sources "
-                          "(see --format json or md).", style="dim"))
+        codes = ", ".join(s.code for s in report.skipped)
+        parts.append(Text(f"{len(report.skipped)} rule(s) skipped for missing sources: {codes} "
+                          "(reasons in --format json or md).", style="dim"))
+    if any(e.invalid for e in report.collection_errors):
+        parts.append(Text("Bad input: the files under 'Could not collect' were not (fully) audited; "
+                          "fix them (exit code 2).", style="bold red"))
     parts.append(Text("Explain a code: stackaudit explain CODE", style="dim"))
     return Group(*parts)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from typing import Any
 
 from stackaudit.config import Settings
 from stackaudit.facts import Facts
+from stackaudit.images import queue_or_cache, redis_url_host, service_kind, service_product
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
 from stackaudit.tuning.redis import advise
@@ -14,9 +15,79 @@ from stackaudit.units import format_bytes
 
 
 def _instances(facts: Facts) -> Iterator[Mapping[str, Any]]:
-    for instance in facts.get("redis").get("instances") or []:
-        if isinstance(instance, Mapping) and instance.get("readable", True):
-            yield instance
+    yield from redis_instances(facts)
+
+
+def redis_instances(facts: Facts) -> Iterator[Mapping[str, Any]]:
+    """Every Redis to judge: the live ones read, then the stack's others as their files describe them.
+
+    The live server wins: a file view is made only for a Redis service no readable instance names.
+    A file view's `origins` say which file and line each value came from."""
+    live = [i for i in facts.get("redis").get("instances") or [] if isinstance(i, Mapping)]
+    readable = [i for i in live if i.get("readable", True)]
+    yield from readable
+    seen = {(i.get("project"), i.get("service")) for i in readable}
+    for project in facts.get("compose").get("projects") or []:
+        services = project.get("services") or {}
+        for name, service in sorted(services.items()):
+            if (project.get("name"), name) in seen or service_product(service) != "redis":
+                continue
+            if isinstance(service.get("redis_files"), Mapping):
+                yield file_instance(str(project.get("name")), service, services)
+
+
+def file_instance(project: str, service: Mapping[str, Any],
+                  services: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A Redis service as its compose file, mounted redis.conf and image variables describe it."""
+    files = service["redis_files"]
+    origins = service.get("origins") or {}
+    auth = {"password": True, "none": False}.get(str(files.get("auth")))
+    limit_origin = origins.get("mem_limit") or origins.get("deploy")
+    return {
+        "target": f"{project}/{service.get('name')} (compose files)", "project": project,
+        "service": service.get("name"), "discovered_from": "compose files", "readable": True,
+        "from_files": True,
+        "maxmemory_bytes": files.get("maxmemory_bytes"), "maxmemory_policy": files.get("maxmemory_policy"),
+        "policy_source": files.get("policy_origin"),
+        "container_memory_limit_bytes": service.get("mem_limit_bytes"),
+        "limit_source": limit_origin if service.get("mem_limit_bytes") else None,
+        "auth_required": auth, "auth_source": files.get("auth_origin"),
+        "users": file_users(service, services),
+        "origins": {"maxmemory_bytes": files.get("maxmemory_origin"),
+                    "maxmemory_policy": files.get("policy_origin"),
+                    "container_memory_limit_bytes": limit_origin, "auth_required": files.get("auth_origin")},
+        "persistence": {},
+    }
+
+
+def file_users(redis_service: Mapping[str, Any],
+               services: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The services whose redis:// variables name this Redis, and whether each uses it as a queue."""
+    names = {redis_service.get("name"), redis_service.get("container_name"),
+             *(redis_service.get("network_aliases") or [])} - {None}
+    found: list[dict[str, Any]] = []
+    for user_name, user in sorted(services.items()):
+        user_kind = service_kind(user).kind
+        for key, value in sorted((user.get("environment") or {}).items()):
+            if redis_url_host(value) not in names:
+                continue
+            kind = queue_or_cache(key, user_kind)
+            words = " ".join(str(w) for w in user.get("command") or []).lower()
+            framework = next((f for f in ("sidekiq", "celery", "rq") if f in words or f.upper() in key), None)
+            found.append({"service": user_name, "kind": kind, "framework": framework, "env_var": key,
+                          "origin": (user.get("origins") or {}).get(f"environment.{key}")})
+    queue_vars = {u["env_var"] for u in found if u["kind"] == "queue"}
+    for user in found:  # a web process pushes jobs through the variable its worker reads
+        if user["kind"] == "unknown" and user["env_var"] in queue_vars:
+            user["kind"] = "queue"
+    return found
+
+
+def _source(instance: Mapping[str, Any], key: str) -> str:
+    """Where a value came from: `compose.yml:12` for a file view, "redis" for the live server."""
+    if not instance.get("from_files"):
+        return "redis"
+    return str((instance.get("origins") or {}).get(key) or "compose")
 
 
 def _subject(instance: Mapping[str, Any]) -> str:
@@ -32,11 +103,17 @@ def _fix(instance: Mapping[str, Any], summary: str, effect: str) -> Recommendati
                           phase=Phase.NOW, action=action)
 
 
-@rule("RDS001", "redis-maxmemory-unset", Severity.HIGH, needs=("redis",))
+@rule("RDS001", "redis-maxmemory-unset", Severity.HIGH, needs_any=("redis", "compose"))
 def maxmemory_unset(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
     A Redis whose container has a memory limit but whose maxmemory is 0 (unset) or above that limit.
+
+    When no live Redis can be read, the files decide: the `redis-server` flags of the service's
+    command, a redis.conf it mounts (with its includes), the image's documented variables
+    (REDIS_EXTRA_FLAGS, REDIS_ARGS) and the container's `mem_limit` / `deploy.resources.limits.memory`;
+    the evidence names the file and line. Redis' own defaults (no maxmemory, noeviction) apply to
+    what the files leave out, unless its config is baked into the image (then nothing is judged).
 
     ## Why it matters
     Without maxmemory Redis grows until the kernel's cgroup OOM killer ends it at the container
@@ -72,18 +149,29 @@ def maxmemory_unset(facts: Facts, settings: Settings) -> Iterator[Hit]:
             "will be OOM-killed at the limit instead of refusing writes.",
             _fix(instance, "Set maxmemory below the container limit.",
                  "a refused write instead of a killed Redis"),
-            (Evidence("redis", "maxmemory_bytes", maxmemory, f"0 < maxmemory < {limit}"),
-             Evidence("redis", "container_memory_limit_bytes", limit, instance.get("limit_source")),
-             Evidence("redis", "used_memory_bytes", instance.get("used_memory_bytes"))),
+            (Evidence(_source(instance, "maxmemory_bytes"), "maxmemory_bytes", maxmemory,
+                      f"0 < maxmemory < {limit}"),
+             Evidence(_source(instance, "container_memory_limit_bytes"), "container_memory_limit_bytes",
+                      limit, instance.get("limit_source")),
+             *([] if instance.get("from_files") else
+               [Evidence("redis", "used_memory_bytes", instance.get("used_memory_bytes"))])),
         )
 
 
-@rule("RDS002", "redis-eviction-unsafe-for-queue", Severity.HIGH, needs=("redis",))
+@rule("RDS002", "redis-eviction-unsafe-for-queue", Severity.HIGH, needs_any=("redis", "compose"))
 def eviction_unsafe_for_queue(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
     A Redis used as a job queue (a Sidekiq, Celery or RQ broker) whose maxmemory-policy evicts keys
-    (anything but noeviction).
+    (anything but noeviction). Users are the services whose redis:// variables name it: a worker
+    (Sidekiq, Celery, RQ...) or a queue variable (SIDEKIQ_*, CELERY_BROKER_URL, *_QUEUE_*) makes it a
+    queue, a web process that shares its worker's variable too.
+
+    When no live Redis can be read, the files decide: the `redis-server` flags of the service's
+    command, a redis.conf it mounts (with its includes), the image's documented variables
+    (REDIS_EXTRA_FLAGS, REDIS_ARGS) and the container's `mem_limit` / `deploy.resources.limits.memory`;
+    the evidence names the file and line. Redis' own defaults (no maxmemory, noeviction) apply to
+    what the files leave out, unless its config is baked into the image (then nothing is judged).
 
     ## Why it matters
     At maxmemory an evicting policy deletes keys to make room: queued jobs, retries, scheduled jobs
@@ -114,19 +202,27 @@ def eviction_unsafe_for_queue(facts: Facts, settings: Settings) -> Iterator[Hit]
             f"Redis {_subject(instance)} holds the job queue of {names} but its maxmemory-policy is "
             f"{policy}: at maxmemory it deletes keys, and jobs are lost without an error.",
             _fix(instance, "Set maxmemory-policy noeviction.", "no silently lost jobs"),
-            (Evidence("redis", "maxmemory_policy", policy, "noeviction"),
-             Evidence("redis", "policy_source", instance.get("policy_source")),
-             Evidence("redis", "queue_users", names),
-             Evidence("redis", "evicted_keys", instance.get("evicted_keys"), 0)),
+            (Evidence(_source(instance, "maxmemory_policy"), "maxmemory_policy", policy, "noeviction"),
+             Evidence(_source(instance, "maxmemory_policy"), "policy_source", instance.get("policy_source")),
+             Evidence(_queue_source(instance, queues), "queue_users", names),
+             *([] if instance.get("from_files") else
+               [Evidence("redis", "evicted_keys", instance.get("evicted_keys"), 0)])),
         )
 
 
-@rule("RDS003", "redis-memory-near-limit", Severity.MEDIUM, needs=("redis",))
+def _queue_source(instance: Mapping[str, Any], queues: list[Mapping[str, Any]]) -> str:
+    origins = sorted({str(u["origin"]) for u in queues if u.get("origin")})
+    return ", ".join(origins) if instance.get("from_files") and origins else _source(instance, "users")
+
+
+@rule("RDS003", "redis-memory-near-limit", Severity.MEDIUM, needs_any=("redis", "compose"))
 def memory_near_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
     used_memory against maxmemory, and used_memory_rss (what the kernel counts) against the
-    container limit: 85% or more (`[thresholds.RDS003] used_ratio`).
+    container limit: 85% or more (`[thresholds.RDS003] used_ratio`). From the files alone (no live
+    Redis), maxmemory against the container limit: a maxmemory at 85% or more of the limit leaves
+    no room for fragmentation and the save fork once Redis is full.
 
     ## Why it matters
     Near maxmemory a noeviction Redis starts refusing writes and an evicting one starts deleting
@@ -147,6 +243,9 @@ def memory_near_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     threshold = settings.threshold("RDS003", "used_ratio")
     for instance in _instances(facts):
+        if instance.get("from_files"):
+            yield from _maxmemory_near_limit(instance, threshold)
+            continue
         for used_key, limit_key, what in (("used_memory_bytes", "maxmemory_bytes", "maxmemory"),
                                           ("used_memory_rss_bytes", "container_memory_limit_bytes",
                                            "the container limit")):
@@ -163,8 +262,29 @@ def memory_near_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
                 Recommendation(summary="Trim what grows or raise the limit and maxmemory together.",
                                estimated_effect="headroom for peaks and the save fork", risk=Risk.MANUAL,
                                effort_minutes=30, phase=Phase.WEEK, action="stackaudit tune redis"),
-                (Evidence("redis", used_key, used), Evidence("redis", limit_key, limit),
+                (Evidence("redis", used_key, used), Evidence(_source(instance, limit_key), limit_key, limit),
                  Evidence("redis", "used_ratio", round(ratio, 3), f"< {threshold}")),
                 Severity.HIGH if ratio >= 0.95 else None,
             )
             break
+
+
+def _maxmemory_near_limit(instance: Mapping[str, Any], threshold: float) -> Iterator[Hit]:
+    """A file view: what Redis will use when full (maxmemory) against the container limit."""
+    maxmemory, limit = instance.get("maxmemory_bytes"), instance.get("container_memory_limit_bytes")
+    if not isinstance(maxmemory, int) or not isinstance(limit, int) or not 0 < maxmemory <= limit:
+        return
+    ratio = maxmemory / limit
+    if ratio < threshold:
+        return
+    yield Hit(
+        _subject(instance),
+        f"Redis {_subject(instance)} may fill {format_bytes(maxmemory)}, {ratio:.0%} of its container limit "
+        f"({format_bytes(limit)}): fragmentation and the save fork leave it no room, so it is OOM-killed "
+        "when full.",
+        _fix(instance, "Set maxmemory to 60-75% of the container limit.",
+             "room for fragmentation and the fork"),
+        (Evidence(_source(instance, "maxmemory_bytes"), "maxmemory_bytes", maxmemory),
+         Evidence(_source(instance, "container_memory_limit_bytes"), "container_memory_limit_bytes", limit),
+         Evidence("compose", "maxmemory_ratio", round(ratio, 3), f"< {threshold}")),
+    )

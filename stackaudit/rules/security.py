@@ -16,13 +16,14 @@ from stackaudit.config import Settings
 from stackaudit.facts import Facts
 from stackaudit.images import (
     MAJOR_BOUND_DATASTORES,
-    datastore_kind,
     is_host_agent,
     is_tls_proxy,
     parse_image,
+    service_product,
 )
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
+from stackaudit.rules.redis import redis_instances
 
 ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "[::]"})
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$")
@@ -254,7 +255,8 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
             seen.add((project.get("name"), service.get("name")))
             yield {"origin": "compose", "project": project.get("name"), "name": service.get("name"),
                    "image": service.get("image"), "file": files[0] if files else project.get("dir"),
-                   "line": (service.get("lines") or {}).get("ports") or service.get("line"),
+                   "product": service_product(service), "origins": service.get("origins") or {},
+                   "line": str((service.get("origins") or {}).get("ports", "")).rpartition(":")[2] or None,
                    "ports": [{"host_ip": p.get("host_ip"), "host_port": p.get("published"),
                               "container_port": p.get("target")} for p in service.get("ports") or []],
                    "privileged": bool(service.get("privileged")), "network_mode": service.get("network_mode"),
@@ -267,7 +269,8 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
         if key[1] is not None and key in seen:
             continue
         yield {"origin": "container", "project": key[0], "name": container.get("name"),
-               "image": container.get("image"), "file": None, "line": None,
+               "image": container.get("image"), "file": None, "line": None, "origins": {},
+               "product": service_product({"image": container.get("image"), "name": container.get("name")}),
                "ports": [p for p in container.get("ports") or [] if p.get("host_port")],
                "privileged": bool(container.get("privileged")), "network_mode": container.get("network_mode"),
                "sockets": [m.get("source") for m in container.get("mounts") or []
@@ -298,7 +301,7 @@ def _public_ports(service: dict[str, Any]) -> list[str]:
 
 def _redis_without_auth(facts: Facts, service: dict[str, Any]) -> bool:
     return any(i.get("auth_required") is False and i.get("service") == service["name"]
-               for i in facts.get("redis").get("instances", []))
+               for i in redis_instances(facts))
 
 
 @rule("SEC004", "datastore-port-public", Severity.HIGH, needs_any=("compose", "docker"))
@@ -308,7 +311,11 @@ def datastore_port_public(facts: Facts, settings: Settings) -> Iterator[Hit]:
     PostgreSQL, Redis and other datastores (MySQL/MariaDB, MongoDB, Elasticsearch, memcached,
     RabbitMQ...) whose port is published on all interfaces: a compose `ports:` entry without a host
     IP (`"5432:5432"`, or `"5432"` which picks a random host port), or bound to 0.0.0.0 / `::`.
-    Read from the compose files and the running containers' port bindings.
+    Read from the compose files and the running containers' port bindings. What a service is comes
+    from all its evidence (images.classify_service): a PostgreSQL from a derived image
+    (pgautoupgrade, PostGIS, Timescale, a registry mirror, a local build running `postgres`) or a
+    Redis built with modules is still a datastore; an app with REDIS_URL, a pgadmin or an exporter
+    is not.
 
     ## Why it matters
     Docker publishes ports with its own iptables rules, placed before the host firewall's: ufw or
@@ -333,7 +340,7 @@ def datastore_port_public(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - Compose file reference, `ports` (HOST_IP)
     """
     for service in stack_services(facts):
-        kind = datastore_kind(service["image"], service["name"])
+        kind = service["product"]
         public = _public_ports(service) if kind else []
         if not public:
             continue
@@ -379,6 +386,10 @@ def datastore_no_auth(facts: Facts, settings: Settings) -> Iterator[Hit]:
     addresses in pg_hba.conf when readable); passwords stored as md5 instead of scram-sha-256
     (`password_encryption`); and the app connecting as a superuser (its DATABASE_URL user is the
     image's POSTGRES_USER, which the official image creates as superuser, or the collector saw it).
+    A Redis that cannot be read live is judged from its files: no `requirepass` in its command flags
+    or mounted redis.conf (a `user default ... nopass` line counts as none), bitnami's
+    `ALLOW_EMPTY_PASSWORD=yes` without REDIS_PASSWORD; the official image has no password unless
+    one is set (it is built with protected mode off).
 
     ## Why it matters
     Any process that reaches an unauthenticated datastore owns its data; with Redis that includes
@@ -412,18 +423,29 @@ def datastore_no_auth(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 def _redis_auth(facts: Facts) -> Iterator[Hit]:
-    for instance in facts.get("redis").get("instances", []):
+    """Live servers answer for themselves; a Redis not read live is judged from its files."""
+    live = [i for i in facts.get("redis").get("instances", []) if i.get("auth_required") is not None]
+    judged = {(i.get("project"), i.get("service")) for i in live}
+    views = [i for i in redis_instances(facts)
+             if i.get("from_files") and (i.get("project"), i.get("service")) not in judged]
+    for instance in [*live, *views]:
         if instance.get("auth_required") is not False:
             continue
         name = instance.get("service") or instance.get("target")
-        message = f"Redis {name} ({instance.get('target')}) accepts commands without a password."
+        source = "redis"
+        if instance.get("from_files"):
+            source = str(instance.get("auth_source") or "compose")
+            message = (f"Redis {instance.get('project')}/{name} runs without a password: its files set none "
+                       f"({source}), so anything that reaches its port can read and change the data.")
+        else:
+            message = f"Redis {name} ({instance.get('target')}) accepts commands without a password."
         yield Hit(f"redis {name}", message,
                   Recommendation("Set requirepass (or ACL users) and put the password in the clients' URLs.",
                                  "Reaching the port is no longer enough to read or change the data.",
                                  Risk.CONFIRM, 20, Phase.NOW, 'command: ["redis-server", "--requirepass", '
                                  '"${REDIS_PASSWORD:?}"]'),
-                  [Evidence("redis", "target", instance.get("target")),
-                   Evidence("redis", "auth_required", False, True)])
+                  [Evidence(source, "target", instance.get("target")),
+                   Evidence(source, "auth_required", False, True)])
 
 
 def _postgres_trust_env(facts: Facts) -> Iterator[Hit]:
@@ -501,7 +523,7 @@ def _superuser_hit(subject: str, message: str, evidence: list[Evidence]) -> Hit:
 def _apps_using_image_superuser(facts: Facts) -> Iterator[tuple[dict[str, Any], str, str]]:
     services = [s for s in stack_services(facts) if s["origin"] == "compose"]
     superusers = {(s["project"], s["name"]): str(s["environment"].get("POSTGRES_USER") or "postgres")
-                  for s in services if datastore_kind(s["image"], s["name"]) == "postgres"}
+                  for s in services if s["product"] == "postgres"}
     for service in services:
         for key, value in service["environment"].items():
             if not key.endswith("DATABASE_URL") or not value:
@@ -803,7 +825,7 @@ def datastore_floating_tag(facts: Facts, settings: Settings) -> Iterator[Hit]:
       major versions
     """
     for service in stack_services(facts):
-        kind = datastore_kind(service["image"], service["name"])
+        kind = service["product"]
         if not kind or not service["image"]:
             continue
         image = parse_image(service["image"])
