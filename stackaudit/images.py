@@ -301,7 +301,7 @@ def classify_project(services: Mapping[str, Mapping[str, Any]]) -> dict[str, Ser
             target = kinds.get(host or "")
             if target is None or target.product != "redis" or target.kind == "queue":
                 continue
-            if _QUEUE_KEYS.search(key.upper()) or kinds[name].kind == "worker":
+            if queue_or_cache(key, kinds[name].kind) == "queue":
                 kinds[str(host)] = ServiceKind("queue", "redis",
                                                (*target.evidence, f"job queue of {name} ({key})"))
     return kinds

@@ -47,7 +47,7 @@ def collect_with_progress(settings: Settings) -> Facts:
             if state == "start":
                 status.update(f"collecting {source}…")
             elif state == "failed":
-                console.print(styled("✗", "yellow", f" {source}: could not be collected (see the report)"))
+                console.print(styled("✗", "yellow", f" {source}: could not be (fully) read (see the report)"))
             else:
                 console.print(styled("✓", "green", f" {source}"))
         facts = collect(settings, progress)
@@ -124,12 +124,12 @@ def audit(
         facts = collect_with_progress(settings)
     report = run_audit(settings, facts)
     write_output(render_report(report, output_format, settings, verify_file), out)
-    if nothing_collected(report):
-        console.print("nothing could be collected", style="red")
-        raise typer.Exit(2)
     if bad_input(report.collection_errors):
         skipped = ", ".join(s.code for s in report.skipped) or "none"
         console.print(f"bad input: fix the file(s) marked ✗; rules skipped: {skipped}", style="red")
+        raise typer.Exit(2)
+    if nothing_collected(report):
+        console.print("nothing could be collected", style="red")
         raise typer.Exit(2)
     raise typer.Exit(report.exit_code(settings.fail_on))
 

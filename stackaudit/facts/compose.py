@@ -64,7 +64,9 @@ MAX_EXPANDED_NODES = 200_000
 MAX_COMPOSE_BYTES = 4 * 1024 * 1024
 ALLOWED_TAGS = {"!reset", "!override"}  # the only local tags the compose spec defines
 _CORE_TAGS = {"str", "int", "float", "bool", "null", "map", "seq", "merge", "binary", "timestamp"}
-_TEMPLATE = re.compile(r"\{\{|\{%")
+# `{{`/`{%` where a YAML value or item starts, unquoted: a Jinja/Helm template, not YAML to audit
+# (quoted ones are legitimate strings, e.g. traefik rules or Go templates in labels).
+_TEMPLATE = re.compile(r"^\s*(?:-\s+|[^#\"'{]*?:\s+)?\{[{%]")
 
 
 # --- the collector -------------------------------------------------------------------------------
@@ -206,7 +208,7 @@ def _project_facts(
     for service_name, raw in sorted((model.get("services") or {}).items()):
         if not isinstance(raw, Mapping):
             continue
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []
         where = origins.get(service_name, {})
         try:
             env_files = env_file_paths(raw) or env_file_paths(builtin_services.get(service_name, {}))
@@ -215,9 +217,9 @@ def _project_facts(
             invalid(where.get("", str(files[0])), f"service {service_name!r} skipped, a value has an "
                                                   f"unexpected type: {exc}")
             continue
-        for problem in problems:
-            invalid(where.get(problem.split("`")[1] if problem.startswith("`") else "ports",
-                              where.get("", str(files[0]))), f"service {service_name!r}: {problem}")
+        for key, problem in problems:
+            origin = where.get(key) or where.get(key.split(".")[0]) or where.get("")
+            invalid(str(project_dir / origin) if origin else str(files[0]), f"service {service_name!r}: {problem}")
         services[service_name]["origins"] = dict(sorted(where.items()))
         environments[service_name] = plain_environment(raw.get("environment"))
         raws[service_name] = raw
@@ -262,6 +264,10 @@ def service_origins(raw_files: list[RawFile], project_dir: Path) -> dict[str, di
                 continue
             for key in node:
                 where[str(key)] = f"{shown}:{_line_of(node, key)}"
+            ports = node.get("ports")
+            if isinstance(ports, CommentedSeq):
+                for index in range(len(ports)):
+                    where[f"ports.{index}"] = f"{shown}:{_item_line(ports, index, 1)}"
             deploy = node.get("deploy")
             if isinstance(deploy, CommentedMap):
                 where["deploy"] = f"{shown}:{_line_of(node, 'deploy')}"
@@ -480,6 +486,10 @@ class BuiltinLoader:
             self.bad_input(str(path), "a compose file must be a mapping at the top level, not a "
                                       f"{_yaml_type(tree)}")
             return None
+        template = template_line(path, text)
+        if template is not None:
+            self.bad_input(*template)
+            return None
         problem = unsafe_yaml(tree)
         if problem is not None:
             self.unsafe = True
@@ -635,17 +645,30 @@ def _yaml_error(path: Path, text: str, exc: YAMLError) -> tuple[str, str]:
     """Where and why a file is not YAML; a Jinja/Helm template is named as such."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-    template = next((i for i, line in enumerate(text.splitlines(), 1)
-                     if _TEMPLATE.search(line) and not line.lstrip().startswith("#")), None)
+    template = template_line(path, text)
     if template is not None:
-        return (f"{path}:{template}", "a template (Jinja/Helm `{{ }}` or `{% %}`), not a compose file: "
-                                      "render it first and audit the result")
+        return template
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return where, f"malformed YAML: {problem}"
 
 
+def template_line(path: Path, text: str) -> tuple[str, str] | None:
+    """(where, why) when the file is a Jinja/Helm template rather than a compose file."""
+    line = next((i for i, line in enumerate(text.splitlines(), 1) if _TEMPLATE.match(line)), None)
+    if line is None:
+        return None
+    return (f"{path}:{line}", "a template (Jinja/Helm `{{ }}` or `{% %}`), not a compose file: "
+                              "render it first and audit the result")
+
+
 def _yaml_type(value: Any) -> str:
-    return "list" if isinstance(value, list) else "string" if isinstance(value, str) else type(value).__name__
+    """A value's type in the words of a YAML file."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    kinds = ((list, "list"), (dict, "mapping"), (str, "string"))
+    return next((word for kind, word in kinds if isinstance(value, kind)), type(value).__name__)
 
 
 def unsafe_yaml(tree: Any) -> tuple[int, str] | None:
@@ -865,8 +888,9 @@ def _secret_kinds(key: str, value: str) -> list[str]:
 # --- the normaliser (both parsers' models go through it) ------------------------------------------
 
 def service_shape(name: str, project: str, svc: Mapping[str, Any], env_files: list[str],
-                  problems: list[str] | None = None) -> dict[str, Any]:
-    """The normalised service; values Compose would refuse are described in `problems` and left out."""
+                  problems: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The normalised service; values Compose would refuse are described in `problems` (origin key,
+    message) and left out."""
     problems = [] if problems is None else problems
     image = str(svc["image"]) if svc.get("image") else None
     repository, tag = split_image(image) if image else (None, None)
@@ -983,23 +1007,24 @@ def redact_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def ports_of(value: Any, problems: list[str]) -> list[dict[str, Any]]:
+def ports_of(value: Any, problems: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Every port a service publishes; an entry Compose would refuse is named in `problems` and
     skipped, so the rest of the service is still audited."""
     if value is None:
         return []
     if isinstance(value, str | int) and not isinstance(value, bool):
-        problems.append(f"`ports` must be a list, not the {_yaml_type(value)} {value!r}: read as [{value!r}]")
+        problems.append(("ports", f"`ports` must be a list, not the {_yaml_type(value)} {value!r}: "
+                                  f"read as [{value!r}]"))
         value = [value]
     elif not isinstance(value, list):
-        problems.append(f"`ports` must be a list, not a {_yaml_type(value)}: ignored")
+        problems.append(("ports", f"`ports` must be a list, not a {_yaml_type(value)}: ignored"))
         return []
     shapes: list[dict[str, Any]] = []
-    for entry in value:
+    for index, entry in enumerate(value):
         try:
             shapes.extend(port_shapes(entry))
         except ValueError as exc:
-            problems.append(f"port {entry!r}: {exc} (ignored)")
+            problems.append((f"ports.{index}", f"port {entry!r}: {exc} (ignored)"))
     return shapes
 
 

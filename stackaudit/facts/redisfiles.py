@@ -19,6 +19,7 @@ from typing import Any
 
 from stackaudit.facts import not_a_regular_file
 from stackaudit.images import parse_image
+from stackaudit.redact import remember
 
 MAX_CONF_BYTES = 1_000_000
 MAX_INCLUDE_DEPTH = 5
@@ -143,7 +144,9 @@ def read_conf(found: RedisFiles, container_path: str, volumes: list[Mapping[str,
             else:
                 read_conf(found, rest, volumes, depth + 1)
         else:
-            found.set(directive, rest, f"{host.name}:{number}")
+            if directive in ("requirepass", "masterauth"):
+                remember(rest.strip('"\''))  # never kept, but redacted should it appear anywhere
+            found.set(directive, rest, f"{host}:{number}")
 
 
 def redis_from_files(raw: Mapping[str, Any], shape: Mapping[str, Any],
