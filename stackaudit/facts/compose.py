@@ -268,12 +268,18 @@ def service_origins(raw_files: list[RawFile], project_dir: Path) -> dict[str, di
             if isinstance(ports, CommentedSeq):
                 for index in range(len(ports)):
                     where[f"ports.{index}"] = f"{shown}:{_item_line(ports, index, 1)}"
-            deploy = node.get("deploy")
-            if isinstance(deploy, CommentedMap):
-                where["deploy"] = f"{shown}:{_line_of(node, 'deploy')}"
+            limits = _nested(node, "deploy", "resources", "limits")
+            if limits is not None and "memory" in limits:
+                where["deploy.resources.limits.memory"] = f"{shown}:{_line_of(limits, 'memory')}"
             for key, _value, line in _raw_environment(node):
                 where[f"environment.{key}"] = f"{shown}:{line}"
     return origins
+
+
+def _nested(node: CommentedMap, *keys: str) -> CommentedMap | None:
+    for key in keys:
+        node = node.get(key) if isinstance(node, CommentedMap) else None
+    return node if isinstance(node, CommentedMap) else None
 
 
 def _shown_path(path: Path, project_dir: Path) -> str:

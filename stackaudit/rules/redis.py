@@ -42,7 +42,7 @@ def file_instance(project: str, service: Mapping[str, Any],
     files = service["redis_files"]
     origins = service.get("origins") or {}
     auth = {"password": True, "none": False}.get(str(files.get("auth")))
-    limit_origin = origins.get("mem_limit") or origins.get("deploy")
+    limit_origin = origins.get("mem_limit") or origins.get("deploy.resources.limits.memory")
     return {
         "target": f"{project}/{service.get('name')} (compose files)", "project": project,
         "service": service.get("name"), "discovered_from": "compose files", "readable": True,
