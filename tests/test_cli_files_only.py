@@ -26,7 +26,8 @@ def test_files_only_audit_runs_the_app_and_redis_rules(tmp_path: Path) -> None:
     skipped = {s["code"] for s in report["skipped"]}
     assert not skipped & {"APP001", "APP003", "APP004", "APP005", "RDS001", "RDS002", "RDS003", "SEC005"}
     rds001 = next(f for f in report["findings"] if f["code"] == "RDS001")
-    assert {e["key"]: e["source"] for e in rds001["evidence"]}["container_memory_limit_bytes"] == "compose.yml:54"
+    limit_source = {e["key"]: e["source"] for e in rds001["evidence"]}["container_memory_limit_bytes"]
+    assert limit_source == "compose.yml:54"  # deploy.resources.limits.memory
     assert "app" in report["facts"]
 
 

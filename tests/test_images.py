@@ -52,7 +52,8 @@ def test_clients_exporters_and_admin_uis_are_not_datastores(service: dict[str, A
 
 def test_kinds_of_processes() -> None:
     assert classify_service(svc("web", build=True, command="bundle exec puma")).kind == "app_server"
-    assert classify_service(svc("jobs", build=True, command=["celery", "-A", "app", "worker"])).kind == "worker"
+    celery = svc("jobs", build=True, command=["celery", "-A", "app", "worker"])
+    assert classify_service(celery).kind == "worker"
     assert classify_service(svc("grafana", image="grafana/grafana:11")).kind == "monitoring"
     assert classify_service(svc("proxy", image="traefik:v3")).kind == "proxy"
     assert classify_service(svc("pg", image="postgres:16")).kind == "database"
@@ -75,5 +76,6 @@ def test_a_redis_is_a_queue_when_a_worker_or_a_queue_variable_names_it() -> None
 
 
 def test_the_collectors_stamp_wins_over_a_new_guess() -> None:
-    stamped = svc("thing", image="alpine", kind="database", product="postgres", kind_evidence=["command runs postgres"])
+    stamped = svc("thing", image="alpine", kind="database", product="postgres",
+                  kind_evidence=["command runs postgres"])
     assert service_kind(stamped).product == "postgres" and service_product(stamped) == "postgres"

@@ -219,7 +219,8 @@ def _project_facts(
             continue
         for key, problem in problems:
             origin = where.get(key) or where.get(key.split(".")[0]) or where.get("")
-            invalid(str(project_dir / origin) if origin else str(files[0]), f"service {service_name!r}: {problem}")
+            shown = str(project_dir / origin) if origin else str(files[0])
+            invalid(shown, f"service {service_name!r}: {problem}")
         services[service_name]["origins"] = dict(sorted(where.items()))
         environments[service_name] = plain_environment(raw.get("environment"))
         raws[service_name] = raw

@@ -41,7 +41,8 @@ def bomb(levels: int = 9) -> str:
     lines = ['x-a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for i in range(1, levels):
         lines.append(f"x-a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]")
-    return "\n".join(lines) + f"\nservices:\n  web:\n    image: nginx\n    labels:\n      bomb: *a{levels - 1}\n"
+    service = f"services:\n  web:\n    image: nginx\n    labels:\n      bomb: *a{levels - 1}\n"
+    return "\n".join(lines) + "\n" + service
 
 
 def test_malformed_yaml_names_file_and_line_and_the_source_is_unavailable(tmp_path: Path) -> None:
@@ -53,10 +54,11 @@ def test_malformed_yaml_names_file_and_line_and_the_source_is_unavailable(tmp_pa
 
 
 def test_a_template_is_named_as_one(tmp_path: Path) -> None:
-    directory = project(tmp_path, "# {{ not this comment }}\nservices:\n  web:\n    image: {{ .Values.image }}\n")
+    directory = project(tmp_path, "# {{ not this comment }}\nservices:\n  web:\n"
+                                  "    image: {{ .Values.image }}\n")
     _data, ctx = collect(directory)
-    assert invalid(ctx) == [(f"{directory}/compose.yml:4", "a template (Jinja/Helm `{{ }}` or `{% %}`), not a "
-                             "compose file: render it first and audit the result")]
+    assert invalid(ctx) == [(f"{directory}/compose.yml:4", "a template (Jinja/Helm `{{ }}` or `{% %}`), "
+                             "not a compose file: render it first and audit the result")]
 
 
 def test_python_tags_are_refused_and_never_run(tmp_path: Path) -> None:
@@ -70,9 +72,10 @@ def test_python_tags_are_refused_and_never_run(tmp_path: Path) -> None:
         """)
     for use_binary in (False, True):
         errors: list[tuple[str, str]] = []
-        assert load_project(ProjectSpec(directory), lambda w, y: errors.append((w, y)), use_binary=use_binary) is None
-        assert errors == [(f"{directory}/compose.yml:5", "YAML tag !!python/object/apply:os.system is not allowed "
-                           "in a compose file (only !reset and !override are): refused")]
+        assert load_project(ProjectSpec(directory), lambda w, y, sink=errors: sink.append((w, y)),
+                            use_binary=use_binary) is None
+        assert errors == [(f"{directory}/compose.yml:5", "YAML tag !!python/object/apply:os.system is not "
+                           "allowed in a compose file (only !reset and !override are): refused")]
     assert not marker.exists()
 
 
@@ -99,7 +102,8 @@ def test_quoted_go_templates_in_labels_are_plain_strings(tmp_path: Path) -> None
 def test_a_huge_file_is_not_read(tmp_path: Path) -> None:
     directory = project(tmp_path, "services:\n  web:\n    image: nginx\n" + "# padding\n" * 500_000)
     _data, ctx = collect(directory)
-    assert invalid(ctx) == [(f"{directory}/compose.yml", "compose file is 4.8 MiB, more than the 4 MiB limit: not read")]
+    assert invalid(ctx) == [(f"{directory}/compose.yml",
+                             "compose file is 4.8 MiB, more than the 4 MiB limit: not read")]
 
 
 def test_an_alias_bomb_is_refused_within_memory_and_time_bounds(tmp_path: Path) -> None:
@@ -115,7 +119,8 @@ def test_an_alias_bomb_is_refused_within_memory_and_time_bounds(tmp_path: Path) 
         loaded = load_project(ProjectSpec(Path({str(directory)!r})), lambda w, y: errors.append((w, y)))
         print(loaded is None, errors)
         """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     # the first anchor past the bound: a5, 9^6 values
     assert result.stdout.strip() == str((True, [(f"{directory}/compose.yml:6",
@@ -182,10 +187,10 @@ def test_every_odd_port_syntax(tmp_path: Path) -> None:
         (None, "6384", 6379, "tcp"), ("0.0.0.0", "6385", 6379, "tcp"),
     ]
     assert invalid(ctx) == [
-        (f"{directory}/compose.yml:14", "service 'redis': port 'abc:6379': published port 'abc' is not a port "
-                                        "number (1-65535) (ignored)"),
-        (f"{directory}/compose.yml:15", "service 'redis': port '8000-8010:8000-8005': the published range has "
-                                        "11 ports, the container range 6 (ignored)"),
+        (f"{directory}/compose.yml:14", "service 'redis': port 'abc:6379': published port 'abc' is not a "
+                                        "port number (1-65535) (ignored)"),
+        (f"{directory}/compose.yml:15", "service 'redis': port '8000-8010:8000-8005': the published range "
+                                        "has 11 ports, the container range 6 (ignored)"),
         (f"{directory}/compose.yml:16", "service 'redis': port '6383:6379/quic': unknown protocol 'quic' "
                                         "(tcp, udp or sctp) (ignored)"),
         (f"{directory}/compose.yml:17", "service 'redis': port True: a port is a string like "

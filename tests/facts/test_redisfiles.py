@@ -119,8 +119,8 @@ def test_acl_default_user_decides_auth(tmp_path: Path) -> None:
 ])
 def test_bitnami_variables(tmp_path: Path, environment: dict[str, str], auth: str) -> None:
     env = "".join(f"\n      {k}: \"{v}\"" for k, v in environment.items()) or " {}"
-    found = redis_files(tmp_path, f"services:\n  cache:\n    image: bitnami/redis:7.2\n    environment:{env}\n",
-                        service="cache")
+    compose = f"services:\n  cache:\n    image: bitnami/redis:7.2\n    environment:{env}\n"
+    found = redis_files(tmp_path, compose, service="cache")
     assert found["auth"] == auth
 
 

@@ -65,7 +65,8 @@ def test_rds001_fires_from_the_files_with_the_line(tmp_path: Path) -> None:
     [finding] = run("RDS001", tmp_path, REFERENCE)
     assert finding.subject == "stack/redis"
     assert "no maxmemory inside a 512.0 MiB container limit" in finding.message
-    assert sources(finding) == {"maxmemory_bytes": "Redis default", "container_memory_limit_bytes": "compose.yml:5"}
+    assert sources(finding) == {"maxmemory_bytes": "Redis default",
+                                "container_memory_limit_bytes": "compose.yml:5"}
 
 
 def test_rds001_silent_with_maxmemory_in_the_command_or_no_limit(tmp_path: Path) -> None:
@@ -134,10 +135,12 @@ def test_sec005_silent_with_requirepass_or_when_the_live_server_asks_for_one(tmp
 
 
 def test_sec005_bitnami_allow_empty_password(tmp_path: Path) -> None:
-    text = "services:\n  cache:\n    image: bitnami/redis:7.2\n    environment:\n      ALLOW_EMPTY_PASSWORD: 'yes'\n"
+    text = ("services:\n  cache:\n    image: bitnami/redis:7.2\n    environment:\n"
+            "      ALLOW_EMPTY_PASSWORD: 'yes'\n")
     [finding] = run("SEC005", tmp_path, text)
     assert sources(finding)["auth_required"] == "compose.yml:5"
-    assert run("SEC005", tmp_path, text.replace("ALLOW_EMPTY_PASSWORD: 'yes'", "REDIS_PASSWORD_FILE: /run/s")) == []
+    with_password = text.replace("ALLOW_EMPTY_PASSWORD: 'yes'", "REDIS_PASSWORD_FILE: /run/s")
+    assert run("SEC005", tmp_path, with_password) == []
 
 
 DERIVED = """\
@@ -170,7 +173,8 @@ def test_sec004_fires_for_derived_and_built_datastores(tmp_path: Path) -> None:
     findings = run("SEC004", tmp_path, DERIVED)
     assert sorted(f.subject for f in findings) == ["stack/db", "stack/modules"]
     db = next(f for f in findings if f.subject == "stack/db")
-    assert db.message.startswith("postgres service stack/db is published on all interfaces (0.0.0.0:5432->5432)")
+    assert db.message.startswith("postgres service stack/db is published on all interfaces "
+                                 "(0.0.0.0:5432->5432)")
     assert f"{tmp_path}/stack/compose.yml:4" in [e.observed for e in db.evidence]
 
 
