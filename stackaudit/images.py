@@ -284,10 +284,10 @@ def classify_service(service: Mapping[str, Any]) -> ServiceKind:
 def _process_kind(service: Mapping[str, Any], image: str | None) -> ServiceKind:
     if is_tls_proxy(image, service.get("name")):
         return ServiceKind("proxy", None, ("reverse proxy image",))
-    words = " ".join(_argv_words(service.get("entrypoint")) + _argv_words(service.get("command"))).lower()
-    if _WORKER_WORDS.search(words):
+    words = " ".join(_argv_words(service.get("entrypoint")) + _argv_words(service.get("command")))
+    if _WORKER_WORDS.search(words.lower()):
         return ServiceKind("worker", None, (f"command {words[:60]}",))
-    if _APP_SERVER_WORDS.search(words):
+    if _APP_SERVER_WORDS.search(words.lower()):
         return ServiceKind("app_server", None, (f"command {words[:60]}",))
     return ServiceKind("other", None, ())
 
