@@ -38,8 +38,10 @@ def test_an_unparseable_compose_file_fails_loudly(tmp_path: Path) -> None:
     assert "✓ compose" not in result.stderr
     assert (f"✗ {directory}/compose.yml:4: malformed YAML: expected <block end>, but found "
             "'<block mapping start>'") in result.stderr
-    assert "bad input: fix the file(s) marked ✗; rules skipped: APP001," in result.stderr
-    assert "SEC004" in result.stderr.rsplit("rules skipped:", 1)[1]
+    assert "bad input: fix the file(s) marked ✗ (exit code 2)" in result.stderr
+    assert "No findings in what could be read: the input is bad" in result.stdout
+    listed = result.stdout.split("skipped for missing sources:", 1)[1]
+    assert "APP001" in listed and "SEC004" in listed and "RDS001" in listed
 
 
 def test_a_bad_port_keeps_the_audit_going_but_fails_the_run(tmp_path: Path) -> None:
@@ -52,6 +54,7 @@ def test_a_bad_port_keeps_the_audit_going_but_fails_the_run(tmp_path: Path) -> N
     assert [e["invalid"] for e in report["collection_errors"] if "`ports`" in e["why"]] == [True]
     assert "SEC004" in {f["code"] for f in report["findings"]}  # the service was still audited
     assert "not iterable" not in result.stdout + result.stderr
+    assert "bad input: fix the file(s) marked ✗ (exit code 2); rules skipped: " in result.stderr
 
 
 def test_a_valid_file_still_exits_on_its_findings(tmp_path: Path) -> None:

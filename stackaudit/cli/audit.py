@@ -126,7 +126,8 @@ def audit(
     write_output(render_report(report, output_format, settings, verify_file), out)
     if bad_input(report.collection_errors):
         skipped = ", ".join(s.code for s in report.skipped) or "none"
-        console.print(f"bad input: fix the file(s) marked ✗; rules skipped: {skipped}", style="red")
+        listed = "" if output_format == Format.terminal and out is None else f"; rules skipped: {skipped}"
+        console.print(f"bad input: fix the file(s) marked ✗ (exit code 2){listed}", style="red")
         raise typer.Exit(2)
     if nothing_collected(report):
         console.print("nothing could be collected", style="red")

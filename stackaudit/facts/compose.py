@@ -85,6 +85,7 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
     specs = discover_projects(ctx)
     failed: list[str] = []
     for spec in specs:
+        before = len(ctx.facts.errors)
         try:
             loaded = load_project(spec, ctx.error, ctx.settings.timeout_seconds,
                                   invalid=lambda where, why: ctx.error(where, why, invalid=True))
@@ -92,13 +93,14 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
             ctx.error(str(spec.dir), f"unexpected {exc.__class__.__name__}: {exc}")
             loaded = None
         if loaded is None:
-            failed.append(str(spec.dir))
+            first = ctx.facts.errors[before] if len(ctx.facts.errors) > before else None
+            failed.append(f"{first.where}: {first.why}" if first else str(spec.dir))
             continue
         project, environments = loaded
         projects.append(project)
         private_env[project["name"]] = environments
     if failed and not projects:
-        raise SourceUnavailable(f"no compose project could be read ({', '.join(failed)}): see the errors")
+        raise SourceUnavailable(f"no compose project could be read: {'; '.join(failed)}")
     ctx.private["compose_env"] = private_env
     parsers = sorted({p["parser"] for p in projects})
     return {

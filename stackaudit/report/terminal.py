@@ -46,7 +46,10 @@ def _renderable(report: Report) -> Group:
         rec = f.recommendation
         findings.add_row(Text(f.severity.label(), style=STYLES[f.severity]), f.code, f.subject, f.message,
                          f"{rec.summary} ({rec.risk.value}, {rec.phase.value})")
-    parts: list[object] = [title, counts, findings if report.findings else Text("No findings.")]
+    bad_input = any(e.invalid for e in report.collection_errors)
+    empty = (Text("No findings in what could be read: the input is bad (see below).", style="bold red")
+             if bad_input else Text("No findings."))
+    parts: list[object] = [title, counts, findings if report.findings else empty]
     if report.collection_errors:
         errors = Table(title="Could not collect", expand=True)
         errors.add_column("source")
@@ -59,7 +62,7 @@ def _renderable(report: Report) -> Group:
         codes = ", ".join(s.code for s in report.skipped)
         parts.append(Text(f"{len(report.skipped)} rule(s) skipped for missing sources: {codes} "
                           "(reasons in --format json or md).", style="dim"))
-    if any(e.invalid for e in report.collection_errors):
+    if bad_input:
         parts.append(Text("Bad input: the files under 'Could not collect' were not (fully) audited; "
                           "fix them (exit code 2).", style="bold red"))
     parts.append(Text("Explain a code: stackaudit explain CODE", style="dim"))
