@@ -141,6 +141,7 @@ _NOT_THE_DATASTORE = re.compile(
 _DERIVED_WORDS: tuple[tuple[str, str], ...] = (
     ("postgres", "postgres"), ("postgis", "postgres"), ("timescale", "postgres"), ("pgvector", "postgres"),
     ("pgautoupgrade", "postgres"), ("supabase/postgres", "postgres"), ("spilo", "postgres"),
+    ("pgvecto", "postgres"), ("vectorchord", "postgres"), ("paradedb", "postgres"),
     ("redis", "redis"), ("valkey", "redis"), ("keydb", "redis"), ("dragonfly", "redis"),
     ("mariadb", "mysql"), ("mysql", "mysql"), ("percona", "mysql"),
     ("mongo", "mongo"), ("elasticsearch", "elasticsearch"), ("opensearch", "elasticsearch"),
@@ -165,6 +166,9 @@ _IMAGE_ENV = re.compile(r"^(POSTGRES|MYSQL|MARIADB|REDIS|MONGO)_(USER|PASSWORD|D
                         r"|ROOT_PASSWORD_FILE)$")
 _CLIENT_ENV = re.compile(r"(_HOST|_URL|_URI|_DSN|_ADDR|_SERVER|_PORT)$|^DATABASE_")
 _DEFAULT_PORTS = {5432: "postgres", 6379: "redis", 3306: "mysql", 27017: "mongo"}
+# A datastore image run as a client (a backup cron on the postgres image, a redis-cli one-shot).
+_CLIENT_TOOLS = re.compile(r"\b(pg_dump|pg_dumpall|psql|pg_basebackup|pg_restore|redis-cli|valkey-cli|"
+                           r"mysqldump|mariadb-dump|mongodump|mongorestore)\b")
 _APP_PROGRAMS = re.compile(r"^(bundle|rails|puma|unicorn|sidekiq|gunicorn|uvicorn|celery|rq|rqworker|"
                            r"python\d*|node|npm|yarn|php|php-fpm|java|ruby|dramatiq|huey|manage\.py)$")
 _WORKER_WORDS = re.compile(r"\b(sidekiq|good_job|solid_queue|resque|delayed_job|jobs:work|celery|"
@@ -259,6 +263,9 @@ def classify_service(service: Mapping[str, Any]) -> ServiceKind:
     image = service.get("image")
     product, known_other = _image_product(str(image)) if image else (None, False)
     program = _program(service)
+    if product and _runs_client_tool(service):
+        repository = parse_image(str(image)).repository
+        return ServiceKind("other", None, (f"image {repository} running a client tool",))
     if product:
         return ServiceKind(DATASTORE_KINDS.get(product, "database"), product,
                            (f"image {parse_image(str(image)).repository}",))
@@ -279,6 +286,14 @@ def classify_service(service: Mapping[str, Any]) -> ServiceKind:
             if beyond_env and (scores[best] >= 2 or named):
                 return ServiceKind(DATASTORE_KINDS.get(best, "database"), best, tuple(reasons[best]))
     return _process_kind(service, str(image) if image else None)
+
+
+def _runs_client_tool(service: Mapping[str, Any]) -> bool:
+    """The command runs pg_dump, redis-cli, ... and no server program."""
+    words = _argv_words(service.get("entrypoint")) + _argv_words(service.get("command"))
+    text = " ".join(words)
+    servers = any(w.rsplit("/", 1)[-1] in _SERVER_PROGRAMS for part in words for w in part.split())
+    return bool(_CLIENT_TOOLS.search(text)) and not servers
 
 
 def _process_kind(service: Mapping[str, Any], image: str | None) -> ServiceKind:

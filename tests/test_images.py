@@ -28,6 +28,11 @@ def svc(name: str, **fields: Any) -> dict[str, Any]:
          healthcheck={"test": ["CMD", "redis-cli", "ping"]}), "redis"),
     (svc("mariadb", image="lscr.io/linuxserver/mariadb:11"), "mysql"),
     (svc("redis", build=True), "redis"),  # a local build named after the datastore
+    (svc("database", image="tensorchord/pgvecto-rs:pg14-v0.2.0"), "postgres"),
+    (svc("database", image="ghcr.io/acme/pg-custom:1", command=["postgres", "-c", "x=1"],
+         healthcheck={"test": ["CMD-SHELL", "pg_isready"]}), "postgres"),
+    (svc("redis", image="redis:7", command="redis-server --save 60 1",
+         healthcheck={"test": ["CMD", "redis-cli", "ping"]}), "redis"),  # the probe is no client
 ])
 def test_derived_images_and_builds_are_what_they_run(service: dict[str, Any], product: str) -> None:
     assert classify_service(service).product == product
@@ -45,6 +50,9 @@ def test_derived_images_and_builds_are_what_they_run(service: dict[str, Any], pr
     svc("pooler", image="edoburu/pgbouncer:1.22", ports=[{"target": 5432}]),
     svc("commander", image="rediscommander/redis-commander"),
     svc("backup", image="prodrigestivill/postgres-backup-local"),
+    svc("dump", image="postgres:16", command=["sh", "-c", "while true; do pg_dumpall -h db > /b/all.sql; "
+                                              "sleep 86400; done"]),
+    svc("redis-init", image="redis:7", command="redis-cli -h redis SET ready 1"),
 ])
 def test_clients_exporters_and_admin_uis_are_not_datastores(service: dict[str, Any]) -> None:
     assert service_product(service) is None, classify_service(service)
