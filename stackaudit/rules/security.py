@@ -299,9 +299,13 @@ def _public_ports(service: dict[str, Any]) -> list[str]:
     return public
 
 
-def _redis_without_auth(facts: Facts, service: dict[str, Any]) -> bool:
-    return any(i.get("auth_required") is False and i.get("service") == service["name"]
-               for i in redis_instances(facts))
+def _redis_without_auth(facts: Facts, service: dict[str, Any]) -> str:
+    """How we know this Redis takes no password ("" when it does or we cannot tell)."""
+    for instance in redis_instances(facts):
+        if instance.get("auth_required") is False and instance.get("service") == service["name"]:
+            return (f"its files set no password ({instance.get('auth_source')})" if instance.get("from_files")
+                    else "it answers without a password")
+    return ""
 
 
 @rule("SEC004", "datastore-port-public", Severity.HIGH, needs_any=("compose", "docker"))
@@ -344,8 +348,8 @@ def datastore_port_public(facts: Facts, settings: Settings) -> Iterator[Hit]:
         public = _public_ports(service) if kind else []
         if not public:
             continue
-        open_redis = kind == "redis" and _redis_without_auth(facts, service)
-        extra = " and it answers without a password" if open_redis else ""
+        open_redis = _redis_without_auth(facts, service) if kind == "redis" else ""
+        extra = f" and {open_redis}" if open_redis else ""
         loopback = f'ports: ["127.0.0.1:{_host_port(public[0])}:{_container_port(public[0])}"]'
         yield Hit(_label(service),
                   f"{kind} service {_label(service)} is published on all interfaces ({', '.join(public)}), "

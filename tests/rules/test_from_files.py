@@ -188,3 +188,10 @@ def test_pg010_fires_for_a_derived_postgres_image(tmp_path: Path) -> None:
     [finding] = run("PG010", tmp_path, DERIVED)
     assert finding.subject == "service stack/db"
     assert run("PG010", tmp_path, DERIVED.replace('"-c shared_buffers=1GB"', '"--data-checksums"')) == []
+
+
+def test_sec004_is_critical_for_a_public_redis_whose_files_set_no_password(tmp_path: Path) -> None:
+    [finding] = run("SEC004", tmp_path, REFERENCE.replace("mem_limit: 512m", 'ports: ["6379:6379"]'))
+    assert finding.severity.name == "CRITICAL"
+    assert finding.message.endswith("bypasses the host firewall and its files set no password "
+                                    "(compose.yml:4).")
