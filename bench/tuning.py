@@ -45,9 +45,10 @@ from bench.common import (
     save,
     table,
 )
+from stackaudit.derive.postgres import postgres_tuning as tune
 from stackaudit.facts import Facts
 from stackaudit.localpg import LocalCluster, embedded_bin_dir
-from stackaudit.tuning.postgres import tune, worst_case
+from stackaudit.tuning.postgres import worst_case
 from stackaudit.tuning.units import format_memory, parse_memory
 
 CPUS = os.cpu_count() or 2

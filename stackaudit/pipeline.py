@@ -1,8 +1,9 @@
-"""The short table of contents of the tool: collect facts, evaluate rules, make a report."""
+"""The short table of contents of the tool: collect facts, derive once, evaluate rules, make a report."""
 
 from __future__ import annotations
 
 from stackaudit.config import Settings
+from stackaudit.derive import derive
 from stackaudit.facts import Facts, Progress, collect
 from stackaudit.report import Report
 from stackaudit.rules import evaluate
@@ -12,8 +13,9 @@ def audit(settings: Settings, facts: Facts | None = None, progress: Progress | N
     """Audit the live system, or a saved facts snapshot (`stackaudit audit --facts`)."""
     if facts is None:
         facts = collect(settings, progress)
-    findings, skipped = evaluate(facts, settings)
-    return Report(facts=facts, findings=findings, skipped=skipped)
+    derived = derive(facts)
+    findings, skipped = evaluate(facts, settings, derived)
+    return Report(facts=facts, findings=findings, skipped=skipped, derived=derived)
 
 
 def nothing_collected(report: Report) -> bool:

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from stackaudit.config import Settings
+from stackaudit.derive.postgres import compose_service_name, storage_evidence
+from stackaudit.derive.postgres import postgres_tuning as tune
 from stackaudit.facts import Facts
 from stackaudit.model import Severity
+from stackaudit.report.tuning import as_compose
 from stackaudit.rules import evaluate, load_all
 from stackaudit.tuning.appserver import connection_budget, postgres_limits
-from stackaudit.tuning.postgres import as_compose, storage_evidence, tune
 from stackaudit.tuning.units import GB, MB, parse_memory
 from tests.tuning.app_facts import postgres, process, reference_processes
 from tests.tuning.pg_facts import REPORT_SETTINGS, reference_facts
@@ -53,7 +55,8 @@ def test_row3_initdb_args_are_flagged_and_the_fix_is_a_command_override() -> Non
         "name": "db", "project": "permoney", "image": "postgres:18", "image_repository": "postgres",
         "environment": {"POSTGRES_INITDB_ARGS": "-c shared_buffers=5760MB -c work_mem=256MB"}}}}]}})
     assert len(findings(facts, "PG010")) == 1
-    override = as_compose(tune(reference_facts(REPORT_SETTINGS)), reference_facts(REPORT_SETTINGS))
+    facts = reference_facts(REPORT_SETTINGS)
+    override = as_compose(tune(facts), compose_service_name(facts))
     assert '"postgres"' in override and '"-c"' in override
     assert "POSTGRES_INITDB_ARGS" not in override
 

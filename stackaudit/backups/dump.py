@@ -436,30 +436,13 @@ def _write_best_effort(dest: Path, manifest: Manifest) -> None:
 # ---------------------------------------------------------------- a whole run
 
 
-def discover_container(settings: Settings) -> tuple[str | None, str | None]:
-    """(container, docker_host) of the PostgreSQL server when the stack runs it in a container.
-
-    Reads facts postgres.runs_in (collected with the docker and compose sources it builds on);
-    any failure just means "not known".
-    """
-    from stackaudit.facts import CollectContext, Facts, collect_source
-
-    ctx = CollectContext(settings=settings, facts=Facts())
-    for source in ("docker", "compose", "postgres"):
-        try:
-            collect_source(ctx, source)
-        except Exception:  # noqa: BLE001 - discovery is a best effort
-            return None, None
-    runs_in = ctx.facts.get("postgres").get("runs_in") or {}
-    if runs_in.get("kind") == "container" and runs_in.get("container"):
-        return str(runs_in["container"]), settings.docker_host
-    return None, None
-
-
 def run_backups(settings: Settings, dest: Path, databases: list[str] | None = None,
                 container: str | None = None, progress: Callable[[str, Manifest | None], None] | None = None,
+                find_container: Callable[[], tuple[str | None, str | None]] | None = None,
                 ) -> list[Manifest]:
-    """Back up each database (default: all connectable, non-template) into `dest`."""
+    """Back up each database (default: all connectable, non-template) into `dest`. Without a local
+    pg_dump of the server's major version, `find_container` says (container, docker_host) of the
+    server when the stack runs it in a container, so pg_dump runs there."""
     connection = Connection.from_dsn(settings.pg_dsn)
     names = databases or list_databases(connection)
     docker_host = settings.docker_host
@@ -467,8 +450,8 @@ def run_backups(settings: Settings, dest: Path, databases: list[str] | None = No
     if container is None:
         with connection.connect() as conn:
             _, major = server_version(conn)
-        if find_client_dir(major) is None:
-            container, docker_host = discover_container(settings)
+        if find_client_dir(major) is None and find_container is not None:
+            container, docker_host = find_container()
     results = []
     for name in names:
         if progress:

@@ -71,10 +71,11 @@ def render_report(report: Report, output_format: Format, settings: Settings | No
         return markdown.render(report)
     if output_format == Format.html:
         try:
+            from stackaudit.monitor.history import disk_history
             from stackaudit.report import html
         except ImportError:
             fail("the HTML report is not available in this version")
-        history = html.load_history(settings.state_dir) if settings is not None else {}
+        history = disk_history(settings.state_dir) if settings is not None else {}
         try:
             verify = html.load_verify(verify_file) if verify_file is not None else None
         except ValueError as exc:

@@ -26,6 +26,7 @@ from stackaudit.cli.common import (
     fail,
     write_output,
 )
+from stackaudit.config import Settings
 from stackaudit.report.terminal import plain_console, styled
 from stackaudit.units import format_bytes
 
@@ -86,7 +87,8 @@ def backup(
     wanted = [d.strip() for d in databases.split(",") if d.strip()] if databases else None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        manifests = run_backups(settings, folder, wanted, container, progress=_backup_progress)
+        manifests = run_backups(settings, folder, wanted, container, progress=_backup_progress,
+                                find_container=lambda: _find_container(settings))
     except (BackupError, OSError) as exc:
         fail(str(exc))
     offsite_results = {m.id: send_backup(folder, m, remote) for m in manifests if remote and m.good}
@@ -217,3 +219,23 @@ def _drill_line(record: DrillRecord) -> str:
         record.error,
     ) if p]
     return f"{record.backup_id}: DRILL FAILED: {'; '.join(problems)}"
+
+
+def _find_container(settings: Settings) -> tuple[str | None, str | None]:
+    """(container, docker_host) of the PostgreSQL server when the stack runs it in a container.
+
+    Reads facts postgres.runs_in (collected with the docker and compose sources it builds on);
+    any failure just means "not known".
+    """
+    from stackaudit.facts import CollectContext, Facts, collect_source  # lazy: start-up
+
+    ctx = CollectContext(settings=settings, facts=Facts())
+    for source in ("docker", "compose", "postgres"):
+        try:
+            collect_source(ctx, source)
+        except Exception:  # noqa: BLE001 - discovery is a best effort
+            return None, None
+    runs_in = ctx.facts.get("postgres").get("runs_in") or {}
+    if runs_in.get("kind") == "container" and runs_in.get("container"):
+        return str(runs_in["container"]), settings.docker_host
+    return None, None

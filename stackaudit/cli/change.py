@@ -69,8 +69,10 @@ def plan_command(
 
     Example: stackaudit plan --pg postgresql://postgres@127.0.0.1/app --out plan.json
     """
+    from stackaudit.derive import DerivationError
     from stackaudit.facts import Facts, collect
-    from stackaudit.remediation.plan import describe, plan_from_facts
+    from stackaudit.pipeline import audit
+    from stackaudit.remediation.plan import describe, plan_for
 
     settings = build_settings(config, project_dir, compose_file, pg, sources=sources or PLAN_SOURCES)
     if facts_file is not None:
@@ -81,7 +83,11 @@ def plan_command(
     else:
         with console.status("collecting…"):
             facts = collect(settings)
-    plan = plan_from_facts(facts, settings)
+    report = audit(settings, facts)
+    try:
+        plan = plan_for(report.findings, report.derivations, report.facts)
+    except DerivationError as exc:
+        fail(f"cannot plan: {exc}")
     if out is not None:
         write_output(dumps_json(plan.to_json()), out)
         if output_format == Output.terminal:

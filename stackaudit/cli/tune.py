@@ -30,9 +30,12 @@ from stackaudit.cli.common import (
     write_output,
 )
 from stackaudit.config import ALL_SOURCES
+from stackaudit.derive.memory import postgres_service
+from stackaudit.derive.postgres import compose_service_name, postgres_tuning
 from stackaudit.facts import Facts, collect
 from stackaudit.report.terminal import plain_console
-from stackaudit.tuning.postgres import WORKLOADS, Tuning, as_compose, as_conf, as_sql, tune
+from stackaudit.report.tuning import as_compose, as_conf, as_sql
+from stackaudit.tuning.postgres import WORKLOADS, Tuning
 from stackaudit.tuning.units import UnitError, human_bytes, parse_memory
 
 tune_app = typer.Typer(
@@ -99,7 +102,7 @@ def tune_postgres(
     if not facts.has("postgres"):
         console.print(f"PostgreSQL not reached ({facts.why_missing('postgres')}): current values are "
                       "PostgreSQL's defaults", style="yellow")
-    tuning = tune(facts, memory_bytes, cpus, workload, connections, pg_major, dedicated)
+    tuning = postgres_tuning(facts, memory_bytes, cpus, workload, connections, pg_major, dedicated)
     write_output(_render(tuning, facts, output_format, not all_settings), out)
 
 
@@ -136,7 +139,8 @@ def _render(tuning: Tuning, facts: Facts, output_format: TuneFormat, only_change
     if output_format == TuneFormat.sql:
         return as_sql(tuning, only_changed)
     if output_format == TuneFormat.compose:
-        return as_compose(tuning, facts, only_changed)
+        command = (postgres_service(facts) or {}).get("command")
+        return as_compose(tuning, compose_service_name(facts), command, only_changed)
     return _table(tuning)
 
 

@@ -23,16 +23,15 @@ from stackaudit.cli.common import (
     write_output,
 )
 from stackaudit.cli.tune import tune_app
+from stackaudit.derive import app_tuning
+from stackaudit.derive.memory import host_resources
 from stackaudit.facts import Facts, collect
 from stackaudit.facts.app import live_connections
 from stackaudit.tuning.appserver import (
     DEFAULT_LIMITS,
     AppTuning,
     PostgresLimits,
-    Resources,
-    measured_process_bytes,
     postgres_limits,
-    recommend,
 )
 from stackaudit.tuning.redis import RedisAdvice, advise
 from stackaudit.units import format_bytes, parse_size
@@ -96,11 +95,11 @@ def tune_app_servers(
     processes = facts.get("app").get("processes") or []
     if not processes:
         fail(f"no app server found in the compose services ({facts.why_missing('app')})")
-    host = facts.get("host")
-    cores = cpus or host.get("cpu_limit_cores") or host.get("cpu_count")
+    resources = host_resources(facts)
+    cores = cpus or resources.cores
     if not cores:
         fail("cannot read this host's CPUs: pass --cpus")
-    memory_bytes = _memory(memory) or host.get("memory_limit_bytes") or host.get("memory_total_bytes")
+    memory_bytes = _memory(memory) or resources.memory_bytes
     limits = postgres_limits(facts.get("postgres"))
     if max_connections is not None:
         limits = PostgresLimits(max_connections, limits.superuser_reserved if limits else 3,
@@ -109,9 +108,9 @@ def tune_app_servers(
         limits = DEFAULT_LIMITS
         console.print("PostgreSQL not reached: budget against the defaults max_connections 100, "
                       "superuser_reserved_connections 3", style="yellow")
-    measured = measured_process_bytes(processes, facts.get("docker").get("containers") or [])
-    tuning = recommend(processes, Resources(float(cores), memory_bytes), limits, measured,
-                       poolers=facts.get("app").get("poolers") or [])
+    tuning = app_tuning(facts, float(cores), memory_bytes, limits)
+    if tuning is None:
+        fail("no app server found in the compose services")
     live = live_connections(facts)
     if output_format == Output.json:
         write_output(dumps_json({**tuning.to_json(), "live_connections": live,

@@ -20,13 +20,17 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from stackaudit.model import Finding, Severity, to_jsonable
 from stackaudit.monitor import MonitorOptions
-from stackaudit.monitor.check import CheckResult
 from stackaudit.monitor.history import AlertState, History, Pending
 from stackaudit.redact import scrub
+from stackaudit.rules import load_all
+
+if TYPE_CHECKING:  # a type only: check.py calls into this module, not the other way round
+    from stackaudit.monitor.check import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +166,6 @@ def _measured_lines(evidence_json: str) -> list[str]:
 
 
 def _rule_name(code: str) -> str:
-    from stackaudit.rules import load_all
-
     found = load_all().get(code)
     return found.name if found else ""
 

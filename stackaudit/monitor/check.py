@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from stackaudit.config import ALL_SOURCES, Settings
+from stackaudit.derive.forecast import Forecast, forecast_full
 from stackaudit.facts import Facts, collect
 from stackaudit.facts.host import effective_memory_bytes
 from stackaudit.monitor import DAY_SECONDS, MonitorOptions
-from stackaudit.monitor.forecast import Forecast, forecast_full
+from stackaudit.monitor.alerts import Notifier, process
 from stackaudit.monitor.history import History
 from stackaudit.redact import scrub
 from stackaudit.report import Report
@@ -257,8 +258,6 @@ def run_pass(
     now: float | None = None,
 ) -> CheckResult:
     """check + history + alerts: what `stackaudit check` and each turn of `watch` do."""
-    from stackaudit.monitor.alerts import Notifier, process
-
     options = options or MonitorOptions()
     with pass_lock(settings.state_dir), History.open(settings.state_dir) as history:
         result = run_check(settings, history, options, facts, now)
@@ -269,8 +268,6 @@ def run_pass(
 
 def flush_pending(settings: Settings, options: MonitorOptions) -> int:
     """Deliver queued notifications that are due (between two passes of `watch`)."""
-    from stackaudit.monitor.alerts import Notifier
-
     with pass_lock(settings.state_dir), History.open(settings.state_dir) as history:
         if not history.pending(time.time()):
             return 0

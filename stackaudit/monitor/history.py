@@ -293,3 +293,14 @@ class History:
         ).fetchall()
         keys = ("ts", "code", "subject", "kind", "label", "delivered", "attempts")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def disk_history(state_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """Used bytes per mount from the watch database, or {} when there is none (never creates it)."""
+    if not database_path(state_dir).is_file():
+        return {}
+    try:
+        with History.open(state_dir) as db:
+            return {m: db.series("disk_used_bytes", m) for m in db.subjects("disk_used_bytes")}
+    except Exception:  # noqa: BLE001 - history is optional: a broken database costs one chart
+        return {}

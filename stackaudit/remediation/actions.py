@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
+from stackaudit.derive.postgres import command_flags
 from stackaudit.fsutil import atomic_write
 from stackaudit.redact import scrub
 from stackaudit.tuning.units import UnitError, parse_memory, parse_time_ms
@@ -352,22 +353,6 @@ def _last_lines(result: subprocess.CompletedProcess[str]) -> str:
 # --------------------------------------------------------------------------------------------
 # PostgreSQL in a compose service: the override file and the recreate
 # --------------------------------------------------------------------------------------------
-
-
-def command_flags(command: Any) -> dict[str, str]:
-    """`-c name=value` pairs (or `-cname=value`) of a list command, in order."""
-    flags: dict[str, str] = {}
-    if not isinstance(command, list):
-        return flags
-    parts = [str(p) for p in command]
-    for i, part in enumerate(parts):
-        text = (
-            parts[i + 1] if part == "-c" and i + 1 < len(parts) else part[2:] if part.startswith("-c") else ""
-        )
-        if "=" in text:
-            key, value = text.split("=", 1)
-            flags[key.strip()] = value.strip()
-    return flags
 
 
 def postgres_command(base: Any, values: Mapping[str, str]) -> list[str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stackaudit.config import Settings
+from stackaudit.derive import Derived
 from stackaudit.facts import Facts
 from stackaudit.model import Finding, Risk, to_jsonable
 from stackaudit.tuning.postgres import Proposal, Tuning
@@ -399,32 +399,12 @@ def describe(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def plan_from_facts(facts: Facts, settings: Settings) -> Plan:
-    """Findings (rules), the PostgreSQL tuner, the app and Redis tuners, all from the same facts."""
-    from stackaudit.rules import evaluate
-    from stackaudit.tuning import appserver, redis
-    from stackaudit.tuning.postgres import tune
-
-    findings, _ = evaluate(facts, settings)
-    tuning = tune(facts) if facts.has("postgres") else None
-    env: dict[str, str] = {}
-    processes = facts.get("app").get("processes") or []
-    host = facts.get("host")
-    cores = host.get("cpu_limit_cores") or host.get("cpu_count")
-    limits = appserver.postgres_limits(facts.get("postgres"))
-    if processes and cores:
-        memory = host.get("memory_limit_bytes") or host.get("memory_total_bytes")
-        measured = appserver.measured_process_bytes(processes, facts.get("docker").get("containers") or [])
-        env = dict(appserver.recommend(processes, appserver.Resources(float(cores), memory), limits,
-                                       measured).env)
-    extra = []
-    for instance in facts.get("redis").get("instances") or []:
-        advice = redis.advise(instance)
-        if advice.maxmemory_bytes != advice.current_maxmemory_bytes or advice.policy != advice.current_policy:
-            extra.append(
-                (
-                    f"Redis {advice.service or advice.target}",
-                    f"command: {advice.compose_command()} ({'; '.join(advice.reasons)})",
-                )
-            )
-    return build_plan(findings, facts, tuning, env, extra)
+def plan_for(findings: Sequence[Finding], derived: Derived, facts: Facts) -> Plan:
+    """The plan for an audit: its findings, and the PostgreSQL, app and Redis tunings it derived."""
+    env = dict(derived.app.env) if derived.app is not None else {}
+    extra = [(f"Redis {advice.service or advice.target}",
+              f"command: {advice.compose_command()} ({'; '.join(advice.reasons)})")
+             for advice in derived.redis
+             if advice.maxmemory_bytes != advice.current_maxmemory_bytes
+             or advice.policy != advice.current_policy]
+    return build_plan(findings, facts, derived.postgres, env, extra)

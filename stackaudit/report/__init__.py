@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stackaudit import __version__
+from stackaudit.derive import Derived, derive
 from stackaudit.facts import Facts
 from stackaudit.model import CollectionError, Finding, Phase, Risk, Severity, Skipped, to_jsonable
 
@@ -63,8 +64,14 @@ class Report:
     facts: Facts
     findings: list[Finding]
     skipped: list[Skipped]
+    derived: Derived | None = None  # what the audit derived from the facts (see `derivations`)
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     tool_version: str = __version__
+
+    @property
+    def derivations(self) -> Derived:
+        """The audit's Derived; derived here for a report built from findings alone (tests, check)."""
+        return self.derived if self.derived is not None else derive(self.facts)
 
     @property
     def collection_errors(self) -> list[CollectionError]:

@@ -1,21 +1,24 @@
-"""What each chart shows, from facts (plus optional history and verify results). Pure: no I/O.
+"""What each chart shows, from facts and what the audit derived from them (plus optional history and
+verify results). Pure: no I/O, no calculations of its own: the budgets come from `Derived`.
 
 Each function returns a chart spec, or None when the facts to draw it are missing, so a report of a
-partial audit (`--sources compose,env`) simply has fewer charts. The calculators of other modules
-(tuning, monitor) are called defensively: a chart is never worth a failed report.
+partial audit (`--sources compose,env`) simply has fewer charts; so has a report whose facts could not
+give a budget (a `DerivationError`: the rules that needed it say why in the skipped list).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stackaudit import shapes
+from stackaudit.derive import DerivationError, Derived
+from stackaudit.derive.forecast import Forecast, forecast_full
 from stackaudit.facts import Facts
 from stackaudit.report.charts import Segment, fmt
+from stackaudit.tuning.postgres import setting_value
 
-log = logging.getLogger(__name__)
 DAY_SECONDS = 86400.0
 
 # Co-located services by the tuner's kind, as the memory chart names them.
@@ -58,11 +61,11 @@ class PairedChart:
 Chart = StackedChart | LineChart | PairedChart
 
 
-def all_charts(facts: Facts, history: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+def all_charts(facts: Facts, derived: Derived,
+               history: Mapping[str, Sequence[tuple[float, float]]] | None = None,
                verify: Mapping[str, Any] | None = None) -> list[Chart]:
     charts: list[Chart] = [*disk_usage(facts)]
-    for maker in (memory_budget, connection_budget, reclaimable):
-        chart = maker(facts)
+    for chart in (memory_budget(facts, derived), connection_budget(derived), reclaimable(facts)):
         if chart is not None:
             charts.append(chart)
     charts += disk_history(facts, history or {})
@@ -72,14 +75,8 @@ def all_charts(facts: Facts, history: Mapping[str, Sequence[tuple[float, float]]
     return charts
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
 
 
-def _rows(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 # --- disk use per mount ---------------------------------------------------------------------------
@@ -95,11 +92,12 @@ def _mount_of(path: str | None, mountpoints: Sequence[str]) -> str | None:
 def database_bytes(facts: Facts) -> float | None:
     postgres = facts.get("postgres")
     data_dir = postgres.get("data_directory")
-    size = _num(data_dir.get("size_bytes")) if isinstance(data_dir, dict) else None
+    size = shapes.number(data_dir.get("size_bytes")) if isinstance(data_dir, dict) else None
     if size is None:
-        size = _num(postgres.get("summary", {}).get("data_directory_bytes"))
+        size = shapes.number(postgres.get("summary", {}).get("data_directory_bytes"))
     if size is None:
-        size = sum(_num(d.get("size_bytes")) or 0 for d in _rows(postgres.get("databases"))) or None
+        databases = shapes.rows(postgres.get("databases"))
+        size = sum(shapes.number(d.get("size_bytes")) or 0 for d in databases) or None
     return size
 
 
@@ -116,14 +114,15 @@ def _database_mount(facts: Facts, mounts: list[dict[str, Any]], docker_mount: st
 def _docker_parts(docker: Mapping[str, Any], database_in_volumes: float) -> list[Segment]:
     summary = docker.get("summary") or {}
     system_df = docker.get("system_df") or {}
-    images = _num((system_df.get("images") or {}).get("size_bytes")) or _num(summary.get("images_bytes"))
-    volumes = _num(summary.get("volumes_bytes"))
+    images = (shapes.number((system_df.get("images") or {}).get("size_bytes"))
+              or shapes.number(summary.get("images_bytes")))
+    volumes = shapes.number(summary.get("volumes_bytes"))
     if volumes is None:
-        volumes = _num((system_df.get("volumes") or {}).get("size_bytes"))
-    logs = _num(summary.get("container_logs_bytes"))
-    cache = (_num(summary.get("build_cache_bytes"))
-             or _num((docker.get("build_cache") or {}).get("size_bytes")))
-    containers = _num((system_df.get("containers") or {}).get("size_bytes"))
+        volumes = shapes.number((system_df.get("volumes") or {}).get("size_bytes"))
+    logs = shapes.number(summary.get("container_logs_bytes"))
+    cache = (shapes.number(summary.get("build_cache_bytes"))
+             or shapes.number((docker.get("build_cache") or {}).get("size_bytes")))
+    containers = shapes.number((system_df.get("containers") or {}).get("size_bytes"))
     parts = [("Docker images", images), ("Docker volumes (other than the database)",
                                          max(0.0, (volumes or 0) - database_in_volumes) if volumes else None),
              ("container logs", logs), ("build cache", cache), ("container layers", containers)]
@@ -132,7 +131,7 @@ def _docker_parts(docker: Mapping[str, Any], database_in_volumes: float) -> list
 
 def disk_usage(facts: Facts) -> Iterator[StackedChart]:
     """Per mount that holds Docker, PostgreSQL, backups or /: what fills it, what else, what is free."""
-    mounts = _rows(facts.get("host").get("mounts"))
+    mounts = shapes.rows(facts.get("host").get("mounts"))
     points = [str(m.get("mountpoint")) for m in mounts]
     docker = facts.get("docker")
     docker_mount = _mount_of((docker.get("engine") or {}).get("data_root"), points) if docker else None
@@ -140,7 +139,7 @@ def disk_usage(facts: Facts) -> Iterator[StackedChart]:
     db_bytes = database_bytes(facts) if db_mount else None
     for mount in mounts:
         point = str(mount.get("mountpoint"))
-        used, free = _num(mount.get("used_bytes")), _num(mount.get("free_bytes"))
+        used, free = shapes.number(mount.get("used_bytes")), shapes.number(mount.get("free_bytes"))
         if used is None or free is None:
             continue
         holds = set(mount.get("holds") or [])
@@ -163,7 +162,7 @@ def disk_usage(facts: Facts) -> Iterator[StackedChart]:
         yield StackedChart(
             "host", f"Disk use of {point}", tuple(parts), used + free, "bytes", "size",
             note=f"{point} holds {', '.join(sorted(holds))}; {fmt(used, 'bytes')} used of "
-                 f"{fmt(used + free, 'bytes')} ({_num(mount.get('used_percent')) or 0:.0f}%).")
+                 f"{fmt(used + free, 'bytes')} ({shapes.number(mount.get('used_percent')) or 0:.0f}%).")
 
 
 def _database_in_docker(facts: Facts) -> bool:
@@ -173,17 +172,14 @@ def _database_in_docker(facts: Facts) -> bool:
 
 # --- memory budget ---------------------------------------------------------------------------------
 
-def memory_budget(facts: Facts) -> StackedChart | None:
+def memory_budget(facts: Facts, derived: Derived) -> StackedChart | None:
     """OS reserve, co-located services by kind, shared_buffers and worst-case work_mem against RAM,
-    as the PostgreSQL tuner works them out (omitted when the tuner is missing or fails)."""
-    if not _num(facts.get("host").get("memory_total_bytes")):
-        return None
+    as the audit's memory budget and PostgreSQL tuning work them out."""
     try:
-        from stackaudit.tuning import postgres as tuner
-        budget = tuner.memory_budget(facts)
-        tuning = tuner.tune(facts) if facts.has("postgres") else None
-    except Exception as exc:  # noqa: BLE001 - another module's bug must not cost the report
-        log.debug("memory budget chart omitted: %s: %s", exc.__class__.__name__, exc)
+        budget, tuning = derived.memory_budget, derived.postgres
+    except DerivationError:
+        return None
+    if budget is None:
         return None
     roles = _app_roles(facts)
     groups: dict[str, float] = {}
@@ -209,9 +205,9 @@ def _app_roles(facts: Facts) -> dict[str, str]:
     """Container or service name -> "app" | "worker" for the services the app facts found, so
     a container the tuner could only measure is still shown as an app server or a worker."""
     by_service = {str(p.get("service")): "worker" if p.get("role") == "worker" else "app"
-                  for p in _rows(facts.get("app").get("processes"))}
+                  for p in shapes.rows(facts.get("app").get("processes"))}
     roles = dict(by_service)
-    for container in _rows(facts.get("docker").get("containers")):
+    for container in shapes.rows(facts.get("docker").get("containers")):
         role = by_service.get(str(container.get("compose_service")))
         if role:
             roles[str(container.get("name"))] = role
@@ -220,31 +216,18 @@ def _app_roles(facts: Facts) -> dict[str, str]:
 
 def _shared_buffers(facts: Facts) -> float | None:
     row = (facts.get("postgres").get("settings") or {}).get("shared_buffers")
-    if not isinstance(row, dict):
-        return None
-    try:
-        from stackaudit.tuning import postgres as tuner
-        return tuner.setting_value(row, "shared_buffers")
-    except Exception:  # noqa: BLE001 - see memory_budget
-        return _num(row.get("base_value"))
+    return setting_value(row, "shared_buffers") if isinstance(row, dict) else None
 
 
 # --- connections -----------------------------------------------------------------------------------
 
-def connection_budget(facts: Facts) -> StackedChart | None:
+def connection_budget(derived: Derived) -> StackedChart | None:
     """What the app processes can open, plus an allowance for others, against max_connections."""
-    processes = _rows(facts.get("app").get("processes"))
-    if not processes or not facts.has("postgres"):
-        return None
     try:
-        from stackaudit.tuning import appserver
-        limits = appserver.postgres_limits(facts.get("postgres"))
-        if limits is None:
-            return None
-        budget = appserver.connection_budget(processes, limits,
-                                             poolers=_rows(facts.get("app").get("poolers")))
-    except Exception as exc:  # noqa: BLE001 - see memory_budget
-        log.debug("connection chart omitted: %s: %s", exc.__class__.__name__, exc)
+        budget = derived.app.budget_now if derived.app is not None else None
+    except DerivationError:
+        return None
+    if budget is None:
         return None
     segments = [Segment(f"{p.service} ({p.kind}, {p.instances} x {p.per_process})", p.total)
                 for p in budget.direct]
@@ -274,11 +257,11 @@ def reclaimable(facts: Facts) -> StackedChart | None:
              ("stopped containers", (system_df.get("containers") or {}).get("reclaimable_bytes")),
              ("unused volumes (review before removing)",
               (system_df.get("volumes") or {}).get("reclaimable_bytes")),
-             ("build cache", _num((system_df.get("build_cache") or {}).get("reclaimable_bytes"))
-              or _num((docker.get("build_cache") or {}).get("reclaimable_bytes"))),
+             ("build cache", shapes.number((system_df.get("build_cache") or {}).get("reclaimable_bytes"))
+              or shapes.number((docker.get("build_cache") or {}).get("reclaimable_bytes"))),
              ("logs without rotation", _unrotated_logs(docker))]
     segments = tuple(Segment(label, value) for label, value in
-                     ((label, _num(value)) for label, value in parts) if value)
+                     ((label, shapes.number(value)) for label, value in parts) if value)
     if not segments:
         return None
     return StackedChart("docker", "Reclaimable space", segments, None, "bytes",
@@ -287,11 +270,11 @@ def reclaimable(facts: Facts) -> StackedChart | None:
 
 def _unrotated_logs(docker: Mapping[str, Any]) -> float:
     total = 0.0
-    for container in _rows(docker.get("containers")):
+    for container in shapes.rows(docker.get("containers")):
         log_info = container.get("log") or {}
         options = log_info.get("options") or {}
         if log_info.get("driver") in ("json-file", None) and "max-size" not in options:
-            total += _num(log_info.get("size_bytes")) or 0.0
+            total += shapes.number(log_info.get("size_bytes")) or 0.0
     return total
 
 
@@ -299,24 +282,19 @@ def _unrotated_logs(docker: Mapping[str, Any]) -> float:
 
 def disk_history(facts: Facts, history: Mapping[str, Sequence[tuple[float, float]]]) -> Iterator[LineChart]:
     """Used bytes per mount from the watch history, with the forecast to full when the disk fills."""
-    capacities = {str(m.get("mountpoint")): (_num(m.get("used_bytes")) or 0.0)
-                  + (_num(m.get("free_bytes")) or 0.0) for m in _rows(facts.get("host").get("mounts"))}
+    capacities = {str(m.get("mountpoint")): (shapes.number(m.get("used_bytes")) or 0.0)
+                  + (shapes.number(m.get("free_bytes")) or 0.0)
+                  for m in shapes.rows(facts.get("host").get("mounts"))}
     for point, series in sorted(history.items()):
         points = tuple((float(t), float(v)) for t, v in series)
         capacity = capacities.get(point) or 0.0
         if len(points) < 2 or not capacity:
             continue
-        full_at, note = _forecast(points, capacity)
+        full_at, note = _forecast(points, forecast_full(points, capacity))
         yield LineChart("host", f"Disk use of {point} over time", points, capacity, full_at, "bytes", note)
 
 
-def _forecast(points: Sequence[tuple[float, float]], capacity: float) -> tuple[float | None, str]:
-    try:
-        from stackaudit.monitor.forecast import forecast_full
-        found = forecast_full(points, capacity)
-    except Exception as exc:  # noqa: BLE001 - see memory_budget
-        log.debug("forecast omitted: %s: %s", exc.__class__.__name__, exc)
-        return None, ""
+def _forecast(points: Sequence[tuple[float, float]], found: Forecast | None) -> tuple[float | None, str]:
     if found is None:
         return None, f"{len(points)} samples; no forecast (not filling, or too little history)."
     return (points[-1][0] + found.days_to_full * DAY_SECONDS,
@@ -329,8 +307,8 @@ def verify_bars(verify: Mapping[str, Any] | None) -> PairedChart | None:
     if not isinstance(verify, Mapping):
         return None
     rows = []
-    for item in _rows(verify.get("statements")):
-        before, after = _num(item.get("before_ms")), _num(item.get("after_ms"))
+    for item in shapes.rows(verify.get("statements")):
+        before, after = shapes.number(item.get("before_ms")), shapes.number(item.get("after_ms"))
         if before is not None and after is not None:
             rows.append((str(item.get("label") or "?"), before, after))
     if not rows:

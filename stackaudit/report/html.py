@@ -3,7 +3,7 @@ Markdown report's structure, with charts. It only formats: every sentence about 
 from a Finding, every number from the facts.
 
     html.render(report)                               # what `audit --format html` writes
-    html.render(report, history=load_history(dir), verify=load_verify(path))
+    html.render(report, history=disk_history(dir), verify=load_verify(path))
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def render(report: Report, history: History | None = None, verify: Mapping[str, 
 def context(report: Report, history: History | None = None,
             verify: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the report template (and the dashboard, which shows the same parts) needs."""
-    rendered = [draw(c) for c in chart_data.all_charts(report.facts, history, verify)]
+    rendered = [draw(c) for c in chart_data.all_charts(report.facts, report.derivations, history, verify)]
     numbered = list(enumerate(report.findings))
     areas = [_area(report, key, title, prefixes, numbered, rendered) for key, title, prefixes in AREAS]
     phases = [(PHASE_TITLES[phase], [(i, f) for i, f in numbered if f.recommendation.phase == phase])
@@ -197,20 +197,7 @@ def doc_to_html(doc: str, heading_level: int = 3) -> Markup:
     return Markup("\n".join(out))
 
 
-# --- optional inputs (the only I/O here, for the CLI and the dashboard) ---------------------------
-
-def load_history(state_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """Used bytes per mount from the watch database, or {} when there is none (never creates it)."""
-    try:
-        from stackaudit.monitor.history import History as HistoryDb
-        from stackaudit.monitor.history import database_path
-        if not database_path(state_dir).is_file():
-            return {}
-        with HistoryDb.open(state_dir) as db:
-            return {m: db.series("disk_used_bytes", m) for m in db.subjects("disk_used_bytes")}
-    except Exception:  # noqa: BLE001 - history is optional: a broken database costs one chart
-        return {}
-
+# --- an optional input (the only I/O here, for the CLI and the dashboard) ---------------------------
 
 def load_verify(path: Path) -> dict[str, Any]:
     """A `verify` result file; ValueError with the reason when it cannot be read."""

@@ -1,6 +1,8 @@
 """Facts -> Findings. One module per domain, one function per rule, the registry here.
 
-A rule is declared with `@rule(code, name, severity, needs=(sources...))`. Its docstring is its
+A rule is declared with `@rule(code, name, severity, needs=(sources...))` on a function
+`check(facts, settings)`, or `check(facts, settings, derived)` when it reads what `stackaudit.derive`
+worked out once for the whole audit (the memory budget, the tunings). Its docstring is its
 explain page and must carry every heading in DOC_SECTIONS (a test checks). Its function yields
 `Hit`s; the registry stamps code, name and default severity on them. A source named in `needs`
 that was not collected makes a `Skipped` with the reason, never an exception; so does a rule whose
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from stackaudit.config import Settings
+from stackaudit.derive import Derived, derive
 from stackaudit.facts import Facts
 from stackaudit.model import Finding, Hit, Severity, Skipped
 
@@ -28,7 +31,7 @@ DOC_SECTIONS = (
     "References",
 )
 
-CheckFunction = Callable[[Facts, Settings], Iterable[Hit]]
+CheckFunction = Callable[..., Iterable[Hit]]  # (facts, settings) or (facts, settings, derived)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class Rule:
     check: CheckFunction
     doc: str
     needs_any: tuple[str, ...] = ()
+    reads_derived: bool = False  # the check takes a third parameter, `derived`
+
+    def run(self, facts: Facts, settings: Settings, derived: Derived) -> Iterable[Hit]:
+        return self.check(facts, settings, derived) if self.reads_derived else self.check(facts, settings)
 
     @property
     def summary(self) -> str:
@@ -64,8 +71,9 @@ def rule(
     def register(func: CheckFunction) -> CheckFunction:
         if code in REGISTRY:
             raise RuntimeError(f"rule code {code} registered twice")
+        reads_derived = len(inspect.signature(func).parameters) == 3
         REGISTRY[code] = Rule(code, name, severity, needs, func, inspect.cleandoc(func.__doc__ or ""),
-                              needs_any)
+                              needs_any, reads_derived)
         return func
 
     return register
@@ -86,7 +94,10 @@ def is_selected(code: str, select: Iterable[str], ignore: Iterable[str]) -> bool
     return not any(code.startswith(prefix) for prefix in ignore)
 
 
-def evaluate(facts: Facts, settings: Settings) -> tuple[list[Finding], list[Skipped]]:
+def evaluate(facts: Facts, settings: Settings, derived: Derived | None = None
+             ) -> tuple[list[Finding], list[Skipped]]:
+    """Every selected rule on the facts; `derived` is derived from them when not given."""
+    derived = derived if derived is not None else derive(facts)
     findings: list[Finding] = []
     skipped: list[Skipped] = []
     for code, registered in load_all().items():
@@ -100,7 +111,7 @@ def evaluate(facts: Facts, settings: Settings) -> tuple[list[Finding], list[Skip
             skipped.append(Skipped(code, reasons))
             continue
         try:
-            findings.extend(_stamp(registered, registered.check(facts, settings)))
+            findings.extend(_stamp(registered, registered.run(facts, settings, derived)))
         except Exception as exc:  # noqa: BLE001 - one broken rule must not end the audit
             skipped.append(Skipped(code, f"rule failed: {exc.__class__.__name__}: {exc}"))
     findings.sort(key=lambda f: f.sort_key)

@@ -8,9 +8,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stackaudit.config import Settings
+from stackaudit.derive.docker import IMAGE, CleanOptions, plan_clean
 from stackaudit.facts import Facts
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
-from stackaudit.remediation.clean import IMAGE, CleanOptions, plan_clean
 from stackaudit.rules import rule
 from stackaudit.units import format_bytes
 

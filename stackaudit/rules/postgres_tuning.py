@@ -1,9 +1,10 @@
 """PostgreSQL settings against the tuner (PG001-PG003, PG006-PG008).
 
-Each rule compares a live setting with `stackaudit.tuning.postgres.tune(facts)`, says what the
-setting really does (ERRATA 4: the planner never looks at shared_buffers) and where its live value
-comes from (pg_settings.source: a -c on the command line overrides ALTER SYSTEM). Estimated effects
-are modest on purpose (ERRATA 5): `stackaudit verify` measures the real one.
+Each rule compares a live setting with the tuning `stackaudit.derive` made for the audit
+(`derived.postgres`), says what the setting really does (ERRATA 4: the planner never looks at
+shared_buffers) and where its live value comes from (pg_settings.source: a -c on the command line
+overrides ALTER SYSTEM). Estimated effects are modest on purpose (ERRATA 5): `stackaudit verify`
+measures the real one.
 """
 
 from __future__ import annotations
@@ -12,16 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from stackaudit.config import Settings
+from stackaudit.derive import Derived
+from stackaudit.derive.postgres import setting_row
 from stackaudit.facts import Facts
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
-from stackaudit.tuning.postgres import (
-    Tuning,
-    describe_source,
-    setting_row,
-    setting_value,
-    tune,
-)
+from stackaudit.tuning.postgres import Tuning, describe_source, setting_value
 from stackaudit.tuning.units import MB, format_memory, human_bytes, parse_memory
 
 MEASURE = "Measure with `stackaudit verify` before and after."
@@ -75,7 +72,7 @@ def _source_words(row: dict[str, Any]) -> str:
 
 
 @rule("PG001", "pg-shared-buffers-off-budget", Severity.MEDIUM, needs=("postgres", "host"))
-def shared_buffers_off_budget(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def shared_buffers_off_budget(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     shared_buffers against what the memory budget allows: the tuner's value (128-256MB up to a 2GiB
@@ -107,7 +104,9 @@ def shared_buffers_off_budget(facts: Facts, settings: Settings) -> Iterator[Hit]
     current, row = _current(facts, "shared_buffers")
     if current is None:
         return
-    tuning = tune(facts)
+    tuning = derived.postgres
+    if tuning is None:
+        return
     recommended = tuning.settings["shared_buffers"]
     target = float(recommended_bytes(tuning, "shared_buffers"))
     budget = tuning.budget
@@ -147,7 +146,7 @@ def recommended_bytes(tuning: Tuning, name: str) -> int:
 
 
 @rule("PG002", "pg-effective-cache-size-off", Severity.LOW, needs=("postgres", "host"))
-def effective_cache_size_off(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def effective_cache_size_off(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     effective_cache_size against the memory PostgreSQL can really use for caching (shared_buffers
@@ -176,7 +175,9 @@ def effective_cache_size_off(facts: Facts, settings: Settings) -> Iterator[Hit]:
     current, row = _current(facts, "effective_cache_size")
     if current is None:
         return
-    tuning = tune(facts)
+    tuning = derived.postgres
+    if tuning is None:
+        return
     target = float(recommended_bytes(tuning, "effective_cache_size"))
     low, high = settings.threshold("PG002", "low_ratio"), settings.threshold("PG002", "high_ratio")
     ratio = current / target
@@ -199,7 +200,7 @@ def effective_cache_size_off(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 @rule("PG003", "pg-work-mem-overcommit", Severity.HIGH, needs=("postgres", "host"))
-def work_mem_overcommit(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def work_mem_overcommit(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     The worst case of the live settings: (max_connections + max_parallel_workers) x work_mem x
@@ -229,7 +230,9 @@ def work_mem_overcommit(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - PostgreSQL docs, "Resource Consumption": work_mem, hash_mem_multiplier
     - ERRATA 1 of the reference audit
     """
-    tuning = tune(facts)
+    tuning = derived.postgres
+    if tuning is None:
+        return
     current = tuning.worst_case_current
     budget = tuning.budget
     if current is None or current.bytes <= budget.postgres_bytes:
@@ -256,7 +259,7 @@ def work_mem_overcommit(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 @rule("PG006", "pg-parallelism-vs-cores", Severity.MEDIUM, needs=("postgres", "host"))
-def parallelism_vs_cores(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def parallelism_vs_cores(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     max_worker_processes below 8 (its default); max_parallel_workers_per_gather at or above the
@@ -282,7 +285,9 @@ def parallelism_vs_cores(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - PostgreSQL docs, "Resource Consumption" > "Asynchronous Behavior"
     - ERRATA 6 of the reference audit
     """
-    tuning = tune(facts)
+    tuning = derived.postgres
+    if tuning is None:
+        return
     cores = tuning.inputs.cpus
     workers, workers_row = _current(facts, "max_worker_processes")
     parallel, parallel_row = _current(facts, "max_parallel_workers")
@@ -316,7 +321,7 @@ def parallelism_vs_cores(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 @rule("PG007", "pg-planner-costs-vs-storage", Severity.LOW, needs=("postgres", "host"))
-def planner_costs_vs_storage(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def planner_costs_vs_storage(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     random_page_cost and effective_io_concurrency against the evidence about the data disk: a
@@ -344,7 +349,9 @@ def planner_costs_vs_storage(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - PostgreSQL docs, "Planner Cost Constants" and "Asynchronous Behavior"
     - ERRATA 7 of the reference audit
     """
-    tuning = tune(facts)
+    tuning = derived.postgres
+    if tuning is None:
+        return
     storage = tuning.inputs.storage
     rpc, rpc_row = _current(facts, "random_page_cost")
     eio, eio_row = _current(facts, "effective_io_concurrency")
@@ -388,7 +395,7 @@ def planner_costs_vs_storage(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 @rule("PG008", "pg-checkpoints-too-frequent", Severity.MEDIUM, needs=("postgres", "host"))
-def checkpoints_too_frequent(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def checkpoints_too_frequent(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     The share of requested checkpoints (WAL reached max_wal_size before checkpoint_timeout) among
@@ -428,7 +435,9 @@ def checkpoints_too_frequent(facts: Facts, settings: Settings) -> Iterator[Hit]:
     if total < settings.threshold("PG008", "min_checkpoints") or share < settings.threshold(
             "PG008", "requested_share"):
         return
-    tuning = tune(facts)
+    tuning = derived.postgres
+    if tuning is None:
+        return
     proposal = tuning.settings["max_wal_size"]
     current, row = _current(facts, "max_wal_size")
     seconds = tuning.inputs.checkpoint_seconds

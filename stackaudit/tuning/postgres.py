@@ -25,13 +25,11 @@ Where the numbers come from, and where we deliberately differ from the usual "25
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from stackaudit.facts import Facts
-from stackaudit.images import service_kind, service_product
+from stackaudit.shapes import number
 from stackaudit.tuning.units import (
     GB,
     KB,
@@ -89,31 +87,7 @@ MEMORY_SETTINGS = frozenset({
     "wal_buffers", "min_wal_size", "max_wal_size",
 })
 
-# Conservative memory estimates for co-located services that have neither a limit nor a
-# measurement (ours, from typical resident sizes; a measurement or a limit always wins).
-ESTIMATE_BY_KIND: dict[str, int] = {
-    "app-process": 384 * MB,  # one Puma/Gunicorn worker process of a Rails/Django app
-    "worker-process": 512 * MB,  # one Sidekiq/Celery process (threads share it, but it grows)
-    "app": 768 * MB,  # an app container whose processes we could not count
-    "redis": 256 * MB,
-    "database": GB,
-    "proxy": 64 * MB,
-    "other": 256 * MB,
-}
-MONITORING_ESTIMATES: dict[str, int] = {
-    "prometheus": GB, "loki": 512 * MB, "grafana": 256 * MB, "alertmanager": 64 * MB,
-    "cadvisor": 256 * MB, "node-exporter": 32 * MB, "node_exporter": 32 * MB, "promtail": 128 * MB,
-    "tempo": 512 * MB, "jaeger": 256 * MB, "vector": 128 * MB, "fluent": 128 * MB,
-    "postgres-exporter": 32 * MB, "postgres_exporter": 32 * MB, "redis-exporter": 32 * MB,
-    "redis_exporter": 32 * MB, "uptime-kuma": 256 * MB, "netdata": 256 * MB,
-}
-PROXY_WORDS = ("nginx", "caddy", "traefik", "haproxy", "cloudflared", "envoy")
-REDIS_WORDS = ("redis", "valkey", "keydb", "dragonfly")
-DATABASE_WORDS = ("postgres", "postgis", "timescale", "mysql", "mariadb", "mongo")
-WORKER_WORDS = ("sidekiq", "worker", "celery", "jobs", "rq", "queue")
-APP_KINDS_WEB = ("puma", "gunicorn", "uvicorn", "unicorn", "passenger")
 Propose = Callable[..., None]
-MEASURED_HEADROOM = 1.25  # a measurement is one moment: allow a quarter more for peaks
 
 
 @dataclass(frozen=True)
@@ -264,39 +238,19 @@ class Tuning:
 # Reading the facts (defensively: any key may be missing)
 # --------------------------------------------------------------------------------------------
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(str(value))
-    except ValueError:
-        return None
 
 
-def _source(facts: Facts | Mapping[str, Any], name: str) -> dict[str, Any]:
-    data = facts.get(name)
-    return data if isinstance(data, dict) else {}
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
-def _rows(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def setting_row(facts: Facts, name: str) -> dict[str, Any]:
-    settings = _source(facts, "postgres").get("settings")
-    row = settings.get(name) if isinstance(settings, dict) else None
-    return row if isinstance(row, dict) else {}
 
 
 def setting_value(row: Mapping[str, Any], name: str) -> float | None:
     """A setting in base units (bytes for memory, ms for time, else the number); None if unknown."""
-    base = _num(row.get("base_value"))
+    base = number(row.get("base_value"))
     if base is not None:
         return base
     value = row.get("value")
@@ -337,28 +291,6 @@ def describe_source(row: Mapping[str, Any]) -> str:
     return source
 
 
-def memory_budget(facts: Facts, memory_bytes: int | None = None, dedicated: bool = False) -> Budget:
-    """total = min(host RAM, PostgreSQL's own cgroup limit); PostgreSQL gets total minus co-located
-    services minus an OS reserve. `memory_bytes` replaces the host RAM (what-if, ignores limits);
-    `dedicated` ignores co-located services."""
-    host = _source(facts, "host")
-    notes: list[str] = []
-    host_ram = memory_bytes or int(_num(host.get("memory_total_bytes")) or 0)
-    if not host_ram:
-        host_ram = 4 * GB
-        notes.append("host memory unknown: assumed 4GB (pass --memory)")
-    pg_limit = None if memory_bytes else _postgres_limit(facts, host_ram)
-    tenants = () if dedicated else tuple(co_tenants(facts, host_ram))
-    reserve = os_reserve(host_ram)
-    left = host_ram - sum(t.bytes for t in tenants) - reserve
-    postgres = min(left, pg_limit) if pg_limit else left
-    floor = 256 * MB
-    if postgres < floor:
-        notes.append(f"co-located services and the OS reserve leave {human_bytes(left)}: "
-                     f"assumed {human_bytes(floor)} for PostgreSQL; the host is over-committed")
-        postgres = floor
-    total = min(host_ram, pg_limit) if pg_limit else host_ram
-    return Budget(host_ram, pg_limit, total, tenants, reserve, int(postgres), tuple(notes))
 
 
 def os_reserve(host_ram: int) -> int:
@@ -367,302 +299,42 @@ def os_reserve(host_ram: int) -> int:
     return max(512 * MB, int(host_ram * 0.075))
 
 
-def _postgres_limit(facts: Facts, host_ram: int) -> int | None:
-    """The cgroup limit of the PostgreSQL container (docker facts, else its compose mem_limit), or of
-    the server process when the collector reports one."""
-    postgres = _source(facts, "postgres")
-    runs_in = _dict(postgres.get("runs_in"))
-    candidates = [_num(postgres.get("memory_limit_bytes")), _num(runs_in.get("memory_limit_bytes"))]
-    container = _postgres_container(facts)
-    if container:
-        candidates.append(_num(container.get("memory_limit_bytes")))
-    service = _postgres_service(facts)
-    if service:
-        candidates.append(_num(service.get("mem_limit_bytes")))
-    limits = [int(c) for c in candidates if c and 0 < c < host_ram]
-    return min(limits) if limits else None
 
 
-def _runs_in(facts: Facts) -> dict[str, Any]:
-    runs_in = _source(facts, "postgres").get("runs_in")
-    return runs_in if isinstance(runs_in, dict) else {}
 
 
-def _postgres_container(facts: Facts) -> dict[str, Any] | None:
-    runs_in = _runs_in(facts)
-    for container in _rows(_source(facts, "docker").get("containers")):
-        if runs_in.get("container") and container.get("name") == runs_in.get("container"):
-            return container
-        if runs_in.get("service") and container.get("compose_service") == runs_in.get("service") and (
-                not runs_in.get("project") or container.get("compose_project") == runs_in.get("project")):
-            return container
-    return None
 
 
-def _postgres_service(facts: Facts) -> dict[str, Any] | None:
-    """The compose service that runs PostgreSQL: the collector's runs_in, else one with a postgres image."""
-    runs_in = _runs_in(facts)
-    services = [s for p in _rows(_source(facts, "compose").get("projects"))
-                for s in (p.get("services") or {}).values() if isinstance(s, dict)]
-    for service in services:
-        if runs_in.get("service") and service.get("name") == runs_in.get("service"):
-            return service
-    if runs_in.get("kind") == "host":
-        return None
-    postgres_like = [s for s in services if service_product(s) == "postgres"]
-    return postgres_like[0] if len(postgres_like) == 1 else None
 
 
-def _words(item: Mapping[str, Any]) -> list[str]:
-    keys = ("name", "image", "image_repository", "compose_service")
-    return [str(item.get(k) or "").lower() for k in keys]
 
 
-# The compose collector's classification (images.classify_project) -> the budget's kinds.
-_BUDGET_KINDS = {"database": "database", "monitoring": "monitoring", "proxy": "proxy"}
 
 
-def _kind_of(item: Mapping[str, Any], facts: Facts) -> str:
-    """A co-tenant's kind: the compose collector's stamp (all the service's evidence), else its words."""
-    service = item if "kind" in item and "product" in item else _compose_service(facts, item)
-    if service is not None:
-        found = service_kind(service)
-        if found.product == "redis":
-            return "redis"
-        if found.kind in _BUDGET_KINDS:
-            return _BUDGET_KINDS[found.kind]
-    return _kind_of_words(_words(item))
 
 
-def _compose_service(facts: Facts, container: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for project in _rows(_source(facts, "compose").get("projects")):
-        if project.get("name") == container.get("compose_project"):
-            found = (project.get("services") or {}).get(container.get("compose_service"))
-            return found if isinstance(found, dict) and "kind" in found else None
-    return None
 
 
-def _kind_of_words(words: Iterable[str]) -> str:
-    text = " ".join(words)
-    if any(w in text for w in MONITORING_ESTIMATES):  # first: "postgres-exporter" is monitoring
-        return "monitoring"
-    if any(w in text for w in DATABASE_WORDS):
-        return "database"
-    if any(w in text for w in REDIS_WORDS):
-        return "redis"
-    if any(w in text for w in PROXY_WORDS):
-        return "proxy"
-    return "other"
 
 
-def co_tenants(facts: Facts, host_ram: int) -> list[CoTenant]:
-    """Every other running container (docker facts), else every other compose service: its memory
-    limit, else its measured usage (+25%), else an estimate by kind."""
-    pg_container = _postgres_container(facts)
-    containers = [c for c in _rows(_source(facts, "docker").get("containers"))
-                  if c.get("state", "running") == "running" and c is not pg_container]
-    if containers:
-        return [_tenant(c, c.get("compose_service"), facts, host_ram, "memory_limit_bytes")
-                for c in containers]
-    pg_service = _postgres_service(facts)
-    services = [s for p in _rows(_source(facts, "compose").get("projects"))
-                for s in (p.get("services") or {}).values() if isinstance(s, dict) and s is not pg_service]
-    return [_tenant(s, s.get("name"), facts, host_ram, "mem_limit_bytes") for s in services]
 
 
-def _tenant(item: Mapping[str, Any], service: Any, facts: Facts, host_ram: int, limit_key: str) -> CoTenant:
-    name = str(item.get("name") or service or "?")
-    kind = _kind_of(item, facts)
-    limit = _num(item.get(limit_key))
-    replicas = int(_num(item.get("replicas")) or 1) if limit_key == "mem_limit_bytes" else 1
-    if limit and limit < host_ram:
-        return CoTenant(name, kind, int(limit) * replicas, "limit", f"memory limit {human_bytes(limit)}")
-    usage = _num(item.get("memory_usage_bytes"))
-    if usage:
-        return CoTenant(name, kind, int(usage * MEASURED_HEADROOM), "measured",
-                        f"measured {human_bytes(usage)} + 25% headroom")
-    estimate, kind, detail = _estimate(item, service, kind, facts)
-    return CoTenant(name, kind, estimate * replicas, "estimate", detail)
 
 
-def _estimate(item: Mapping[str, Any], service: Any, kind: str, facts: Facts) -> tuple[int, str, str]:
-    words = " ".join(_words(item))
-    if kind == "monitoring":
-        size = next((v for k, v in MONITORING_ESTIMATES.items() if k in words), ESTIMATE_BY_KIND["other"])
-        return size, kind, f"typical size of a {kind} service"
-    if kind == "redis":
-        size = _redis_maxmemory(facts, service) or ESTIMATE_BY_KIND["redis"]
-        return size, kind, "Redis maxmemory" if _redis_maxmemory(facts, service) else "typical Redis size"
-    if kind in ("database", "proxy"):
-        return ESTIMATE_BY_KIND[kind], kind, f"typical size of a {kind}"
-    processes = [p for p in _rows(_source(facts, "app").get("processes")) if p.get("service") == service]
-    if processes:
-        return _app_estimate(processes)
-    if any(w in words for w in WORKER_WORDS):
-        return ESTIMATE_BY_KIND["worker-process"], "worker", "typical job worker process"
-    if any(w in words for w in (*APP_KINDS_WEB, "web", "app", "rails", "django", "api")):
-        return ESTIMATE_BY_KIND["app"], "app", "typical app server container"
-    return ESTIMATE_BY_KIND["other"], kind, "unknown service, conservative guess"
 
 
-def _app_estimate(processes: list[dict[str, Any]]) -> tuple[int, str, str]:
-    total, details, kind = 0, [], "app"
-    for process in processes:
-        count = int(_num(process.get("processes")) or 1) * int(_num(process.get("replicas")) or 1)
-        is_worker = process.get("role") == "worker"
-        kind = "worker" if is_worker else "app"
-        each = ESTIMATE_BY_KIND["worker-process" if is_worker else "app-process"]
-        total += count * each
-        details.append(f"{count} {process.get('kind') or kind} process(es) x {human_bytes(each)}")
-    return total, kind, ", ".join(details)
 
 
-def _redis_maxmemory(facts: Facts, service: Any) -> int | None:
-    for instance in _rows(_source(facts, "redis").get("instances")):
-        if instance.get("service") == service and _num(instance.get("maxmemory_bytes")):
-            return int(_num(instance.get("maxmemory_bytes")) or 0)
-    return None
 
 
-def cpu_count(facts: Facts, cpus: int | None = None) -> int:
-    """Cores PostgreSQL can use: --cpus, else the PostgreSQL container's CPU limit, else the host's
-    (its cgroup quota when set)."""
-    if cpus:
-        return max(1, cpus)
-    host = _source(facts, "host")
-    candidates = [_num(host.get("cpu_count")), _num(host.get("cpu_limit_cores"))]
-    container = _postgres_container(facts)
-    if container:
-        candidates.append(_num(container.get("cpu_limit_cores")))
-    known = [c for c in candidates if c and c > 0]
-    return max(1, int(min(known))) if known else 2
 
 
-def storage_evidence(facts: Facts) -> Storage:
-    """How sure we are that the data lives on SSD. /sys/block/*/queue/rotational alone is weak
-    (ERRATA 7: virtio disks report 1 on SSDs); an optional measured random-read probe on the mount
-    (`random_read_probe`: {"iops", "latency_p50_ms"}, a field the host collector may add) is strong."""
-    mount = _data_mount(facts)
-    if mount is None:
-        return Storage("unknown", "low", "no mount information for the data directory")
-    where = f"{mount.get('mountpoint')} ({mount.get('device')})"
-    probe = _dict(mount.get("random_read_probe"))
-    latency, iops = _num(probe.get("latency_p50_ms")), _num(probe.get("iops"))
-    if latency is not None or iops is not None:
-        fast = (latency is not None and latency < 2.0) or (iops is not None and iops >= 1000)
-        measured = f"measured random reads on {where}: p50 {latency} ms, {iops} IOPS"
-        return Storage("ssd" if fast else "hdd", "high", measured)
-    device = str(mount.get("device") or "").rsplit("/", 1)[-1]
-    rotational = mount.get("rotational")
-    if device.startswith("nvme"):
-        return Storage("ssd", "medium", f"{where} is an NVMe device (flash, or cloud block storage)")
-    if rotational is False:
-        return Storage("ssd", "low", f"{where} reports rotational=0; in VMs this flag is not reliable")
-    if rotational is True and not device.startswith(("vd", "xvd")):
-        return Storage("hdd", "low", f"{where} reports rotational=1; in VMs this flag is not reliable")
-    return Storage("unknown", "low", f"{where}: no reliable evidence (rotational={rotational})")
 
 
-def _data_mount(facts: Facts) -> dict[str, Any] | None:
-    mounts = _rows(_source(facts, "host").get("mounts"))
-    for holder in ("postgres", "docker", "root"):
-        for mount in mounts:
-            if holder in (mount.get("holds") or []):
-                return mount
-    return None
 
 
-def guess_workload(facts: Facts) -> tuple[str, str]:
-    """web (the default), oltp when writes are a large share of row activity, analytics when the
-    statistics show big temp files per transaction. A guess, stated as such."""
-    databases = _rows(_source(facts, "postgres").get("databases"))
-
-    def total(key: str) -> float:
-        return sum(_num(d.get(key)) or 0.0 for d in databases)
-
-    commits, temp = total("xact_commit"), total("temp_bytes")
-    reads = total("tup_fetched") + total("tup_returned")
-    writes = total("tup_inserted") + total("tup_updated") + total("tup_deleted")
-    if commits < 1000:
-        return DEFAULT_WORKLOAD, "default (not enough statistics to guess)"
-    if temp / commits > 1 * MB:
-        return "analytics", f"guessed: {human_bytes(temp / commits)} of temp files per transaction"
-    if reads and writes / (reads + writes) > 0.3:
-        return "oltp", f"guessed: writes are {writes / (reads + writes):.0%} of row activity"
-    return DEFAULT_WORKLOAD, "guessed from statistics: read-mostly"
 
 
-def _seconds_between(start: Any, end: Any) -> float | None:
-    try:
-        begin = datetime.fromisoformat(str(start))
-        finish = datetime.fromisoformat(str(end))
-        return (finish - begin).total_seconds()
-    except (TypeError, ValueError):
-        return None
-
-
-def _checkpoint_seconds(facts: Facts, checkpoints: Mapping[str, Any]) -> float | None:
-    seconds = _num(checkpoints.get("seconds_since_reset", checkpoints.get("stats_age_seconds")))
-    if seconds is None and checkpoints.get("stats_reset"):
-        collected = _source(facts, "postgres").get("collected_at") or facts.collected_at
-        seconds = _seconds_between(checkpoints.get("stats_reset"), collected)
-    return seconds
-
-
-def _wal_rate(facts: Facts, checkpoints: Mapping[str, Any]) -> float | None:
-    """WAL bytes per second since pg_stat_wal's reset (PG14+): the collector's checkpoints.wal_bytes
-    and wal_stats_age_seconds, or a "wal" dict with wal_bytes and stats_reset."""
-    if _num(checkpoints.get("wal_bytes_per_second")):
-        return _num(checkpoints.get("wal_bytes_per_second"))
-    wal_bytes, age = _num(checkpoints.get("wal_bytes")), _num(checkpoints.get("wal_stats_age_seconds"))
-    if wal_bytes is not None and age:
-        return wal_bytes / age
-    wal = _source(facts, "postgres").get("wal")
-    if not isinstance(wal, dict) or _num(wal.get("wal_bytes")) is None:
-        return None
-    seconds = _num(wal.get("seconds_since_reset")) or _seconds_between(wal.get("stats_reset"),
-                                                                        facts.collected_at)
-    return (_num(wal.get("wal_bytes")) or 0.0) / seconds if seconds and seconds > 0 else None
-
-
-def inputs_from_facts(facts: Facts, memory_bytes: int | None = None, cpus: int | None = None,
-                      workload: str | None = None, max_connections: int | None = None,
-                      major: int | None = None, dedicated: bool = False) -> TuneInputs:
-    """Everything `recommend` needs, from the facts; explicit arguments win (what-if)."""
-    postgres = _source(facts, "postgres")
-    settings = _dict(postgres.get("settings"))
-    major = major or int(_num(postgres.get("major")) or 0) or 18
-    if workload:
-        workload_reason = "given"
-    else:
-        workload, workload_reason = guess_workload(facts)
-    connections = max_connections or int(setting_value(settings.get("max_connections") or {},
-                                                       "max_connections") or 100)
-    checkpoints = _dict(postgres.get("checkpoints"))
-    databases = _rows(postgres.get("databases"))
-    sizes = [_num(d.get("size_bytes")) for d in databases]
-    temp_bytes = [_num(d.get("temp_bytes")) for d in databases]
-    temp_files = [_num(d.get("temp_files")) for d in databases]
-    mount = _data_mount(facts)
-    return TuneInputs(
-        budget=memory_budget(facts, memory_bytes, dedicated),
-        cpus=cpu_count(facts, cpus),
-        major=major,
-        max_connections=connections,
-        workload=workload,
-        workload_reason=workload_reason,
-        storage=storage_evidence(facts),
-        current={k: v for k, v in settings.items() if isinstance(v, dict)},
-        server_reached=bool(settings),
-        checkpoints=checkpoints,
-        checkpoint_seconds=_checkpoint_seconds(facts, checkpoints),
-        wal_bytes_per_second=_wal_rate(facts, checkpoints),
-        temp_bytes=int(sum(t for t in temp_bytes if t)) if any(t is not None for t in temp_bytes) else None,
-        temp_files=int(sum(t for t in temp_files if t)) if any(t is not None for t in temp_files) else None,
-        data_bytes=int(sum(s for s in sizes if s)) if any(s is not None for s in sizes) else None,
-        scanned_table_bytes=repeatedly_scanned_bytes(postgres),
-        data_free_bytes=int(_num(mount.get("free_bytes")) or 0) or None if mount else None,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -707,21 +379,8 @@ class _Current:
         return name in RESTART_SETTINGS
 
 
-# A table whose sequential scans have read it whole this many times since the statistics were
-# reset is read in full as a habit (reports, analytics), not once by an index build or a dump.
-FULL_SCANS_HABIT = 5
 
 
-def repeatedly_scanned_bytes(postgres: Mapping[str, Any]) -> int | None:
-    """The size of the largest table read in full again and again (seq_tup_read >= 5 x its live
-    rows), from the per-table statistics of every database collected; None when there is none."""
-    sizes = []
-    for info in _dict(postgres.get("per_database")).values():
-        for table in _rows(_dict(info).get("tables")):
-            rows, read = _num(table.get("live_tuples")) or 0.0, _num(table.get("seq_tup_read")) or 0.0
-            if rows >= 1 and read >= FULL_SCANS_HABIT * rows:
-                sizes.append(int(_num(table.get("table_bytes")) or 0))
-    return max(sizes) if sizes else None
 
 
 def shared_buffers_for(budget_bytes: int, data_bytes: int | None = None,
@@ -960,8 +619,8 @@ def _wal_proposals(inputs: TuneInputs, cur: _Current, propose: Propose) -> None:
 
 def _max_wal_target(inputs: TuneInputs, current_max: float, timeout_s: float) -> tuple[int, str]:
     cp = inputs.checkpoints
-    timed = _num(cp.get("checkpoints_timed", cp.get("num_timed")))
-    requested = _num(cp.get("checkpoints_requested", cp.get("checkpoints_req", cp.get("num_requested"))))
+    timed = number(cp.get("checkpoints_timed", cp.get("num_timed")))
+    requested = number(cp.get("checkpoints_requested", cp.get("checkpoints_req", cp.get("num_requested"))))
     keep = int(current_max)
     if timed is None or requested is None:
         return keep, "not enough data: no checkpoint statistics, so max_wal_size stays"
@@ -1025,104 +684,6 @@ def _same(name: str, current: str, recommended: str) -> bool:
     return current.strip().lower() == recommended.strip().lower()
 
 
-def tune(facts: Facts, memory_bytes: int | None = None, cpus: int | None = None, workload: str | None = None,
-         max_connections: int | None = None, major: int | None = None, dedicated: bool = False) -> Tuning:
-    """recommend(inputs_from_facts(...)): the one call the CLI and the rules make."""
-    inputs = inputs_from_facts(facts, memory_bytes, cpus, workload, max_connections, major, dedicated)
-    return recommend(inputs)
-
-
-# --------------------------------------------------------------------------------------------
-# Renderings (pure text): postgresql.conf, ALTER SYSTEM, a compose override
-# --------------------------------------------------------------------------------------------
-
-def _quoted(name: str, value: str) -> str:
-    return value if _is_number(value) else "'" + value.replace("'", "''") + "'"
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _chosen(tuning: Tuning, only_changed: bool) -> list[Proposal]:
-    return [p for p in tuning.settings.values() if p.changed or not only_changed]
-
-
-def as_conf(tuning: Tuning, only_changed: bool = True) -> str:
-    """A postgresql.conf snippet (include it, or mount it into conf.d)."""
-    lines = [f"# stackaudit tune postgres: {tuning.budget.sentence()}",
-             f"# worst case: {tuning.worst_case.arithmetic}"]
-    for p in _chosen(tuning, only_changed):
-        restart = "  # restart" if p.restart else ""
-        lines.append(f"{p.name} = {_quoted(p.name, p.recommended)}{restart}")
-    return "\n".join(lines) + "\n"
-
-
-def as_sql(tuning: Tuning, only_changed: bool = True) -> str:
-    """ALTER SYSTEM statements (written to postgresql.auto.conf; a -c on the command line still wins)."""
-    chosen = _chosen(tuning, only_changed)
-    lines = [f"-- stackaudit tune postgres: {tuning.budget.sentence()}"]
-    overridden = [p.name for p in chosen if p.source.startswith("command line")]
-    if overridden:
-        lines.append(f"-- WARNING: {', '.join(overridden)} come from the command line (-c), which "
-                     "overrides ALTER SYSTEM: change the compose command instead (--format compose).")
-    lines += [f"ALTER SYSTEM SET {p.name} = {_quoted(p.name, p.recommended)};" for p in chosen]
-    lines.append("SELECT pg_reload_conf();")
-    restart = [p.name for p in chosen if p.restart]
-    if restart:
-        lines.append(f"-- restart the server for: {', '.join(restart)}")
-    return "\n".join(lines) + "\n"
-
-
-def compose_service_name(facts: Facts) -> str:
-    runs_in = _runs_in(facts)
-    service = _postgres_service(facts)
-    return str(runs_in.get("service") or (service or {}).get("name") or "postgres")
-
-
-def as_compose(tuning: Tuning, facts: Facts, only_changed: bool = True) -> str:
-    """A compose override setting `command: ["postgres", "-c", ...]` and `shm_size`; existing -c
-    arguments of the service are kept unless we set the same name. Never POSTGRES_INITDB_ARGS
-    (the entrypoint runs initdb only on an empty data directory; ERRATA 3)."""
-    import json
-
-    service = _postgres_service(facts) or {}
-    flags = _existing_flags(service.get("command"))
-    for p in _chosen(tuning, only_changed):
-        flags[p.name] = p.recommended
-    command = ["postgres"] + [part for name, value in flags.items() for part in ("-c", f"{name}={value}")]
-    shm = shm_size_bytes(tuning)
-    name = compose_service_name(facts)
-    lines = [
-        "# stackaudit tune postgres: docker compose -f compose.yaml -f this-file.yaml up -d " + name,
-        f"# {tuning.budget.sentence()}",
-        "services:",
-        f"  {json.dumps(name)}:",
-        f"    command: {json.dumps(command)}",
-        f"    shm_size: {json.dumps(format_memory(shm).replace('GB', 'gb').replace('MB', 'mb'))}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _existing_flags(command: Any) -> dict[str, str]:
-    """`-c name=value` pairs of the service's current command (list form), in order."""
-    flags: dict[str, str] = {}
-    if not isinstance(command, list):
-        return flags
-    parts = [str(p) for p in command]
-    for i, part in enumerate(parts):
-        if part == "-c" and i + 1 < len(parts):
-            text = parts[i + 1]
-        else:
-            text = part[2:] if part.startswith("-c") else ""
-        if "=" in text:
-            key, value = text.split("=", 1)
-            flags[key.strip()] = value.strip()
-    return flags
 
 
 def shm_size_bytes(tuning: Tuning) -> int:

@@ -27,8 +27,10 @@ from starlette.routing import Route
 from stackaudit.config import Settings
 from stackaudit.facts import Facts
 from stackaudit.model import to_jsonable
+from stackaudit.monitor.history import History, database_path, disk_history
 from stackaudit.redact import remember, scrub, scrub_data
 from stackaudit.report import Report, chart_data, html
+from stackaudit.rules import load_all
 from stackaudit.web import auth
 from stackaudit.web.jobs import AuditRunner
 
@@ -162,7 +164,7 @@ def routes(dashboard: Dashboard) -> list[Route]:
         report = dashboard.runner.report
         if report is None:
             return dashboard.page(request, "missing.html.j2", 404, what="an audit (one is running)")
-        page = html.render(report, html.load_history(dashboard.settings.state_dir), dashboard.verify)
+        page = html.render(report, disk_history(dashboard.settings.state_dir), dashboard.verify)
         return secure(HTMLResponse(page))
 
     async def status(request: Request) -> Response:
@@ -229,16 +231,13 @@ def report_summary(report: Report) -> dict[str, Any]:
 
 def rule_doc(code: str) -> Any:
     """The registered rule (its docstring is the explain page), or None."""
-    from stackaudit.rules import load_all
-
     return load_all().get(code)
 
 
 def read_watch(state_dir: Path) -> tuple[dict[str, list[tuple[float, float]]], list[dict[str, Any]]]:
     """Disk history and recent checks from the watch database; empty when there is none."""
-    series = html.load_history(state_dir)
+    series = disk_history(state_dir)
     try:
-        from stackaudit.monitor.history import History, database_path
         if not database_path(state_dir).is_file():
             return series, []
         with History.open(state_dir) as db:

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 from stackaudit.config import Settings
+from stackaudit.derive.postgres import postgres_tuning as tune
 from stackaudit.facts import Facts
 from stackaudit.model import Evidence, Finding, Phase, Recommendation, Risk, Severity
+from stackaudit.pipeline import audit
 from stackaudit.remediation import actions
 from stackaudit.remediation.plan import (
     ALTER_SYSTEM,
@@ -19,9 +21,8 @@ from stackaudit.remediation.plan import (
     build_plan,
     describe,
     override_path,
-    plan_from_facts,
+    plan_for,
 )
-from stackaudit.tuning.postgres import tune
 from tests.tuning.pg_facts import REPORT_SETTINGS, dedicated_host, pg_settings, reference_facts
 
 
@@ -149,9 +150,9 @@ def test_plan_json_round_trip_is_exact() -> None:
     assert json.dumps(again.to_json()) == text
 
 
-def test_plan_from_facts_runs_rules_and_tuners_on_a_snapshot() -> None:
-    facts = reference_facts(REPORT_SETTINGS)
-    plan = plan_from_facts(facts, Settings(state_dir=Path("/nonexistent")))
+def test_plan_for_an_audit_of_a_snapshot_has_the_rules_and_tuners_steps() -> None:
+    report = audit(Settings(state_dir=Path("/nonexistent")), reference_facts(REPORT_SETTINGS))
+    plan = plan_for(report.findings, report.derivations, report.facts)
     codes = {c for s in plan.steps for c in s.codes}
     assert "PG003" in codes  # 100 x 256MB work_mem: the overcommit finding, answered by a work_mem step
     assert any(s.params.get("name") == "work_mem" for s in plan.steps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from stackaudit.derive import derive
 from stackaudit.report import chart_data
 from stackaudit.report.charts import Segment, line_with_forecast, paired_bars, stacked_bar
 from tests.report.report_facts import GIB, MIB, sample_facts
@@ -82,7 +83,8 @@ def test_disk_chart_splits_the_mount_into_what_fills_it() -> None:
 
 
 def test_memory_chart_groups_services_and_shows_postgres_worst_case() -> None:
-    chart = chart_data.memory_budget(sample_facts())
+    facts = sample_facts()
+    chart = chart_data.memory_budget(facts, derive(facts))
     assert chart is not None and chart.capacity == 23 * GIB and chart.capacity_label == "RAM"
     labels = [s.label for s in chart.segments]
     assert labels[0] == "OS reserve"
@@ -93,11 +95,11 @@ def test_memory_chart_groups_services_and_shows_postgres_worst_case() -> None:
 def test_memory_chart_is_omitted_without_host_facts() -> None:
     facts = sample_facts()
     del facts.data["host"]
-    assert chart_data.memory_budget(facts) is None
+    assert chart_data.memory_budget(facts, derive(facts)) is None
 
 
 def test_connection_chart_counts_processes_against_max_connections() -> None:
-    chart = chart_data.connection_budget(sample_facts())
+    chart = chart_data.connection_budget(derive(sample_facts()))
     assert chart is not None and chart.capacity == 100
     values = {s.label: s.value for s in chart.segments}
     assert values["web (puma, 4 x 8)"] == 32 and values["worker (sidekiq, 1 x 10)"] == 10
@@ -140,7 +142,7 @@ def test_connection_chart_draws_a_pooler_by_its_server_connections() -> None:
     app["poolers"] = [{"project": proc["project"], "service": "pgbouncer", "pool_mode": "transaction",
                        "default_pool_size": 20, "reserve_pool_size": 0, "max_client_conn": 100,
                        "max_db_connections": 0}]
-    chart = chart_data.connection_budget(facts)
+    chart = chart_data.connection_budget(derive(facts))
     assert chart is not None
     values = {s.label: s.value for s in chart.segments}
     assert values["pgbouncer (PgBouncer, 42 clients)"] == 20

@@ -11,6 +11,7 @@ from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
+from stackaudit.monitor.history import disk_history
 from stackaudit.redact import remember
 from stackaudit.report import html
 from stackaudit.rules import load_all
@@ -161,11 +162,11 @@ def test_rule_doc_as_html() -> None:
 def test_load_history_reads_the_watch_database(tmp_path: Path) -> None:
     from stackaudit.monitor.history import History
 
-    assert html.load_history(tmp_path) == {}
+    assert disk_history(tmp_path) == {}
     assert not list(tmp_path.iterdir())  # looking did not create a database
     with History.open(tmp_path) as db:
         db.add_samples([(1.0, "disk_used_bytes", "/", 10.0), (2.0, "disk_used_bytes", "/", 20.0)])
-    assert html.load_history(tmp_path) == {"/": [(1.0, 10.0), (2.0, 20.0)]}
+    assert disk_history(tmp_path) == {"/": [(1.0, 10.0), (2.0, 20.0)]}
 
 
 def test_cli_writes_the_html_report(tmp_path: Path) -> None:

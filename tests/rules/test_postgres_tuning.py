@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from stackaudit.config import Settings
+from stackaudit.derive import Derived, derive
 from stackaudit.facts import Facts
 from stackaudit.model import Hit, Risk, Severity
 from stackaudit.rules import REGISTRY, load_all
@@ -19,11 +20,11 @@ from stackaudit.rules.postgres_tuning import (
 from tests.tuning.pg_facts import REPORT_SETTINGS, dedicated_host, reference_facts
 
 SETTINGS = Settings()
-Check = Callable[[Facts, Settings], Iterable[Hit]]
+Check = Callable[[Facts, Settings, Derived], Iterable[Hit]]
 
 
 def hits(check: Check, facts: Facts) -> list[Hit]:
-    return list(check(facts, SETTINGS))
+    return list(check(facts, SETTINGS, derive(facts)))
 
 
 def test_rules_are_registered_with_needs() -> None:

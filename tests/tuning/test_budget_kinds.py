@@ -7,9 +7,9 @@ import textwrap
 from pathlib import Path
 
 from stackaudit.config import Settings
+from stackaudit.derive.memory import co_tenants
 from stackaudit.facts import CollectContext, Facts
 from stackaudit.facts import compose as compose_source
-from stackaudit.tuning.postgres import co_tenants
 
 GIB = 2**30
 

@@ -8,17 +8,12 @@ import io
 import pytest
 from ruamel.yaml import YAML
 
+from stackaudit.derive.memory import memory_budget, postgres_service
+from stackaudit.derive.postgres import compose_service_name, storage_evidence
+from stackaudit.derive.postgres import postgres_tuning as tune
 from stackaudit.facts import Facts
-from stackaudit.tuning.postgres import (
-    as_compose,
-    as_conf,
-    as_sql,
-    memory_budget,
-    shared_buffers_for,
-    storage_evidence,
-    tune,
-    worst_case,
-)
+from stackaudit.report.tuning import as_compose, as_conf, as_sql
+from stackaudit.tuning.postgres import shared_buffers_for, worst_case
 from stackaudit.tuning.units import (
     GB,
     KB,
@@ -427,7 +422,8 @@ def test_compose_override_is_yaml_with_command_and_shm_size() -> None:
         "db": {"name": "db", "image": "postgres:18",
                "command": ["postgres", "-c", "log_min_duration_statement=500", "-c", "work_mem=256MB"],
                "environment": {"POSTGRES_INITDB_ARGS": "-c shared_buffers=5760MB"}}}}]}
-    text = as_compose(tune(facts), facts)
+    command = (postgres_service(facts) or {}).get("command")
+    text = as_compose(tune(facts), compose_service_name(facts), command)
     assert "POSTGRES_INITDB_ARGS" not in text
     doc = YAML(typ="safe").load(io.StringIO(text))
     service = doc["services"]["db"]

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from stackaudit.derive.forecast import forecast_full, theil_sen
 from stackaudit.monitor import DAY_SECONDS
-from stackaudit.monitor.forecast import forecast_full, theil_sen
 
 GIB = 1024**3
 HOUR = 3600.0

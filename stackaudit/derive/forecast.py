@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
 
-from stackaudit.monitor import DAY_SECONDS
+DAY_SECONDS = 86400.0
 
 MAX_POINTS = 300  # pairwise slopes are O(n^2): 300 points = 45k pairs, a few milliseconds
 MAX_DAYS = 3650.0  # a fill that takes longer than ten years is not a forecast anyone acts on

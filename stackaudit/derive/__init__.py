@@ -1,0 +1,104 @@
+"""Facts -> Derived: what several rules, the plan and the report all need, worked out once per audit.
+
+`derive(facts)` is made after collection and handed to the rules, the plan and the report (see
+`stackaudit.pipeline.audit`). Each part is computed on first use and kept:
+
+- `resources`: the host's memory and cores (its cgroup limits when tighter), the one answer to
+  "how much does this host have" (`service_resources` answers it for one service);
+- `memory_budget` and `postgres`: PostgreSQL's memory budget with its co-tenants, and the tuning the
+  PG0xx rules compare the live settings with (None when PostgreSQL was not collected);
+- `app`: the app tuner's advice and the connection budget before and after it;
+- `redis`: maxmemory and eviction advice per Redis instance.
+
+Facts of the wrong shape (a hand-edited snapshot) can make a part fail: it raises `DerivationError`
+with the reason every time it is read, so the rules that need it are skipped with that reason and
+the rest of the audit goes on. Everything here is pure. A `Derived` is never saved; `stackaudit
+audit --facts` derives it again from the snapshot, so the findings are identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from stackaudit.derive.memory import Resources, host_resources, memory_budget, service_resources
+from stackaudit.derive.postgres import postgres_tuning
+from stackaudit.facts import Facts
+from stackaudit.shapes import rows, source
+from stackaudit.tuning import appserver
+from stackaudit.tuning.postgres import Budget, Tuning
+from stackaudit.tuning.redis import RedisAdvice, advise
+
+__all__ = ["DerivationError", "Derived", "Resources", "app_tuning", "derive", "service_resources"]
+
+T = TypeVar("T")
+
+
+class DerivationError(Exception):
+    """A part of Derived could not be worked out from these facts; the message says which and why."""
+
+
+class Derived:
+    """The parts, each computed once from the facts on first use (a failure is kept too)."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self._parts: dict[str, Any] = {}
+
+    def _part(self, name: str, compute: Callable[[], T]) -> T:
+        if name not in self._parts:
+            try:
+                self._parts[name] = compute()
+            except Exception as exc:  # noqa: BLE001 - kept and raised as a DerivationError on every read
+                self._parts[name] = DerivationError(f"{name} could not be derived: "
+                                                    f"{exc.__class__.__name__}: {exc}")
+        value = self._parts[name]
+        if isinstance(value, DerivationError):
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    @property
+    def resources(self) -> Resources:
+        return self._part("resources", lambda: host_resources(self.facts))
+
+    @property
+    def memory_budget(self) -> Budget | None:
+        """PostgreSQL's memory budget; None when the host's memory is unknown."""
+        return self._part("memory budget", lambda: memory_budget(self.facts)
+                          if self.resources.memory_bytes else None)
+
+    @property
+    def postgres(self) -> Tuning | None:
+        """The PostgreSQL tuning; None when PostgreSQL was not collected."""
+        return self._part("PostgreSQL tuning", lambda: postgres_tuning(self.facts)
+                          if self.facts.has("postgres") else None)
+
+    @property
+    def app(self) -> appserver.AppTuning | None:
+        """The app tuner's advice and connection budget; None without app processes or cores."""
+        return self._part("app tuning", lambda: app_tuning(self.facts))
+
+    @property
+    def redis(self) -> tuple[RedisAdvice, ...]:
+        return self._part("Redis advice", lambda: tuple(
+            advise(instance) for instance in rows(source(self.facts, "redis").get("instances"))))
+
+
+def derive(facts: Facts) -> Derived:
+    return Derived(facts)
+
+
+def app_tuning(facts: Facts, cores: float | None = None, memory_bytes: int | None = None,
+               limits: appserver.PostgresLimits | None = None) -> appserver.AppTuning | None:
+    """Workers, threads and pools for the host's cores and memory (or the given ones, for what-if),
+    against PostgreSQL's connection limits (`limits` when given, else the live server's)."""
+    processes = rows(source(facts, "app").get("processes"))
+    resources = host_resources(facts)
+    cores = cores or resources.cores
+    if not processes or not cores:
+        return None
+    limits = limits or appserver.postgres_limits(source(facts, "postgres"))
+    measured = appserver.measured_process_bytes(processes, rows(source(facts, "docker").get("containers")))
+    memory = memory_bytes or resources.memory_bytes
+    return appserver.recommend(processes, appserver.Resources(float(cores), memory), limits, measured,
+                               poolers=rows(source(facts, "app").get("poolers")))
