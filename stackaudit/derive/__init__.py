@@ -8,7 +8,8 @@
 - `memory_budget` and `postgres`: PostgreSQL's memory budget with its co-tenants, and the tuning the
   PG0xx rules compare the live settings with (None when PostgreSQL was not collected);
 - `app`: the app tuner's advice and the connection budget before and after it;
-- `redis`: maxmemory and eviction advice per Redis instance.
+- `redis_instances`: every Redis to judge, live or as its compose files describe it (the live one
+  wins), and `redis`: maxmemory and eviction advice for each.
 
 Facts of the wrong shape (a hand-edited snapshot) can make a part fail: it raises `DerivationError`
 with the reason every time it is read, so the rules that need it are skipped with that reason and
@@ -18,11 +19,12 @@ audit --facts` derives it again from the snapshot, so the findings are identical
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from stackaudit.derive.memory import Resources, host_resources, memory_budget, service_resources
 from stackaudit.derive.postgres import postgres_tuning
+from stackaudit.derive.redis import redis_instances
 from stackaudit.facts import Facts
 from stackaudit.shapes import rows, source
 from stackaudit.tuning import appserver
@@ -79,9 +81,12 @@ class Derived:
         return self._part("app tuning", lambda: app_tuning(self.facts))
 
     @property
+    def redis_instances(self) -> tuple[Mapping[str, Any], ...]:
+        return self._part("Redis instances", lambda: redis_instances(self.facts))
+
+    @property
     def redis(self) -> tuple[RedisAdvice, ...]:
-        return self._part("Redis advice", lambda: tuple(
-            advise(instance) for instance in rows(source(self.facts, "redis").get("instances"))))
+        return self._part("Redis advice", lambda: tuple(advise(i) for i in self.redis_instances))
 
 
 def derive(facts: Facts) -> Derived:

@@ -6,81 +6,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stackaudit.config import Settings
+from stackaudit.derive import Derived
 from stackaudit.facts import Facts
-from stackaudit.images import queue_or_cache, redis_url_host, service_kind, service_product
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
 from stackaudit.tuning.redis import advise
 from stackaudit.units import format_bytes
-
-
-def _instances(facts: Facts) -> Iterator[Mapping[str, Any]]:
-    yield from redis_instances(facts)
-
-
-def redis_instances(facts: Facts) -> Iterator[Mapping[str, Any]]:
-    """Every Redis to judge: the live ones read, then the stack's others as their files describe them.
-
-    The live server wins: a file view is made only for a Redis service no readable instance names.
-    A file view's `origins` say which file and line each value came from."""
-    live = [i for i in facts.get("redis").get("instances") or [] if isinstance(i, Mapping)]
-    readable = [i for i in live if i.get("readable", True)]
-    yield from readable
-    seen = {(i.get("project"), i.get("service")) for i in readable}
-    for project in facts.get("compose").get("projects") or []:
-        services = project.get("services") or {}
-        for name, service in sorted(services.items()):
-            if (project.get("name"), name) in seen or service_product(service) != "redis":
-                continue
-            if isinstance(service.get("redis_files"), Mapping):
-                yield file_instance(str(project.get("name")), service, services)
-
-
-def file_instance(project: str, service: Mapping[str, Any],
-                  services: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """A Redis service as its compose file, mounted redis.conf and image variables describe it."""
-    files = service["redis_files"]
-    origins = service.get("origins") or {}
-    auth = {"password": True, "none": False}.get(str(files.get("auth")))
-    limit_origin = origins.get("mem_limit") or origins.get("deploy.resources.limits.memory")
-    return {
-        "target": f"{project}/{service.get('name')} (compose files)", "project": project,
-        "service": service.get("name"), "discovered_from": "compose files", "readable": True,
-        "from_files": True,
-        "maxmemory_bytes": files.get("maxmemory_bytes"), "maxmemory_policy": files.get("maxmemory_policy"),
-        "policy_source": files.get("policy_origin"),
-        "container_memory_limit_bytes": service.get("mem_limit_bytes"),
-        "limit_source": limit_origin if service.get("mem_limit_bytes") else None,
-        "auth_required": auth, "auth_source": files.get("auth_origin"),
-        "users": file_users(service, services),
-        "origins": {"maxmemory_bytes": files.get("maxmemory_origin"),
-                    "maxmemory_policy": files.get("policy_origin"),
-                    "container_memory_limit_bytes": limit_origin, "auth_required": files.get("auth_origin")},
-        "persistence": {},
-    }
-
-
-def file_users(redis_service: Mapping[str, Any],
-               services: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The services whose redis:// variables name this Redis, and whether each uses it as a queue."""
-    names = {redis_service.get("name"), redis_service.get("container_name"),
-             *(redis_service.get("network_aliases") or [])} - {None}
-    found: list[dict[str, Any]] = []
-    for user_name, user in sorted(services.items()):
-        user_kind = service_kind(user).kind
-        for key, value in sorted((user.get("environment") or {}).items()):
-            if redis_url_host(value) not in names:
-                continue
-            kind = queue_or_cache(key, user_kind)
-            words = " ".join(str(w) for w in user.get("command") or []).lower()
-            framework = next((f for f in ("sidekiq", "celery", "rq") if f in words or f.upper() in key), None)
-            found.append({"service": user_name, "kind": kind, "framework": framework, "env_var": key,
-                          "origin": (user.get("origins") or {}).get(f"environment.{key}")})
-    queue_vars = {u["env_var"] for u in found if u["kind"] == "queue"}
-    for user in found:  # a web process pushes jobs through the variable its worker reads
-        if user["kind"] == "unknown" and user["env_var"] in queue_vars:
-            user["kind"] = "queue"
-    return found
 
 
 def _source(instance: Mapping[str, Any], key: str) -> str:
@@ -104,7 +35,7 @@ def _fix(instance: Mapping[str, Any], summary: str, effect: str) -> Recommendati
 
 
 @rule("RDS001", "redis-maxmemory-unset", Severity.HIGH, needs_any=("redis", "compose"))
-def maxmemory_unset(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def maxmemory_unset(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     A Redis whose container has a memory limit but whose maxmemory is 0 (unset) or above that limit.
@@ -137,7 +68,7 @@ def maxmemory_unset(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - redis.io, "Key eviction" (maxmemory, policies)
     - redis.io, "Redis administration" (memory use while saving can double)
     """
-    for instance in _instances(facts):
+    for instance in derived.redis_instances:
         limit = instance.get("container_memory_limit_bytes")
         maxmemory = instance.get("maxmemory_bytes")
         if not limit or maxmemory is None or (maxmemory and maxmemory <= limit):
@@ -159,7 +90,7 @@ def maxmemory_unset(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 
 @rule("RDS002", "redis-eviction-unsafe-for-queue", Severity.HIGH, needs_any=("redis", "compose"))
-def eviction_unsafe_for_queue(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def eviction_unsafe_for_queue(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     A Redis used as a job queue (a Sidekiq, Celery or RQ broker) whose maxmemory-policy evicts keys
@@ -191,7 +122,7 @@ def eviction_unsafe_for_queue(facts: Facts, settings: Settings) -> Iterator[Hit]
     - Sidekiq wiki, "Using Redis": "set maxmemory-policy noeviction"
     - redis.io, "Key eviction"
     """
-    for instance in _instances(facts):
+    for instance in derived.redis_instances:
         policy = instance.get("maxmemory_policy")
         queues = [u for u in instance.get("users") or [] if u.get("kind") == "queue"]
         if not queues or not policy or policy == "noeviction":
@@ -216,7 +147,7 @@ def _queue_source(instance: Mapping[str, Any], queues: list[Mapping[str, Any]]) 
 
 
 @rule("RDS003", "redis-memory-near-limit", Severity.MEDIUM, needs_any=("redis", "compose"))
-def memory_near_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def memory_near_limit(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     used_memory against maxmemory, and used_memory_rss (what the kernel counts) against the
@@ -242,7 +173,7 @@ def memory_near_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - redis.io, "Memory optimization"; INFO memory fields
     """
     threshold = settings.threshold("RDS003", "used_ratio")
-    for instance in _instances(facts):
+    for instance in derived.redis_instances:
         if instance.get("from_files"):
             yield from _maxmemory_near_limit(instance, threshold)
             continue

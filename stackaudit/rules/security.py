@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stackaudit.config import Settings
+from stackaudit.derive import Derived
 from stackaudit.facts import Facts
 from stackaudit.images import (
     MAJOR_BOUND_DATASTORES,
@@ -23,7 +24,6 @@ from stackaudit.images import (
 )
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
-from stackaudit.rules.redis import redis_instances
 
 ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "[::]"})
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$")
@@ -299,9 +299,9 @@ def _public_ports(service: dict[str, Any]) -> list[str]:
     return public
 
 
-def _redis_without_auth(facts: Facts, service: dict[str, Any]) -> str:
+def _redis_without_auth(derived: Derived, service: dict[str, Any]) -> str:
     """How we know this Redis takes no password ("" when it does or we cannot tell)."""
-    for instance in redis_instances(facts):
+    for instance in derived.redis_instances:
         if instance.get("auth_required") is False and instance.get("service") == service["name"]:
             return (f"its files set no password ({instance.get('auth_source')})" if instance.get("from_files")
                     else "it answers without a password")
@@ -309,7 +309,7 @@ def _redis_without_auth(facts: Facts, service: dict[str, Any]) -> str:
 
 
 @rule("SEC004", "datastore-port-public", Severity.HIGH, needs_any=("compose", "docker"))
-def datastore_port_public(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def datastore_port_public(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     PostgreSQL, Redis and other datastores (MySQL/MariaDB, MongoDB, Elasticsearch, memcached,
@@ -348,7 +348,7 @@ def datastore_port_public(facts: Facts, settings: Settings) -> Iterator[Hit]:
         public = _public_ports(service) if kind else []
         if not public:
             continue
-        open_redis = _redis_without_auth(facts, service) if kind == "redis" else ""
+        open_redis = _redis_without_auth(derived, service) if kind == "redis" else ""
         extra = f" and {open_redis}" if open_redis else ""
         loopback = f'ports: ["127.0.0.1:{_host_port(public[0])}:{_container_port(public[0])}"]'
         yield Hit(_label(service),
@@ -382,7 +382,7 @@ def _setting(postgres: dict[str, Any], name: str) -> str | None:
 
 
 @rule("SEC005", "redis-no-auth", Severity.HIGH, needs_any=("redis", "compose", "postgres"))
-def datastore_no_auth(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def datastore_no_auth(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     Redis that answers commands without a password; PostgreSQL accepting connections without one
@@ -419,18 +419,18 @@ def datastore_no_auth(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - PostgreSQL docs, "Password Authentication" and `password_encryption`; the postgres image's
       POSTGRES_HOST_AUTH_METHOD documentation
     """
-    yield from _redis_auth(facts)
+    yield from _redis_auth(facts, derived)
     yield from _postgres_trust_env(facts)
     yield from _postgres_hba(facts)
     yield from _postgres_md5(facts)
     yield from _postgres_superuser(facts)
 
 
-def _redis_auth(facts: Facts) -> Iterator[Hit]:
+def _redis_auth(facts: Facts, derived: Derived) -> Iterator[Hit]:
     """Live servers answer for themselves; a Redis not read live is judged from its files."""
     live = [i for i in facts.get("redis").get("instances", []) if i.get("auth_required") is not None]
     judged = {(i.get("project"), i.get("service")) for i in live}
-    views = [i for i in redis_instances(facts)
+    views = [i for i in derived.redis_instances
              if i.get("from_files") and (i.get("project"), i.get("service")) not in judged]
     for instance in [*live, *views]:
         if instance.get("auth_required") is not False:

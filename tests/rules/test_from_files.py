@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stackaudit.config import Settings
+from stackaudit.derive import derive
 from stackaudit.facts import CollectContext, Facts
 from stackaudit.facts import compose as compose_source
 from stackaudit.model import Finding
@@ -195,3 +196,11 @@ def test_sec004_is_critical_for_a_public_redis_whose_files_set_no_password(tmp_p
     assert finding.severity.name == "CRITICAL"
     assert finding.message.endswith("bypasses the host firewall and its files set no password "
                                     "(compose.yml:4).")
+
+
+def test_the_redis_advice_covers_a_redis_known_from_its_files(tmp_path: Path) -> None:
+    facts = Facts(data={"compose": compose_facts(tmp_path, REFERENCE)})
+    [advice] = derive(facts).redis
+    assert advice.service == "redis" and advice.policy == "noeviction"
+    assert advice.compose_command() == ["redis-server", "--maxmemory", "307mb", "--maxmemory-policy",
+                                        "noeviction"]
