@@ -444,10 +444,13 @@ class BuiltinLoader:
         self.raw_files: list[RawFile] = []
         self._services_cache: dict[Path, dict[str, Any]] = {}
         self.refused: list[Path] = []  # files that are FIFOs, directories, ...: never opened
-        self.unsafe = False  # a file the binary must not be given either (alias bomb, huge, tags)
+        self.unsafe = False  # bad input found: the binary is not given these files
         self.invalid: list[tuple[str, str]] = []  # bad input: shown as ✗ and fails the run
 
     def bad_input(self, where: str, why: str) -> None:
+        """What Compose would refuse: reported as invalid, and the binary is not asked (its model
+        would hide the error, or it would choke on the same file)."""
+        self.unsafe = True
         self.invalid.append((where, why))
         self.error(where, why)
 
@@ -479,7 +482,6 @@ class BuiltinLoader:
         with contextlib.suppress(OSError):
             size = path.stat().st_size
             if size > MAX_COMPOSE_BYTES:
-                self.unsafe = True
                 self.bad_input(str(path), f"compose file is {size / 2**20:.1f} MiB, more than the "
                                           f"{MAX_COMPOSE_BYTES // 2**20} MiB limit: not read")
                 return None
@@ -506,7 +508,6 @@ class BuiltinLoader:
             return None
         problem = unsafe_yaml(tree)
         if problem is not None:
-            self.unsafe = True
             self.bad_input(f"{path}:{problem[0]}", problem[1])
             return None
         return tree
