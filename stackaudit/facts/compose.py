@@ -67,6 +67,7 @@ ErrorSink = Callable[[str, str], None]  # (where, why)
 # expanding them, and refuse beyond this many. Real files, anchors and all, stay under ~10,000.
 MAX_EXPANDED_NODES = 200_000
 MAX_COMPOSE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 100  # compose files nest a dozen levels; the readers below recurse
 ALLOWED_TAGS = {"!reset", "!override"}  # the only local tags the compose spec defines
 _CORE_TAGS = {"str", "int", "float", "bool", "null", "map", "seq", "merge", "binary", "timestamp"}
 # `{{`/`{%` where a YAML value or item starts, unquoted: a Jinja/Helm template, not YAML to audit
@@ -496,6 +497,9 @@ class BuiltinLoader:
         except YAMLError as exc:
             self.bad_input(*_yaml_error(path, text, exc))
             return None
+        except RecursionError:
+            self.bad_input(str(path), f"YAML nested more than {MAX_DEPTH} levels deep: refused")
+            return None
         if tree is None:
             return CommentedMap()
         if not isinstance(tree, CommentedMap):
@@ -688,12 +692,15 @@ def _yaml_type(value: Any) -> str:
 
 def unsafe_yaml(tree: Any) -> tuple[int, str] | None:
     """(line, why) for a tree the loader must refuse: a tag compose does not define (`!!python/...`),
-    or aliases expanding past MAX_EXPANDED_NODES. Counted once per distinct node, never expanded."""
+    nesting past MAX_DEPTH, or aliases expanding past MAX_EXPANDED_NODES. Counted once per distinct
+    node, never expanded."""
     sizes: dict[int, int] = {}
     open_nodes: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(tree, False)]
+    stack: list[tuple[Any, bool, int]] = [(tree, False, 0)]
     while stack:
-        node, children_done = stack.pop()
+        node, children_done, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return _node_line(node), f"YAML nested more than {MAX_DEPTH} levels deep: refused"
         if id(node) in sizes:
             continue
         children = list(node.values()) if isinstance(node, dict) else list(node) if isinstance(node, list) \
@@ -707,8 +714,8 @@ def unsafe_yaml(tree: Any) -> tuple[int, str] | None:
                 shown = tag.replace("tag:yaml.org,2002:", "!!")
                 return _node_line(node), (f"YAML tag {shown} is not allowed in a compose file (only !reset "
                                           "and !override are): refused")
-            stack.append((node, True))
-            stack.extend((child, False) for child in children if id(child) not in sizes)
+            stack.append((node, True, depth))
+            stack.extend((child, False, depth + 1) for child in children if id(child) not in sizes)
             continue
         open_nodes.discard(id(node))
         sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)

@@ -215,3 +215,14 @@ def test_a_file_that_is_not_a_mapping(tmp_path: Path, text: str, why: str) -> No
     directory = project(tmp_path, text)
     _data, ctx = collect(directory)
     assert invalid(ctx) == [(f"{directory}/compose.yml", why)]
+
+
+def test_deep_nesting_is_refused_plainly(tmp_path: Path) -> None:
+    deep = project(tmp_path, "services:\n  web:\n    image: nginx\n    labels:\n      x: " + "[" * 3000
+                   + "]" * 3000 + "\n", name="deep")
+    _data, ctx = collect(deep)
+    assert invalid(ctx) == [(f"{deep}/compose.yml", "YAML nested more than 100 levels deep: refused")]
+    nested = project(tmp_path, "services:\n  web:\n    image: nginx\n    labels:\n      x: " + "[" * 150
+                     + "]" * 150 + "\n", name="nested")
+    _data, ctx = collect(nested)
+    assert invalid(ctx) == [(f"{nested}/compose.yml:5", "YAML nested more than 100 levels deep: refused")]
