@@ -488,9 +488,12 @@ class BuiltinLoader:
                 return None
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.error(str(path), f"cannot read compose file: {why}")
+        except UnicodeDecodeError as exc:
+            self.bad_input(str(path), f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                                      f"{exc.start}): not a compose file")
+            return None
+        except OSError as exc:
+            self.error(str(path), f"cannot read compose file: {exc.strerror or exc}")
             return None
         try:
             tree = YAML(typ="rt").load(text)

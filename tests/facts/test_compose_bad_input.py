@@ -226,3 +226,12 @@ def test_deep_nesting_is_refused_plainly(tmp_path: Path) -> None:
                      + "]" * 150 + "\n", name="nested")
     _data, ctx = collect(nested)
     assert invalid(ctx) == [(f"{nested}/compose.yml:5", "YAML nested more than 100 levels deep: refused")]
+
+
+def test_binary_content_is_named(tmp_path: Path) -> None:
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    (directory / "compose.yml").write_bytes(b"services:\n  web:\n    image: \xff\xfe\n")
+    _data, ctx = collect(directory)
+    assert invalid(ctx) == [(f"{directory}/compose.yml", "not UTF-8 text (byte 0xff at offset 28): not a "
+                                                         "compose file")]
