@@ -62,3 +62,15 @@ def test_a_valid_file_still_exits_on_its_findings(tmp_path: Path) -> None:
     result = run("audit", "--sources", "compose", "-p", str(directory))
     assert result.returncode == 0, result.stderr
     assert "✓ compose" in result.stderr and "✗" not in result.stderr
+
+
+def test_tune_redis_advises_a_redis_known_from_its_files(tmp_path: Path) -> None:
+    directory = stack(tmp_path, "services:\n  redis:\n    image: redis:7\n    mem_limit: 512m\n"
+                                "  worker:\n    build: .\n    command: bundle exec sidekiq\n"
+                                "    environment:\n      REDIS_URL: redis://redis:6379/0\n")
+    result = run("tune", "redis", "-p", str(directory), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    [advice] = json.loads(result.stdout)["instances"]
+    assert advice["recommended"]["maxmemory"] == "307mb"
+    assert advice["recommended"]["maxmemory_policy"] == "noeviction"
+    assert advice["current"] == {"maxmemory_bytes": 0, "maxmemory_policy": "noeviction"}

@@ -168,7 +168,9 @@ def tune_redis(
     """
     facts = _facts(facts_file, REDIS_SOURCES, config=config, project_dir=project_dir,
                    compose_file=compose_file, redis=redis)
-    instances = [i for i in facts.get("redis").get("instances") or [] if i.get("readable", True)]
+    from stackaudit.derive.redis import redis_instances  # the live ones, else what the files say
+
+    instances = redis_instances(facts)
     if not instances:
         fail(f"no Redis could be read: {facts.why_missing('redis')}")
     advice = [advise(instance, _memory(memory)) for instance in instances]
