@@ -134,7 +134,8 @@ def is_tls_proxy(image: str | None, name: str | None = None) -> bool:
 # poolers, backup sidecars.
 _NOT_THE_DATASTORE = re.compile(
     r"(exporter|pgadmin|adminer|admin|pgbouncer|pgcat|pgpool|odyssey|backup|pgbackrest|wal-g|barman|"
-    r"commander|insight|-ui$|^ui-|dump|cron|migrat|proxy|sentinel-exporter|bouncer)")
+    r"commander|insight|-ui$|^ui-|dump|cron|migrat|proxy|bouncer|postgrest|operator|express|-client$|"
+    r"-cli$)")
 
 # Words in a derived image's repository (auto-upgrade wrappers, PostGIS/Timescale builds, vendor
 # images) that say which datastore it runs.
@@ -157,10 +158,10 @@ _HEALTH_PROBES = (("pg_isready", "postgres"), ("redis-cli", "redis"), ("valkey-c
 _SERVER_ENV = re.compile(r"^(PGDATA|POSTGRES_INITDB_ARGS|POSTGRES_INITDB_WALDIR|POSTGRES_HOST_AUTH_METHOD"
                          r"|MYSQL_ROOT_PASSWORD|MARIADB_ROOT_PASSWORD|MYSQL_ALLOW_EMPTY_PASSWORD"
                          r"|MARIADB_ALLOW_EMPTY_ROOT_PASSWORD|MYSQL_RANDOM_ROOT_PASSWORD"
-                         r"|REDIS_ARGS|REDIS_EXTRA_FLAGS|REDIS_AOF_ENABLED|ALLOW_EMPTY_PASSWORD"
+                         r"|REDIS_ARGS|REDIS_EXTRA_FLAGS|REDIS_AOF_ENABLED"
                          r"|MONGO_INITDB_ROOT_USERNAME)$")
 _SERVER_ENV_PRODUCT = {"PG": "postgres", "POSTGRES": "postgres", "MYSQL": "mysql", "MARIADB": "mysql",
-                       "REDIS": "redis", "ALLOW": "redis", "MONGO": "mongo"}
+                       "REDIS": "redis", "MONGO": "mongo"}
 # Variables a server image reads that a client never names (a client has *_HOST, *_URL, *_PORT).
 _IMAGE_ENV = re.compile(r"^(POSTGRES|MYSQL|MARIADB|REDIS|MONGO)_(USER|PASSWORD|DB|DATABASE|PASSWORD_FILE"
                         r"|ROOT_PASSWORD_FILE)$")

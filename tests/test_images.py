@@ -53,6 +53,9 @@ def test_derived_images_and_builds_are_what_they_run(service: dict[str, Any], pr
     svc("dump", image="postgres:16", command=["sh", "-c", "while true; do pg_dumpall -h db > /b/all.sql; "
                                               "sleep 86400; done"]),
     svc("redis-init", image="redis:7", command="redis-cli -h redis SET ready 1"),
+    svc("api", image="postgrest/postgrest:v12", ports=[{"target": 3000}]),
+    svc("mongo-express", image="mongo-express:1"),
+    svc("operator", image="ghcr.io/zalando/postgres-operator:v1.12"),
 ])
 def test_clients_exporters_and_admin_uis_are_not_datastores(service: dict[str, Any]) -> None:
     assert service_product(service) is None, classify_service(service)
