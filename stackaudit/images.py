@@ -351,3 +351,8 @@ def service_product(service: Mapping[str, Any]) -> str | None:
     """"postgres", "redis", ... for a datastore service, else None."""
     found = service_kind(service)
     return found.product if found.kind in ("database", "cache", "queue") else None
+
+
+def datastore_kind(image: str | None, name: str | None = None) -> str | None:
+    """The one classifier on what a caller knows of a container: its image and name."""
+    return service_product({"image": image, "name": name})
