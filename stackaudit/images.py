@@ -313,7 +313,7 @@ def classify_project(services: Mapping[str, Mapping[str, Any]]) -> dict[str, Ser
     kinds = {name: classify_service(svc) for name, svc in services.items()}
     for name, svc in services.items():
         for key, value in (svc.get("environment") or {}).items():
-            host = redis_url_host(value)
+            host = redis_host(key, value)
             target = kinds.get(host or "")
             if target is None or target.product != "redis" or target.kind == "queue":
                 continue
@@ -323,10 +323,16 @@ def classify_project(services: Mapping[str, Mapping[str, Any]]) -> dict[str, Ser
     return kinds
 
 
-def redis_url_host(value: Any) -> str | None:
-    """The host of a redis:// URL (`redis://:pw@cache:6379/0` -> "cache"), else None."""
+def redis_host(key: str, value: Any) -> str | None:
+    """The Redis host a variable names: a redis:// URL's (`redis://:pw@cache:6379/0` -> "cache"), or
+    the value of a REDIS_HOST-like variable; else None."""
     match = re.match(r"^rediss?://(?:[^@/]*@)?(\[[^\]]+\]|[^:/?#]+)", str(value or ""))
-    return match.group(1) if match else None
+    if match:
+        return match.group(1)
+    upper = key.upper()
+    if "REDIS" in upper and upper.endswith(("_HOST", "_HOSTNAME")) and value:
+        return str(value).strip()
+    return None
 
 
 def queue_or_cache(key: str, user_kind: str) -> str:

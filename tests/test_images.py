@@ -84,6 +84,9 @@ def test_a_redis_is_a_queue_when_a_worker_or_a_queue_variable_names_it() -> None
     broker = classify_project({"r": svc("r", image="redis"), "api": svc("api", build=True, environment={
         "CELERY_BROKER_URL": "redis://:pw@r:6379/0"})})
     assert broker["r"].kind == "queue"
+    by_host = classify_project({"cache": svc("cache", image="redis"), "jobs": svc(
+        "jobs", build=True, command="celery -A app worker", environment={"REDIS_HOST": "cache"})})
+    assert by_host["cache"].kind == "queue"
 
 
 def test_the_collectors_stamp_wins_over_a_new_guess() -> None:

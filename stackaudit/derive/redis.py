@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stackaudit.facts import Facts
-from stackaudit.images import queue_or_cache, redis_url_host, service_kind, service_product
+from stackaudit.images import queue_or_cache, redis_host, service_kind, service_product
 
 
 def redis_instances(facts: Facts) -> tuple[Mapping[str, Any], ...]:
@@ -67,7 +67,7 @@ def file_users(redis_service: Mapping[str, Any],
     for user_name, user in sorted(services.items()):
         user_kind = service_kind(user).kind
         for key, value in sorted((user.get("environment") or {}).items()):
-            if redis_url_host(value) not in names:
+            if redis_host(key, value) not in names:
                 continue
             kind = queue_or_cache(key, user_kind)
             words = " ".join(str(w) for w in user.get("command") or []).lower()
