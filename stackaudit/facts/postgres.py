@@ -37,9 +37,6 @@ STATEMENT_LIMIT = 25  # top N by total, by mean and by temp blocks (union)
 MAX_DATABASES = 50
 QUERY_TEXT_CHARS = 300
 
-# Image repositories (last path part) that run PostgreSQL: postgres, postgis/postgis,
-# timescale/timescaledb(-ha), bitnami/postgresql, pgvector/pgvector, cloudnative-pg/postgresql...
-_POSTGRES_IMAGE = re.compile(r"(postgres|postgis|timescaledb|pgvector)", re.IGNORECASE)
 _LOOPBACK_OR_ANY = {None, "", "0.0.0.0", "127.0.0.1", "::", "::1", "localhost"}
 
 # pg_settings.unit -> multiplier to bytes or milliseconds.
@@ -112,11 +109,6 @@ def describe_environment(environ: Mapping[str, str]) -> str:
 
 def _label(user: Any, host: Any, port: Any, dbname: Any) -> str:
     return f"{user or '(default user)'}@{host or '(local socket)'}:{port or 5432}/{dbname or '(default db)'}"
-
-
-def is_postgres_image(repository: str) -> bool:
-    last = repository.rsplit("/", 1)[-1]
-    return bool(_POSTGRES_IMAGE.search(last))
 
 
 def compose_targets(compose: Mapping[str, Any], docker: Mapping[str, Any],

@@ -78,7 +78,7 @@ def _stack_targets(ctx: CollectContext) -> Iterator[Target]:
                 target = found.setdefault((name, host), _target_for_service(ctx, name, services[host], value))
                 target.users.append(_user(ctx.facts, name, service_name, key, str(value)))
         for service_name, service in services.items():
-            if (name, service_name) not in found and _is_redis_image(service):
+            if (name, service_name) not in found and _is_redis(service):
                 found[(name, service_name)] = _target_for_service(ctx, name, service, None)
     yield from found.values()
 
@@ -90,7 +90,7 @@ def _service_envs(ctx: CollectContext, project: str,
         yield name, private.get(name) or service.get("environment") or {}
 
 
-def _is_redis_image(service: Mapping[str, Any]) -> bool:
+def _is_redis(service: Mapping[str, Any]) -> bool:
     """A Redis by all the service's evidence (images.classify_service), not its image name alone."""
     return service_product(service) == "redis"
 
@@ -142,7 +142,7 @@ def _stack_service_for_host(facts: Facts, host: str | None) -> tuple[str | None,
         services = project.get("services") or {}
         if host in services:
             return str(project.get("name")), host
-        redis_services = [n for n, s in services.items() if _is_redis_image(s)]
+        redis_services = [n for n, s in services.items() if _is_redis(s)]
         if host in ("127.0.0.1", "localhost", "::1") and len(redis_services) == 1:
             return str(project.get("name")), redis_services[0]
     return None, None
