@@ -115,11 +115,13 @@ def apply_command(
     """Run a plan: re-check, back up, snapshot into the journal, change, validate (`postgres -C`, the
     memory budget), reload or restart, check health; on any failure roll back automatically.
     SAFE steps run alone; CONFIRM steps need --yes; restarts need --allow-restart; MANUAL never.
-    An interrupted earlier run is finished first.
+    An interrupted earlier run is finished first. Connects to the server the plan was made for
+    (the password from PGPASSWORD or ~/.pgpass); --pg overrides it.
 
-    Example: stackaudit apply plan.json --pg postgresql://postgres@127.0.0.1/app --yes --allow-restart
+    Example: stackaudit apply plan.json --yes --allow-restart
     """
-    from stackaudit.remediation.apply import ApplyError, ApplyOptions, apply_plan
+    from stackaudit.remediation.apply import ApplyOptions, apply_plan
+    from stackaudit.remediation.journal import ApplyError
     from stackaudit.remediation.plan import Plan
 
     settings = build_settings(config, pg=pg, state_dir=state_dir, docker_host=docker_host)
@@ -176,6 +178,16 @@ def rollback_command(
     yes: Annotated[
         bool, typer.Option("--yes", help="Restore (without it: show what would be restored).")
     ] = False,
+    set_aside: Annotated[
+        str | None,
+        typer.Option(
+            "--set-aside",
+            metavar="JOURNAL_ID",
+            help="Stop trying to finish or undo this journal (its server is gone): recorded in it, "
+            "never deleted.",
+        ),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, kept in the journal.")] = None,
     output_format: FormatOpt = Output.terminal,
     pg: PgOpt = None,
     docker_host: DockerHostOpt = None,
@@ -183,16 +195,25 @@ def rollback_command(
     config: ConfigOpt = None,
 ) -> None:
     """Restore the state before an apply exactly: files byte-identical, settings as they were, a
-    restart if the change needed one. Also finishes a run that was interrupted.
+    restart if the change needed one. Also finishes a run that was interrupted. Connects to the
+    server the apply's plan was made for; --pg overrides it.
 
-    Example: stackaudit rollback --pg postgresql://postgres@127.0.0.1/app --yes
+    Example: stackaudit rollback --yes
+
+    Example: stackaudit rollback --set-aside 20260101T120000123Z-apply-a1b2c3 --reason "server rebuilt"
     """
-    from stackaudit.remediation.apply import ApplyError
+    from stackaudit.remediation.journal import ApplyError
     from stackaudit.remediation.rollback import rollback
+    from stackaudit.remediation.rollback import set_aside as set_journal_aside
 
+    if set_aside is not None and journal is not None:
+        fail("give either a journal to roll back or --set-aside JOURNAL_ID, not both")
     settings = build_settings(config, pg=pg, state_dir=state_dir, docker_host=docker_host)
     try:
-        result = rollback(settings, journal, yes, _dsn(settings), settings.docker_host)
+        if set_aside is not None:
+            result = set_journal_aside(settings, set_aside, reason)
+        else:
+            result = rollback(settings, journal, yes, _dsn(settings), settings.docker_host)
     except ApplyError as exc:
         fail(str(exc))
     data = result.to_json()

@@ -3,7 +3,9 @@
 The target is `--pg DSN`, else libpq's own variables and files (PGHOST, PGSERVICE, PGDATABASE with
 PGPORT, PGUSER, .pgpass, read by libpq itself from an empty conninfo), else the compose stack's
 postgres service (published port or container address; credentials from its environment or an
-app's DATABASE_URL). Every session is read-only with a statement_timeout. A view that needs more
+app's DATABASE_URL), else a cluster running on this host (facts.local_servers). A Unix socket owned
+by another user is read, as root, by a child that has become that user (peer auth: stackaudit.peer).
+Every session is read-only with a statement_timeout. A view that needs more
 privilege becomes a collection error for that part only. The SQL is in `postgres_sql`.
 """
 
@@ -25,12 +27,14 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg.rows import dict_row
 
-from stackaudit.facts import CollectContext, SourceUnavailable
+from stackaudit.facts import CollectContext, SourceUnavailable, local_servers
 from stackaudit.facts import postgres_sql as sql
 from stackaudit.images import service_product
+from stackaudit.peer import socket_owner
 from stackaudit.redact import redact_dsn, remember, scrub
 
 SOURCE = "postgres"
+LOCAL_ORIGIN = "local cluster"
 TABLE_LIMIT = 500  # per database, largest first: enough for every rule, bounded facts size
 INDEX_LIMIT = 2000
 STATEMENT_LIMIT = 25  # top N by total, by mean and by temp blocks (union)
@@ -51,22 +55,39 @@ class Target:
     """Where to connect. `conninfo` may hold a password: it never goes into facts or messages."""
 
     conninfo: str
-    origin: str  # "--pg" | "libpq environment" | "compose"
+    origin: str  # "--pg" | "libpq environment" | "compose" | "local cluster"
     label: str  # user@host:port/db, no password
     project: str | None = None
     service: str | None = None
+    hint: str | None = None  # how to reach it by hand when this fails (a local cluster's --pg)
+    local_clusters: tuple[Mapping[str, Any], ...] = ()
 
 
 def collect(ctx: CollectContext) -> dict[str, Any]:
     target = find_target(ctx)
+    owner = socket_owner(target.conninfo)
+    try:
+        if owner is not None:
+            data = local_servers.collect_as_owner(ctx, owner, lambda: collect_target(ctx, target))
+        else:
+            data = collect_target(ctx, target)
+    except SourceUnavailable as exc:
+        raise SourceUnavailable(f"{exc}; {target.hint}" if target.hint else str(exc)) from None
+    if target.local_clusters:
+        data["local_clusters"] = list(target.local_clusters)
+    data["runs_in"] = runs_in(ctx.facts.get("docker"), target, data)
+    data["summary"] = summarise(data)
+    return data
+
+
+def collect_target(ctx: CollectContext, target: Target) -> dict[str, Any]:
+    """Everything read over one connection (and the per-database ones): JSON-able, no secrets."""
     started = time.monotonic()
     with connect(target.conninfo, ctx.settings.timeout_seconds, target.label) as conn:
         data = collect_server(ctx, conn, target)
         deadline = started + max(30.0, 3 * ctx.settings.timeout_seconds)
         data["per_database"] = collect_databases(ctx, conn, target, data, deadline)
         data["statements"] = collect_statements(ctx, conn, target, data)
-    data["runs_in"] = runs_in(ctx.facts.get("docker"), target, data)
-    data["summary"] = summarise(data)
     return data
 
 
@@ -84,9 +105,27 @@ def find_target(ctx: CollectContext, environ: Mapping[str, str] | None = None) -
                                    ctx.private.get("compose_env", {})))
     if targets:
         return targets[0]
+    clusters = local_servers.find_postgres_clusters(ctx.settings.proc_root)
+    chosen, others = local_servers.choose_cluster(clusters)
+    if chosen is not None:
+        return local_target(ctx, chosen, others, clusters)
     raise SourceUnavailable("no PostgreSQL target: give --pg DSN (or STACKAUDIT_PG_DSN), set PGHOST/"
                             "PGSERVICE for libpq, or audit a compose project with a postgres service "
-                            "that publishes its port or runs in a reachable container")
+                            "that publishes its port or runs in a reachable container"
+                            + local_servers.not_running_reason(clusters))
+
+
+def local_target(ctx: CollectContext, chosen: local_servers.FoundCluster,
+                 others: list[local_servers.FoundCluster],
+                 clusters: list[local_servers.FoundCluster]) -> Target:
+    """The cluster running here; the other running ones are named with the --pg that audits them."""
+    for other in others:
+        ctx.error("local clusters", f"also running here, not audited: {other.describe()}: "
+                  f"audit it with {other.pg_hint()}")
+    label = f"{chosen.name} ({_label(chosen.owner, chosen.socket_dir, chosen.port, 'postgres')})"
+    return Target(chosen.conninfo(), LOCAL_ORIGIN, label,
+                  hint=f"found {chosen.describe()}: audit it with {chosen.pg_hint()}",
+                  local_clusters=tuple(local_servers.cluster_json(clusters, chosen)))
 
 
 def describe_conninfo(text: str) -> str:
@@ -332,8 +371,20 @@ def collect_server(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]]
         "data_directory": collect_data_directory(ctx, conn, settings, databases),
         "connections": collect_connections(ctx, conn, settings, server),
         "checkpoints": collect_checkpoints(ctx, conn, major, server),
+        "system_identifier": (run(ctx, conn, "pg_control_system", sql.SYSTEM_IDENTIFIER)
+                              or [{}])[0].get("system_identifier"),
+        "target_dsn": password_free_dsn(conn),
     }
     return data
+
+
+# What reaches this server again (apply, rollback): never the password, nor our session options.
+_DSN_KEYS = ("host", "port", "user", "dbname", "sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+def password_free_dsn(conn: psycopg.Connection[Any]) -> str:
+    params = conn.info.get_parameters()  # psycopg leaves the password out
+    return pg_conninfo.make_conninfo(**{k: v for k, v in params.items() if k in _DSN_KEYS and v})
 
 
 def parse_settings(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

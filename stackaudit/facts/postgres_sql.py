@@ -29,6 +29,12 @@ SELECT current_setting('server_version') AS server_version,
        now() AS collected_at
 """
 
+# The cluster's identity (one per initdb; a restored copy or a replica at the same path has another).
+# https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-PG-CONTROL-SYSTEM
+SYSTEM_IDENTIFIER = f"""{TAG}
+SELECT system_identifier::text AS system_identifier FROM pg_control_system()
+"""
+
 # Every row of pg_settings; `value` is what SHOW prints (current_setting formats units, e.g. 128MB).
 # https://www.postgresql.org/docs/current/view-pg-settings.html
 SETTINGS = f"""{TAG}

@@ -1,7 +1,8 @@
 """Redis facts: memory, limits, eviction policy, persistence, auth, and who uses each Redis for what.
 
 Targets come from `--redis URL` or the stack: `REDIS_URL`-like variables in the services'
-(unredacted, in-process) environment, and redis/valkey services' published ports. Reads with
+(unredacted, in-process) environment, and redis/valkey services' published ports; else a Redis
+answering on this host's default port (127.0.0.1:6379, facts.local_servers). Reads with
 redis-py over RESP2 (`protocol=2`), with timeouts. CONFIG may be renamed or refused (ACL): then
 `config_readable` is False and INFO's maxmemory/maxmemory_policy are used. Passwords never leave
 this module: targets are shown without them and error messages are our own words.
@@ -19,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from stackaudit.facts import CollectContext, Facts, SourceUnavailable
+from stackaudit.facts import CollectContext, Facts, SourceUnavailable, local_servers
 from stackaudit.images import service_product
 from stackaudit.redact import remember, url_without_password
 
@@ -186,10 +187,10 @@ def _sidekiq_shares(facts: Facts, project: str, key: str) -> bool:
 
 
 def collect(ctx: CollectContext) -> dict[str, Any]:
-    targets = discover(ctx)
+    targets = discover(ctx) or [Target(url) for url in [local_servers.local_redis()] if url]
     if not targets:
         raise SourceUnavailable("no Redis found: give --redis URL, or a compose project with a redis "
-                                "service or REDIS_URL")
+                                "service or REDIS_URL (nothing answers on 127.0.0.1:6379 either)")
     instances = [inst for t in targets if (inst := read_instance(ctx, t)) is not None]
     if not instances:
         raise SourceUnavailable("no Redis could be read (see the errors above)")

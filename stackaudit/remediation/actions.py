@@ -35,7 +35,9 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from stackaudit.derive.postgres import command_flags
+from stackaudit.facts.local_servers import debian_clusters
 from stackaudit.fsutil import atomic_write
+from stackaudit.peer import connect_as, socket_owner
 from stackaudit.redact import scrub
 from stackaudit.tuning.units import UnitError, parse_memory, parse_time_ms
 
@@ -145,14 +147,16 @@ SETTINGS_SQL = """SELECT name, current_setting(name) AS value, setting, unit, va
 
 
 def connect(dsn: str, timeout: int = CONNECT_TIMEOUT_SECONDS) -> psycopg.Connection[dict[str, Any]]:
+    """As root, a Unix socket owned by the cluster's user is entered as that user (peer auth)."""
     try:
-        return psycopg.connect(
-            dsn,
-            autocommit=True,
-            connect_timeout=timeout,
-            row_factory=dict_row,
-            application_name="stackaudit-apply",
-        )
+        with connect_as(socket_owner(dsn)):
+            return psycopg.connect(
+                dsn,
+                autocommit=True,
+                connect_timeout=timeout,
+                row_factory=dict_row,
+                application_name="stackaudit-apply",
+            )
     except psycopg.Error as exc:
         # str(), never repr(): the repr holds the connection string with its password.
         raise ActionError(f"cannot connect to PostgreSQL: {scrub(str(exc)).strip()}") from None
@@ -170,7 +174,9 @@ def server_info(dsn: str) -> dict[str, Any]:
             "SELECT current_setting('data_directory') AS data_directory, "
             "current_setting('server_version_num')::int / 10000 AS major, current_database() AS database, "
             "pg_postmaster_start_time()::text AS started_at, current_setting('port') AS port, "
-            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser"
+            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser, "
+            # one per initdb: a restored copy or a replica at the same path has another one
+            "(SELECT system_identifier::text FROM pg_control_system()) AS system_identifier"
         ).fetchone()
     assert row is not None
     return dict(row)
@@ -222,6 +228,8 @@ class HostServer:
     bin_dir: str
     owner: str
     manager: str  # "pg_ctl" | "systemd:<unit>" | "pg_ctlcluster:<version>/<cluster>"
+    config_dir: str = ""  # where postgresql.conf is, when not in the data directory (Debian: /etc/...)
+    note: str = ""  # why this manager (e.g. PID 1 is not systemd)
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -229,11 +237,27 @@ class HostServer:
             "bin_dir": self.bin_dir,
             "owner": self.owner,
             "manager": self.manager,
+            "config_dir": self.config_dir,
+            "note": self.note,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> HostServer:
-        return cls(str(data["data_dir"]), str(data["bin_dir"]), str(data["owner"]), str(data["manager"]))
+        return cls(
+            str(data["data_dir"]),
+            str(data["bin_dir"]),
+            str(data["owner"]),
+            str(data["manager"]),
+            str(data.get("config_dir") or ""),
+            str(data.get("note") or ""),
+        )
+
+    def describe_restart(self) -> str:
+        kind, _, name = self.manager.partition(":")
+        debian = name.replace("/", " ")
+        how = {"systemd": f"systemctl restart {name}", "pg_ctlcluster": f"pg_ctlcluster {debian} restart"}
+        note = f" ({self.note})" if self.note else ""
+        return f"through {how.get(kind, 'pg_ctl as ' + self.owner)}{note}"
 
     def as_owner(self, args: Sequence[str]) -> list[str]:
         if os.geteuid() == 0 and pwd.getpwuid(os.geteuid()).pw_name != self.owner:
@@ -245,7 +269,8 @@ class HostServer:
         values and the configuration files as they are now (`postgres -C` works on a running server)."""
         names = list(values) or ["shared_buffers"]
         flags = [part for name, value in values.items() for part in ("-c", f"{name}={value}")]
-        args = [str(Path(self.bin_dir) / "postgres"), "-D", self.data_dir, "-C", names[0], *flags]
+        config = self.config_dir or self.data_dir  # -D takes the directory of postgresql.conf
+        args = [str(Path(self.bin_dir) / "postgres"), "-D", config, "-C", names[0], *flags]
         result = run(self.as_owner(args))
         if result.returncode != 0:
             raise ActionError(f"`postgres -C` rejected the candidate settings: {_last_lines(result)}")
@@ -313,21 +338,37 @@ def discover_host_server(data_dir: str) -> HostServer:
             f"cannot inspect the server's data directory {data_dir} on this host ({exc}); "
             "is PostgreSQL running here, and is this run as root or its owner?"
         ) from None
-    return HostServer(str(directory), str(exe.parent), owner, _manager(pid, directory))
+    debian = debian_clusters().get(os.path.normpath(str(directory)))
+    manager, note = _manager(pid, directory, debian[0] if debian else None)
+    return HostServer(str(directory), str(exe.parent), owner, manager, debian[1] if debian else "", note)
 
 
-def _manager(pid: int, data_dir: Path) -> str:
+def _manager(pid: int, data_dir: Path, debian: str | None) -> tuple[str, str]:
+    """(manager, note): systemd when PID 1 is systemd and the postmaster is in a postgresql unit;
+    else Debian's pg_ctlcluster for a Debian cluster; else pg_ctl as the owner."""
     try:
         cgroup = Path(f"/proc/{pid}/cgroup").read_text()
     except OSError:
         cgroup = ""
     unit = re.search(r"/(postgresql[^/\s]*\.service)", cgroup)
-    if unit and shutil.which("systemctl"):
-        return f"systemd:{unit.group(1)}"
-    match = re.fullmatch(r"/var/lib/postgresql/(\d+)/([^/]+)", str(data_dir))
-    if match and Path(f"/etc/postgresql/{match[1]}/{match[2]}").is_dir() and shutil.which("pg_ctlcluster"):
-        return f"pg_ctlcluster:{match[1]}/{match[2]}"
-    return "pg_ctl"
+    systemd = Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+    if unit and systemd:
+        return f"systemd:{unit.group(1)}", ""
+    if debian is None:
+        match = re.fullmatch(r"/var/lib/postgresql/(\d+)/([^/]+)", str(data_dir))
+        if match and Path(f"/etc/postgresql/{match[1]}/{match[2]}").is_dir():
+            debian = f"{match[1]}/{match[2]}"
+    note = "" if systemd or not (unit or debian) else f"PID 1 is {_pid1_name()}, not systemd"
+    if debian and shutil.which("pg_ctlcluster"):
+        return f"pg_ctlcluster:{debian}", note
+    return "pg_ctl", note
+
+
+def _pid1_name() -> str:
+    try:
+        return Path("/proc/1/comm").read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def run(args: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:

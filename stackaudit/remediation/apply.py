@@ -19,18 +19,17 @@ A run killed at any instant leaves a journal with status "running": the next `ap
 takes the lock, finds it and finishes it (see rollback.recover): a journal that reached "healthy"
 is completed, anything between "snapshot" and "healthy" is undone, anything earlier changed nothing.
 
-Test hook: STACKAUDIT_TEST_KILL_AT=<phase> makes the process SIGKILL itself right after journalling
-that phase (one of PHASES), so the tests can check recovery at every boundary. Never set it in
-production.
+The plan names its server (`target.dsn`, without a password, and `target.system_identifier`): apply
+connects there unless `--pg` overrides it, and refuses a server whose data directory or system
+identifier (pg_control_system()) differs, since a restored copy or a replica can sit at the same path.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import signal
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,19 +37,19 @@ from typing import Any
 
 from stackaudit.config import Settings
 from stackaudit.model import Risk
+from stackaudit.peer import OsUser, PeerError, run_as, socket_owner
 from stackaudit.redact import scrub
 from stackaudit.remediation import actions
 from stackaudit.remediation.actions import ActionError, HostServer
-from stackaudit.remediation.journal import Journal
+from stackaudit.remediation.journal import KIND, ApplyError, Journal, remediation_lock
 from stackaudit.remediation.plan import ALTER_SYSTEM, COMPOSE_OVERRIDE, ENV, MANUAL, PG_SETTING, Plan, Step
+from stackaudit.remediation.target import describe_target, resolve_dsn
 from stackaudit.tuning.postgres import worst_case
 from stackaudit.tuning.units import human_bytes
 
-KIND = "apply"
-KILL_HOOK_ENV = "STACKAUDIT_TEST_KILL_AT"
 PHASES = ("started", "preconditions", "validated", "backup", "snapshot", "written", "activated", "healthy")
 BACKUP_MAX_AGE = timedelta(hours=26)
-LOCK_FILE = "remediation.lock"
+__all__ = ["PHASES", "ApplyError", "ApplyOptions", "ApplyResult", "apply_plan"]  # ApplyError: journal's
 BUDGET_SETTINGS = (
     "max_connections",
     "max_parallel_workers",
@@ -62,10 +61,6 @@ BUDGET_SETTINGS = (
     "autovacuum_max_workers",
     "wal_buffers",
 )
-
-
-class ApplyError(RuntimeError):
-    """Apply could not start (lock held, no DSN); the message says why."""
 
 
 class StepFailed(RuntimeError):
@@ -112,32 +107,13 @@ class ApplyResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Lock and test hook
+# Journal phases
 # --------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def remediation_lock(state_dir: Path) -> Iterator[None]:
-    """One apply/rollback at a time per state directory (flock: released by the kernel on SIGKILL)."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (state_dir / LOCK_FILE).open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ApplyError(
-                f"another apply or rollback holds {state_dir / LOCK_FILE}: wait for it"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def reached(journal: Journal, phase: str, **details: Any) -> None:
-    """Journal a phase as done, then the test hook (SIGKILL at this boundary when asked)."""
+    """Journal a phase as done (written to disk before the next phase begins)."""
     journal.record({"phase": phase, **details})
-    if os.environ.get(KILL_HOOK_ENV) == phase:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,6 +171,7 @@ class _Run:
     steps: list[Step]
     journal: Journal | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    _dsn: tuple[str | None] | None = None  # resolved once (the stack's password means reading it)
 
     @property
     def pg_steps(self) -> list[Step]:
@@ -217,14 +194,21 @@ class _Run:
         return any(s.restart for s in self.pg_steps)
 
     @property
+    def resolved_dsn(self) -> str | None:
+        if self._dsn is None:
+            self._dsn = (resolve_dsn(self.options.dsn, self.plan.target, self.settings),)
+        return self._dsn[0]
+
+    @property
     def dsn(self) -> str:
-        if self.options.dsn is None:
+        dsn = self.resolved_dsn
+        if dsn is None:
             raise StepFailed(
                 "preconditions",
-                "PostgreSQL steps need a superuser connection: pass --pg DSN "
-                "(or set STACKAUDIT_PG_DSN / libpq's PGHOST...)",
+                "PostgreSQL steps need a superuser connection and the plan does not name its server: "
+                "pass --pg DSN (or set STACKAUDIT_PG_DSN / libpq's PGHOST...)",
             )
-        return self.options.dsn
+        return dsn
 
     def execute(self) -> ApplyResult:
         self.journal = Journal.start(
@@ -236,6 +220,7 @@ class _Run:
                 "method": self.method,
                 "restart": self.needs_restart,
                 "target": self.plan.target.get("label"),
+                "target_dsn": self.plan.target.get("dsn"),
                 "yes": self.options.yes,
                 "allow_restart": self.options.allow_restart,
             },
@@ -290,7 +275,7 @@ class _Run:
 
         assert self.journal is not None
         self.journal.record({"phase": "failed", "failed_phase": exc.phase, "error": str(exc)})
-        checks = undo(self.journal, self.options.dsn, self.options.docker_host)
+        checks = undo(self.journal, self.resolved_dsn, self.options.docker_host)
         ok = all(c["ok"] for c in checks)
         self.checks += checks
         self.journal.finish(
@@ -330,6 +315,7 @@ class _Run:
                 "preconditions",
                 "the connection's role is not a superuser: ALTER SYSTEM and pg_reload_conf() need one",
             )
+        self._same_server(info)
         changed = []
         for step in self.pg_steps:
             row = rows.get(str(step.params["name"]))
@@ -341,13 +327,6 @@ class _Run:
             raise StepFailed(
                 "preconditions", "the server changed since the plan: " + "; ".join(changed) + ": plan again"
             )
-        planned_dir = self.plan.target.get("data_directory")
-        if planned_dir and planned_dir != info["data_directory"]:
-            raise StepFailed(
-                "preconditions",
-                f"this server's data directory is {info['data_directory']}, "
-                f"the plan was made for {planned_dir}",
-            )
         if self.method == ALTER_SYSTEM:
             try:
                 return actions.discover_host_server(str(info["data_directory"]))
@@ -358,6 +337,22 @@ class _Run:
                 "preconditions", "the plan does not say how to reach this server's configuration"
             )
         return None
+
+    def _same_server(self, info: Mapping[str, Any]) -> None:
+        """The data directory and the system identifier are the ones the plan saw."""
+        target = self.plan.target
+        planned_dir, planned_id = target.get("data_directory"), target.get("system_identifier")
+        differs = []
+        if planned_dir and planned_dir != info["data_directory"]:
+            differs.append(f"its data directory is {info['data_directory']}")
+        if planned_id and info.get("system_identifier") and str(planned_id) != str(info["system_identifier"]):
+            differs.append(f"its system identifier is {info['system_identifier']}")
+        if differs:
+            raise StepFailed(
+                "preconditions",
+                f"this is not the server the plan was made for: {' and '.join(differs)}; "
+                f"the plan was made for {describe_target(target)}",
+            )
 
     def validate(self, server: HostServer | None) -> None:
         if not self.pg_steps:
@@ -435,8 +430,10 @@ class _Run:
     def snapshot(self, server: HostServer | None) -> dict[str, Any]:
         files = []
         settings_rows: dict[str, Any] = {}
+        identifier = None
         if self.pg_steps:
             settings_rows = actions.read_settings(self.dsn, list(self.values))
+            identifier = actions.server_info(self.dsn).get("system_identifier")
             if server is not None:
                 files.append(actions.snapshot_file(Path(server.data_dir) / actions.AUTO_CONF))
             else:
@@ -457,6 +454,7 @@ class _Run:
             if self.method == COMPOSE_OVERRIDE
             else None,
             "desired": self.values,
+            "system_identifier": identifier,
             "app_projects": list(self.plan.target.get("app_projects") or []),
         }
 
@@ -485,6 +483,7 @@ class _Run:
             if server is not None:
                 if self.needs_restart:
                     server.restart()
+                    self.checks.append({"name": "restarted", "ok": True, "detail": server.describe_restart()})
                 else:
                     actions.reload(self.dsn)
             else:
@@ -502,7 +501,7 @@ class _Run:
     def health(self) -> None:
         failures = health_checks(
             self.checks,
-            self.options.dsn if self.pg_steps else None,
+            self.dsn if self.pg_steps else None,
             self.values,
             list(self.plan.target.get("app_projects") or []),
             self.options.docker_host,
@@ -601,10 +600,15 @@ def ensure_backup(settings: Settings, dsn: str, database: str, container: str | 
             "taken": False,
             "started_at": found.started_at,
         }
+    owner = socket_owner(dsn)
     try:
-        manifest = backup_database(
-            Connection.from_dsn(dsn), database, dest, container=container, docker_host=settings.docker_host
-        )
+        if owner is not None:
+            manifest = backup_as(owner, dsn, database, dest)
+        else:
+            connection = Connection.from_dsn(dsn)
+            manifest = backup_database(
+                connection, database, dest, container=container, docker_host=settings.docker_host
+            )
     except BackupError as exc:
         raise StepFailed("backup", f"no verified backup of {database} and taking one failed: {exc}") from None
     if not manifest.good:
@@ -619,3 +623,26 @@ def ensure_backup(settings: Settings, dsn: str, database: str, container: str | 
         "sha256": manifest.sha256,
         "bytes": manifest.bytes,
     }
+
+
+def backup_as(owner: OsUser, dsn: str, database: str, dest: Path) -> Any:
+    """The backup of a peer-auth cluster, taken by a child running as its owner (pg_dump included)
+    into a private folder of the owner's (`dest` is root's, 0700), then moved into `dest`, the dump
+    before its manifest (a manifest never names a file that is not there yet), and given to root."""
+    from stackaudit.backups.dump import BackupError, Connection, backup_database
+    from stackaudit.backups.manifest import Manifest
+
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staging = Path(tempfile.mkdtemp(prefix=f"stackaudit-backup-{owner.name}-"))
+    try:
+        os.chown(staging, owner.uid, owner.gid)
+        answer = run_as(owner, lambda: backup_database(Connection.from_dsn(dsn), database, staging).to_json())
+        for path in sorted(staging.iterdir(), key=lambda p: p.suffix == ".json"):
+            os.chown(path, os.geteuid(), os.getegid())
+            os.chmod(path, 0o600)
+            shutil.move(path, dest / path.name)
+    except (PeerError, OSError) as exc:
+        raise BackupError(f"the backup as {owner.name} failed: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Manifest.from_json(answer)

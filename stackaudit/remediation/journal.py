@@ -8,16 +8,19 @@ a crash leaves the journal as it was after the last completed step, with status 
     journal.record({"action": "remove-image", "id": "sha256:...", "result": "removed"})
     journal.finish("done")
 
-Steps are plain JSON-able dicts; each gets an "at" timestamp. The format is deliberately generic
+Steps are plain JSON-able dicts; each gets an "at" timestamp. `remediation_lock` is the one lock
+every apply and rollback holds while it reads or writes these journals. The format is deliberately generic
 (kind + meta + steps + status) so other commands can use it unchanged.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +28,32 @@ from typing import Any
 
 from stackaudit.fsutil import atomic_write
 
+KIND = "apply"  # the kind of the journals `apply` writes and `rollback` reads
+LOCK_FILE = "remediation.lock"
 JOURNAL_DIR = "journal"
 JOURNAL_VERSION = 1
 RUNNING = "running"
+
+
+class ApplyError(RuntimeError):
+    """Apply could not start (lock held, no DSN); the message says why."""
+
+
+@contextmanager
+def remediation_lock(state_dir: Path) -> Iterator[None]:
+    """One apply/rollback at a time per state directory (flock: released by the kernel on SIGKILL)."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with (state_dir / LOCK_FILE).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ApplyError(
+                f"another apply or rollback holds {state_dir / LOCK_FILE}: wait for it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _now() -> str:

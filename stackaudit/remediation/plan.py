@@ -176,6 +176,9 @@ def postgres_target(facts: Facts, tuning: Tuning | None) -> dict[str, Any]:
     runs_in = dict(pg.get("runs_in") or {"kind": "unknown"})
     target: dict[str, Any] = {
         "label": pg.get("target"),
+        "dsn": pg.get("target_dsn"),  # no password: apply and rollback connect here unless --pg
+        "system_identifier": pg.get("system_identifier"),
+        "origin": pg.get("target_origin"),
         "major": pg.get("major"),
         "database": pg.get("current_database"),
         "runs_in": runs_in,

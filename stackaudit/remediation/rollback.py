@@ -6,9 +6,15 @@ pending a restart or differs from the snapshot), so a rollback killed half-way i
 
 Recovery of an unfinished journal (status "running" or "rolling-back", found while holding the lock,
 so its process is gone):
-- it reached "healthy": every change was made and checked; only the final write was lost: completed;
+- it reached "healthy": every change was made and checked; only the final write was lost: completed
+  (and `rollback` without a journal id, which was asked to undo the last apply, then undoes it);
 - it has a snapshot: something may have been changed: undone;
 - no snapshot yet: nothing was touched: closed as "abandoned".
+
+Each journal is undone on its own server (the plan's DSN, without a password) unless `--pg` overrides
+it, and only if that server's system identifier is the one snapshotted. A journal whose server is
+gone can be set aside (`rollback --set-aside ID`): recorded in the journal, never deleted, and no
+longer blocking later runs.
 """
 
 from __future__ import annotations
@@ -21,12 +27,22 @@ from typing import Any
 from stackaudit.config import Settings
 from stackaudit.remediation import actions
 from stackaudit.remediation.actions import ActionError, HostServer
-from stackaudit.remediation.apply import KIND, ApplyError, remediation_lock
-from stackaudit.remediation.journal import JOURNAL_DIR, RUNNING, Journal, list_journals
+from stackaudit.remediation.journal import (
+    JOURNAL_DIR,
+    KIND,
+    RUNNING,
+    ApplyError,
+    Journal,
+    list_journals,
+    remediation_lock,
+)
 from stackaudit.remediation.plan import ALTER_SYSTEM, COMPOSE_OVERRIDE
+from stackaudit.remediation.target import resolve_dsn
 
 ROLLING_BACK = "rolling-back"
+SET_ASIDE = "set-aside"
 UNFINISHED = (RUNNING, ROLLING_BACK)
+COMPLETED = "completed: every change was made and checked before the kill"
 
 
 @dataclass
@@ -55,6 +71,12 @@ def snapshot_of(journal: Journal) -> dict[str, Any] | None:
 
 def phases(journal: Journal) -> list[str]:
     return [str(s.get("phase")) for s in journal.steps]
+
+
+def journal_dsn(journal: Journal, given: str | None, settings: Settings) -> str | None:
+    """`--pg` when given, else the server the journal's plan was made for (apply.resolve_dsn)."""
+    plan = journal.document.get("meta", {}).get("plan") or {}
+    return resolve_dsn(given, plan.get("target") or {}, settings)
 
 
 def undo(journal: Journal, dsn: str | None, docker_host: str | None) -> list[dict[str, Any]]:
@@ -99,6 +121,9 @@ def _restore_server(
     docker_host: str | None,
     journal: Journal,
 ) -> list[dict[str, Any]]:
+    wrong_server = _other_server(snap, dsn)
+    if wrong_server:
+        return [{"name": "same server", "ok": False, "detail": wrong_server}]
     try:
         if method == ALTER_SYSTEM:
             _restore_host(HostServer.from_json(snap["server"]), dsn, saved)
@@ -134,6 +159,24 @@ def _restore_server(
     ]
 
 
+def _other_server(snap: Mapping[str, Any], dsn: str) -> str | None:
+    """Why `dsn` is not the server the journal changed (another system identifier), else None.
+    A server that does not answer is not judged here: the restore starts it when it is down."""
+    expected = snap.get("system_identifier")
+    if not expected:
+        return None
+    try:
+        found = actions.server_info(dsn).get("system_identifier")
+    except ActionError:
+        return None
+    if found and str(found) != str(expected):
+        return (
+            f"the server reached is not the one this journal changed: its system identifier is "
+            f"{found}, the journal's is {expected}: pass --pg DSN for that server"
+        )
+    return None
+
+
 def _restore_host(server: HostServer, dsn: str, saved: Mapping[str, Any]) -> None:
     """Start it if it is down; else reload, and restart when a value still differs or waits for one."""
     if not server.is_running():
@@ -164,7 +207,7 @@ def recover(settings: Settings, dsn: str | None, docker_host: str | None) -> lis
             continue
         done = phases(journal)
         if status == RUNNING and "healthy" in done:
-            journal.finish("done", recovered="completed: every change was made and checked before the kill")
+            journal.finish("done", recovered=COMPLETED)
             results.append({"journal": journal.id, "action": "completed", "ok": True, "checks": []})
             continue
         if snapshot_of(journal) is None:
@@ -173,13 +216,15 @@ def recover(settings: Settings, dsn: str | None, docker_host: str | None) -> lis
                 {"journal": journal.id, "action": "abandoned (nothing changed)", "ok": True, "checks": []}
             )
             continue
-        checks = undo(journal, dsn, docker_host)
+        checks = undo(journal, journal_dsn(journal, dsn, settings), docker_host)
         ok = all(c["ok"] for c in checks)
         if not ok:
             journal.record({"phase": "recovery-failed", "checks": checks})
             raise ApplyError(
                 f"journal {journal.id} was interrupted and could not be undone: "
                 + "; ".join(c["detail"] for c in checks if not c["ok"])
+                + f". If its server is gone for good, set it aside (kept, and recorded in it): "
+                f"stackaudit rollback --set-aside {journal.id}"
             )
         journal.finish(
             "rolled-back", recovered=f"interrupted after {done[-1]}: undone", rollback_checks=checks
@@ -225,12 +270,15 @@ def describe_restore(journal: Journal) -> dict[str, Any]:
 def rollback(
     settings: Settings, ref: str | None, yes: bool, dsn: str | None, docker_host: str | None
 ) -> RollbackResult:
+    """Undo `ref` (or the last apply). An apply interrupted after its health checks is completed by
+    recovery and, being the last apply, then undone here: one `rollback` is enough."""
     with remediation_lock(settings.state_dir):
         recovered = recover(settings, dsn, docker_host)
         journal = find_journal(settings, ref)
-        if journal is None or (ref is None and recovered):
+        completed = [r for r in recovered if r["action"] == "completed"]
+        if journal is None or (ref is None and recovered and not completed):
             message = (
-                "recovered the interrupted run(s); nothing else to roll back"
+                "the interrupted run(s) were undone by recovery; nothing else to roll back"
                 if recovered
                 else "no applied change to roll back"
             )
@@ -254,7 +302,7 @@ def rollback(
             )
         journal.document["status"] = ROLLING_BACK
         journal.record({"phase": "rollback-started"})
-        checks = undo(journal, dsn, docker_host)
+        checks = undo(journal, journal_dsn(journal, dsn, settings), docker_host)
         ok = all(c["ok"] for c in checks)
         journal.finish("rolled-back" if ok else ROLLING_BACK, rollback_checks=checks)
         message = (
@@ -263,3 +311,28 @@ def rollback(
             else "rollback incomplete: " + "; ".join(c["detail"] for c in checks if not c["ok"])
         )
         return RollbackResult("rolled-back" if ok else "failed", message, journal.id, checks, plan, recovered)
+
+
+def set_aside(settings: Settings, ref: str, reason: str | None) -> RollbackResult:
+    """Mark one journal "set-aside": recovery and `rollback` skip it from now on. The journal file is
+    kept, with a step saying when, from which status and why; nothing on any server is touched."""
+    with remediation_lock(settings.state_dir):
+        journal = find_journal(settings, ref)
+        assert journal is not None  # find_journal raises for an unknown ref
+        status = journal.document.get("status")
+        if status == SET_ASIDE:
+            return RollbackResult("nothing", f"journal {journal.id} is already set aside", journal.id)
+        if status not in (*UNFINISHED, "done"):
+            return RollbackResult(
+                "nothing", f"journal {journal.id} is {status}: nothing left to set aside", journal.id
+            )
+        journal.record(
+            {"phase": SET_ASIDE, "previous_status": status, "reason": reason or "set aside by the operator"}
+        )
+        journal.finish(SET_ASIDE, set_aside_from=status)
+        return RollbackResult(
+            SET_ASIDE,
+            f"journal {journal.id} ({status}) is set aside: later runs no longer try to finish or undo "
+            f"it; its file stays in {journal.path.parent}, and its server was not touched",
+            journal.id,
+        )

@@ -3,6 +3,7 @@ query masking. (The live collection is in tests/integration/test_postgres_live.p
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,11 +116,11 @@ def test_compose_target_skips_a_service_bound_elsewhere() -> None:
     assert list(pgf.compose_targets(compose_facts(ports), {}, PRIVATE_ENV)) == []
 
 
-def test_find_target_order_and_the_nothing_found_message() -> None:
+def test_find_target_order_and_the_nothing_found_message(tmp_path: Path) -> None:
     ctx = CollectContext(settings=Settings(pg_dsn="postgresql://u:topsecret@h:5433/db"), facts=Facts())
     target = pgf.find_target(ctx, environ={"PGHOST": "elsewhere"})
     assert (target.origin, target.label) == ("--pg", "u@h:5433/db")
-    ctx = CollectContext(settings=Settings(), facts=Facts())
+    ctx = CollectContext(settings=Settings(proc_root=tmp_path), facts=Facts())  # no postmaster runs here
     target = pgf.find_target(ctx, environ={"PGHOST": "db.internal", "PGUSER": "me"})
     assert target.origin == "libpq environment"
     with pytest.raises(SourceUnavailable, match="no PostgreSQL target: give --pg DSN"):
