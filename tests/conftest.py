@@ -4,6 +4,8 @@
 - `pg_cluster`: parametrized over both versions: a test using it runs on 15 and on 18.
 - `pg_dsn`: a fresh database per test module on `pg_cluster`.
 - `redis_factory`: start a Redis with the config a test needs; stopped after the test.
+- `pgbouncer_factory`: start Debian's PgBouncer (as a non-root user) with the [databases] and
+  [pgbouncer] lines a test needs; stopped after the test.
 - `docker_engine`: a private dockerd for the session (`.client`, `.make_image`, `.run_container`).
 - `state_dir`: a temporary state directory (STACKAUDIT_STATE_DIR points at it).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,12 +23,30 @@ from stackaudit import redact
 from stackaudit.localpg import LocalCluster
 from tests.services import (
     DockerEngine,
+    PgBouncerServer,
     RedisServer,
     create_database,
     running_cluster,
     start_docker_engine,
+    start_pgbouncer,
     start_redis,
 )
+
+Server = TypeVar("Server", RedisServer, PgBouncerServer)
+
+
+def _stopped_after(start: Callable[..., Server]) -> Iterator[Callable[..., Server]]:
+    """A factory fixture's body: `start` as the test calls it; every server it made is stopped."""
+    started: list[Server] = []
+
+    def run(*args: Any, **kwargs: Any) -> Server:
+        server = start(*args, **kwargs)
+        started.append(server)
+        return server
+
+    yield run
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -54,16 +75,12 @@ def pg_dsn(pg_cluster: LocalCluster, request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def redis_factory() -> Iterator[Callable[..., RedisServer]]:
-    started: list[RedisServer] = []
+    yield from _stopped_after(start_redis)
 
-    def start(config: dict[str, str] | None = None, password: str | None = None) -> RedisServer:
-        server = start_redis(config, password)
-        started.append(server)
-        return server
 
-    yield start
-    for server in started:
-        server.stop()
+@pytest.fixture
+def pgbouncer_factory() -> Iterator[Callable[..., PgBouncerServer]]:
+    yield from _stopped_after(start_pgbouncer)
 
 
 @pytest.fixture(scope="session")

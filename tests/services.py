@@ -79,12 +79,18 @@ class RedisServer:
                            socket_timeout=5)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        stop_process(self.process, self.directory)
+
+
+def stop_process(process: subprocess.Popen[bytes], directory: Path) -> None:
+    """Terminate a server the tests started (kill it after 10 s) and remove its folder."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def start_redis(config: dict[str, str] | None = None, password: str | None = None) -> RedisServer:
@@ -218,3 +224,65 @@ def start_docker_engine() -> DockerEngine:
                 tail = (root / "dockerd.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"dockerd did not start:\n{tail}") from None
             time.sleep(0.2)
+
+
+@dataclass
+class PgBouncerServer:
+    """Debian's pgbouncer on 127.0.0.1 in its own folder, run as the clusters' OS user (it refuses
+    to run as root). Clients log in with md5 against its own auth file; it reaches PostgreSQL over
+    trust, as the test clusters allow on loopback."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes]
+    passwords: dict[str, str]
+
+    def dsn(self, dbname: str, user: str) -> str:
+        return f"postgresql://{user}:{self.passwords[user]}@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self) -> None:
+        stop_process(self.process, self.directory)
+
+
+PGBOUNCER_OS_USER = "postgres"
+
+
+def start_pgbouncer(databases: dict[str, str], settings: dict[str, str] | None = None,
+                    passwords: dict[str, str] | None = None) -> PgBouncerServer:
+    """`databases` are [databases] lines (name -> connection string); `settings` [pgbouncer] lines.
+    `admin` is an admin user and `postgres` a plain one unless `passwords` says otherwise."""
+    from stackaudit.localpg import ensure_os_user
+
+    passwords = passwords or {"admin": "admin-Secret-1", "postgres": "app-Secret-2"}
+    directory = Path(tempfile.mkdtemp(prefix="sa-pgbouncer-"))
+    port = free_port()
+    (directory / "userlist.txt").write_text("".join(f'"{u}" "{p}"\n' for u, p in passwords.items()))
+    lines = {"listen_addr": "127.0.0.1", "listen_port": str(port), "unix_socket_dir": "",
+             "auth_type": "md5", "auth_file": str(directory / "userlist.txt"), "admin_users": "admin",
+             "logfile": str(directory / "pgbouncer.log"), "pidfile": str(directory / "pgbouncer.pid"),
+             **(settings or {})}
+    ini = "[databases]\n" + "".join(f"{k} = {v}\n" for k, v in databases.items())
+    ini += "[pgbouncer]\n" + "".join(f"{k} = {v}\n" for k, v in lines.items())
+    (directory / "pgbouncer.ini").write_text(ini)
+    command = ["pgbouncer", "-q", str(directory / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        ensure_os_user(PGBOUNCER_OS_USER)
+        for path in (directory, *directory.iterdir()):
+            shutil.chown(path, PGBOUNCER_OS_USER, PGBOUNCER_OS_USER)
+        command = ["runuser", "-u", PGBOUNCER_OS_USER, "--", *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = PgBouncerServer(port, directory, process, passwords)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with psycopg.connect(server.dsn("pgbouncer", "admin"), autocommit=True, connect_timeout=2,
+                                 cursor_factory=psycopg.ClientCursor) as conn:
+                conn.execute("SHOW VERSION")
+            return server
+        except psycopg.Error:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = (directory / "pgbouncer.log")
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                server.stop()
+                raise RuntimeError(f"pgbouncer did not start on port {port}:\n{tail}") from None
+            time.sleep(0.1)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from stackaudit.cli import app
+from stackaudit.cli import _load_commands, app
 from tests.services import RedisServer
 
 EXAMPLE = Path(__file__).parents[1] / "stackaudit" / "examples" / "reference-stack"
@@ -39,6 +39,7 @@ def command_paths() -> list[tuple[str, ...]]:
         for name, sub in getattr(command, "commands", {}).items():
             walk(sub, (*path, name))
 
+    _load_commands()  # the app imports command modules lazily; walking needs them all
     walk(typer.main.get_command(app), ())
     return paths
 

@@ -33,10 +33,10 @@ def find_verified_backup(settings: Settings, database: str, newer_than: datetime
                          dest: Path | None = None, recheck: bool = True) -> Manifest | None:
     """The newest verified backup of `database` started after `newer_than` (aware datetime), or None.
 
-    With `recheck` (the default) the dump file must still exist with its size and sha256, so a
-    backup deleted or damaged since it was verified does not count.
+    With `recheck` (the default) the dump file (or every file of a directory dump) must still exist
+    with its size and sha256, so a backup deleted or damaged since it was verified does not count.
     """
-    from stackaudit.backups.dump import sha256_of
+    from stackaudit.backups.dump import content_matches
 
     folder = resolve_dest(settings, dest)
     candidates = inventory(folder).manifests
@@ -44,13 +44,7 @@ def find_verified_backup(settings: Settings, database: str, newer_than: datetime
         found = newest_verified(candidates, database, newer_than)
         if found is None or not recheck:
             return found
-        path = folder / (found.file or "")
-        try:
-            intact = (found.file is not None and path.stat().st_size == found.bytes
-                      and sha256_of(path) == found.sha256)
-        except OSError:
-            intact = False
-        if intact:
+        if found.file is not None and content_matches(folder / found.file, found):
             return found
         candidates = [m for m in candidates if m.id != found.id]
 

@@ -32,11 +32,11 @@ from stackaudit.backups.dump import (
     Client,
     Connection,
     choose_client,
+    content_matches,
     count_rows,
     server_version,
-    sha256_of,
 )
-from stackaudit.backups.manifest import DRILLS_DIR, Manifest, inventory, iso, parse_time
+from stackaudit.backups.manifest import DIRECTORY_FORMAT, DRILLS_DIR, Manifest, inventory, iso, parse_time
 from stackaudit.config import Settings
 from stackaudit.fsutil import atomic_write
 from stackaudit.redact import scrub
@@ -124,10 +124,11 @@ def run_drill(connection: Connection, dest: Path, manifest: Manifest, *, contain
 
 def _drill(connection: Connection, dest: Path, manifest: Manifest, record: DrillRecord,
            started: datetime, container: str | None, docker_host: str | None) -> None:
-    if not manifest.file or not (dest / manifest.file).is_file():
-        raise BackupError(f"backup {manifest.id} has no dump file in {dest}")
-    path = dest / manifest.file
-    record.checksum_ok = sha256_of(path) == manifest.sha256
+    directory = manifest.format == DIRECTORY_FORMAT
+    path = dest / (manifest.file or "")
+    if not manifest.file or not (path.is_dir() if directory else path.is_file()):
+        raise BackupError(f"backup {manifest.id} has no dump {'folder' if directory else 'file'} in {dest}")
+    record.checksum_ok = content_matches(path, manifest, manifest.jobs or 1)
     scratch = scratch_name(manifest.database, started)
     if scratch == manifest.database:
         raise BackupError("refusing to restore over the source database")
@@ -136,10 +137,14 @@ def _drill(connection: Connection, dest: Path, manifest: Manifest, record: Drill
         # Only --container names one here, and naming it means "run pg_restore in there".
         client = choose_client(connection, major, container, docker_host,
                                prefer_container=container is not None)
+        if directory and client.container is not None:
+            raise BackupError("a directory-format dump (backup --jobs) is restored with pg_restore on "
+                              "this host, not through docker exec")
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
         record.scratch_database = scratch
         try:
-            record.restore_ok, record.restore_seconds, error = restore(client, path, scratch)
+            record.restore_ok, record.restore_seconds, error = restore(client, path, scratch,
+                                                                       manifest.jobs or 1)
             if not record.restore_ok:
                 raise BackupError(f"pg_restore failed: {error}")
             with connection.connect(scratch) as conn:
@@ -161,11 +166,13 @@ def _expected_counts(connection: Connection, manifest: Manifest, record: DrillRe
         return count_rows(source)
 
 
-def restore(client: Client, path: Path, scratch: str) -> tuple[bool, float, str | None]:
-    """pg_restore into `scratch`; (ok, seconds, error). Subscriptions are skipped: a restored
-    subscription could start pulling from a production publisher."""
+def restore(client: Client, path: Path, scratch: str, jobs: int = 1) -> tuple[bool, float, str | None]:
+    """pg_restore into `scratch` (`pg_restore -j` for a directory dump made with --jobs); (ok,
+    seconds, error). Subscriptions are skipped: a restored subscription could start pulling from a
+    production publisher."""
     args = ["--no-owner", "--no-privileges", "--no-subscriptions", "--no-publications",
-            "--exit-on-error", "--no-password", f"--dbname={client.dbname_arg(scratch)}"]
+            "--exit-on-error", "--no-password", f"--dbname={client.dbname_arg(scratch)}",
+            *([f"--jobs={jobs}"] if jobs > 1 else [])]
     began = time.monotonic()
     if client.container is None:
         result = subprocess.run(client.argv("pg_restore", [*args, str(path)]), capture_output=True,

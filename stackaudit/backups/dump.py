@@ -1,11 +1,15 @@
 """Run pg_dump for one database and keep the result only if it is proven complete.
 
 The order matters (a crash at any step leaves nothing that looks good):
-1. a REPEATABLE READ transaction exports a snapshot; row estimates (and exact counts when cheap)
-   are read in it, so the counts describe exactly what pg_dump sees (`pg_dump --snapshot`);
-2. pg_dump -Fc streams into `.<id>.dump.partial` in the destination while we hash it;
-3. fsync, rename to `<id>.dump`, fsync the folder;
-4. verify: `pg_restore --list` reads the archive AND a re-read of the file gives the same sha256
+1. a REPEATABLE READ transaction exports a snapshot that pg_dump imports (`pg_dump --snapshot`);
+   the exact row counts are read in that same transaction *while pg_dump runs* (a thread), so they
+   describe exactly what the dump holds and cost no time of their own (both scan the same tables,
+   and synchronized sequential scans share the reads);
+2. pg_dump -Fc streams into `.<id>.dump.partial` in the destination while we hash it; with
+   `jobs` > 1, `pg_dump -Fd -j N` writes `.<id>.dir.partial/` itself and each file is hashed after
+   (a `SHA256SUMS` file in the folder lists them; its own sha256 is the backup's);
+3. fsync, rename to `<id>.dump` (or `<id>.dir`), fsync the folder;
+4. verify: `pg_restore --list` reads the archive AND a re-read of the file(s) gives the same sha256
    (`pg_restore --list` alone accepts a dump truncated to half);
 5. the manifest is written atomically, last.
 
@@ -27,6 +31,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -41,6 +46,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from stackaudit import __version__
 from stackaudit.backups.manifest import (
+    DIRECTORY_FORMAT,
+    SUMS_FILE,
     Manifest,
     backup_id,
     dump_path,
@@ -54,7 +61,9 @@ from stackaudit.localpg import debian_bin_dir
 from stackaudit.redact import remember, scrub
 
 CHUNK_BYTES = 1 << 20
-EXACT_COUNT_MAX_BYTES = 1 << 30  # tables larger than this in total: counting rows is not "cheap"
+# Counting runs beside the dump, so it costs little wall time; beyond this total table size the
+# extra reads are still not worth it and the drill compares with the live source instead.
+EXACT_COUNT_MAX_BYTES = 1 << 36
 CONNECT_TIMEOUT_SECONDS = 10
 
 Progress = Callable[[int], None]  # bytes written so far
@@ -204,8 +213,11 @@ def choose_client(connection: Connection, major: int, container: str | None = No
 # ---------------------------------------------------------------- reading the source
 
 
-TABLES_SQL = """
-SELECT n.nspname, c.relname, c.reltuples::bigint, pg_relation_size(c.oid)
+# Tagged like the audit's SQL (facts/postgres_sql.py TAG; backups sit below facts, hence the copy),
+# so PG402 never lists our own counting.
+TAG = "/* stackaudit */"
+TABLES_SQL = f"""
+SELECT {TAG} n.nspname, c.relname, c.reltuples::bigint, pg_relation_size(c.oid)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND c.relpersistence <> 't'
@@ -232,26 +244,81 @@ def server_version(conn: psycopg.Connection[Any]) -> tuple[str, int]:
 
 
 RowCounts = dict[str, int]  # "schema.table" -> rows
+Tables = list[tuple[str, str]]  # (schema, table)
+
+
+def table_estimates(conn: psycopg.Connection[Any]) -> tuple[RowCounts, Tables, int]:
+    """Row estimates per table (-1: never analysed), the tables, and their total size in bytes."""
+    tables = conn.execute(TABLES_SQL).fetchall()
+    estimates = {f"{s}.{t}": int(n) for s, t, n, _ in tables}
+    return estimates, [(str(s), str(t)) for s, t, _, _ in tables], sum(int(size) for *_, size in tables)
+
+
+def exact_counts(conn: psycopg.Connection[Any], tables: Tables,
+                 stop: threading.Event | None = None) -> RowCounts | None:
+    """count(*) of each table in the connection's transaction; None when asked to stop."""
+    counts: dict[str, int] = {}
+    for schema, table in tables:
+        if stop is not None and stop.is_set():
+            return None
+        query = sql.SQL("SELECT " + TAG + " count(*) FROM ONLY {}.{}").format(sql.Identifier(schema),
+                                                                              sql.Identifier(table))
+        row = conn.execute(query).fetchone()
+        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+    return counts
 
 
 def table_rows(conn: psycopg.Connection[Any], exact_limit_bytes: int) -> tuple[RowCounts, RowCounts | None]:
-    """Row estimates per table (-1: never analysed) and, when the tables are small enough, exact counts."""
-    tables = conn.execute(TABLES_SQL).fetchall()
-    estimates = {f"{s}.{t}": int(n) for s, t, n, _ in tables}
-    if sum(int(size) for *_, size in tables) > exact_limit_bytes:
-        return estimates, None
-    counts: dict[str, int] = {}
-    for schema, table, _, _ in tables:
-        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema),
-                                                                  sql.Identifier(table))
-        row = conn.execute(query).fetchone()
-        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
-    return estimates, counts
+    """Row estimates per table and, when the tables are small enough, exact counts."""
+    estimates, tables, size = table_estimates(conn)
+    return estimates, (exact_counts(conn, tables) if size <= exact_limit_bytes else None)
 
 
 def count_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Exact row counts of every table (used by the drill on the restored copy and the source)."""
     return table_rows(conn, exact_limit_bytes=1 << 62)[1] or {}
+
+
+class CountsBeside:
+    """Exact counts in the snapshot's own transaction, on a thread, while the dump runs.
+
+    The transaction is REPEATABLE READ, so every count sees the exported snapshot whatever pg_dump
+    or other writers do meanwhile. A failed count (or `stop()`, e.g. the dump failed) gives None:
+    the drill then compares with the source. Parallel workers are turned off for it: on a small
+    host they would take the CPU the dump needs.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], tables: Tables) -> None:
+        self._conn, self._tables = conn, tables
+        self._stop = threading.Event()
+        self._result: RowCounts | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="backup-row-counts", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            self._result = exact_counts(self._conn, self._tables, self._stop)
+        except psycopg.Error as exc:
+            self.error = scrub(str(exc)).strip()
+
+    def __enter__(self) -> CountsBeside:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        if kind is not None:
+            self.stop()
+        self._thread.join()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with suppress(psycopg.Error):
+            self._conn.cancel()  # a count in progress ends now; the transaction is left as it is
+
+    @property
+    def result(self) -> RowCounts | None:
+        return None if self._stop.is_set() else self._result
 
 
 # ---------------------------------------------------------------- streaming
@@ -303,25 +370,66 @@ def stream_dump(argv: list[str], env: dict[str, str], target: Path,
     return written, digest.hexdigest()
 
 
-def verify_archive(client: Client, path: Path, expected_sha256: str) -> dict[str, Any]:
-    """`pg_restore --list` reads the archive, and the file still has the checksum we streamed."""
-    if client.container is None:
-        argv = client.argv("pg_restore", ["--list", str(path)])
-        listing = subprocess.run(argv, capture_output=True, env=client.env(), timeout=3600, check=False)
-    else:
-        with path.open("rb") as handle:
-            argv = client.argv("pg_restore", ["--list"], stdin=True)
-            listing = subprocess.run(argv, stdin=handle, capture_output=True, env=client.env(),
-                                     timeout=3600, check=False)
+def hash_directory(folder: Path, workers: int = 1) -> dict[str, dict[str, Any]]:
+    """{relative name: {"bytes", "sha256"}} of every file below `folder` except SHA256SUMS.
+
+    hashlib releases the GIL on large buffers, so `workers` threads hash files side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
+                   and p.name != SUMS_FILE)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        digests = list(pool.map(lambda name: sha256_of(folder / name), names))
+    return {name: {"bytes": (folder / name).stat().st_size, "sha256": digest}
+            for name, digest in zip(names, digests, strict=True)}
+
+
+def sums_text(files: dict[str, dict[str, Any]]) -> bytes:
+    """`sha256sum` format, so `sha256sum -c SHA256SUMS` checks the folder by hand too."""
+    return "".join(f"{info['sha256']}  {name}\n" for name, info in sorted(files.items())).encode()
+
+
+def content_matches(path: Path, manifest: Manifest, workers: int = 1) -> bool:
+    """The dump file (or every file of a directory dump) still has the size and sha256 recorded."""
+    try:
+        if manifest.format != DIRECTORY_FORMAT:
+            return path.stat().st_size == manifest.bytes and sha256_of(path) == manifest.sha256
+        files = hash_directory(path, workers)
+        return (files == (manifest.files or {}) and sha256_of(path / SUMS_FILE) == manifest.sha256
+                and sum(f["bytes"] for f in files.values()) == manifest.bytes)
+    except OSError:
+        return False
+
+
+def verify_archive(client: Client, path: Path, manifest: Manifest) -> dict[str, Any]:
+    """`pg_restore --list` reads the archive while the file(s) are read back against the checksums
+    taken while writing (side by side: one reads the table of contents, the other the data)."""
+    reread: dict[str, bool] = {}
+
+    def reread_all() -> None:
+        reread["ok"] = content_matches(path, manifest, manifest.jobs or 1)
+
+    hasher = threading.Thread(target=reread_all)
+    hasher.start()
+    try:
+        if client.container is None:
+            argv = client.argv("pg_restore", ["--list", str(path)])
+            listing = subprocess.run(argv, capture_output=True, env=client.env(), timeout=3600, check=False)
+        else:
+            with path.open("rb") as handle:
+                argv = client.argv("pg_restore", ["--list"], stdin=True)
+                listing = subprocess.run(argv, stdin=handle, capture_output=True, env=client.env(),
+                                         timeout=3600, check=False)
+    finally:
+        hasher.join()
     entries = sum(1 for line in listing.stdout.decode("utf-8", "replace").splitlines()
                   if line and not line.startswith(";"))
-    actual = sha256_of(path)
     return {
         "pg_restore_list_ok": listing.returncode == 0,
         "pg_restore_list_entries": entries,
         "pg_restore_error": None if listing.returncode == 0 else scrub(
             listing.stderr.decode("utf-8", "replace").strip()[-500:]),
-        "sha256_reread_ok": actual == expected_sha256,
+        "sha256_reread_ok": bool(reread.get("ok")),
         "verified_at": iso(datetime.now(UTC)),
     }
 
@@ -347,8 +455,11 @@ def exported_snapshot(connection: Connection, database: str) -> Iterator[tuple[p
 
 
 def dump_args(client: Client, database: str, snapshot: str | None,
-              options: tuple[str, ...] = ()) -> list[str]:
-    args = ["--format=custom", "--no-password", *options, f"--dbname={client.dbname_arg(database)}"]
+              options: tuple[str, ...] = (), jobs: int = 1, directory: Path | None = None) -> list[str]:
+    """-Fc to stdout, or with `directory` -Fd -j `jobs` into it (every worker imports the snapshot)."""
+    fmt = ["--format=custom"] if directory is None else ["--format=directory", f"--jobs={jobs}",
+                                                         f"--file={directory}"]
+    args = [*fmt, "--no-password", *options, f"--dbname={client.dbname_arg(database)}"]
     if snapshot:
         args.append(f"--snapshot={snapshot}")
     return args
@@ -358,24 +469,28 @@ def backup_database(connection: Connection, database: str, dest: Path, *,
                     container: str | None = None, docker_host: str | None = None,
                     exact_count_limit_bytes: int = EXACT_COUNT_MAX_BYTES,
                     progress: Progress | None = None, now: Callable[[], datetime] | None = None,
-                    dump_options: tuple[str, ...] = (), prefer_container: bool = False) -> Manifest:
+                    dump_options: tuple[str, ...] = (), prefer_container: bool = False,
+                    jobs: int = 1) -> Manifest:
     """Dump one database into `dest`. Never raises for a failed backup: the manifest says why.
 
-    `dump_options` are extra pg_dump flags (e.g. `--compress=0`); `progress` gets the bytes written.
+    `dump_options` are extra pg_dump flags (e.g. `--compress=0`); `progress` gets the bytes written
+    (custom format only). `jobs` > 1 writes the directory format with that many pg_dump workers.
     """
     clock = now or (lambda: datetime.now(UTC))
     dest.mkdir(parents=True, exist_ok=True)
     started = clock()
     monotonic = time.monotonic()
+    fmt = DIRECTORY_FORMAT if jobs > 1 else "custom"
     manifest = Manifest(id=backup_id(database, started, dest), database=database, status="failed",
-                        verified=False, started_at=iso(started), tool_version=f"stackaudit {__version__}")
-    partial, final = partial_path(dest, manifest.id), dump_path(dest, manifest.id)
+                        verified=False, started_at=iso(started), tool_version=f"stackaudit {__version__}",
+                        format=fmt, jobs=jobs if jobs > 1 else None)
+    partial, final = partial_path(dest, manifest.id, fmt), dump_path(dest, manifest.id, fmt)
     try:
         _run_backup(connection, manifest, dest, _DumpPlan(container, docker_host, exact_count_limit_bytes,
-                                                          dump_options, prefer_container), progress)
+                                                          dump_options, prefer_container, jobs), progress)
     except BaseException as exc:
-        partial.unlink(missing_ok=True)
-        final.unlink(missing_ok=True)  # a dump without a good manifest must not look complete
+        remove_path(partial)
+        remove_path(final)  # a dump without a good manifest must not look complete
         manifest.error = str(exc) if isinstance(exc, BackupError) else scrub(
             f"{exc.__class__.__name__}: {exc}")
         manifest.file, manifest.status, manifest.verified = None, "failed", False
@@ -396,30 +511,80 @@ class _DumpPlan:
     exact_count_limit_bytes: int
     dump_options: tuple[str, ...]
     prefer_container: bool = False
+    jobs: int = 1
+
+
+def remove_path(path: Path) -> None:
+    """A dump file or a dump directory, gone (missing is fine)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _run_backup(connection: Connection, manifest: Manifest, dest: Path, plan: _DumpPlan,
                 progress: Progress | None) -> None:
-    partial, final = partial_path(dest, manifest.id), dump_path(dest, manifest.id)
+    fmt = manifest.format
+    partial, final = partial_path(dest, manifest.id, fmt), dump_path(dest, manifest.id, fmt)
     with exported_snapshot(connection, manifest.database) as (conn, snapshot):
         manifest.server_version, manifest.server_major = server_version(conn)
         client = choose_client(connection, manifest.server_major, plan.container, plan.docker_host,
                                plan.prefer_container)
+        if fmt == DIRECTORY_FORMAT and client.container is not None:
+            raise BackupError("--jobs writes pg_dump's directory format into the destination, which needs "
+                              f"pg_dump {manifest.server_major} on this host (not docker exec)")
         manifest.client_mode = client.mode
         manifest.client = f"pg_dump {manifest.server_major} ({client.describe()})"
-        manifest.row_estimates, manifest.row_counts = table_rows(conn, plan.exact_count_limit_bytes)
+        manifest.row_estimates, tables, size = table_estimates(conn)
+        counted = CountsBeside(conn, tables if size <= plan.exact_count_limit_bytes else [])
+        with counted:
+            _dump(client, manifest, snapshot, plan, partial, progress)
+        manifest.row_counts = counted.result if size <= plan.exact_count_limit_bytes else None
         manifest.snapshot_consistent_counts = manifest.row_counts is not None
-        argv = client.argv("pg_dump", dump_args(client, manifest.database, snapshot, plan.dump_options))
-        manifest.bytes, manifest.sha256 = stream_dump(argv, client.env(), partial, progress)
+        if counted.error:
+            manifest.row_count_error = counted.error
     os.replace(partial, final)
     fsync_dir(dest)
     manifest.file = final.name
-    manifest.verification = verify_archive(client, final, manifest.sha256)
+    manifest.verification = verify_archive(client, final, manifest)
     if not manifest.verification["pg_restore_list_ok"]:
         raise BackupError(f"pg_restore --list rejected the dump: {manifest.verification['pg_restore_error']}")
     if not manifest.verification["sha256_reread_ok"]:
         raise BackupError("the dump read back from disk does not match the checksum computed while writing")
     manifest.status, manifest.verified = "ok", True
+
+
+def _dump(client: Client, manifest: Manifest, snapshot: str, plan: _DumpPlan, partial: Path,
+          progress: Progress | None) -> None:
+    if manifest.format == DIRECTORY_FORMAT:
+        args = dump_args(client, manifest.database, snapshot, plan.dump_options, plan.jobs, partial)
+        manifest.bytes, manifest.sha256, manifest.files = run_directory_dump(
+            client.argv("pg_dump", args), client.env(), partial, plan.jobs)
+    else:
+        args = dump_args(client, manifest.database, snapshot, plan.dump_options)
+        manifest.bytes, manifest.sha256 = stream_dump(client.argv("pg_dump", args), client.env(), partial,
+                                                      progress)
+
+
+def run_directory_dump(argv: list[str], env: dict[str, str], target: Path,
+                       jobs: int) -> tuple[int, str, dict[str, dict[str, Any]]]:
+    """pg_dump -Fd -j into `target`, then hash and fsync each file, write SHA256SUMS.
+    (bytes of the dump files, sha256 of SHA256SUMS, per-file sizes and checksums)."""
+    with tempfile.TemporaryFile() as err:
+        result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
+                                env=env, check=False)
+        if result.returncode != 0:
+            raise BackupError(f"{Path(argv[0]).name} exited with {result.returncode}: {_stderr_tail(err)}")
+    files = hash_directory(target, jobs)
+    for name in files:
+        with (target / name).open("rb") as handle:
+            os.fsync(handle.fileno())
+    sums = sums_text(files)
+    (target / SUMS_FILE).write_bytes(sums)
+    with (target / SUMS_FILE).open("rb") as handle:
+        os.fsync(handle.fileno())
+    fsync_dir(target)
+    return sum(f["bytes"] for f in files.values()), hashlib.sha256(sums).hexdigest(), files
 
 
 def _finish(manifest: Manifest, clock: Callable[[], datetime], monotonic: float) -> None:
@@ -439,10 +604,11 @@ def _write_best_effort(dest: Path, manifest: Manifest) -> None:
 def run_backups(settings: Settings, dest: Path, databases: list[str] | None = None,
                 container: str | None = None, progress: Callable[[str, Manifest | None], None] | None = None,
                 find_container: Callable[[], tuple[str | None, str | None]] | None = None,
-                ) -> list[Manifest]:
+                jobs: int = 1) -> list[Manifest]:
     """Back up each database (default: all connectable, non-template) into `dest`. Without a local
     pg_dump of the server's major version, `find_container` says (container, docker_host) of the
-    server when the stack runs it in a container, so pg_dump runs there."""
+    server when the stack runs it in a container, so pg_dump runs there. `jobs` > 1: the directory
+    format with that many pg_dump workers."""
     connection = Connection.from_dsn(settings.pg_dsn)
     names = databases or list_databases(connection)
     docker_host = settings.docker_host
@@ -457,7 +623,7 @@ def run_backups(settings: Settings, dest: Path, databases: list[str] | None = No
         if progress:
             progress(name, None)
         manifest = backup_database(connection, name, dest, container=container, docker_host=docker_host,
-                                   prefer_container=explicit)
+                                   prefer_container=explicit, jobs=jobs)
         if progress:
             progress(name, manifest)
         results.append(manifest)

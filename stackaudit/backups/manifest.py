@@ -3,8 +3,11 @@
 Layout of a destination (one flat folder, so `ls` tells the story):
 
     <dest>/<id>.dump            the pg_dump archive (custom format), complete and fsynced
+    <dest>/<id>.dir/            or, with `backup --jobs N`, pg_dump's directory format, with a
+                                SHA256SUMS file listing each file's sha256 (`sha256sum -c` works)
     <dest>/<id>.json            its manifest, written atomically and LAST
     <dest>/.<id>.dump.partial   a dump being written (or left by a killed run: never trusted)
+    <dest>/.<id>.dir.partial/   the same for the directory format
     <dest>/drills/<drill>.json  restore-drill records (see drill.py)
 
 A dump counts as good only when its manifest says `"status": "ok"` and `"verified": true`, and
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +32,10 @@ from stackaudit.fsutil import atomic_write
 MANIFEST_VERSION = 1
 DUMP_SUFFIX = ".dump"
 PARTIAL_SUFFIX = ".dump.partial"
+DIRECTORY_FORMAT = "directory"
+DIR_SUFFIX = ".dir"
+DIR_PARTIAL_SUFFIX = ".dir.partial"
+SUMS_FILE = "SHA256SUMS"
 DRILLS_DIR = "drills"
 
 
@@ -43,7 +51,9 @@ class Manifest:
     file: str | None = None  # name inside the destination
     bytes: int | None = None
     sha256: str | None = None
-    format: str = "custom"
+    format: str = "custom"  # "custom" (one file) | "directory" (pg_dump -Fd -j, `jobs` workers)
+    jobs: int | None = None
+    files: dict[str, dict[str, Any]] | None = None  # directory format: name -> {"bytes", "sha256"}
     server_version: str | None = None
     server_major: int | None = None
     client: str | None = None  # "pg_dump (PostgreSQL) 15.14" and where it ran
@@ -52,6 +62,7 @@ class Manifest:
     snapshot_consistent_counts: bool = False
     row_estimates: dict[str, int] = field(default_factory=dict)  # "schema.table" -> reltuples
     row_counts: dict[str, int] | None = None  # exact, in the dump's snapshot, when cheap
+    row_count_error: str | None = None  # why the exact counts are missing, if they failed
     verification: dict[str, Any] = field(default_factory=dict)
     offsite: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
@@ -91,7 +102,8 @@ def backup_id(database: str, started: datetime, dest: Path) -> str:
     safe = _UNSAFE.sub("_", database).strip("._") or "db"
     base = f"{safe[:60]}-{started.astimezone(UTC):%Y%m%dT%H%M%SZ}"
     candidate, n = base, 1
-    while any((dest / f"{candidate}{s}").exists() for s in (".json", DUMP_SUFFIX, PARTIAL_SUFFIX)):
+    suffixes = (".json", DUMP_SUFFIX, PARTIAL_SUFFIX, DIR_SUFFIX, DIR_PARTIAL_SUFFIX)
+    while any((dest / f"{candidate}{s}").exists() for s in suffixes):
         n += 1
         candidate = f"{base}-{n}"
     return candidate
@@ -101,12 +113,12 @@ def manifest_path(dest: Path, ident: str) -> Path:
     return dest / f"{ident}.json"
 
 
-def dump_path(dest: Path, ident: str) -> Path:
-    return dest / f"{ident}{DUMP_SUFFIX}"
+def dump_path(dest: Path, ident: str, fmt: str = "custom") -> Path:
+    return dest / f"{ident}{DIR_SUFFIX if fmt == DIRECTORY_FORMAT else DUMP_SUFFIX}"
 
 
-def partial_path(dest: Path, ident: str) -> Path:
-    return dest / f".{ident}{PARTIAL_SUFFIX}"
+def partial_path(dest: Path, ident: str, fmt: str = "custom") -> Path:
+    return dest / f".{ident}{DIR_PARTIAL_SUFFIX if fmt == DIRECTORY_FORMAT else PARTIAL_SUFFIX}"
 
 
 def write_manifest(dest: Path, manifest: Manifest) -> Path:
@@ -147,12 +159,13 @@ def inventory(dest: Path) -> Inventory:
             manifests.append(read_manifest(path))
         except ValueError as exc:
             unreadable.append(str(exc))
-    for path in dest.glob(f".*{PARTIAL_SUFFIX}"):
-        ident = path.name[1 : -len(PARTIAL_SUFFIX)]
-        try:
-            partials.append((ident, datetime.fromtimestamp(path.stat().st_mtime, UTC)))
-        except OSError:
-            continue
+    for suffix in (PARTIAL_SUFFIX, DIR_PARTIAL_SUFFIX):
+        for path in dest.glob(f".*{suffix}"):
+            ident = path.name[1 : -len(suffix)]
+            try:
+                partials.append((ident, datetime.fromtimestamp(path.stat().st_mtime, UTC)))
+            except OSError:
+                continue
     manifests.sort(key=lambda m: m.started)
     partials.sort(key=lambda p: p[1])
     return Inventory(manifests, partials, unreadable)
@@ -168,5 +181,10 @@ def newest_verified(manifests: Iterable[Manifest], database: str,
 
 def delete_backup(dest: Path, ident: str) -> None:
     """Manifest first: interrupted half-way, what remains is a dump without a manifest (never trusted)."""
-    for path in (manifest_path(dest, ident), dump_path(dest, ident), partial_path(dest, ident)):
-        path.unlink(missing_ok=True)
+    manifest_path(dest, ident).unlink(missing_ok=True)
+    for fmt in ("custom", DIRECTORY_FORMAT):
+        for path in (dump_path(dest, ident, fmt), partial_path(dest, ident, fmt)):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)

@@ -79,6 +79,33 @@ def copy_and_verify(remote: Remote, local: Path, sha256: str,
     return result
 
 
+def copy_directory_and_verify(remote: Remote, folder: Path, manifest: Manifest,
+                              extra_files: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A directory dump: every file under `<id>.dir/` with its SHA256SUMS, each read back and
+    compared with the manifest's per-file sha256. Never raises."""
+    from stackaudit.backups.manifest import SUMS_FILE
+
+    result: dict[str, Any] = {"remote": remote.display, "name": folder.name, "verified": False,
+                              "at": iso(datetime.now(UTC)), "error": None}
+    files = manifest.files or {}
+    try:
+        for rel in [*sorted(files), SUMS_FILE]:
+            remote.put(folder / rel, f"{folder.name}/{rel}")
+        for extra in extra_files:
+            remote.put(extra, extra.name)
+        bad = [rel for rel, info in sorted(files.items())
+               if remote.size(f"{folder.name}/{rel}") != info["bytes"]
+               or remote.sha256(f"{folder.name}/{rel}") != info["sha256"]]
+        sums_ok = remote.sha256(f"{folder.name}/{SUMS_FILE}") == manifest.sha256
+        result.update(files=len(files), bytes=manifest.bytes, mismatched_files=bad[:20],
+                      sha256_ok=not bad and sums_ok, verified=not bad and sums_ok)
+    except (OffsiteError, OSError) as exc:
+        result["error"] = scrub(str(exc))
+    except Exception as exc:  # noqa: BLE001 - boto3/botocore raise many types; report, go on
+        result["error"] = scrub(f"{exc.__class__.__name__}: {exc}")
+    return result
+
+
 def verify_copy(remote: Remote, name: str, size: int, sha256: str) -> dict[str, Any]:
     """Read the remote copy back: its size, its sha256 and its sidecar must all match."""
     remote_size = remote.size(name)
@@ -212,19 +239,20 @@ class FolderRemote:
     display: str
 
     def put(self, local: Path, name: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{name}.partial"
+        target = self.root / name  # a name may hold a folder: "<id>.dir/toc.dat"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.partial"
         with local.open("rb") as src, tmp.open("wb") as dst:
             shutil.copyfileobj(src, dst, CHUNK_BYTES)
             dst.flush()
             os.fsync(dst.fileno())
-        os.replace(tmp, self.root / name)
-        fsync_dir(self.root)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
 
     def put_bytes(self, data: bytes, name: str) -> None:
         from stackaudit.fsutil import atomic_write
 
-        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / name).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.root / name, data)
 
     def size(self, name: str) -> int:
@@ -280,8 +308,12 @@ def send_backup(dest: Path, manifest: Manifest, remote: Remote) -> dict[str, Any
     if not manifest.good or not manifest.file or not manifest.sha256:
         return {"remote": remote.display, "name": manifest.file, "verified": False,
                 "error": "only verified backups are sent offsite"}
-    result = copy_and_verify(remote, dest / manifest.file, manifest.sha256,
-                             extra_files=(manifest_path(dest, manifest.id),))
+    if manifest.files is not None:
+        result = copy_directory_and_verify(remote, dest / manifest.file, manifest,
+                                           extra_files=(manifest_path(dest, manifest.id),))
+    else:
+        result = copy_and_verify(remote, dest / manifest.file, manifest.sha256,
+                                 extra_files=(manifest_path(dest, manifest.id),))
     manifest.offsite.append(result)
     write_manifest(dest, manifest)
     return result

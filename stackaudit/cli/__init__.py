@@ -1,21 +1,19 @@
-"""Command line: parse, call, render; no logic. Every module in this package adds its commands."""
+"""Command line: parse, call, render; no logic. Every module in this package adds its commands.
+
+The modules are imported when their command runs (`app.COMMANDS`), not here: `stackaudit check`
+loads the check's module only, never the docker SDK, psycopg or Jinja2 other commands need.
+"""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 
-from stackaudit.cli.app import app
+from stackaudit.cli.app import app, load_commands
 
 
 def _load_commands() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        if module.name not in ("app", "common"):
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
-_load_commands()
+    """Register every command on `app` (for callers that walk all of them)."""
+    load_commands()
 
 
 def main() -> None:

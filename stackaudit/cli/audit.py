@@ -18,6 +18,7 @@ from stackaudit.cli.common import (
     Format,
     IgnoreOpt,
     OutOpt,
+    PgBouncerOpt,
     PgOpt,
     ProjectDirOpt,
     PrometheusOpt,
@@ -41,15 +42,19 @@ from stackaudit.rules import load_all
 
 
 def collect_with_progress(settings: Settings) -> Facts:
-    """Collect while a status line on stderr says which source is being read."""
+    """Collect while a status line on stderr says which sources are being read (several at once);
+    each source gets one line when it is done."""
+    reading: list[str] = []
     with console.status("collecting…") as status:
         def progress(source: str, state: str) -> None:
             if state == "start":
-                status.update(f"collecting {source}…")
-            elif state == "failed":
-                console.print(styled("✗", "yellow", f" {source}: could not be (fully) read (see the report)"))
+                reading.append(source)
             else:
-                console.print(styled("✓", "green", f" {source}"))
+                reading.remove(source)
+                failed = f" {source}: could not be (fully) read (see the report)"
+                console.print(styled("✗", "yellow", failed) if state == "failed"
+                              else styled("✓", "green", f" {source}"))
+            status.update(f"collecting {', '.join(reading)}…" if reading else "collecting…")
         facts = collect(settings, progress)
     for error in bad_input(facts.errors):
         console.print(styled("✗", "red", f" {error.where}: {error.why}"))
@@ -99,6 +104,7 @@ def audit(
     compose_file: ComposeFileOpt = None,
     pg: PgOpt = None,
     redis: RedisOpt = None,
+    pgbouncer: PgBouncerOpt = None,
     sources: SourcesOpt = None,
     select: SelectOpt = None,
     ignore: IgnoreOpt = None,
@@ -114,7 +120,7 @@ def audit(
     """
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources, select, ignore,
                               fail_on, state_dir, tls_domains=tuple(domain) if domain else None,
-                              prometheus_url=prometheus_url)
+                              prometheus_url=prometheus_url, pgbouncer_dsn=pgbouncer)
     facts = None
     if facts_file is not None:
         try:
@@ -143,6 +149,7 @@ def collect_command(
     compose_file: ComposeFileOpt = None,
     pg: PgOpt = None,
     redis: RedisOpt = None,
+    pgbouncer: PgBouncerOpt = None,
     sources: SourcesOpt = None,
     domain: DomainOpt = None,
     prometheus_url: PrometheusOpt = None,
@@ -153,7 +160,8 @@ def collect_command(
     Example: stackaudit collect --project-dir /srv/app --out facts.json
     """
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources,
-                              tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url)
+                              tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url,
+                              pgbouncer_dsn=pgbouncer)
     facts = collect_with_progress(settings)
     write_output(json.dumps(facts.to_json(), indent=2, default=str), out)
     if not facts.data or bad_input(facts.errors):

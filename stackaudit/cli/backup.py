@@ -12,7 +12,7 @@ from rich.table import Table
 from stackaudit.backups import Policy, apply_retention, resolve_dest
 from stackaudit.backups.drill import DrillRecord, run_drills
 from stackaudit.backups.dump import BackupError, run_backups
-from stackaudit.backups.manifest import Manifest, dump_path, inventory
+from stackaudit.backups.manifest import Manifest, inventory
 from stackaudit.backups.offsite import OffsiteError, parse_remote, send_backup
 from stackaudit.cli.app import app
 from stackaudit.cli.common import (
@@ -62,6 +62,9 @@ def backup(
     container: Annotated[str | None, typer.Option(
         "--container", help="Run pg_dump inside this container (default: only when the host has no "
                             "client of the server's version).")] = None,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", min=1, help="pg_dump workers for large databases: N > 1 writes the directory format "
+                              "(pg_dump -Fd -j N, a sha256 per file; the drill restores with -j N).")] = 1,
     keep_daily: Annotated[int, typer.Option(help="Daily generations kept.")] = 7,
     keep_weekly: Annotated[int, typer.Option(help="Weekly generations kept.")] = 4,
     keep_monthly: Annotated[int, typer.Option(help="Monthly generations kept.")] = 6,
@@ -88,7 +91,7 @@ def backup(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         manifests = run_backups(settings, folder, wanted, container, progress=_backup_progress,
-                                find_container=lambda: _find_container(settings))
+                                find_container=lambda: _find_container(settings), jobs=jobs)
     except (BackupError, OSError) as exc:
         fail(str(exc))
     offsite_results = {m.id: send_backup(folder, m, remote) for m in manifests if remote and m.good}
@@ -117,7 +120,7 @@ def _backup_progress(database: str, manifest: Manifest | None) -> None:
 
 def _backup_row(folder: Path, m: Manifest) -> dict[str, Any]:
     return {"id": m.id, "database": m.database,
-            "path": str(dump_path(folder, m.id)) if m.file else None,
+            "path": str(folder / m.file) if m.file else None, "format": m.format,
             "bytes": m.bytes if m.file else None, "sha256": m.sha256 if m.file else None,
             "verified": m.good, "status": m.status, "started_at": m.started_at,
             "duration_seconds": m.duration_seconds, "error": m.error, "offsite": m.offsite}

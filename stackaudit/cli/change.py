@@ -30,7 +30,7 @@ from stackaudit.cli.common import (
 )
 from stackaudit.config import Settings
 
-PLAN_SOURCES = "host,docker,compose,env,app,postgres,redis"
+PLAN_SOURCES = "host,docker,compose,env,app,postgres,pgbouncer,redis"
 
 
 class Output(enum.StrEnum):

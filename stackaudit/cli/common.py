@@ -36,6 +36,8 @@ ComposeFileOpt = Annotated[
 ]
 PgOpt = Annotated[str | None, typer.Option("--pg", help="PostgreSQL DSN (else libpq env or the stack).")]
 RedisOpt = Annotated[str | None, typer.Option("--redis", help="Redis URL (else the stack).")]
+PgBouncerOpt = Annotated[str | None, typer.Option(
+    "--pgbouncer", help="PgBouncer admin console DSN, user in admin_users/stats_users (else the stack).")]
 DomainOpt = Annotated[
     list[str] | None, typer.Option("--domain", help="A domain whose TLS certificate to check (repeatable).")
 ]

@@ -13,6 +13,7 @@ from stackaudit.cli.common import (
     ComposeFileOpt,
     ConfigOpt,
     OutOpt,
+    PgBouncerOpt,
     PgOpt,
     ProjectDirOpt,
     RedisOpt,
@@ -37,7 +38,7 @@ from stackaudit.tuning.appserver import (
 from stackaudit.tuning.redis import RedisAdvice, advise
 from stackaudit.units import format_bytes, parse_size
 
-APP_SOURCES = "host,docker,compose,env,app,postgres"
+APP_SOURCES = "host,docker,compose,env,app,postgres,pgbouncer"
 REDIS_SOURCES = "host,docker,compose,env,app,redis"
 
 
@@ -81,6 +82,7 @@ def tune_app_servers(
     project_dir: ProjectDirOpt = None,
     compose_file: ComposeFileOpt = None,
     pg: PgOpt = None,
+    pgbouncer: PgBouncerOpt = None,
     config: ConfigOpt = None,
     out: OutOpt = None,
 ) -> None:
@@ -92,7 +94,7 @@ def tune_app_servers(
     Example (what if): stackaudit tune app -p /srv/app --cpus 8 --memory 16GiB --format json
     """
     facts = _facts(facts_file, APP_SOURCES, config=config, project_dir=project_dir,
-                   compose_file=compose_file, pg=pg)
+                   compose_file=compose_file, pg=pg, pgbouncer_dsn=pgbouncer)
     processes = facts.get("app").get("processes") or []
     if not processes:
         fail(f"no app server found in the compose services ({facts.why_missing('app')})")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sqlite3
 import sys
 import threading
@@ -14,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from stackaudit.cli.app import app
+from stackaudit.cli.app import COMMANDS, app
 from stackaudit.cli.common import (
     ConfigOpt,
     FailOnOpt,
@@ -36,7 +35,7 @@ from stackaudit.cli.common import (
 from stackaudit.config import Settings
 from stackaudit.model import to_jsonable
 from stackaudit.monitor import MonitorOptions, parse_duration
-from stackaudit.redact import remember, scrub
+from stackaudit.redact import remember
 from stackaudit.report.terminal import plain_console, styled
 
 DiskPathOpt = Annotated[
@@ -95,18 +94,9 @@ def _options(repeat: str, recover_checks: int, retention_days: float) -> Monitor
 
 
 def _logging(level: int) -> None:
-    class Scrub(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            record.msg, record.args = scrub(record.getMessage()), None
-            return True
+    from stackaudit.monitor.loop import setup_logging
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(Scrub())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("apprise").setLevel(logging.ERROR)  # our own lines say which alert failed
+    setup_logging(level)
 
 
 def _result_json(result: Any) -> dict[str, Any]:
@@ -204,17 +194,9 @@ def check(
 
 
 def _stop_event() -> threading.Event:
-    stop = threading.Event()
+    from stackaudit.monitor.loop import stop_event
 
-    def handler(signum: int, frame: object) -> None:
-        logging.getLogger("stackaudit.watch").info(
-            "%s: stopping after the current pass", signal.Signals(signum).name
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
+    return stop_event()
 
 
 @app.command()
@@ -237,11 +219,11 @@ def watch(
 ) -> None:
     """Run `check` in a loop in the foreground until SIGTERM or Ctrl-C (for systemd or a container).
 
+    The loop stays small: each check runs in a short-lived child process (see monitor/loop.py).
+
     Example: stackaudit watch --interval 30m --config /etc/stackaudit/stackaudit.toml
     """
-    from stackaudit.monitor.check import CheckResult
-    from stackaudit.monitor.check import watch as watch_loop
-    from stackaudit.monitor.metrics import write_textfile
+    from stackaudit.monitor.loop import become_loop
 
     try:
         seconds = parse_duration(interval)
@@ -251,24 +233,10 @@ def watch(
         config, project_dir, pg, redis, sources, select, ignore, None, state_dir, disk_path, alert_url
     )
     options = _options(repeat, recover_checks, retention_days)
-    _logging(logging.INFO)
-    log = logging.getLogger("stackaudit.watch")
-
-    def after_pass(result: CheckResult) -> None:
-        worst = result.report.worst()
-        log.info(
-            "check: %d finding(s), worst %s, %d alert(s)",
-            len(result.report.findings),
-            worst.label() if worst else "none",
-            len(result.alerts),
-        )
-        if textfile is not None:
-            write_textfile(textfile, result)
-
-    stop = _stop_event()
-    log.info("watching every %s; history in %s", interval, settings.state_dir)
-    passes = watch_loop(settings, options, seconds, stop, after_pass)
-    log.info("stopped after %d pass(es)", passes)
+    try:
+        become_loop(settings, options, seconds, interval, textfile)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot start the watch loop: {exc}")
 
 
 def _listen_address(text: str) -> tuple[str, int]:
@@ -301,8 +269,7 @@ def metrics(
     Example: stackaudit metrics --listen 127.0.0.1:9814
     Example: stackaudit metrics --textfile /var/lib/prometheus/node-exporter
     """
-    from stackaudit.monitor.check import run_check
-    from stackaudit.monitor.history import History, database_path
+    from stackaudit.monitor.loop import check_in_child, read_only_check
     from stackaudit.monitor.metrics import CheckCollector, serve, write_textfile
 
     if (listen is None) == (textfile is None):
@@ -311,15 +278,12 @@ def metrics(
         config, project_dir, pg, redis, sources, None, None, None, state_dir, disk_path, None
     )
 
-    def produce() -> Any:
-        if not database_path(settings.state_dir).exists():
-            return run_check(settings)
-        with History.open(settings.state_dir) as history:
-            return run_check(settings, history)
+    def produce() -> Any:  # a child per check: scrapes meanwhile are served without waiting
+        return check_in_child(settings)
 
     if textfile is not None:
         try:
-            path = write_textfile(textfile, produce())
+            path = write_textfile(textfile, read_only_check(settings))
         except OSError as exc:
             fail(f"cannot write the textfile in {textfile}: {exc.strerror or exc}")
         console.print(f"wrote {path}", highlight=False)
@@ -383,7 +347,8 @@ CrontabFileOpt = Annotated[
 
 
 def _available_commands() -> frozenset[str]:
-    names = {
+    """The lazy table names every command, loaded or not; registered ones cover any it misses."""
+    names = set(COMMANDS) | {
         c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
         for c in app.registered_commands
     }

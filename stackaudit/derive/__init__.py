@@ -28,6 +28,7 @@ from stackaudit.derive.redis import redis_instances
 from stackaudit.facts import Facts
 from stackaudit.shapes import rows, source
 from stackaudit.tuning import appserver
+from stackaudit.tuning.pgbouncer import with_live_pools
 from stackaudit.tuning.postgres import Budget, Tuning
 from stackaudit.tuning.redis import RedisAdvice, advise
 
@@ -105,5 +106,7 @@ def app_tuning(facts: Facts, cores: float | None = None, memory_bytes: int | Non
     limits = limits or appserver.postgres_limits(source(facts, "postgres"))
     measured = appserver.measured_process_bytes(processes, rows(source(facts, "docker").get("containers")))
     memory = memory_bytes or resources.memory_bytes
+    poolers = with_live_pools(rows(source(facts, "app").get("poolers")),
+                              rows(source(facts, "pgbouncer").get("instances")))
     return appserver.recommend(processes, appserver.Resources(float(cores), memory), limits, measured,
-                               poolers=rows(source(facts, "app").get("poolers")))
+                               poolers=poolers)

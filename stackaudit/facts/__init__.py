@@ -3,8 +3,10 @@
 Each source is a module here with `collect(ctx: CollectContext) -> dict` returning JSON-like data.
 A collector raises `SourceUnavailable` (or anything else) when the whole source cannot be read, and
 calls `ctx.error(...)` for a part it could not read; both end up in `Facts.errors` and the audit goes
-on. Sources run in the order of ALL_SOURCES so later ones (postgres, redis) can use what earlier
-ones found (compose services, container addresses, live PostgreSQL sessions).
+on. Sources run at the same time (they mostly wait on sockets), each once the sources it reads are
+done (`AFTER`: compose after docker, postgres after compose, app after postgres, ...); the facts
+and errors are then put in the order of ALL_SOURCES, so a report never depends on which finished
+first.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib
 import json
 import stat
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,54 +98,135 @@ class CollectContext:
     """What a collector gets: the settings, what was collected so far, and a place for errors.
 
     `private` carries values between collectors in this process only (credentials found in the
-    compose environment for the postgres collector, say); it is never saved or rendered.
+    compose environment for the postgres collector, say); it is never saved or rendered. `errors`,
+    when set, keeps this source's errors apart while sources run at the same time.
     """
 
     settings: Settings
     facts: Facts
     private: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    errors: list[CollectionError] | None = None
 
     def error(self, where: str, why: str, source: str | None = None, invalid: bool = False) -> None:
-        self.facts.errors.append(CollectionError(source or self.source, where, why, invalid))
+        sink = self.facts.errors if self.errors is None else self.errors
+        sink.append(CollectionError(source or self.source, where, why, invalid))
 
 
 Progress = Callable[[str, str], None]  # (source, state) where state is "start" | "done" | "failed"
 
+# What each collector reads of the others (ctx.facts, ctx.private): it starts once those are done
+# (those that are collected at all). A source not listed here waits for every source before it in
+# ALL_SOURCES, which is how collection ran before sources ran side by side.
+AFTER: dict[str, tuple[str, ...]] = {
+    "host": (),
+    "docker": (),
+    "compose": ("docker",),  # projects found from the containers' labels
+    "env": ("compose",),
+    "postgres": ("docker", "compose"),  # targets and credentials from the stack
+    "app": ("host", "docker", "compose", "postgres"),  # live sessions cross-check the estimate
+    "redis": ("docker", "compose", "app"),  # whether a queue or a cache uses it
+    "pgbouncer": ("docker", "compose", "app"),  # the stack's poolers and the apps' login users
+    "monitoring": ("docker", "compose"),
+    "tls": ("docker", "compose"),
+    "backups": (),
+}
+
+
+def after(source: str) -> tuple[str, ...]:
+    if source in AFTER:
+        return AFTER[source]
+    return ALL_SOURCES[:ALL_SOURCES.index(source)] if source in ALL_SOURCES else ALL_SOURCES
+
 
 def collect(settings: Settings, progress: Progress | None = None) -> Facts:
-    """Run every wanted collector; never raises for a source that fails."""
-    ctx = CollectContext(settings=settings, facts=Facts())
-    for source in ALL_SOURCES:
-        if not settings.wants(source):
-            continue
-        if progress:
-            progress(source, "start")
-        ok = collect_source(ctx, source)
-        if progress:
-            progress(source, "done" if ok else "failed")
-    return ctx.facts
+    """Run every wanted collector, side by side where they do not depend on each other; never
+    raises for a source that fails. Progress is reported from this thread, once per state."""
+    run = _Run(settings, [s for s in ALL_SOURCES if settings.wants(s)], progress)
+    pool = ThreadPoolExecutor(max_workers=max(1, len(run.wanted)), thread_name_prefix="collect")
+    try:
+        while run.waiting or run.running:
+            run.start_ready(pool)
+            run.finish(run.next_finished())
+    finally:  # after an interrupt nothing more starts; running collectors end within their timeouts
+        pool.shutdown(wait=False, cancel_futures=True)
+    return run.facts_in_order()
+
+
+class _Run:
+    """One collection: which sources wait for which, which run, what they found."""
+
+    def __init__(self, settings: Settings, wanted: list[str], progress: Progress | None) -> None:
+        self.wanted, self.progress = wanted, progress
+        self.facts = Facts()
+        private: dict[str, Any] = {}
+        self.contexts = {s: CollectContext(settings, self.facts, private, s, errors=[]) for s in wanted}
+        self.waiting = {s: set(after(s)) & set(wanted) for s in wanted}
+        self.running: dict[Future[dict[str, Any] | None], str] = {}
+        self.imported: set[str] = set()
+
+    def start_ready(self, pool: ThreadPoolExecutor) -> None:
+        for source in [s for s in self.wanted if s in self.waiting and not self.waiting[s]]:
+            del self.waiting[source]
+            if self.progress:
+                self.progress(source, "start")
+            self.running[pool.submit(run_collector, self.contexts[source], source)] = source
+
+    def next_finished(self) -> set[Future[dict[str, Any] | None]]:
+        """The next waiting collector's module is imported here, in this one thread, while the
+        running ones mostly wait on sockets: imports overlap the waits, and two threads never
+        import into each other's half-initialised modules. Then what has finished (or will next)."""
+        unimported = [s for s in self.wanted if s in self.waiting and s not in self.imported]
+        if unimported:
+            self.imported.add(unimported[0])
+            _collector_for(unimported[0])
+            return wait(self.running, timeout=0).done
+        if not self.running:
+            raise RuntimeError(f"sources wait for each other: {sorted(self.waiting)}")
+        return wait(self.running, return_when=FIRST_COMPLETED).done
+
+    def finish(self, finished: set[Future[dict[str, Any] | None]]) -> None:
+        for future in sorted(finished, key=lambda f: self.wanted.index(self.running[f])):
+            source = self.running.pop(future)
+            data = future.result()
+            if data is not None:
+                self.facts.data[source] = data
+            for needs in self.waiting.values():
+                needs.discard(source)
+            if self.progress:  # bad input (a file Compose would refuse) fails its source too
+                bad_input = any(e.invalid for e in self.contexts[source].errors or [])
+                self.progress(source, "done" if data is not None and not bad_input else "failed")
+
+    def facts_in_order(self) -> Facts:
+        """Sources and errors in ALL_SOURCES order, whichever finished first."""
+        self.facts.data = {s: self.facts.data[s] for s in self.wanted if s in self.facts.data}
+        self.facts.errors = [e for s in self.wanted for e in self.contexts[s].errors or []]
+        return self.facts
 
 
 def collect_source(ctx: CollectContext, source: str) -> bool:
+    """Collect one source into ctx.facts (a caller that wants just that one)."""
+    data = run_collector(ctx, source)
+    if data is not None:
+        ctx.facts.data[source] = data
+    return data is not None
+
+
+def run_collector(ctx: CollectContext, source: str) -> dict[str, Any] | None:
+    """The source's data, or None with the reason in ctx's errors."""
     ctx.source = source
     collector = _collector_for(source)
     if collector is None:
         ctx.error(source, "this version of stackaudit has no collector for it yet")
-        return False
+        return None
     try:
-        data = collector(ctx)
+        return collector(ctx)
     except SourceUnavailable as exc:
         ctx.error(source, str(exc))
-        return False
     except Exception as exc:  # noqa: BLE001 - a collector bug must not end the audit
         # str(), never repr(): a psycopg error's repr holds the connection string.
         ctx.error(source, f"unexpected {exc.__class__.__name__}: {exc}")
-        return False
-    if data is not None:
-        ctx.facts.data[source] = data
-    bad_input = any(e.invalid for e in ctx.facts.errors if e.source == source)
-    return data is not None and not bad_input
+    return None
 
 
 def _collector_for(source: str) -> Callable[[CollectContext], dict[str, Any] | None] | None:

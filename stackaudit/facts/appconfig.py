@@ -15,9 +15,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 Env = Mapping[str, "str | None"]
 
 
@@ -289,6 +286,8 @@ def load_erb_yaml(text: str, env: Env) -> tuple[Any, dict[str, tuple[Resolved | 
         tags[key] = (resolved, line, match.group(1))
         return key
 
+    from ruamel.yaml import YAML  # lazy: start-up (the rules import this module; YAML is for files)
+
     yaml = YAML(typ="safe", pure=True)
     data = yaml.load(_ERB_TAG.sub(substitute, text))
     return data, tags
@@ -529,6 +528,8 @@ class YamlError(ValueError):
 
 def safe_parse(parse: Callable[[], Any], filename: str) -> Any:
     """Run a parser and turn any YAML/syntax problem into a YamlError with the file name."""
+    from ruamel.yaml.error import YAMLError  # lazy: start-up (as above)
+
     try:
         return parse()
     except (YAMLError, SyntaxError, ValueError, TypeError, AttributeError) as exc:

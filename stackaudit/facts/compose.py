@@ -45,8 +45,19 @@ from stackaudit.facts.envfile import (
     references,
 )
 from stackaudit.facts.redisfiles import redis_from_files
-from stackaudit.images import classify_project
-from stackaudit.redact import REDACTED, is_secret_key, redact_value, remember, scrub_data
+from stackaudit.images import classify_project, parse_image
+from stackaudit.redact import (
+    REDACTED,
+    holds_secret,
+    is_secret_key,
+    note_names,
+    redact_value,
+    remember,
+    scrub_data,
+    secret_part,
+    weak_reason,
+    without_dotenv_values,
+)
 
 # compose-go's default file names, in the order it looks for them, and the override beside each.
 COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
@@ -196,7 +207,7 @@ def load_project(
         model = builtin_model
     if model is None:
         return None
-    literal = literal_secrets(builtin.raw_files)
+    literal = literal_secrets(builtin.raw_files, (spec.dir.name,))
     origins = service_origins(builtin.raw_files, spec.dir)
     return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
                           (origins, invalid))
@@ -233,6 +244,8 @@ def _project_facts(
         environments[service_name] = plain_environment(raw.get("environment"))
         raws[service_name] = raw
     _stamp_kinds(services, raws)
+    # names the report shows: a password equal to one is reported weak (SEC003), never scrubbed out of them
+    note_names([name, str(project_dir), *services, *(s.get("image") for s in services.values())])
     project = {
         "name": name,
         "dir": str(project_dir),
@@ -313,7 +326,7 @@ def project_environment(project_dir: Path, error: ErrorSink) -> dict[str, str]:
                 error(f"{dotenv}:{bad.line}", bad.why)
             values = as_dict(entries)
             for entry in entries:
-                if is_secret_key(entry.key):
+                if holds_secret(entry.key, entry.value):
                     remember(entry.value)
     return {**values, **os.environ}
 
@@ -392,6 +405,7 @@ def run_compose_config(
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"{exc.__class__.__name__}: {exc}"
     why = " ".join(line for line in result.stderr.splitlines() if "level=warning" not in line).strip()
+    why = without_dotenv_values(why)  # compose-go quotes a bad .env line, value included
     if result.returncode != 0 or not result.stdout.strip():
         return None, why or f"exit code {result.returncode}"
     try:
@@ -856,8 +870,9 @@ def _drop_markers(value: Any) -> Any:
 
 # --- literal secrets (from the raw files) --------------------------------------------------------
 
-def literal_secrets(raw_files: list[RawFile]) -> list[dict[str, Any]]:
-    """Secret-looking environment values written in a compose file, or as a `${VAR:-default}`."""
+def literal_secrets(raw_files: list[RawFile], names: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Secret values written in a compose file, or as a `${VAR:-default}`; `weak` says why one is
+    guessable (judged with the service's, the image's and the project's names)."""
     found: list[dict[str, Any]] = []
     for raw in raw_files:
         services = raw.tree.get("services")
@@ -867,10 +882,11 @@ def literal_secrets(raw_files: list[RawFile]) -> list[dict[str, Any]]:
             service = services[service_name]
             if not isinstance(service, CommentedMap):
                 continue
+            own = (*names, str(service_name), parse_image(str(service.get("image") or "")).basename)
             for key, value, line in _raw_environment(service):
-                for kind in _secret_kinds(key, value):
+                for kind, weak in _secret_kinds(key, value, own):
                     found.append({"service": str(service_name), "key": key, "file": str(raw.path),
-                                  "line": line, "kind": kind})
+                                  "line": line, "kind": kind, "weak": weak})
     return found
 
 
@@ -888,26 +904,24 @@ def _raw_environment(service: CommentedMap) -> Iterator[tuple[str, str, int]]:
                 yield key, value, _item_line(env, i, default_line)
 
 
-def _secret_kinds(key: str, value: str) -> list[str]:
-    kinds: list[str] = []
+def _secret_kinds(key: str, value: str, names: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    """("literal" | "default", why it is weak or None) for a secret the value writes down."""
     refs = list(references(value))
-    secret_key = is_secret_key(key)
-    if secret_key and value and not refs:
-        remember(value.replace("$$", "$"))
-        kinds.append("literal")
-    if secret_key:
+    literal = value.replace("$$", "$")
+    if not refs and holds_secret(key, literal):
+        part = secret_part(key, literal)  # a URL's password, else the value
+        remember(part)
+        return [("literal", weak_reason(part, names))]
+    if is_secret_key(key):
         for ref in refs:
-            if ref.op in (":-", "-") and ref.arg and "$" not in ref.arg:
+            if ref.op in (":-", "-") and ref.arg and "$" not in ref.arg and holds_secret(key, ref.arg):
                 remember(ref.arg)
-                kinds.append("default")
-                break
-    if not kinds:
-        for match in _URL_PASSWORD.finditer(value):
-            if "$" not in match.group(1):
-                remember(match.group(1))
-                kinds.append("literal")
-                break
-    return kinds
+                return [("default", weak_reason(ref.arg, names))]
+    for match in _URL_PASSWORD.finditer(value):
+        if "$" not in match.group(1):
+            remember(match.group(1))
+            return [("literal", weak_reason(match.group(1), names))]
+    return []
 
 
 # --- the normaliser (both parsers' models go through it) ------------------------------------------
@@ -953,6 +967,7 @@ def service_shape(name: str, project: str, svc: Mapping[str, Any], env_files: li
         "container_name": str(svc["container_name"]) if svc.get("container_name") else None,
         "network_aliases": _network_aliases(svc.get("networks")),
         "privileged": bool(svc.get("privileged")),
+        "cap_add": sorted({str(c).upper().removeprefix("CAP_") for c in _as_list(svc.get("cap_add"))}),
         "labels": {k: redact_value(k, v) for k, v in sorted(_labels(svc.get("labels")).items())},
         "shm_size_bytes": parse_bytes(svc.get("shm_size")),
         "depends_on": sorted(str(d) for d in _as_names(svc.get("depends_on"))),

@@ -10,29 +10,35 @@ can plan from saved facts and re-plan from a fresh light snapshot right before e
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
-
-import docker
-import docker.errors
-import requests
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stackaudit.config import Settings
 from stackaudit.facts import CollectContext, SourceUnavailable
-from stackaudit.facts.host import mount_for
+from stackaudit.facts.host import parse_cgroup_self, parse_mounts
+
+if TYPE_CHECKING:
+    import docker
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 MAX_STATS_CONTAINERS = 100  # a one-shot stats call each; beyond this the audit would get slow
 # The engine answers a one-shot stats call in about a second (it samples), whatever the load: calls
-# in parallel keep 50 containers at seconds instead of most of a minute (docs/benchmarks.md).
+# in parallel keep 50 containers at seconds instead of most of a minute (docs/benchmarks.md). On a
+# local engine the cgroup files answer instead, in microseconds; the stats API is the fallback.
 STATS_PARALLEL_CALLS = 8
+# Inspect and history calls in flight at once: the engine answers each in a few ms from memory, so
+# a few in parallel hide the round trips without loading a 2-core host.
+INSPECT_PARALLEL_CALLS = 4
 DF_TIMEOUT_FACTOR = 6  # `system df` walks every volume's files (like du), so it may take longer
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
@@ -90,6 +96,8 @@ def docker_host(settings: Settings) -> str:
 
 def connect(settings: Settings) -> docker.DockerClient:
     """A client with a timeout on every call, or SourceUnavailable with the reason."""
+    import docker  # lazy: start-up (the SDK and requests cost 80 ms; rules only need the pure helpers)
+
     base_url = docker_host(settings)
     try:
         client = docker.DockerClient(base_url=base_url, timeout=settings.timeout_seconds)
@@ -101,6 +109,9 @@ def connect(settings: Settings) -> docker.DockerClient:
 
 def describe(exc: BaseException) -> str:
     """A short reason: timeouts and refused sockets said plainly, API errors by their explanation."""
+    import docker.errors  # lazy: start-up (only after a call failed, so already loaded)
+    import requests
+
     if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
         return "no answer within the timeout (is the daemon hung?)"
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
@@ -136,14 +147,14 @@ def longer_timeout(client: docker.DockerClient, factor: int) -> Iterator[None]:
 
 def collect(ctx: CollectContext) -> dict[str, Any]:
     client = connect(ctx.settings)
+    cgroups = local_cgroups(ctx.settings) if docker_host(ctx.settings).startswith("unix://") else None
     try:
-        data = snapshot(client, light=False, on_error=ctx.error)
+        data = snapshot(client, light=False, on_error=ctx.error, cgroups=cgroups)
     except DockerError as exc:
         raise SourceUnavailable(str(exc)) from None
     finally:
         client.close()
-    data["engine"]["mount"] = data_root_mount(data["engine"].get("data_root"),
-                                              ctx.facts.get("host").get("mounts"))
+    data["engine"]["mount"] = data_root_mount(data["engine"].get("data_root"), ctx.settings.proc_root)
     data["summary"] = summarize(data)
     return data
 
@@ -156,21 +167,25 @@ def _ignore(where: str, why: str) -> None:
 
 
 def snapshot(client: docker.DockerClient, light: bool = True, runtime: bool | None = None,
-             on_error: ErrorSink = _ignore) -> dict[str, Any]:
+             on_error: ErrorSink = _ignore, cgroups: Cgroups | None = None) -> dict[str, Any]:
     """Engine, containers, images and volumes.
 
     `light` skips the sizes (`system df`, layer sizes) and `runtime` (default: not light) the
-    per-container stats and log sizes; a light snapshot keeps everything the clean planner decides
-    on, so it is what `clean --apply` re-reads before each removal. Listing containers, images or
-    volumes failing raises DockerError: a plan without them could remove something in use.
+    per-container memory/CPU and log sizes; a light snapshot keeps everything the clean planner
+    decides on, so it is what `clean --apply` re-reads before each removal. Listing containers,
+    images or volumes failing raises DockerError: a plan without them could remove something in use.
+    `cgroups` (a local engine) reads memory and CPU from the cgroup files instead of the stats API.
     """
     now = datetime.now(UTC)
     engine = read_engine(client, on_error)
     df = {} if light else read_df(client, on_error)
     containers = read_containers(client, now)
     if runtime if runtime is not None else not light:
-        add_runtime_details(client, containers, on_error)
-    images = read_images(client, df, containers, light, on_error)
+        if cgroups is not None and not cgroups.serves(engine):
+            cgroups = None  # the engine's cgroup version is not ours: another host behind the socket
+        add_runtime_details(client, containers, on_error, cgroups, engine.get("cgroup_driver"))
+    store = ImageStore.of(engine) if cgroups is not None else None  # a local engine's files
+    images = read_images(client, df, containers, light, on_error, store)
     history = {} if light else volume_history(client, on_error)
     volumes = read_volumes(client, df, containers, images, history)
     data: dict[str, Any] = {"engine": engine, "containers": containers, "images": images,
@@ -192,6 +207,7 @@ def read_engine(client: docker.DockerClient, on_error: ErrorSink) -> dict[str, A
         "storage_driver": info.get("Driver"),
         "logging_driver": info.get("LoggingDriver"),
         "cgroup_version": info.get("CgroupVersion"),
+        "cgroup_driver": info.get("CgroupDriver"),
         "memory_total_bytes": info.get("MemTotal"),
         "cpu_count": info.get("NCPU"),
     }
@@ -210,17 +226,27 @@ def read_df(client: docker.DockerClient, on_error: ErrorSink) -> dict[str, Any]:
 # ---------------------------------------------------------------- containers
 
 def read_containers(client: docker.DockerClient, now: datetime) -> list[dict[str, Any]]:
-    records = []
-    for entry in call("list containers", lambda: client.api.containers(all=True)):
+    listed = call("list containers", lambda: client.api.containers(all=True))
+
+    def inspect(entry: Mapping[str, Any]) -> dict[str, Any] | None:
         try:
             attrs = call(f"inspect container {entry['Id'][:12]}",
                          partial(client.api.inspect_container, entry["Id"]))
         except DockerError as exc:
             if "No such container" in str(exc):
-                continue  # removed between the list and the inspect
+                return None  # removed between the list and the inspect
             raise
-        records.append(container_record(attrs, now))
-    return records
+        return container_record(attrs, now)
+
+    return [r for r in in_parallel(inspect, listed, INSPECT_PARALLEL_CALLS) if r is not None]
+
+
+def in_parallel(func: Callable[[Any], T], items: Sequence[Any], workers: int) -> list[T]:
+    """func over items, a few calls in flight, results in the items' order (the first error raises)."""
+    if len(items) < 2:
+        return [func(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(func, items))
 
 
 def container_record(attrs: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -247,6 +273,9 @@ def container_record(attrs: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "memory_limit_bytes": host.get("Memory") or None,  # 0 means no limit
         "memory_reservation_bytes": host.get("MemoryReservation") or None,
         "memory_usage_bytes": None,
+        "cpu_usage_seconds": None,  # CPU time used since the container started
+        "runtime_source": None,  # where memory/CPU were read: "cgroup v1|v2 <dir>" or "stats API"
+        "cgroup_parent": host.get("CgroupParent") or None,
         "cpu_limit_cores": cpu_limit_cores(host),
         "ports": published_ports(attrs),
         "mounts": [{"type": m.get("Type"), "name": m.get("Name"), "source": m.get("Source"),
@@ -259,6 +288,7 @@ def container_record(attrs: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "restart_count": attrs.get("RestartCount", 0),
         "health": (state.get("Health") or {}).get("Status"),
         "privileged": bool(host.get("Privileged")),
+        "cap_add": sorted({str(c).upper().removeprefix("CAP_") for c in host.get("CapAdd") or []}),
         "network_mode": host.get("NetworkMode"),
         "created": attrs.get("Created"),
         "started_at": started_at,
@@ -324,28 +354,160 @@ def published_ports(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def add_runtime_details(client: docker.DockerClient, containers: list[dict[str, Any]],
-                        on_error: ErrorSink) -> None:
-    """Memory in use (one-shot stats, running only) and the json-file log's size on disk."""
+                        on_error: ErrorSink, cgroups: Cgroups | None = None,
+                        driver: str | None = None) -> None:
+    """Memory in use and CPU time (running containers only) and the json-file log's size on disk.
+
+    From the cgroup files when the engine is local (microseconds each); the rest through one-shot
+    stats calls, in parallel under one deadline (each takes the engine about a second).
+    """
     running = [c for c in containers if c["state"] == "running"]
-
-    def measure(container: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        try:
-            return container, call(f"stats of {container['name']}",
-                                   partial(client.api.stats, container["id"], stream=False, one_shot=True))
-        except DockerError as exc:
-            return container, exc
-
-    with ThreadPoolExecutor(max_workers=STATS_PARALLEL_CALLS) as pool:
-        for container, stats in pool.map(measure, running[:MAX_STATS_CONTAINERS]):
-            if isinstance(stats, DockerError):
-                on_error(f"container {container['name']}", str(stats))
-            else:
-                container["memory_usage_bytes"] = memory_usage_bytes(stats.get("memory_stats") or {})
-    if len(running) > MAX_STATS_CONTAINERS:
-        on_error("container stats", f"memory usage measured for the first {MAX_STATS_CONTAINERS} of "
-                 f"{len(running)} running containers only (one stats call each)")
+    unread = [c for c in running if cgroups is None or not cgroups.fill(c, driver)]
+    stats_usage(client, unread, on_error)
     for container in containers:
         container["log"]["size_bytes"], container["log"]["size_error"] = log_size(container["log"])
+
+
+def stats_usage(client: docker.DockerClient, containers: list[dict[str, Any]], on_error: ErrorSink) -> None:
+    """One-shot stats for each container, all in flight together; one deadline for all of them."""
+    if not containers:
+        return
+    wanted = containers[:MAX_STATS_CONTAINERS]
+    pool = ThreadPoolExecutor(max_workers=STATS_PARALLEL_CALLS)
+    futures: list[Future[Any]] = [
+        pool.submit(call, f"stats of {c['name']}",
+                    partial(client.api.stats, c["id"], stream=False, one_shot=True)) for c in wanted]
+    deadline = float(client.api.timeout or 10)
+    wait(futures, timeout=deadline)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for container, future in zip(wanted, futures, strict=True):
+        if not future.done():
+            on_error(f"container {container['name']}", f"stats: no answer within {deadline:g} s")
+        elif isinstance(future.exception(), DockerError):
+            on_error(f"container {container['name']}", str(future.exception()))
+        else:
+            stats = future.result()
+            container["memory_usage_bytes"] = memory_usage_bytes(stats.get("memory_stats") or {})
+            total = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+            container["cpu_usage_seconds"] = round(total / 1e9, 3) if total is not None else None
+            container["runtime_source"] = "stats API"
+    if len(containers) > MAX_STATS_CONTAINERS:
+        on_error("container stats", f"memory usage measured for the first {MAX_STATS_CONTAINERS} of "
+                 f"{len(containers)} running containers only (one stats call each)")
+
+
+# ---------------------------------------------------------------- cgroup files of a local engine
+
+@dataclass(frozen=True)
+class Cgroups:
+    """This host's cgroup filesystem (`root`, e.g. /sys/fs/cgroup) and /proc, for a local engine."""
+
+    root: Path
+    proc: Path
+    version: int  # 1 or 2
+
+    def serves(self, engine: Mapping[str, Any]) -> bool:
+        """The engine's containers live here: its cgroup version is this host's."""
+        return str(engine.get("cgroup_version") or self.version) == str(self.version)
+
+    def fill(self, container: dict[str, Any], driver: str | None) -> bool:
+        """Set the container's memory and CPU from its cgroup; False when no readable cgroup."""
+        for paths in self.candidates(container, driver):
+            usage = read_cgroup_usage(self.root, self.version, paths)
+            if usage is not None:
+                container.update(usage)
+                return True
+        return False
+
+    def candidates(self, container: Mapping[str, Any], driver: str | None) -> Iterator[dict[str, str]]:
+        """The path the engine's driver gives it, then the one its main process is in (a daemon
+        started with its own --cgroup-parent, or rootless)."""
+        path = cgroup_path(container["id"], driver, container.get("cgroup_parent"))
+        yield {"memory": path, "cpuacct": path, "": path}
+        if container.get("pid"):
+            try:
+                text = (self.proc / str(container["pid"]) / "cgroup").read_text()
+            except OSError:
+                return
+            yield parse_cgroup_self(text)
+
+
+def local_cgroups(settings: Settings) -> Cgroups | None:
+    """The cgroup filesystem of this host, when there is one to read."""
+    root = settings.sys_root / "fs" / "cgroup"
+    if (root / "cgroup.controllers").exists():
+        return Cgroups(root, settings.proc_root, 2)
+    if (root / "memory").is_dir():
+        return Cgroups(root, settings.proc_root, 1)
+    return None
+
+
+def cgroup_path(container_id: str, driver: str | None, parent: str | None) -> str:
+    """Where the engine puts a container's cgroup, below the hierarchy's root.
+
+    As moby's daemon/oci_linux.go (WithCgroups) builds it: cgroupfs joins the parent ("/docker"
+    unless HostConfig.CgroupParent) and the id; systemd makes the scope docker-<id>.scope in the
+    parent slice ("system.slice" by default), which systemd nests by its dashes (systemd.slice(5):
+    "a-b.slice" lives in /a.slice/a-b.slice).
+    """
+    if driver == "systemd":
+        return f"{slice_path(parent or 'system.slice')}/docker-{container_id}.scope"
+    return "/" + "/".join(p for p in [*(parent or "/docker").split("/"), container_id] if p)
+
+
+def slice_path(name: str) -> str:
+    stem = name.removesuffix(".slice")
+    if stem in ("", "-"):
+        return ""  # -.slice is the root
+    parts = stem.split("-")
+    return "".join("/" + "-".join(parts[:i + 1]) + ".slice" for i in range(len(parts)))
+
+
+def read_cgroup_usage(root: Path, version: int, paths: Mapping[str, str]) -> dict[str, Any] | None:
+    """Memory in use (as `docker stats` counts it) and CPU seconds from one container's cgroup files.
+
+    v1: memory.usage_in_bytes minus memory.stat total_inactive_file, cpuacct.usage (ns);
+    v2: memory.current minus memory.stat inactive_file, cpu.stat usage_usec (kernel
+    Documentation/admin-guide/cgroup-v1/memory.rst, cgroup-v2.rst). None when the files are not there.
+    """
+    if version == 2:
+        directory = root / paths.get("", "/").lstrip("/")
+        usage, stat = _int_file(directory / "memory.current"), _flat_keyed(directory / "memory.stat")
+        cpu = _flat_keyed(directory / "cpu.stat").get("usage_usec")
+        cpu_seconds = cpu / 1e6 if cpu is not None else None
+    else:
+        directory = root / "memory" / paths.get("memory", "/").lstrip("/")
+        usage, stat = _int_file(directory / "memory.usage_in_bytes"), _flat_keyed(directory / "memory.stat")
+        cpu_dir = next((root / name / paths.get("cpuacct", "/").lstrip("/")
+                        for name in ("cpuacct", "cpu,cpuacct") if (root / name).is_dir()), None)
+        nanoseconds = _int_file(cpu_dir / "cpuacct.usage") if cpu_dir else None
+        cpu_seconds = nanoseconds / 1e9 if nanoseconds is not None else None
+    if usage is None:
+        return None
+    return {"memory_usage_bytes": memory_usage_bytes({"usage": usage, "stats": stat}),
+            "cpu_usage_seconds": round(cpu_seconds, 3) if cpu_seconds is not None else None,
+            "runtime_source": f"cgroup v{version} {directory}"}
+
+
+def _int_file(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _flat_keyed(path: Path) -> dict[str, int]:
+    """A cgroup "key value" file (memory.stat, cpu.stat); {} when unreadable."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    values = {}
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            values[key] = int(value)
+    return values
 
 
 def memory_usage_bytes(memory_stats: Mapping[str, Any]) -> int | None:
@@ -390,7 +552,10 @@ def repository_of(reference: str | None) -> str | None:
 
 
 def read_images(client: docker.DockerClient, df: Mapping[str, Any], containers: list[dict[str, Any]],
-                light: bool, on_error: ErrorSink) -> list[dict[str, Any]]:
+                light: bool, on_error: ErrorSink, store: ImageStore | None = None) -> list[dict[str, Any]]:
+    """Every image, from the list plus what only its config has (creation time to the nanosecond,
+    VOLUMEs, layers): read from a local engine's image store, else one inspect (and one history,
+    for layer sizes) per image."""
     listed = call("list images", lambda: client.api.images(all=True))
     sizes = {i["Id"]: i for i in df.get("Images") or []}
     users: dict[str, list[dict[str, Any]]] = {}
@@ -398,19 +563,86 @@ def read_images(client: docker.DockerClient, df: Mapping[str, Any], containers: 
         users.setdefault(container["image_id"], []).append(
             {"id": container["id"], "name": container["name"], "state": container["state"]})
     parents = {i.get("ParentId") for i in listed if i.get("ParentId")}
-    images = []
-    for entry in listed:
+
+    def read(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+        stored = store.image(entry, light) if store is not None else None
+        if stored is not None:
+            attrs, layers = stored
+            return image_record(attrs, sizes.get(entry["Id"]), users.get(entry["Id"], []),
+                                entry["Id"] in parents, layers)
         try:
             attrs = call(f"inspect image {entry['Id'][7:19]}", partial(client.api.inspect_image, entry["Id"]))
         except DockerError as exc:
             if "No such image" in str(exc):
-                continue  # removed between the list and the inspect
+                return None  # removed between the list and the inspect
             raise
         layers = None if light else image_layers(client, attrs, on_error)
-        images.append(image_record(attrs, sizes.get(entry["Id"]), users.get(entry["Id"], []),
-                                   entry["Id"] in parents, layers))
+        return image_record(attrs, sizes.get(entry["Id"]), users.get(entry["Id"], []),
+                            entry["Id"] in parents, layers)
+
+    images = [i for i in in_parallel(read, listed, INSPECT_PARALLEL_CALLS) if i is not None]
     images.sort(key=lambda i: (i["created"] or "", i["id"]))
     return images
+
+
+@dataclass(frozen=True)
+class ImageStore:
+    """A local engine's image store under its data root: each image's config and each layer's size.
+
+    The engine keeps the image config under its id (the sha256 of the config's bytes, which is
+    checked, so a data root of another engine is never taken for this one's) and each layer's size
+    under its chain id (OCI image spec, config.md "ChainID"); `docker inspect` and `docker history`
+    read the same two. An engine with the containerd image store has no such folder: None.
+    """
+
+    root: Path  # <data root>/image/<storage driver>
+
+    @classmethod
+    def of(cls, engine: Mapping[str, Any]) -> ImageStore | None:
+        if not engine.get("data_root") or not engine.get("storage_driver"):
+            return None
+        root = Path(engine["data_root"]) / "image" / str(engine["storage_driver"])
+        return cls(root) if (root / "imagedb" / "content" / "sha256").is_dir() else None
+
+    def image(self, entry: Mapping[str, Any], light: bool
+              ) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
+        """What inspect would say of the listed image (and its layers unless light), or None."""
+        algorithm, _, digest = str(entry["Id"]).partition(":")
+        try:
+            raw = (self.root / "imagedb" / "content" / algorithm / digest).read_bytes()
+        except OSError:
+            return None
+        if algorithm != "sha256" or _sha256(raw) != digest:
+            return None
+        config = json.loads(raw)
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        layers = None if light else self.layers(diff_ids)
+        if not light and layers is None:
+            return None
+        attrs = {"Id": entry["Id"], "RepoTags": entry.get("RepoTags"),
+                 "RepoDigests": [d for d in entry.get("RepoDigests") or [] if d != "<none>@<none>"],
+                 "Parent": entry.get("ParentId") or "", "Size": entry.get("Size"),
+                 "Created": config.get("created"),
+                 "Config": {"Labels": entry.get("Labels") or (config.get("config") or {}).get("Labels"),
+                            "Volumes": (config.get("config") or {}).get("Volumes")},
+                 "RootFS": {"Layers": diff_ids}}
+        return attrs, layers
+
+    def layers(self, diff_ids: list[str]) -> list[dict[str, Any]] | None:
+        """Each layer's size from layerdb/sha256/<chain id>/size; None when one is missing."""
+        found, chain = [], ""
+        for diff_id in diff_ids:
+            chain = diff_id if not chain else "sha256:" + _sha256(f"{chain} {diff_id}".encode())
+            try:
+                size = int((self.root / "layerdb" / "sha256" / chain.partition(":")[2] / "size").read_text())
+            except (OSError, ValueError):
+                return None
+            found.append({"id": diff_id, "size_bytes": size})
+        return found
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def image_record(attrs: Mapping[str, Any], df_entry: Mapping[str, Any] | None,
@@ -518,7 +750,8 @@ def volume_history(client: docker.DockerClient, on_error: ErrorSink) -> dict[str
     volumes no container mounts any more, not a history. `until` makes the call end instead of
     streaming.
     """
-    now = int(datetime.now(UTC).timestamp())
+    # To the microsecond: a whole second would leave out what happened in the current one.
+    now = f"{datetime.now(UTC).timestamp():.6f}"
     try:
         events = call("engine events", lambda: list(client.api.events(
             since=1, until=now, decode=True,
@@ -715,20 +948,21 @@ def system_df(df: Mapping[str, Any], containers: list[dict[str, Any]]) -> dict[s
     }
 
 
-def data_root_mount(data_root: str | None, host_mounts: Iterable[Mapping[str, Any]] | None
-                    ) -> dict[str, Any] | None:
-    """The mount holding Docker's data root: from the host facts when collected, else statvfs."""
+def data_root_mount(data_root: str | None, proc: Path) -> dict[str, Any] | None:
+    """The mount holding Docker's data root: sizes from statvfs, the device from the mount table.
+
+    Read here rather than taken from the host source, so the docker source need not wait for it.
+    """
     if not data_root:
         return None
-    mounts = list(host_mounts or [])
-    if mounts:
-        point = mount_for(data_root, [m["mountpoint"] for m in mounts])
-        match = next((m for m in mounts if m["mountpoint"] == point), None)
-        if match:
-            return {"mountpoint": point, "device": match.get("device"),
-                    "total_bytes": match.get("total_bytes"), "free_bytes": match.get("free_bytes"),
-                    "used_percent": match.get("used_percent")}
-    return statvfs_mount(data_root)
+    found = statvfs_mount(data_root)
+    if found is not None:
+        try:
+            mounts = parse_mounts((proc / "self" / "mounts").read_text())
+        except OSError:
+            mounts = []
+        found["device"] = next((m["device"] for m in mounts if m["mountpoint"] == found["mountpoint"]), None)
+    return found
 
 
 def statvfs_mount(path: str) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ checked against `docker-compose config` and tests/facts/test_envfile.py keeps ch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -284,7 +285,7 @@ def _statement(cur: _Cursor, line: int, lookup: Lookup, combined: Lookup) -> Env
     start = cur.pos
     text = cur.text
     quote = text[cur.pos] if cur.pos < len(text) and text[cur.pos] in "'\"" else ""
-    value = _quoted_value(cur, quote, line, combined) if quote else _unquoted_value(cur, combined)
+    value = _quoted_value(cur, quote, key, line, combined) if quote else _unquoted_value(cur, combined)
     return EnvEntry(key, value, line, quote, text[start:cur.pos].strip())
 
 
@@ -300,8 +301,8 @@ def _key(cur: _Cursor, line: int) -> tuple[str, bool]:
             cur.pos += 1
             return _checked_key(text[start:cur.pos - 1], line), char == "\n"
         if not (char in _BLANK or char in "_.-" or char.isalnum()):
-            rest = _rest_of_line(text, start)
-            raise DotenvError(line, f"unexpected character {char!r} in variable name {rest!r}")
+            name = re.split(r"[=:]", _rest_of_line(text, start), maxsplit=1)[0]  # never the value
+            raise DotenvError(line, f"unexpected character {char!r} in variable name {name!r}")
         cur.pos += 1
     # A bare KEY on the last line without a newline: an inherited key like any other.
     return _checked_key(text[start:], line), True
@@ -328,7 +329,7 @@ def _unquoted_value(cur: _Cursor, lookup: Lookup) -> str:
     return interpolate(value.rstrip(_BLANK + "\n"), lookup)
 
 
-def _quoted_value(cur: _Cursor, quote: str, line: int, lookup: Lookup) -> str:
+def _quoted_value(cur: _Cursor, quote: str, key: str, line: int, lookup: Lookup) -> str:
     text = cur.text
     k = cur.pos + 1
     while k < len(text):
@@ -339,8 +340,8 @@ def _quoted_value(cur: _Cursor, quote: str, line: int, lookup: Lookup) -> str:
                 return body.replace("\\'", "'")
             return interpolate(_expand_escapes(body), lookup)
         k += 1
-    first_line = _rest_of_line(text, cur.pos)
-    raise DotenvError(line, f"unterminated quoted value {first_line}")
+    # the value itself is never quoted back: it is likely a secret
+    raise DotenvError(line, f"unterminated quoted value of {key}: the {quote} is never closed")
 
 
 def _rest_of_line(text: str, start: int) -> str:

@@ -11,6 +11,7 @@ receivers (GET /api/v2/status, https://github.com/prometheus/alertmanager/blob/m
 from __future__ import annotations
 
 import base64
+import configparser
 import json
 import re
 import urllib.error
@@ -24,7 +25,7 @@ import psutil
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from stackaudit.facts import CollectContext, Facts
+from stackaudit.facts import CollectContext, Facts, not_a_regular_file
 from stackaudit.images import monitoring_kind, service_product
 from stackaudit.redact import redact_dsn, url_without_password
 
@@ -63,6 +64,7 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
         "prometheus": prometheus,
         "prometheus_unreachable": failed,
         "alertmanager": alertmanager,
+        "grafana_ini": grafana_ini_files(ctx),
     }
     data["summary"] = summarise(data)
     return data
@@ -112,6 +114,67 @@ def stack_components(facts: Facts) -> Iterator[dict[str, Any]]:
                    "image": service.get("image"), "state": state,
                    "ports": [{"host_ip": p.get("host_ip"), "host_port": _int(p.get("published")),
                               "container_port": p.get("target")} for p in service.get("ports") or []]}
+
+
+# The grafana.ini keys SEC010 judges (Grafana docs, "Configure Grafana": [auth], [auth.anonymous],
+# [auth.proxy], [auth.<provider>]); nothing else is kept, so no secret of the file is ever read out.
+GRAFANA_AUTH_KEYS = re.compile(r"auth\.(disable_login_form|oauth_auto_login|anonymous\.(enabled|org_role)|"
+                               r"(proxy|generic_oauth|github|gitlab|google|azuread|okta|ldap|jwt)\.enabled)")
+GRAFANA_DEFAULT_INI = "/etc/grafana/grafana.ini"
+
+
+def grafana_ini_files(ctx: CollectContext) -> list[dict[str, Any]]:
+    """The auth settings of each compose Grafana's bind-mounted grafana.ini (GF_PATHS_CONFIG honoured)."""
+    found = []
+    for project in ctx.facts.get("compose").get("projects", []):
+        for service in project.get("services", {}).values():
+            if monitoring_kind(service.get("image"), service.get("name")) != "grafana":
+                continue
+            inside = (service.get("environment") or {}).get("GF_PATHS_CONFIG") or GRAFANA_DEFAULT_INI
+            path = _host_path(service.get("volumes") or [], str(inside))
+            if path is None:
+                continue
+            settings = read_grafana_ini(path, ctx)
+            if settings is not None:
+                found.append({"project": project.get("name"), "service": service.get("name"),
+                              "path": str(path), "settings": settings})
+    return found
+
+
+def _host_path(volumes: list[dict[str, Any]], inside: str) -> Path | None:
+    """The host file a bind mount puts at `inside` (the file itself, or a mounted parent directory)."""
+    for volume in volumes:
+        target, source = str(volume.get("target") or "").rstrip("/"), volume.get("source")
+        if volume.get("type") != "bind" or not source:
+            continue
+        if target == inside:
+            return Path(source)
+        if target and inside.startswith(target + "/"):
+            return Path(source) / inside[len(target) + 1:]
+    return None
+
+
+def read_grafana_ini(path: Path, ctx: CollectContext) -> dict[str, str] | None:
+    """{"auth.anonymous.enabled": "true", ...}: only the auth keys, lower-cased section.key names."""
+    odd = not_a_regular_file(path)
+    if odd is not None:
+        ctx.error(str(path), odd)
+        return None
+    parser = configparser.ConfigParser(interpolation=None, strict=False, comment_prefixes=("#", ";"))
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        ctx.error(str(path), f"cannot read grafana.ini: {exc.__class__.__name__}")
+        return None
+    settings = {}
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            name = f"{section.strip().lower()}.{key.strip().lower()}"
+            if GRAFANA_AUTH_KEYS.fullmatch(name):
+                settings[name] = value.strip()
+    return settings
 
 
 def _container_name(container: dict[str, Any]) -> str | None:

@@ -39,6 +39,9 @@ TABLE_LIMIT = 500  # per database, largest first: enough for every rule, bounded
 INDEX_LIMIT = 2000
 STATEMENT_LIMIT = 25  # top N by total, by mean and by temp blocks (union)
 MAX_DATABASES = 50
+# Never queue behind another session's lock: statements that need one (sizes) give up after this.
+# The sizing queries already skip relations under ACCESS EXCLUSIVE; this covers a lock taken between.
+LOCK_TIMEOUT_MS = 500
 QUERY_TEXT_CHARS = 300
 
 _LOOPBACK_OR_ANY = {None, "", "0.0.0.0", "127.0.0.1", "::", "::1", "localhost"}
@@ -86,8 +89,8 @@ def collect_target(ctx: CollectContext, target: Target) -> dict[str, Any]:
     with connect(target.conninfo, ctx.settings.timeout_seconds, target.label) as conn:
         data = collect_server(ctx, conn, target)
         deadline = started + max(30.0, 3 * ctx.settings.timeout_seconds)
-        data["per_database"] = collect_databases(ctx, conn, target, data, deadline)
-        data["statements"] = collect_statements(ctx, conn, target, data)
+        data["per_database"], statements = collect_databases(ctx, conn, target, data, deadline)
+        data["statements"] = collect_statements(ctx, conn, data, statements)
     return data
 
 
@@ -261,14 +264,17 @@ def service_credentials(env: Mapping[str, Any], app_url: Mapping[str, str | None
 
 def connect(conninfo: str, timeout_seconds: float, label: str,
             dbname: str | None = None) -> psycopg.Connection[dict[str, Any]]:
-    """A read-only autocommit session with a statement_timeout on every query."""
+    """A read-only autocommit session that never waits long: statement_timeout, a short lock_timeout
+    and application_name=stackaudit, all set in the startup packet (libpq `options`), so they hold
+    from the first statement and our sessions can be told apart in pg_stat_activity."""
     timeout_ms = int(timeout_seconds * 1000)
     options = (f"-c default_transaction_read_only=on -c statement_timeout={timeout_ms} "
-               f"-c lock_timeout={timeout_ms} -c idle_in_transaction_session_timeout={timeout_ms * 6}")
+               f"-c lock_timeout={min(LOCK_TIMEOUT_MS, timeout_ms)} "
+               f"-c idle_in_transaction_session_timeout={timeout_ms * 6}")
     extra: dict[str, Any] = {"dbname": dbname} if dbname else {}
     try:
         return psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_seconds)),
-                               application_name="stackaudit", options=options, autocommit=True,
+                               application_name=sql.OWN_APPLICATION, options=options, autocommit=True,
                                row_factory=dict_row, **extra)
     except psycopg.Error as exc:
         # str(), never repr(): the repr holds the connection string with its password.
@@ -312,6 +318,10 @@ def run(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], where: st
         rows = conn.execute(query, params).fetchall()
     except psycopg.errors.InsufficientPrivilege as exc:
         ctx.error(where, f"needs pg_monitor / superuser (or a GRANT): {_one_line(exc)}")
+        return None
+    except psycopg.errors.LockNotAvailable:
+        ctx.error(where, f"not read: another session took a lock it needs, and the audit does not wait "
+                  f"for locks (gave up after {LOCK_TIMEOUT_MS} ms)")
         return None
     except psycopg.errors.QueryCanceled:
         ctx.error(where, f"query cancelled by statement_timeout ({ctx.settings.timeout_seconds:g}s)")
@@ -502,7 +512,8 @@ def collect_connections(ctx: CollectContext, conn: psycopg.Connection[dict[str, 
     if not server.get("has_pg_monitor") and not server.get("is_superuser"):
         ctx.error("pg_stat_activity", "needs pg_monitor: other roles' sessions show no state, client "
                   "or query, so idle-in-transaction ages are only known for this role")
-    return summarise_activity(rows, settings)
+    theirs = [r for r in rows if not r.pop("own", False)]
+    return {**summarise_activity(theirs, settings), "own_sessions_excluded": len(rows) - len(theirs)}
 
 
 def summarise_activity(rows: list[dict[str, Any]],
@@ -574,42 +585,81 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
 
 
 def collect_databases(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], target: Target,
-                      data: dict[str, Any], deadline: float) -> dict[str, Any]:
-    """Tables and indexes of the target database, then of every other connectable one in time."""
+                      data: dict[str, Any], deadline: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tables and indexes of the target database, then of every other one we may connect to, in
+    time: one connection per database, opened only where the role has CONNECT. pg_stat_statements
+    is read on the first of these connections whose database has the extension (the target's
+    first), never through a connection of its own."""
     current = data["current_database"]
-    per_database = {current: collect_database(ctx, conn, data, current)}
-    others = [d["name"] for d in data["databases"]
+    statements: dict[str, Any] = {}
+    per_database = {current: visit_database(ctx, conn, data, current, statements)}
+    others = [d for d in data["databases"]
               if d.get("allow_connections") and not d.get("is_template") and d["name"] != current]
-    for name in others[:MAX_DATABASES]:
+    for row in others[:MAX_DATABASES]:
+        name = row["name"]
+        if row.get("can_connect") is False:
+            ctx.error(f"database {name}", "not read: this role has no CONNECT privilege on it")
+            continue
         if time.monotonic() > deadline:
             ctx.error(f"database {name}", "skipped: the time budget for per-database statistics ran out")
             continue
         try:
             with connect(target.conninfo, ctx.settings.timeout_seconds, target.label, dbname=name) as other:
-                per_database[name] = collect_database(ctx, other, data, name)
+                per_database[name] = visit_database(ctx, other, data, name, statements)
         except SourceUnavailable as exc:
             ctx.error(f"database {name}", str(exc))
-    return per_database
+    return per_database, statements
+
+
+def visit_database(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], data: Mapping[str, Any],
+                   name: str, statements: dict[str, Any]) -> dict[str, Any]:
+    """One database's facts; reads pg_stat_statements here too if it lives here and is not read yet."""
+    info = collect_database(ctx, conn, data, name)
+    schema = next((e["schema"] for e in info["extensions"] if e["name"] == "pg_stat_statements"), None)
+    libraries = data["shared_preload_libraries"]
+    preloaded = libraries is None or "pg_stat_statements" in libraries
+    if schema is not None and preloaded and "read_from_database" not in statements:
+        statements.update(read_statements(ctx, conn, schema, data), read_from_database=name)
+    return info
 
 
 def collect_database(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]],
                      data: Mapping[str, Any], name: str) -> dict[str, Any]:
     where = f"{name}: "
     major = data["major"]
-    tables = run(ctx, conn, where + "pg_stat_user_tables", sql.tables(TABLE_LIMIT)) or []
-    count = run(ctx, conn, where + "table count", sql.TABLE_COUNT)
+    tables = run(ctx, conn, where + "pg_stat_user_tables", sql.tables(TABLE_LIMIT))
     indexes = run(ctx, conn, where + "pg_stat_user_indexes", sql.indexes(major, INDEX_LIMIT)) or []
     extensions = run(ctx, conn, where + "pg_extension", sql.EXTENSIONS) or []
     stats = stats_since(ctx, conn, data, name)
+    total = tables[0].pop("tables_total") if tables else (0 if tables is not None else None)
+    for table in tables or []:
+        table.pop("tables_total", None)
+    report_locked(ctx, name, tables or [], indexes)
     return {
-        "tables_total": count[0]["tables"] if count else len(tables),
-        "tables": tables,
+        "tables_total": total,
+        "tables": tables or [],
         "indexes": [public_index(i) for i in indexes],
         "duplicate_indexes": find_duplicate_indexes(indexes),
         "invalid_indexes": [public_index(i) for i in indexes if i.get("is_valid") is False],
         "extensions": extensions,
         **stats,
     }
+
+
+def report_locked(ctx: CollectContext, database: str, tables: list[dict[str, Any]],
+                  indexes: list[dict[str, Any]]) -> None:
+    """One collection error per locking session, naming what was not sized because it holds
+    (or waits for) an ACCESS EXCLUSIVE lock on them: reading their sizes would have waited."""
+    locked: dict[Any, list[str]] = {}
+    for kind, rows, key in (("table", tables, "table"), ("index", indexes, "index")):
+        for row in rows:
+            if row.get("locked_by_pid") is not None:
+                locked.setdefault(row["locked_by_pid"], []).append(f"{kind} {row['schema']}.{row[key]}")
+    for pid, names in sorted(locked.items(), key=lambda item: str(item[0])):
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        ctx.error(f"{database}: relation sizes", f"not read for {shown}: session {pid} holds or waits for "
+                  "an ACCESS EXCLUSIVE lock on them, and the audit does not wait for locks (their "
+                  "statistics were read; sizes and index definitions are left empty)")
 
 
 def public_index(index: Mapping[str, Any]) -> dict[str, Any]:
@@ -651,7 +701,8 @@ def find_duplicate_indexes(indexes: list[dict[str, Any]]) -> list[dict[str, Any]
     """
     by_table: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for index in indexes:
-        if index.get("is_valid") is not False and index.get("column_numbers") is not None:
+        if (index.get("is_valid") is not False and index.get("column_numbers") is not None
+                and index.get("locked_by_pid") is None):  # a locked one's expressions were not read
             by_table.setdefault((index["schema"], index["table"]), []).append(index)
     found = []
     for group in by_table.values():
@@ -714,17 +765,17 @@ def _identical_loser(small: Mapping[str, Any], big: Mapping[str, Any]) -> bool:
 # --- pg_stat_statements ----------------------------------------------------------------------
 
 
-def collect_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], target: Target,
-                       data: Mapping[str, Any]) -> dict[str, Any]:
-    installed_in = {db: next(e for e in info.get("extensions", []) if e["name"] == "pg_stat_statements")
-                    for db, info in data["per_database"].items()
-                    if any(e["name"] == "pg_stat_statements" for e in info.get("extensions", []))}
+def collect_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]],
+                       data: Mapping[str, Any], read: Mapping[str, Any]) -> dict[str, Any]:
+    """What is known about pg_stat_statements, with the rows `visit_database` read (if any)."""
+    installed_in = sorted(db for db, info in data["per_database"].items()
+                          if any(e["name"] == "pg_stat_statements" for e in info.get("extensions", [])))
     available = run(ctx, conn, "pg_available_extensions", sql.EXTENSION_AVAILABLE)
     libraries = data["shared_preload_libraries"]
     result: dict[str, Any] = {
         "available": bool(available and available[0]["available"]),
         "preloaded": None if libraries is None else "pg_stat_statements" in libraries,
-        "installed_in": sorted(installed_in),
+        "installed_in": installed_in,
         "track_planning": _value(data["settings"], "pg_stat_statements.track_planning") == "on",
         "track": _value(data["settings"], "pg_stat_statements.track"),
         "installed": False,
@@ -732,20 +783,7 @@ def collect_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, A
     }
     if result["preloaded"] is False or not installed_in:
         return result
-    current = data["current_database"]
-    database = current if current in installed_in else sorted(installed_in)[0]
-    schema = installed_in[database]["schema"]
-    if database == data["current_database"]:
-        result.update(read_statements(ctx, conn, schema, data))
-    else:
-        try:
-            with connect(target.conninfo, ctx.settings.timeout_seconds, target.label,
-                         dbname=database) as other:
-                result.update(read_statements(ctx, other, schema, data))
-        except SourceUnavailable as exc:
-            ctx.error("pg_stat_statements", str(exc))
-    result["read_from_database"] = database
-    return result
+    return {**result, **read}
 
 
 def read_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], schema: str,
@@ -755,7 +793,7 @@ def read_statements(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]
     if not columns:
         return {}
     try:
-        conn.execute(f'{sql.TAG} SELECT 1 FROM "{schema}".pg_stat_statements LIMIT 1')
+        conn.execute(f'SELECT {sql.TAG} 1 FROM "{schema}".pg_stat_statements LIMIT 1')
     except psycopg.errors.ObjectNotInPrerequisiteState:
         return {"preloaded": False}  # created but not loaded: "must be loaded via shared_preload_libraries"
     except psycopg.Error as exc:

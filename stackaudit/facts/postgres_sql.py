@@ -1,10 +1,12 @@
 """One named SQL query per concern, for PostgreSQL 13 to 18.
 
-Every query starts with the `/* stackaudit */` tag so our own statements can be told apart in
-pg_stat_statements and pg_stat_activity. Each constant says what it finds and which docs back it;
-the verdicts (thresholds) live in the rules, not here. Queries that differ by version are functions
-of the major version (or of the columns a view really has: an extension's columns follow the
-*extension* version, which can lag the server's after an upgrade).
+Every query carries the `/* stackaudit */` tag right after its first keyword, so our own statements
+can be told apart in pg_stat_statements and pg_stat_activity. Not before it: PostgreSQL 18 stores a
+statement's text from its first token, so a leading comment never reaches pg_stat_statements.
+Each constant says what it finds and which docs back it; the verdicts (thresholds) live in the
+rules, not here. Queries that differ by version are functions of the major version (or of the
+columns a view really has: an extension's columns follow the *extension* version, which can lag
+the server's after an upgrade).
 
 Patterns in the spirit of pghero's lib/pghero/methods/{maintenance,indexes,queries}.rb (read, not
 copied).
@@ -16,8 +18,8 @@ TAG = "/* stackaudit */"
 
 # Server identity, privileges and uptime. pg_monitor (PG10+) is enough to read every statistic
 # we use: https://www.postgresql.org/docs/current/predefined-roles.html
-SERVER = f"""{TAG}
-SELECT current_setting('server_version') AS server_version,
+SERVER = f"""SELECT {TAG}
+       current_setting('server_version') AS server_version,
        current_setting('server_version_num')::int AS server_version_num,
        current_database() AS current_database,
        current_user AS current_user,
@@ -31,14 +33,14 @@ SELECT current_setting('server_version') AS server_version,
 
 # The cluster's identity (one per initdb; a restored copy or a replica at the same path has another).
 # https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-PG-CONTROL-SYSTEM
-SYSTEM_IDENTIFIER = f"""{TAG}
-SELECT system_identifier::text AS system_identifier FROM pg_control_system()
+SYSTEM_IDENTIFIER = f"""SELECT {TAG}
+       system_identifier::text AS system_identifier FROM pg_control_system()
 """
 
 # Every row of pg_settings; `value` is what SHOW prints (current_setting formats units, e.g. 128MB).
 # https://www.postgresql.org/docs/current/view-pg-settings.html
-SETTINGS = f"""{TAG}
-SELECT name, current_setting(name, true) AS value, setting, unit, source, sourcefile, sourceline,
+SETTINGS = f"""SELECT {TAG}
+       name, current_setting(name, true) AS value, setting, unit, source, sourcefile, sourceline,
        pending_restart, context, vartype
 FROM pg_settings
 ORDER BY name
@@ -46,8 +48,8 @@ ORDER BY name
 
 # What the configuration files say (including values waiting for a restart). Superuser-only by
 # default: https://www.postgresql.org/docs/current/view-pg-file-settings.html
-FILE_SETTINGS = f"""{TAG}
-SELECT name, setting, sourcefile, sourceline, applied, error
+FILE_SETTINGS = f"""SELECT {TAG}
+       name, setting, sourcefile, sourceline, applied, error
 FROM pg_file_settings
 ORDER BY seqno
 """
@@ -56,12 +58,13 @@ ORDER BY seqno
 # cache hits, temp files since the stats reset.
 # https://www.postgresql.org/docs/current/routine-vacuuming.html#VACUUM-FOR-WRAPAROUND
 # https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-DATABASE-VIEW
-DATABASES = f"""{TAG}
-SELECT d.datname AS name,
+DATABASES = f"""SELECT {TAG}
+       d.datname AS name,
        d.datallowconn AS allow_connections,
        d.datistemplate AS is_template,
        CASE WHEN has_database_privilege(d.oid, 'CONNECT') OR pg_has_role('pg_read_all_stats', 'USAGE')
             THEN pg_database_size(d.oid) END AS size_bytes,
+       has_database_privilege(d.oid, 'CONNECT') AS can_connect,
        age(d.datfrozenxid) AS xid_age,
        mxid_age(d.datminmxid) AS mxid_age,
        s.numbackends, s.xact_commit, s.xact_rollback, s.blks_read, s.blks_hit,
@@ -74,22 +77,26 @@ ORDER BY d.datname
 # The data directory path (needs pg_read_all_settings, part of pg_monitor) and the WAL size
 # (pg_ls_waldir: superuser or pg_monitor since PG10).
 # https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-ADMIN-GENFILE
-WAL_DIRECTORY_BYTES = f"""{TAG}
-SELECT coalesce(sum(size), 0)::bigint AS wal_bytes, count(*) AS wal_files FROM pg_ls_waldir()
+WAL_DIRECTORY_BYTES = f"""SELECT {TAG}
+       coalesce(sum(size), 0)::bigint AS wal_bytes, count(*) AS wal_files FROM pg_ls_waldir()
 """
 
 # The database directory's PG_VERSION file is written when the database is created: a lower bound
 # for how long its statistics can have run when stats_reset is NULL. Superuser (or an explicit
 # grant on pg_stat_file) only.
-DATABASE_CREATED = f"""{TAG}
-SELECT (pg_stat_file('base/' || oid || '/PG_VERSION')).modification AS created
+DATABASE_CREATED = f"""SELECT {TAG}
+       (pg_stat_file('base/' || oid || '/PG_VERSION')).modification AS created
 FROM pg_database WHERE datname = current_database()
 """
 
 # Client sessions (not background workers). Without pg_monitor, other roles' rows show no state,
 # query or client: https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ACTIVITY-VIEW
-ACTIVITY = f"""{TAG}
-SELECT pid, datname AS database, usename AS user, application_name AS application,
+# Our own sessions (application_name = stackaudit, set at connect time) are flagged `own` so the
+# collector leaves them out of connection counts and idle-in-transaction.
+OWN_APPLICATION = "stackaudit"
+ACTIVITY = f"""SELECT {TAG}
+       pid, application_name = '{OWN_APPLICATION}' AS own,
+       datname AS database, usename AS user, application_name AS application,
        host(client_addr) AS client, state,
        extract(epoch FROM now() - state_change)::float8 AS state_age_seconds,
        extract(epoch FROM now() - xact_start)::float8 AS xact_age_seconds,
@@ -108,14 +115,14 @@ def checkpoints(major: int) -> str:
     https://www.postgresql.org/docs/current/wal-configuration.html
     """
     if major >= 17:
-        return f"""{TAG}
-SELECT 'pg_stat_checkpointer' AS view, num_timed AS checkpoints_timed,
+        return f"""SELECT {TAG}
+       'pg_stat_checkpointer' AS view, num_timed AS checkpoints_timed,
        num_requested AS checkpoints_requested, write_time AS write_time_ms,
        sync_time AS sync_time_ms, buffers_written, stats_reset
 FROM pg_stat_checkpointer
 """
-    return f"""{TAG}
-SELECT 'pg_stat_bgwriter' AS view, checkpoints_timed, checkpoints_req AS checkpoints_requested,
+    return f"""SELECT {TAG}
+       'pg_stat_bgwriter' AS view, checkpoints_timed, checkpoints_req AS checkpoints_requested,
        checkpoint_write_time AS write_time_ms, checkpoint_sync_time AS sync_time_ms,
        buffers_checkpoint AS buffers_written, stats_reset
 FROM pg_stat_bgwriter
@@ -124,22 +131,35 @@ FROM pg_stat_bgwriter
 
 # WAL generated since its stats reset (pg_stat_wal exists since PG14): with the checkpoint
 # statistics it sizes max_wal_size. https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-WAL-VIEW
-WAL_STATS = f"""{TAG}
-SELECT wal_bytes, stats_reset FROM pg_stat_wal
+WAL_STATS = f"""SELECT {TAG}
+       wal_bytes, stats_reset FROM pg_stat_wal
 """
 
 # Installed extensions in the current database (pg_stat_statements lives in one schema of one or
 # more databases).
-EXTENSIONS = f"""{TAG}
-SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
+EXTENSIONS = f"""SELECT {TAG}
+       e.extname AS name, e.extversion AS version, n.nspname AS schema
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
 ORDER BY e.extname
 """
 
 # Whether the server ships pg_stat_statements at all (contrib package installed).
-EXTENSION_AVAILABLE = f"""{TAG}
-SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS available
+EXTENSION_AVAILABLE = f"""SELECT {TAG}
+       EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS available
 """
+
+
+# Relations another session holds, or waits for, in ACCESS EXCLUSIVE mode: the only mode that
+# conflicts with the ACCESS SHARE lock pg_relation_size() takes, and a waiting request is queued
+# ahead of ours too (https://www.postgresql.org/docs/current/explicit-locking.html, table 13.2).
+# Reading pg_locks takes no relation lock.
+_LOCKED = """locked AS (
+  SELECT l.relation AS oid, min(l.pid) AS pid, bool_or(l.granted) AS granted
+  FROM pg_locks l
+  WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  GROUP BY l.relation
+)"""
 
 
 def tables(limit: int) -> str:
@@ -149,23 +169,45 @@ def tables(limit: int) -> str:
     seq_tup_read on a large table is pghero's "missing index" signal.
     https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ALL-TABLES-VIEW
     https://www.postgresql.org/docs/current/routine-vacuuming.html
+
+    Set-based and lock-aware: the largest tables are chosen by pg_class.relpages (table, TOAST and
+    indexes; kept by VACUUM/ANALYZE, read without a lock), and only those `limit` get their exact
+    size. A table whose heap, TOAST or indexes are under an ACCESS EXCLUSIVE lock is not sized (the
+    size would wait for the lock); `locked_by_pid` names the session and the sizes stay NULL.
+    `tables_total` counts every user table.
     """
-    return f"""{TAG}
+    return f"""WITH {TAG}
+{_LOCKED},
+index_pages AS (
+  SELECT i.indrelid AS oid, sum(ic.relpages)::bigint AS pages,
+         min(lk.pid) AS locked_pid
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+  LEFT JOIN locked lk ON lk.oid = i.indexrelid
+  GROUP BY i.indrelid
+), candidates AS (
+  SELECT s.*, c.reloptions, count(*) OVER () AS tables_total,
+         coalesce(lk.pid, tk.pid, ip.locked_pid, tip.locked_pid) AS locked_by_pid
+  FROM pg_stat_user_tables s
+  JOIN pg_class c ON c.oid = s.relid
+  LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+  LEFT JOIN index_pages ip ON ip.oid = c.oid
+  LEFT JOIN index_pages tip ON tip.oid = c.reltoastrelid
+  LEFT JOIN locked lk ON lk.oid = c.oid
+  LEFT JOIN locked tk ON tk.oid = c.reltoastrelid
+  ORDER BY c.relpages::bigint + coalesce(t.relpages, 0) + coalesce(ip.pages, 0) DESC,
+           s.schemaname, s.relname
+  LIMIT {int(limit)}
+)
 SELECT s.schemaname AS schema, s.relname AS table, s.n_live_tup AS live_tuples,
        s.n_dead_tup AS dead_tuples, s.n_mod_since_analyze AS modified_since_analyze,
        s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
        s.vacuum_count, s.autovacuum_count, s.analyze_count, s.autoanalyze_count,
        s.seq_scan, s.seq_tup_read, s.idx_scan, s.idx_tup_fetch,
-       pg_relation_size(s.relid) AS table_bytes, pg_total_relation_size(s.relid) AS total_bytes,
-       c.reloptions AS options
-FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-ORDER BY pg_total_relation_size(s.relid) DESC, s.schemaname, s.relname
-LIMIT {int(limit)}
-"""
-
-
-TABLE_COUNT = f"""{TAG}
-SELECT count(*) AS tables FROM pg_stat_user_tables
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_relation_size(s.relid) END AS table_bytes,
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_total_relation_size(s.relid) END AS total_bytes,
+       s.reloptions AS options, s.locked_by_pid, s.tables_total
+FROM candidates s
+ORDER BY total_bytes DESC NULLS LAST, s.schemaname, s.relname
 """
 
 
@@ -178,38 +220,57 @@ def indexes(major: int, limit: int) -> str:
     last_idx_scan exists since PG16.
     https://www.postgresql.org/docs/current/catalog-pg-index.html
     https://www.postgresql.org/docs/current/sql-createindex.html#SQL-CREATEINDEX-CONCURRENTLY
+
+    Set-based: the constraint of each index comes from one pass over pg_constraint (conindid has no
+    catalog index, so a subquery per index would scan it once per index; a foreign key's conindid
+    names the referenced table's index, hence the conrelid match); the `limit` largest
+    indexes by relpages are sized exactly, except those whose index or table is under an ACCESS
+    EXCLUSIVE lock (`locked_by_pid`; size, expressions, predicate and definition NULL:
+    pg_get_expr and pg_get_indexdef open the table to name its columns).
     """
     last_scan = "s.last_idx_scan" if major >= 16 else "NULL::timestamptz"
-    return f"""{TAG}
+    return f"""WITH {TAG}
+{_LOCKED},
+constraints AS (
+  SELECT DISTINCT ON (conindid, conrelid) conindid, conrelid, contype::text AS contype
+  FROM pg_constraint WHERE conindid <> 0
+  ORDER BY conindid, conrelid, contype
+), candidates AS (
+  SELECT s.*, ic.relam, coalesce(lk.pid, tk.pid) AS locked_by_pid
+  FROM pg_stat_user_indexes s
+  JOIN pg_class ic ON ic.oid = s.indexrelid
+  LEFT JOIN locked lk ON lk.oid = s.indexrelid
+  LEFT JOIN locked tk ON tk.oid = s.relid
+  ORDER BY ic.relpages DESC, s.schemaname, s.indexrelname
+  LIMIT {int(limit)}
+)
 SELECT s.schemaname AS schema, s.relname AS table, s.indexrelname AS index, s.idx_scan,
        {last_scan} AS last_idx_scan,
-       pg_relation_size(s.indexrelid) AS size_bytes,
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_relation_size(s.indexrelid) END AS size_bytes,
        i.indisprimary AS is_primary, i.indisunique AS is_unique, i.indisvalid AS is_valid,
        i.indisexclusion AS is_exclusion,
-       (SELECT c.contype::text FROM pg_constraint c WHERE c.conindid = s.indexrelid
-         AND c.conrelid = s.relid LIMIT 1) AS constraint_type,
+       k.contype AS constraint_type,
        am.amname AS method,
        i.indnkeyatts AS key_columns,
        i.indkey::int2[]::int[] AS column_numbers,
        i.indclass::oid[]::bigint[] AS opclasses,
        i.indcollation::oid[]::bigint[] AS collations,
        i.indoption::int2[]::int[] AS options,
-       pg_get_expr(i.indexprs, i.indrelid) AS expressions,
-       pg_get_expr(i.indpred, i.indrelid) AS predicate,
-       pg_get_indexdef(s.indexrelid) AS definition
-FROM pg_stat_user_indexes s
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_get_expr(i.indexprs, i.indrelid) END AS expressions,
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_get_expr(i.indpred, i.indrelid) END AS predicate,
+       CASE WHEN s.locked_by_pid IS NULL THEN pg_get_indexdef(s.indexrelid) END AS definition,
+       s.locked_by_pid
+FROM candidates s
 JOIN pg_index i ON i.indexrelid = s.indexrelid
-JOIN pg_class ic ON ic.oid = s.indexrelid
-JOIN pg_am am ON am.oid = ic.relam
-ORDER BY pg_relation_size(s.indexrelid) DESC, s.schemaname, s.indexrelname
-LIMIT {int(limit)}
+JOIN pg_am am ON am.oid = s.relam
+LEFT JOIN constraints k ON k.conindid = s.indexrelid AND k.conrelid = s.relid  -- not a foreign key's
+ORDER BY size_bytes DESC NULLS LAST, s.schemaname, s.indexrelname
 """
 
 
 # Columns the installed pg_stat_statements view really has (total_time became total_exec_time in
 # extension 1.8 / PG13, ERRATA row 10).
-STATEMENTS_COLUMNS = """/* stackaudit */
-SELECT attname FROM pg_attribute
+STATEMENTS_COLUMNS = """SELECT /* stackaudit */ attname FROM pg_attribute
 WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
 """
 
@@ -227,8 +288,8 @@ def statements(schema: str, columns: set[str], limit: int) -> str:
     plan_mean = "mean_plan_time" if "mean_plan_time" in columns else "NULL::float8"
     toplevel = "AND s.toplevel" if "toplevel" in columns else ""
     view = f'"{schema}".pg_stat_statements'
-    return f"""{TAG}
-WITH s AS (
+    return f"""WITH {TAG}
+s AS (
   SELECT s.* FROM {view} s WHERE s.query NOT LIKE '%{TAG}%' {toplevel}
 ), ranked AS (
   SELECT s.*, rank() OVER (ORDER BY {exec_total} DESC) AS by_total,
@@ -253,8 +314,8 @@ ORDER BY r.{exec_total} DESC
 def statements_totals(schema: str, columns: set[str]) -> str:
     """Sums over every statement: the denominator of "share of total time"."""
     exec_total = "total_exec_time" if "total_exec_time" in columns else "total_time"
-    return f"""{TAG}
-SELECT count(*) AS statements, coalesce(sum(calls), 0)::float8 AS calls,
+    return f"""SELECT {TAG}
+       count(*) AS statements, coalesce(sum(calls), 0)::float8 AS calls,
        coalesce(sum({exec_total}), 0)::float8 AS total_exec_ms,
        coalesce(sum(temp_blks_written), 0)::float8 AS temp_blks_written
 FROM "{schema}".pg_stat_statements
@@ -264,6 +325,6 @@ FROM "{schema}".pg_stat_statements
 # When pg_stat_statements was last reset and how many entries it evicted (pg_stat_statements_info,
 # extension 1.9 / PG14+).
 def statements_info(schema: str) -> str:
-    return f"""{TAG}
-SELECT dealloc, stats_reset FROM "{schema}".pg_stat_statements_info
+    return f"""SELECT {TAG}
+       dealloc, stats_reset FROM "{schema}".pg_stat_statements_info
 """

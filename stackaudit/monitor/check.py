@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +24,6 @@ from stackaudit.facts.host import effective_memory_bytes
 from stackaudit.monitor import DAY_SECONDS, MonitorOptions
 from stackaudit.monitor.alerts import Notifier, process
 from stackaudit.monitor.history import History
-from stackaudit.redact import scrub
 from stackaudit.report import Report
 from stackaudit.rules import evaluate, is_selected, load_all
 from stackaudit.rules.host import watched_mounts
@@ -272,44 +270,3 @@ def flush_pending(settings: Settings, options: MonitorOptions) -> int:
         if not history.pending(time.time()):
             return 0
         return Notifier(settings.alert_urls, history, options).flush()
-
-
-def watch(
-    settings: Settings,
-    options: MonitorOptions,
-    interval_seconds: float,
-    stop: threading.Event,
-    on_pass: Callable[[CheckResult], None] | None = None,
-    tick_seconds: float = 60.0,
-) -> int:
-    """Passes every `interval_seconds` until `stop` is set; returns the number of passes.
-
-    A failing pass is logged and the loop goes on. Between passes it wakes every `tick_seconds` to
-    retry notifications that are due. Nothing accumulates across passes: memory stays flat.
-    """
-    passes = 0
-    next_pass = time.monotonic()
-    while not stop.is_set():
-        if time.monotonic() >= next_pass:
-            next_pass = time.monotonic() + interval_seconds
-            passes += 1
-            _guarded(lambda: _one_pass(settings, options, on_pass), "check")
-        else:
-            _guarded(lambda: flush_pending(settings, options), "alert retry")
-        stop.wait(max(0.0, min(next_pass - time.monotonic(), tick_seconds)))
-    return passes
-
-
-def _one_pass(
-    settings: Settings, options: MonitorOptions, on_pass: Callable[[CheckResult], None] | None
-) -> None:
-    result = run_pass(settings, options)
-    if on_pass is not None:
-        on_pass(result)
-
-
-def _guarded(action: Callable[[], object], what: str) -> None:
-    try:
-        action()
-    except Exception as exc:  # noqa: BLE001 - one bad pass must not end the loop
-        log.error("%s failed: %s: %s", what, exc.__class__.__name__, scrub(str(exc)))

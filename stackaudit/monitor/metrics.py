@@ -8,6 +8,7 @@ never writes it: `check`/`watch` are the one writer.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -20,6 +21,9 @@ from prometheus_client.registry import Collector
 
 from stackaudit.fsutil import atomic_write
 from stackaudit.monitor.check import CheckResult
+from stackaudit.redact import scrub
+
+log = logging.getLogger(__name__)
 
 PREFIX = "stackaudit_"
 TEXTFILE_NAME = "stackaudit.prom"
@@ -105,20 +109,45 @@ def _check_info(result: CheckResult) -> Iterator[Metric]:
 
 
 class CheckCollector(Collector):
-    """Runs `produce` on scrape, reusing the last result for `max_age_seconds` (scrapes are cheap)."""
+    """Serves the last check result; a scrape never waits for a check, except the very first.
+
+    When the result is older than `max_age_seconds`, a scrape starts a new check on a thread and
+    gets the previous result at once (Prometheus' scrape timeout is 10 s by default, a check can
+    take longer; the answer must not depend on it). A failed refresh keeps the previous result.
+    """
 
     def __init__(self, produce: Callable[[], CheckResult], max_age_seconds: float = 30.0) -> None:
         self.produce = produce
         self.max_age_seconds = max_age_seconds
         self._lock = threading.Lock()
         self._last: tuple[float, CheckResult] | None = None
+        self._refreshing = False
+        self._ready = threading.Event()  # set once the first check has finished (or failed)
+        self._error: str | None = None
 
     def current(self) -> CheckResult:
         with self._lock:
-            now = time.monotonic()
-            if self._last is None or now - self._last[0] >= self.max_age_seconds:
-                self._last = (now, self.produce())
-            return self._last[1]
+            stale = self._last is None or time.monotonic() - self._last[0] >= self.max_age_seconds
+            if stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="metrics-check", daemon=True).start()
+        self._ready.wait()
+        last = self._last
+        if last is None:
+            raise RuntimeError(f"the check failed: {self._error}")
+        return last[1]
+
+    def _refresh(self) -> None:
+        try:
+            result = self.produce()
+        except Exception as exc:  # noqa: BLE001 - the previous result stays; the next scrape retries
+            log.error("metrics check failed: %s: %s", exc.__class__.__name__, scrub(str(exc)))
+            with self._lock:
+                self._error, self._refreshing = scrub(str(exc)), False
+        else:
+            with self._lock:
+                self._last, self._refreshing = (time.monotonic(), result), False
+        self._ready.set()
 
     def describe(self) -> list[Metric]:
         return []  # do not run a check when the collector is registered

@@ -8,7 +8,10 @@
 - PostgreSQL in a compose service: `command: ["postgres", "-c", "name=value", ...]` in the override
   file (ruamel.yaml round trip: comments and other keys stay), validated with
   `docker exec -u postgres CONTAINER postgres -C name -c ...`, then `docker compose up -d SERVICE`.
-- .env files: one `KEY=value` line replaced or appended, everything else byte for byte.
+- .env files: one `KEY=value` line replaced or appended, everything else byte for byte; then
+  `docker compose up -d --no-deps SERVICE...` for the services that read it (planned from the
+  facts, confirmed by comparing `docker compose config` before and after), and a wait for their
+  health checks.
 
 Files are written with fsutil.atomic_write (temp file, fsync, rename) and keep owner and mode; a
 snapshot holds the bytes, mode and owner so a restore is byte-identical.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import pwd
 import re
@@ -561,3 +565,128 @@ def unhealthy_containers(project: str | None, docker_host: str | None) -> tuple[
         if state.get("Status") != "running" or health not in (None, "healthy", "starting"):
             problems.append(f"{container.name}: {state.get('Status')}{f' ({health})' if health else ''}")
     return problems, None
+
+
+# --------------------------------------------------------------------------------------------
+# .env changes: recreate exactly the services that read them, and wait for their health
+# --------------------------------------------------------------------------------------------
+
+HEALTH_WAIT_SECONDS = 180  # a healthcheck's start_period plus a few intervals on a slow host
+HEALTH_POLL_SECONDS = 0.5
+
+
+def _compose_args(project_dir: str, files: Sequence[str]) -> list[str]:
+    args = [*compose_binary(), "--project-directory", project_dir]
+    for name in files:
+        if Path(name).exists():
+            args += ["-f", name]
+    return args
+
+
+def _docker_env(docker_host: str | None) -> dict[str, str]:
+    return {**os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {})}
+
+
+def service_configs(project_dir: str, files: Sequence[str]) -> dict[str, str]:
+    """Per service, a digest of its configuration as Compose resolves it now (`docker compose
+    config --format json`: the .env interpolated, env_file contents merged into environment).
+    Two digests differ exactly when `up` would give the service a different container."""
+    result = run([*_compose_args(project_dir, files), "config", "--format", "json"])
+    if result.returncode != 0:
+        raise ActionError(f"docker compose config failed: {_last_lines(result)}")
+    try:
+        services = json.loads(result.stdout).get("services") or {}
+    except (ValueError, AttributeError):
+        raise ActionError("docker compose config did not print a JSON model") from None
+    return {str(name): hashlib.sha256(json.dumps(svc, sort_keys=True).encode()).hexdigest()
+            for name, svc in services.items()}
+
+
+def changed_services(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    return sorted(name for name, digest in after.items() if before.get(name) != digest)
+
+
+def recreate_services(project_dir: str, files: Sequence[str], services: Sequence[str],
+                      docker_host: str | None = None) -> None:
+    """`docker compose up -d --no-deps S...`: Compose recreates a listed service whose container
+    no longer matches its configuration and leaves the others (and every unlisted one) alone."""
+    if not services:
+        return
+    result = run([*_compose_args(project_dir, files), "up", "-d", "--no-deps", *services],
+                 env=_docker_env(docker_host))
+    if result.returncode != 0:
+        names = " ".join(services)
+        raise ActionError(f"docker compose up -d --no-deps {names} failed: {_last_lines(result)}")
+
+
+def wait_healthy(project: str, services: Sequence[str], docker_host: str | None,
+                 seconds: float = HEALTH_WAIT_SECONDS) -> list[str]:
+    """Wait until every container of these services runs and passes its healthcheck (a service
+    without one: runs). Returns the problems; an unhealthy or exited container fails at once."""
+    import docker
+
+    try:
+        client = (docker.DockerClient(base_url=docker_host, timeout=10) if docker_host
+                  else docker.from_env(timeout=10))
+    except docker.errors.DockerException as exc:
+        return [f"Docker engine unreachable: {str(exc).splitlines()[0]}"]
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            problems, waiting = _service_states(client, project, services)
+            if problems or not waiting:
+                return problems
+            if time.monotonic() > deadline:
+                return [f"{name}: still {state} after {seconds:g}s" for name, state in waiting]
+            time.sleep(HEALTH_POLL_SECONDS)
+    finally:
+        client.close()
+
+
+def _service_states(client: Any, project: str,
+                    services: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    problems: list[str] = []
+    waiting: list[tuple[str, str]] = []
+    for service in services:
+        containers = client.containers.list(all=True, filters={"label": [
+            f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]})
+        if not containers:
+            waiting.append((service, "without a container"))
+        for container in containers:
+            state = container.attrs.get("State") or {}
+            health = (state.get("Health") or {}).get("Status")
+            if state.get("Status") in ("exited", "dead"):
+                code = state.get("ExitCode")
+                problems.append(f"{container.name}: {state.get('Status')} (exit code {code})")
+            elif health == "unhealthy":
+                problems.append(f"{container.name}: unhealthy ({_last_probe(state)})")
+            elif state.get("Status") != "running" or health == "starting":
+                waiting.append((container.name, str(health or state.get("Status"))))
+    return problems, waiting
+
+
+def _last_probe(state: Mapping[str, Any]) -> str:
+    log = (state.get("Health") or {}).get("Log") or []
+    last = log[-1] if log else {}
+    output = scrub(str(last.get("Output") or "").strip().replace("\n", " "))[:200]
+    return f"healthcheck exit {last.get('ExitCode')}{': ' + output if output else ''}"
+
+
+def recreate_as_restored(recreated: Sequence[Mapping[str, Any]],
+                         docker_host: str | None) -> list[dict[str, Any]]:
+    """After the .env files are restored: the services an apply recreated (or began to) are
+    recreated again on the old configuration and waited for. Idempotent: Compose leaves a
+    container that already matches alone."""
+    checks = []
+    for entry in recreated:
+        services = [str(s) for s in entry.get("services") or []]
+        name = f"recreated {', '.join(services)} on the restored configuration"
+        try:
+            recreate_services(str(entry["dir"]), list(entry.get("files") or []), services, docker_host)
+        except (ActionError, KeyError) as exc:
+            checks.append({"name": name, "ok": False, "detail": str(exc)})
+            continue
+        problems = wait_healthy(str(entry.get("project")), services, docker_host)
+        detail = "; ".join(problems) or "running and healthy"
+        checks.append({"name": name, "ok": not problems, "detail": detail})
+    return checks

@@ -11,9 +11,12 @@ The order, each phase journalled before the next begins (`<state_dir>/journal/*-
 - snapshot: postgresql.auto.conf / the override file / the .env files byte for byte, plus the
   pg_settings rows, go into the journal BEFORE anything is touched;
 - written, activated: ALTER SYSTEM (or the override, or the .env lines), then `postgres -C` again
-  on the files as written, then a reload, or a restart (only with --allow-restart);
-- healthy: the server accepts connections, every setting reads back as planned, no app container
-  of the stack is unhealthy. Any failure from `written` on rolls back automatically.
+  on the files as written, then a reload, or a restart (only with --allow-restart); after .env
+  lines, "recreating" journals the services that read them (planned, plus any whose `docker
+  compose config` changed) before `docker compose up -d --no-deps` recreates them;
+- healthy: the server accepts connections, every setting reads back as planned, the recreated
+  services pass their health checks, no app container of the stack is unhealthy. Any failure from
+  `written` on rolls back automatically (a rollback recreates those services on the old files).
 
 A run killed at any instant leaves a journal with status "running": the next `apply` or `rollback`
 takes the lock, finds it and finishes it (see rollback.recover): a journal that reached "healthy"
@@ -171,6 +174,7 @@ class _Run:
     steps: list[Step]
     journal: Journal | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    recreated: list[dict[str, Any]] = field(default_factory=list)  # the services `activate` recreated
     _dsn: tuple[str | None] | None = None  # resolved once (the stack's password means reading it)
 
     @property
@@ -456,7 +460,25 @@ class _Run:
             "desired": self.values,
             "system_identifier": identifier,
             "app_projects": list(self.plan.target.get("app_projects") or []),
+            "recreate": self._readers_before(),
         }
+
+    def _readers_before(self) -> list[dict[str, Any]]:
+        """Per compose project the .env steps touch: the services planned to be recreated, and
+        every service's resolved configuration now (to find the others the change alters)."""
+        projects: dict[str, dict[str, Any]] = {}
+        for step in self.env_steps:
+            target = step.params.get("recreate")
+            if not isinstance(target, Mapping) or not target.get("dir"):
+                continue
+            entry = projects.setdefault(str(target["dir"]), {**target, "services": []})
+            entry["services"] = sorted(set(entry["services"]) | set(target.get("services") or []))
+        try:
+            for entry in projects.values():
+                entry["before"] = actions.service_configs(str(entry["dir"]), list(entry["files"]))
+        except ActionError as exc:
+            raise StepFailed("snapshot", str(exc)) from None
+        return list(projects.values())
 
     def write(self, server: HostServer | None) -> None:
         try:
@@ -477,6 +499,7 @@ class _Run:
             raise StepFailed("written", str(exc)) from None
 
     def activate(self, server: HostServer | None) -> None:
+        self._recreate_readers()
         if not self.pg_steps:
             return
         try:
@@ -498,7 +521,33 @@ class _Run:
         except ActionError as exc:
             raise StepFailed("activated", str(exc)) from None
 
+    def _recreate_readers(self) -> None:
+        """Recreate the services that read the changed .env lines (planned, plus any whose resolved
+        configuration changed), journalled first so an undo after a kill recreates them again."""
+        assert self.journal is not None
+        snap = next((s for s in self.journal.steps if s.get("phase") == "snapshot"), {})
+        for entry in snap.get("recreate") or []:
+            directory, files = str(entry["dir"]), list(entry["files"])
+            try:
+                after = actions.service_configs(directory, files)
+                services = sorted(set(entry["services"]) & set(after)
+                                  | set(actions.changed_services(entry.get("before") or {}, after)))
+                step = {"phase": "recreating", "project": entry.get("project"), "dir": directory,
+                        "files": files, "services": services}
+                self.journal.record(step)
+                actions.recreate_services(directory, files, services, self.options.docker_host)
+            except ActionError as exc:
+                raise StepFailed("activated", str(exc)) from None
+            self.recreated.append(step)
+
     def health(self) -> None:
+        for entry in self.recreated:
+            problems = actions.wait_healthy(str(entry["project"]), entry["services"],
+                                            self.options.docker_host)
+            self.checks.append({"name": f"recreated {', '.join(entry['services']) or 'nothing'}",
+                                "ok": not problems, "detail": "; ".join(problems) or "running and healthy"})
+            if problems:
+                raise StepFailed("healthy", "recreated services not healthy: " + "; ".join(problems))
         failures = health_checks(
             self.checks,
             self.dsn if self.pg_steps else None,

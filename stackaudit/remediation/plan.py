@@ -318,23 +318,43 @@ def env_steps(facts: Facts, changes: Mapping[str, str]) -> list[Step]:
             )
             continue
         path = str(chosen["path"])
+        recreate = env_readers(facts, path, key)
+        services = ", ".join(recreate["services"]) if recreate else ""
         steps.append(
             Step(
                 id=f"env:{path}:{key}",
                 kind=ENV,
                 subject=f"{path} {key}",
-                change=f"{key}={value} in {path} ({'changed' if holder else 'added'}); recreate the services "
-                "that read it (docker compose up -d) for it to take effect",
+                change=f"{key}={value} in {path} ({'changed' if holder else 'added'}); "
+                + (f"recreate {services} (docker compose up -d --no-deps) and wait for their health checks"
+                   if services else "no compose service found that reads it: recreate what reads it"),
                 current=None,
                 desired=value,
                 risk=Risk.CONFIRM,
-                restart=False,
+                restart=bool(services),
                 reason="app server tuning (stackaudit tune app)",
-                undo=f"{path} restored byte for byte from the journal",
-                params={"path": path, "key": key, "present": holder is not None},
+                undo=f"{path} restored byte for byte from the journal"
+                + (f", {services} recreated on it" if services else ""),
+                params={"path": path, "key": key, "present": holder is not None,
+                        **({"recreate": recreate} if recreate else {})},
             )
         )
     return steps
+
+
+def env_readers(facts: Facts, path: str, key: str) -> dict[str, Any] | None:
+    """The compose project of an .env file and its services that read `key`: those that load the
+    file (env_file) or set the variable in their environment (Compose interpolates the project's
+    .env there). Apply adds any other service whose resolved configuration the change alters."""
+    for project in facts.get("compose").get("projects") or []:
+        services = project.get("services") or {}
+        loads = {n for n, s in services.items() if path in (s.get("env_files") or [])}
+        if not loads and Path(path).parent != Path(str(project.get("dir"))):
+            continue
+        sets = {n for n, s in services.items() if key in (s.get("environment") or {})}
+        return {"project": project.get("name"), "dir": project.get("dir"),
+                "files": [str(f) for f in project.get("files") or []], "services": sorted(loads | sets)}
+    return None
 
 
 def finding_steps(findings: Sequence[Finding], planned_settings: set[Any]) -> list[Step]:

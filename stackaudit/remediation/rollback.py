@@ -110,7 +110,8 @@ def undo(journal: Journal, dsn: str | None, docker_host: str | None) -> list[dic
     )
     if saved and dsn is not None:
         checks += _restore_server(snap, method, saved, dsn, docker_host, journal)
-    return checks
+    recreated = [s for s in journal.steps if s.get("phase") == "recreating"]
+    return checks + actions.recreate_as_restored(recreated, docker_host)
 
 
 def _restore_server(

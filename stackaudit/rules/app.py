@@ -22,6 +22,7 @@ from stackaudit.tuning.appserver import (
     postgres_limits,
     process_connections,
 )
+from stackaudit.tuning.pgbouncer import with_live_pools
 
 
 def _processes(facts: Facts) -> list[Mapping[str, Any]]:
@@ -29,7 +30,9 @@ def _processes(facts: Facts) -> list[Mapping[str, Any]]:
 
 
 def _poolers(facts: Facts) -> list[Mapping[str, Any]]:
-    return [p for p in facts.get("app").get("poolers") or [] if isinstance(p, Mapping)]
+    """The compose poolers, with the pools PgBouncer applies when it was read live."""
+    poolers = [p for p in facts.get("app").get("poolers") or [] if isinstance(p, Mapping)]
+    return list(with_live_pools(poolers, facts.get("pgbouncer").get("instances") or []))
 
 
 def _origin(proc: Mapping[str, Any], field_name: str) -> str:
@@ -201,7 +204,9 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
 
     Processes whose database host is a PgBouncer service count as its clients: PostgreSQL sees the
     pooler's server connections instead, min(its clients, databases x (default_pool_size +
-    reserve_pool_size), capped by max_db_connections).
+    reserve_pool_size), capped by max_db_connections). When PgBouncer was read live (the
+    pgbouncer source), the pools it really runs replace that estimate: per database the
+    pool_size + reserve_pool of each database/user pool (SHOW DATABASES, SHOW POOLS).
 
     ## Recommendation
     Lower threads or processes, raise max_connections (it costs memory per slot and needs a

@@ -8,7 +8,8 @@ facts are read defensively, since those collectors may not give every key.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from stackaudit.images import (
     MAJOR_BOUND_DATASTORES,
     is_host_agent,
     is_tls_proxy,
+    monitoring_kind,
     parse_image,
     service_product,
 )
@@ -50,13 +52,25 @@ def _where(file: Any, line: Any) -> str:
 # --- SEC001 / SEC002: secrets files --------------------------------------------------------------
 
 def secret_files(facts: Facts) -> Iterator[dict[str, Any]]:
-    """Env files that exist and hold secrets (or are named like secrets files)."""
+    """Env files that exist and hold a secret (judged by value: a `_FILE` path, a switch or an empty
+    value is none), then private keys (facts["env"]["key_files"], found by name and first line)."""
     for file in facts.get("env").get("files", []):
         if file.get("exists") is False or file.get("template"):  # .env.example is meant to be shared
             continue
-        name = str(file.get("path", "")).rsplit("/", 1)[-1]
-        if file.get("secret_keys") or SECRET_FILE_NAME.search(name):
+        if file.get("secret_keys"):
             yield file
+    for key in facts.get("env").get("key_files", []):
+        if key.get("exists") is not False:
+            yield key
+
+
+def _holds(file: dict[str, Any]) -> str:
+    """What the file holds, by key names or key type, never by value."""
+    if file.get("private_key"):
+        return f"a private key ({file['private_key']})"
+    keys = list(file.get("secret_keys") or [])
+    shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+    return f"secrets ({shown})"
 
 
 def mode_bits(file: dict[str, Any]) -> int | None:
@@ -83,14 +97,18 @@ def _readable_by(file: dict[str, Any]) -> tuple[bool, bool]:
 def env_file_permissions(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Secrets files of the stack (`.env`, `env_file:` targets, `*.key`/`*.pem`) that the group or
-    every user of the host can read, or that belong to another user than the one who owns the project
-    directory (the user that runs the stack).
+    Secrets files of the stack that the group or every user of the host can read, or that belong to
+    another user than the one who owns the project directory (the user that runs the stack). A file
+    counts when it holds a secret, judged by value: an `.env` or `env_file:` target with a password,
+    token or key (a `*_FILE` path, a switch like `MYSQL_ALLOW_EMPTY_PASSWORD=yes` or an empty value
+    is none), or a private key in the project (`*.key`, a `*.pem` holding a PRIVATE KEY block,
+    `id_rsa`/`id_ed25519`, `*.p12`). The finding names the keys, never their values.
 
     ## Why it matters
-    Those files hold the database password, SECRET_KEY_BASE and API tokens. A world-readable file gives
-    them to any process or account on the host (a compromised web app running as another user, a
-    shared CI runner); a file owned by another account lets that account change them.
+    Those files hold the database password, SECRET_KEY_BASE, API tokens and TLS or SSH private
+    keys. A world-readable file gives them to any process or account on the host (a compromised web
+    app running as another user, a shared CI runner); a file owned by another account lets that
+    account change them. Only values are secret: a file with no secret in it is not reported.
 
     ## Recommendation
     `chmod 600` the file and `chown` it to the user that runs `docker compose`.
@@ -105,7 +123,7 @@ def env_file_permissions(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
     ## References
     - Compose docs, "Set environment variables" / `env_file`
-    - chmod(1)
+    - chmod(1); OpenSSH ssh(1): "private keys ... must not be accessible by others"
     """
     for file in secret_files(facts):
         path = str(file.get("path"))
@@ -113,10 +131,12 @@ def env_file_permissions(facts: Facts, settings: Settings) -> Iterator[Hit]:
         bits = mode_bits(file)
         mode = f"{bits:04o}" if bits is not None else str(file.get("mode"))
         evidence = [Evidence("env", "path", path), Evidence("env", "mode", mode, "0600"),
-                    Evidence("env", "owner", file.get("owner") or file.get("owner_uid"))]
+                    Evidence("env", "owner", file.get("owner") or file.get("owner_uid")),
+                    Evidence("env", "secret_keys", list(file.get("secret_keys") or [])),
+                    Evidence("env", "private_key", file.get("private_key"))]
         if world or group:
             who = "every user of the host" if world else "its group"
-            yield Hit(path, f"{path} holds secrets (mode {mode}) and is readable by {who}.",
+            yield Hit(path, f"{path} holds {_holds(file)} (mode {mode}) and is readable by {who}.",
                       _chmod_recommendation(path), evidence,
                       severity=Severity.HIGH if world else Severity.MEDIUM)
         expected_uid = file.get("dir_owner_uid")
@@ -139,7 +159,8 @@ def _chmod_recommendation(path: str, uid: Any = None) -> Recommendation:
 def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Secrets files that git tracks, or that sit in a git working tree without being ignored
+    Secrets files (env files holding a secret, private keys: see SEC001) that git tracks, or that sit
+    in a git working tree without being ignored
     (`git ls-files --error-unmatch`, `git check-ignore`: git itself answers, with every .gitignore,
     .git/info/exclude and core.excludesFile taken into account).
 
@@ -149,7 +170,8 @@ def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
     ## Recommendation
     Add the file to `.gitignore`; if it was ever committed, remove it from the index with
-    `git rm --cached` and rotate every secret it held (the history keeps the old values).
+    `git rm --cached` and rotate every secret it held (the history keeps the old values): a new
+    password, token or key pair (and revoke the old certificate or SSH key).
 
     ## Estimated effect
     Secrets stop travelling with the code.
@@ -170,16 +192,16 @@ def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
                     Evidence("env", "tracked", bool(git.get("tracked")), False),
                     Evidence("env", "ignored", bool(git.get("ignored")), True)]
         if git.get("tracked"):
-            yield Hit(path, f"{path} holds secrets and is tracked by the git repository {git['repo']}: they "
-                            "are in every clone and in the history.",
+            yield Hit(path, f"{path} holds {_holds(file)} and is tracked by the git repository "
+                            f"{git['repo']}: they are in every clone and in the history.",
                       Recommendation(f"Untrack {path}, ignore it and rotate its secrets.",
                                      "Secrets leave the repository from now on; rotation voids the old ones.",
                                      Risk.MANUAL, 60, Phase.NOW,
                                      f"git rm --cached {path} && echo '{_name(path)}' >> .gitignore"),
                       evidence, severity=Severity.HIGH)
         elif not git.get("ignored"):
-            yield Hit(path, f"{path} holds secrets inside the git repository {git['repo']} and no .gitignore "
-                            "rule covers it: `git add .` would commit it.",
+            yield Hit(path, f"{path} holds {_holds(file)} inside the git repository {git['repo']} and no "
+                            ".gitignore rule covers it: `git add .` would commit it.",
                       Recommendation(f"Add {path} to .gitignore.",
                                      "The file cannot be committed by accident.", Risk.SAFE, 2, Phase.NOW,
                                      f"echo '{_name(path)}' >> .gitignore"),
@@ -188,23 +210,80 @@ def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 # --- SEC003: secrets written in files ------------------------------------------------------------
 
+# Images whose entrypoint reads VAR from the file that VAR_FILE names (Docker secrets), per their docs:
+# postgres (Docker Hub "postgres", "Docker Secrets": POSTGRES_INITDB_ARGS, POSTGRES_PASSWORD,
+# POSTGRES_USER, POSTGRES_DB; postgis, timescaledb and pgvector build on its entrypoint), mariadb
+# ("Docker Secrets": the MARIADB_*/MYSQL_* root password, password, user, database, root host), mysql
+# ("Docker Secrets": MYSQL_ROOT_PASSWORD, MYSQL_ROOT_HOST, MYSQL_DATABASE, MYSQL_USER,
+# MYSQL_PASSWORD), mongo ("Docker Secrets": MONGO_INITDB_ROOT_USERNAME, MONGO_INITDB_ROOT_PASSWORD),
+# wordpress ("Docker Secrets": WORDPRESS_DB_HOST, _USER, _PASSWORD, _NAME), nextcloud (README,
+# "Docker Secrets"), grafana (Grafana docs, "Configure a Grafana Docker image": any GF_ variable
+# with the suffix `__FILE`).
+_POSTGRES_FILE_VARS = ("_FILE", re.compile(r"POSTGRES_(PASSWORD|USER|DB|INITDB_ARGS)"))
+_GRAFANA_FILE_VARS = ("__FILE", re.compile(r"GF_\w+"))
+FILE_VARIANTS: dict[str, tuple[str, re.Pattern[str]]] = {
+    "postgres": _POSTGRES_FILE_VARS, "postgis": _POSTGRES_FILE_VARS, "timescaledb": _POSTGRES_FILE_VARS,
+    "pgvector": _POSTGRES_FILE_VARS,
+    "mariadb": ("_FILE", re.compile(r"(MARIADB|MYSQL)_(ROOT_PASSWORD|PASSWORD|USER|DATABASE|ROOT_HOST)")),
+    "mysql": ("_FILE", re.compile(r"MYSQL_(ROOT_PASSWORD|PASSWORD|USER|DATABASE|ROOT_HOST)")),
+    "mongo": ("_FILE", re.compile(r"MONGO_INITDB_ROOT_(USERNAME|PASSWORD)")),
+    "wordpress": ("_FILE", re.compile(r"WORDPRESS_DB_(HOST|USER|PASSWORD|NAME)")),
+    "nextcloud": ("_FILE", re.compile(r"(POSTGRES|MYSQL)_(PASSWORD|USER|DB|DATABASE)|NEXTCLOUD_ADMIN_"
+                                      r"(USER|PASSWORD)|REDIS_HOST_PASSWORD|SMTP_PASSWORD")),
+    "grafana": _GRAFANA_FILE_VARS, "grafana-oss": _GRAFANA_FILE_VARS,
+    "grafana-enterprise": _GRAFANA_FILE_VARS,
+}
+
+
+def file_variant(image: str | None, key: str) -> str | None:
+    """The `_FILE` variable the image documents for `key`, or None."""
+    if not image:
+        return None
+    variant = FILE_VARIANTS.get(parse_image(image).basename)
+    if variant is None or not variant[1].fullmatch(key):
+        return None
+    return f"{key}{variant[0]}"
+
+
+def secret_recommendation(service: str, image: str | None, key: str, weak: bool) -> Recommendation:
+    """`_FILE` + `secrets:` where the image reads one, else `${KEY:?}` from a 0600, ignored .env."""
+    fresh = " Generate a new value (`openssl rand -hex 32`) and change it where it is used." if weak else ""
+    variant = file_variant(image, key)
+    if variant:
+        name = f"{service}_{key.lower()}"
+        action = (f"services:\n  {service}:\n    environment:\n      {variant}: /run/secrets/{name}\n"
+                  f"    secrets: [{name}]\nsecrets:\n  {name}:\n    file: ./secrets/{name}"
+                  "  # chmod 600, in .gitignore")
+        return Recommendation(f"Pass {key} as a Compose secret: {image} reads {variant}.{fresh}",
+                              "The secret leaves the compose file and the container's environment "
+                              "(docker inspect no longer shows it).", Risk.MANUAL, 20, Phase.WEEK, action)
+    return Recommendation(f"Move {key} to the project's .env (chmod 600, ignored by git) and require it."
+                          f"{fresh}", "The secret leaves the repository.", Risk.MANUAL, 15, Phase.WEEK,
+                          f"{key}: ${{{key}:?{key} must be set}}")
+
+
 @rule("SEC003", "secret-in-compose", Severity.MEDIUM, needs=("compose",))
 def secret_in_compose(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Passwords, tokens and keys written literally in compose files, including the default of a
-    `${VAR:-secret}` interpolation, and well-known placeholder or default values (`postgres`,
-    `password`, `changeme`, an upstream example's SECRET_KEY_BASE) in the stack's .env files.
+    Secrets written literally in compose files, including the default of a `${VAR:-secret}`
+    interpolation, and guessable secrets in the stack's .env files. A secret is judged by its name
+    and its value: `*_PASSWORD`, `*_PW`, `*_PASS`, `*_TOKEN`, `*_SECRET`, URL passwords, and `*_KEY`
+    holding key material; not a `*_FILE` path, a value under /run/secrets, a switch (`yes`, `true`)
+    or a role name. A guessable value (changeme, password, secret, a single word, the service's,
+    project's or image's own name, with or without digits around it) is reported as weak, HIGH.
 
     ## Why it matters
     Compose files are committed and copied around: a literal secret there is public to everyone who
-    sees the repository. A default password is the first one an attacker tries, and a default
+    sees the repository. A guessable password is the first one an attacker tries, and a default
     `${VAR:-secret}` silently takes over when the variable is missing.
 
     ## Recommendation
-    Move the value to the (ignored, mode 600) `.env` file or a Compose secret, and use
-    `${VAR:?VAR must be set}` so a missing value fails loudly. Replace placeholder values with
-    generated ones (`openssl rand -hex 32`), then rotate them where they were used.
+    Where the image reads the secret from a file (postgres, mariadb, mysql, mongo, grafana,
+    nextcloud, wordpress document `VAR_FILE`), use `VAR_FILE: /run/secrets/NAME` with a Compose
+    `secrets:` entry whose file is mode 600 and ignored by git. Otherwise move the value to the
+    project's `.env` (mode 600, ignored) and write `${VAR:?VAR must be set}` so a missing value
+    fails loudly. Replace guessable values with generated ones (`openssl rand -hex 32`).
 
     ## Estimated effect
     No secret in the repository; no guessable credential.
@@ -215,33 +294,42 @@ def secret_in_compose(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
     ## References
     - Compose docs, "Interpolation" (`${VAR:?err}`) and "Secrets in Compose"
+    - Docker Hub postgres / mariadb / mysql / mongo, "Docker Secrets"; Grafana docs, "Configure a
+      Grafana Docker image" (`__FILE`)
     """
     for project in facts.get("compose").get("projects", []):
+        services = project.get("services", {})
         for item in project.get("literal_secrets", []):
-            where = _where(item.get("file"), item.get("line"))
-            kind = item.get("kind", "literal")
-            how = "as the default of a ${VAR:-...} interpolation" if kind == "default" else "literally"
-            key = item.get("key")
-            subject = f"{project.get('name')}/{item.get('service')} {key}"
-            yield Hit(subject, f"{key} of service {item.get('service')} is written {how} in {where}.",
-                      Recommendation(f"Move {key} out of the compose file.",
-                                     "The secret leaves the repository.", Risk.MANUAL, 15, Phase.WEEK,
-                                     f"{key}: ${{{key}:?{key} must be set}}"),
-                      [Evidence("compose", "location", where), Evidence("compose", "key", item.get("key")),
-                       Evidence("compose", "kind", kind)])
+            yield _literal_secret_hit(project, services, item)
     for file in facts.get("env").get("files", []):
         if file.get("template"):  # placeholders are what an .env.example is for
             continue
         for weak in file.get("weak_values", []):
             where = _where(file.get("path"), weak.get("line"))
             yield Hit(f"{file.get('path')} {weak.get('key')}",
-                      f"{weak.get('key')} in {where} has a well-known value ({weak.get('reason')}).",
+                      f"{weak.get('key')} in {where} is guessable ({weak.get('reason')}).",
                       Recommendation(f"Generate a new value for {weak.get('key')}.",
                                      "The credential can no longer be guessed.", Risk.MANUAL, 15, Phase.NOW,
                                      "openssl rand -hex 32"),
                       [Evidence("env", "location", where), Evidence("env", "key", weak.get("key")),
                        Evidence("env", "reason", weak.get("reason"))],
                       severity=Severity.HIGH)
+
+
+def _literal_secret_hit(project: dict[str, Any], services: dict[str, Any], item: dict[str, Any]) -> Hit:
+    where = _where(item.get("file"), item.get("line"))
+    kind = item.get("kind", "literal")
+    how = "as the default of a ${VAR:-...} interpolation" if kind == "default" else "literally"
+    key, service, weak = str(item.get("key")), str(item.get("service")), item.get("weak")
+    image = (services.get(service) or {}).get("image")
+    guessable = f", and the value is guessable ({weak})" if weak else ""
+    return Hit(f"{project.get('name')}/{service} {key}",
+               f"{key} of service {service} is written {how} in {where}{guessable}.",
+               secret_recommendation(service, image, key, bool(weak)),
+               [Evidence("compose", "location", where), Evidence("compose", "key", key),
+                Evidence("compose", "kind", kind), Evidence("compose", "weak", weak, None),
+                Evidence("compose", "file_variant", file_variant(image, key))],
+               severity=Severity.HIGH if weak else None)
 
 
 # --- the stack's services, from compose and from the running containers ---------------------------
@@ -262,6 +350,8 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
                    "privileged": bool(service.get("privileged")), "network_mode": service.get("network_mode"),
                    "sockets": [v.get("source") for v in service.get("volumes") or []
                                if str(v.get("source") or "") in DOCKER_SOCKETS],
+                   "cap_add": service.get("cap_add") or [],
+                   "host_mounts": _binds(service.get("volumes"), lambda v: not v.get("read_only")),
                    "environment": service.get("environment") or {}, "labels": service.get("labels") or {},
                    "profiles": service.get("profiles") or [], "command": service.get("command") or []}
     for container in facts.get("docker").get("containers", []):
@@ -275,7 +365,15 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
                "privileged": bool(container.get("privileged")), "network_mode": container.get("network_mode"),
                "sockets": [m.get("source") for m in container.get("mounts") or []
                            if str(m.get("source") or "") in DOCKER_SOCKETS],
+               "cap_add": container.get("cap_add") or [],
+               "host_mounts": _binds(container.get("mounts"), lambda m: bool(m.get("rw", True))),
                "environment": {}, "labels": container.get("labels") or {}, "profiles": [], "command": []}
+
+
+def _binds(mounts: Any, writable: Callable[[dict[str, Any]], bool]) -> list[tuple[str, bool]]:
+    """(host path, writable) of the bind mounts, from compose volumes or docker inspect mounts."""
+    return [(str(m["source"]), writable(m)) for m in mounts or []
+            if m.get("type") == "bind" and m.get("source")]
 
 
 def _label(service: dict[str, Any]) -> str:
@@ -724,55 +822,110 @@ def _django_ssl_hit(facts: Facts, service: dict[str, Any], proxy: list[str]) -> 
 
 # --- SEC008: host access from containers ---------------------------------------------------------
 
+# Capabilities that give the host away (capabilities(7)): SYS_ADMIN (mount, and most of what root
+# does), SYS_MODULE (load a kernel module), SYS_RAWIO (raw device and port I/O), DAC_READ_SEARCH
+# (open any host file by handle: the "shocker" escape), ALL; and those that widen what a compromised
+# container can do around it: NET_ADMIN (routes, firewall: the host's with network_mode host),
+# SYS_PTRACE (trace other processes of its PID namespace), BPF.
+HOST_CAPABILITIES = frozenset({"ALL", "SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "DAC_READ_SEARCH"})
+WIDE_CAPABILITIES = frozenset({"NET_ADMIN", "SYS_PTRACE", "BPF"})
+# Host paths whose mount exposes the kernel or every file: the whole tree under them counts.
+HOST_TREES = ("/proc", "/sys", "/lib/modules", "/usr/lib/modules", "/boot", "/var/lib/docker",
+              "/run/containerd", "/var/run/containerd")
+HOST_EXACT = frozenset({"/", "/etc", "/root", "/dev", "/home", "/var/run", "/run"})
+
+
+def host_path_mounts(service: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(source, writable) of bind mounts of the host's root, kernel or runtime paths."""
+    found = []
+    for source, writable in service.get("host_mounts") or []:
+        path = source.rstrip("/") or "/"
+        if path in DOCKER_SOCKETS:
+            continue  # reported as the Docker socket
+        if path in HOST_EXACT or any(path == t or path.startswith(t + "/") for t in HOST_TREES):
+            found.append((path, writable))
+    return found
+
+
+def host_access(service: dict[str, Any]) -> tuple[list[str], bool]:
+    """What gives the container a hold on the host, and whether any of it is host-root grade."""
+    issues: list[str] = []
+    root_grade = False
+    if service["sockets"]:
+        issues.append(f"mounts the Docker socket ({service['sockets'][0]})")
+        root_grade = True
+    if service["privileged"]:
+        issues.append("runs privileged")
+        root_grade = True
+    caps = set(service.get("cap_add") or [])
+    host_net = service["network_mode"] == "host"
+    strong = sorted(caps & HOST_CAPABILITIES) + (["NET_ADMIN"] if host_net and "NET_ADMIN" in caps else [])
+    wide = sorted((caps & WIDE_CAPABILITIES) - set(strong))
+    if strong:
+        issues.append(f"adds the capabilities {', '.join(strong)}")
+        root_grade = True
+    if wide:
+        issues.append(f"adds the capabilities {', '.join(wide)}")
+    for path, writable in host_path_mounts(service):
+        issues.append(f"mounts the host's {path} {'read-write' if writable else 'read-only'}")
+        root_grade = root_grade or writable
+    if host_net:
+        issues.append("uses the host network")
+    return issues, root_grade
+
+
 @rule("SEC008", "container-host-access", Severity.HIGH, needs_any=("compose", "docker"))
 def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Containers (compose services or running containers) with the Docker socket mounted, running
-    privileged, or on the host network. Monitoring and maintenance agents that need this
-    (cAdvisor, node-exporter, promtail, watchtower, traefik's docker provider...) are reported at
-    INFO so the exposure stays known.
+    Containers (compose services or running containers) with a hold on the host: the Docker socket
+    mounted, privileged, capabilities added with `cap_add` (SYS_ADMIN, SYS_MODULE, SYS_RAWIO,
+    DAC_READ_SEARCH, ALL; NET_ADMIN, SYS_PTRACE, BPF), bind mounts of the host's `/`, `/etc`,
+    `/root`, `/proc`, `/sys`, `/lib/modules`, `/dev`, `/boot` or Docker's own data, or the host
+    network. Monitoring and maintenance agents that need this (cAdvisor, node-exporter, promtail,
+    watchtower, traefik's docker provider...) are reported at INFO so the exposure stays known.
 
     ## Why it matters
     The Docker socket is root on the host: whoever controls the container can start a privileged
     container mounting `/` (a read-only mount does not help, the API is still writable). A privileged
-    container can load kernel modules and reach every device. On the host network a container's ports
-    bypass Docker's isolation and can reach services bound to the host's loopback.
+    container, or one with SYS_ADMIN or SYS_MODULE, can mount host filesystems or load a kernel module;
+    DAC_READ_SEARCH reads any host file. A writable `/proc` or `/sys` lets it change kernel settings
+    (`/proc/sys/kernel/core_pattern` runs a program as root on the host); `/lib/modules` gives the
+    kernel's modules to load. NET_ADMIN on the host network rewrites the host's firewall. On the host
+    network a container's ports bypass Docker's isolation and can reach services bound to loopback.
 
     ## Recommendation
-    Remove the socket mount, `privileged: true` or `network_mode: host` unless the service needs them;
-    give an agent a filtered socket (tecnativa/docker-socket-proxy with only the API sections it
-    reads), and precise `cap_add:` / `devices:` instead of privileged.
+    Remove the socket mount, `privileged: true`, the capabilities or the host mounts unless the
+    service needs them; give an agent a filtered socket (tecnativa/docker-socket-proxy with only the
+    API sections it reads), mount only the files it reads, read-only, and precise `cap_add:` /
+    `devices:` instead of privileged.
 
     ## Estimated effect
     A compromised container no longer means a compromised host.
 
     ## Fix safety
-    Confirm: the service may lose a feature that needed the access; test it after the change.
+    Confirm: the service may lose a feature that needed the access (a VPN needs NET_ADMIN); test it
+    after the change.
 
     ## References
-    - Docker docs, "Docker daemon attack surface"; OWASP Docker Security Cheat Sheet (rules 1 and 2)
+    - Docker docs, "Docker daemon attack surface" and "Runtime privilege and Linux capabilities"
+    - capabilities(7); OWASP Docker Security Cheat Sheet (rules 1, 2 and 3)
     """
     for service in stack_services(facts):
-        issues = []
-        if service["sockets"]:
-            issues.append(f"mounts the Docker socket ({service['sockets'][0]})")
-        if service["privileged"]:
-            issues.append("runs privileged")
-        if service["network_mode"] == "host":
-            issues.append("uses the host network")
+        issues, root_grade = host_access(service)
         if not issues:
             continue
         agent = is_host_agent(service["image"], service["name"])
         if agent:
             severity = Severity.INFO
-        elif service["sockets"] or service["privileged"]:
+        elif root_grade:
             severity = Severity.HIGH
         else:
             severity = Severity.MEDIUM
         note = " (expected for this agent; keep it limited)" if agent else ""
-        yield Hit(_label(service), f"{_label(service)} {' and '.join(issues)}{note}.",
-                  Recommendation("Remove the host access, or give the agent a filtered socket proxy.",
+        yield Hit(_label(service), f"{_label(service)} {', '.join(issues)}{note}.",
+                  Recommendation("Remove the host access, or give the agent a filtered socket proxy and "
+                                 "read-only mounts of what it reads.",
                                  "A compromised container no longer controls the host.", Risk.CONFIRM, 30,
                                  Phase.MONTH if agent else Phase.WEEK),
                   [_location(service), Evidence(service["origin"], "image", service["image"]),
@@ -782,10 +935,89 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
 # --- SEC009: floating datastore tags -------------------------------------------------------------
 
+@dataclass(frozen=True)
+class VersionRule:
+    """What a major release is for one product, and what moving within or across one does."""
+
+    product: str
+    major_parts: Callable[[tuple[int, ...]], int]  # how many leading numbers name a major release
+    majors: str  # examples of its major releases, for the message
+    floating: Severity  # a tag that follows new majors
+    across: str  # what crossing a major does to the data
+    within: str  # what moving within a major does
+    pin: str  # a tag pinned enough, as an example
+
+
+# Sources: PostgreSQL "Versioning Policy" (major = first number since 10) and "Upgrading a
+# PostgreSQL Cluster"; MariaDB "Release model" and "Upgrading MariaDB" (10.5, 10.6, 10.11, 11.4
+# are majors; mariadb-upgrade; no downgrade); MySQL "Release model" (8.0, 8.4 LTS and 9.x innovation
+# series) and "Downgrading MySQL" (not supported across or, for 8.0, within a series); MongoDB
+# "Upgrade a Self-Managed Replica Set / Standalone" (one release series at a time, with
+# featureCompatibilityVersion); Redis release notes (RDB format 11 in 7.2, 12 in 7.4: older
+# releases cannot load it; Redis 8 is AGPLv3); Elasticsearch "Upgrade Elasticsearch" (indices of
+# the previous major only, no downgrade).
+VERSION_RULES: dict[str, VersionRule] = {
+    "postgres": VersionRule("PostgreSQL", lambda v: 1 if v[0] >= 10 else 2, "9.6, 16 and 17", Severity.HIGH,
+                            "a new major refuses the old data directory until pg_upgrade or a restore",
+                            "minor releases keep the data format, but each one recreates the container",
+                            "major.minor, e.g. 16.4"),
+    "mariadb": VersionRule("MariaDB", lambda v: 2, "10.5, 10.6, 10.11 and 11.4", Severity.HIGH,
+                           "each major upgrades the data files in place (mariadb-upgrade) with no way back",
+                           "point releases keep the data format, but each one recreates the container",
+                           "major.minor.patch, e.g. 10.11.9"),
+    "mysql": VersionRule("MySQL", lambda v: 2, "5.7, 8.0, 8.4 and 9.x", Severity.HIGH,
+                         "the data dictionary is upgraded in place at the first start, and MySQL cannot be "
+                         "downgraded", "8.0 patch releases upgrade the data dictionary in place too, with no "
+                         "downgrade", "series.patch, e.g. 8.4.2"),
+    "mongo": VersionRule("MongoDB", lambda v: 2, "6.0, 7.0 and 8.0", Severity.HIGH,
+                         "a new series starts only on data the previous one marked with its "
+                         "featureCompatibilityVersion: skipping one fails to start",
+                         "patch releases keep the data format, but each one recreates the container",
+                         "series.patch, e.g. 7.0.14"),
+    "redis": VersionRule("Redis", lambda v: 1, "6, 7 and 8", Severity.MEDIUM,
+                         "it writes an RDB format older releases cannot load (no way back), and Redis 8 "
+                         "changed its license", "a minor release may write an RDB format the previous "
+                         "minor cannot load (7.4 cannot go back to 7.2)", "major.minor, e.g. 7.4"),
+    "elasticsearch": VersionRule("Elasticsearch", lambda v: 1, "7 and 8", Severity.HIGH,
+                                 "a new major reads only indices of the previous one and cannot be "
+                                 "downgraded",
+                                 "minor releases upgrade the indices in place, with no downgrade",
+                                 "major.minor.patch, e.g. 8.15.0"),
+}
+_TAG_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?=$|[^\d.])")  # "16", "10.11-jammy", "17beta1"
+
+
+def version_product(kind: str, image: str | None) -> str:
+    """The product whose version rules apply: MariaDB is not MySQL, whatever their kind."""
+    return "mariadb" if kind == "mysql" and parse_image(image).basename == "mariadb" else kind
+
+
 def tag_risk(kind: str, tag: str | None, digest: str | None) -> tuple[Severity, str] | None:
-    """How dangerous a datastore image's tag is, or None when it is pinned enough."""
+    """How dangerous a datastore image's tag is, or None when it is pinned enough.
+
+    `kind` is a datastore kind or a product of VERSION_RULES ("mariadb"); others get the generic
+    rule: a floating tag crosses majors, a bare number moves minors.
+    """
     if digest:
         return None
+    rule_ = VERSION_RULES.get(kind)
+    version = _TAG_VERSION.match(tag or "")
+    if rule_ is None:
+        return _generic_tag_risk(kind, tag)
+    if tag is None or version is None:
+        shown = tag or "no tag (latest)"
+        return rule_.floating, f"{shown} follows new {rule_.product} major releases: {rule_.across}"
+    numbers = tuple(int(n) for n in version.group(1).split("."))
+    major = rule_.major_parts(numbers)
+    if len(numbers) < major:
+        return rule_.floating, (f"{tag} spans several {rule_.product} major releases ({rule_.majors} are "
+                                f"each one): {rule_.across}")
+    if len(numbers) == major:
+        return Severity.LOW, f"{tag} is a bare {rule_.product} major: {rule_.within}"
+    return None
+
+
+def _generic_tag_risk(kind: str, tag: str | None) -> tuple[Severity, str] | None:
     if tag is None or tag.lower() in FLOATING_TAGS:
         shown = tag or "no tag (latest)"
         if kind in MAJOR_BOUND_DATASTORES:
@@ -800,47 +1032,225 @@ def tag_risk(kind: str, tag: str | None, digest: str | None) -> tuple[Severity, 
 def datastore_floating_tag(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     ## What it checks
-    Datastore images on a floating tag: `latest`, no tag, or a distribution name (`alpine`) is
-    floating (HIGH for PostgreSQL, MySQL, MongoDB and others whose data format is tied to the major
-    version, MEDIUM otherwise); a bare major (`postgres:16`, `redis:7-alpine`) is LOW. Images pinned
-    by digest or by a minor version (`postgres:16.4`) pass.
+    Datastore images on a tag that moves, judged by each product's own version rules. A floating
+    tag (`latest`, none, `lts`, a distribution name such as `alpine` or `focal`) or one that names
+    less than a major release is HIGH for PostgreSQL, MariaDB, MySQL, MongoDB and Elasticsearch
+    (MEDIUM for Redis): `mariadb:10-focal` spans 10.5, 10.6 and 10.11, which are separate majors;
+    `mysql:8` spans 8.0 and 8.4; `mongo:7` the 7.x series. A bare major is LOW: `postgres:16`,
+    `mariadb:10.11`, `mysql:8.4`, `mongo:7.0`, `redis:7`, `elasticsearch:8`. Pinned enough:
+    `postgres:16.4`, `mariadb:10.11.9`, `mysql:8.4.2`, `mongo:7.0.14`, `redis:7.4`, a digest.
+    Other datastores: a floating tag is HIGH or MEDIUM, a bare number LOW.
 
     ## Why it matters
     The next `docker compose pull && up -d` (or watchtower) silently installs what the tag points to
-    that day. Across a major version PostgreSQL refuses to start on the old data directory (an
-    outage until a pg_upgrade or a restore), and MySQL/MongoDB upgrade the files in place with no way
-    back. A bare major only moves minor releases, which keep the data format: the risk is an
-    unplanned restart (the container is recreated) and a version that differs from the one tested,
-    hence LOW.
+    that day. Across a major PostgreSQL refuses to start on the old data directory (an outage until
+    pg_upgrade or a restore); MariaDB and MySQL upgrade the data files in place with no way back;
+    MongoDB refuses data that skipped a series; Elasticsearch cannot go back either. Within a major
+    the data format mostly stays (MySQL 8.0 and Redis minors are exceptions: no downgrade), so the
+    risk is an unplanned restart and a version that differs from the one tested, hence LOW.
 
     ## Recommendation
-    Pin the datastore to a minor version (`postgres:16.4`, `redis:7.4.1`) or a digest, and upgrade on
-    purpose: read the release notes, take a backup, then change the tag.
+    Pin the datastore to the release running now, as precisely as the product needs
+    (`postgres:16.4`, `mariadb:10.11.9`, `mysql:8.4.2`, `mongo:7.0.14`, `redis:7.4`) or to a
+    digest, and upgrade on purpose: read the release notes, take a backup, then change the tag.
 
     ## Estimated effect
     No surprise major upgrade; upgrades happen when planned.
 
     ## Fix safety
-    Safe to pin to the version running now (`docker inspect` shows it); pinning to another version is
-    an upgrade.
+    Safe to pin to the version running now (`docker inspect` or the server's version()); pinning
+    to another version is an upgrade.
 
     ## References
-    - PostgreSQL docs, "Upgrading a PostgreSQL Cluster"; the postgres image's notes on PGDATA and
-      major versions
+    - PostgreSQL "Versioning Policy", "Upgrading a PostgreSQL Cluster"
+    - MariaDB "Upgrading MariaDB"; MySQL "Downgrading MySQL"; MongoDB "Upgrade a Standalone"
+      (featureCompatibilityVersion); Elasticsearch "Upgrade Elasticsearch"; Redis release notes
     """
     for service in stack_services(facts):
         kind = service["product"]
         if not kind or not service["image"]:
             continue
         image = parse_image(service["image"])
-        risk = tag_risk(kind, image.tag, image.digest)
+        product = version_product(kind, service["image"])
+        risk = tag_risk(product, image.tag, image.digest)
         if risk is None:
             continue
         severity, why = risk
+        version = VERSION_RULES.get(product)
+        pin = version.pin if version else "major.minor"
         yield Hit(_label(service), f"{kind} service {_label(service)} uses {service['image']}: {why}.",
-                  Recommendation("Pin the image to the running minor version or a digest.",
+                  Recommendation("Pin the image to the running release or a digest.",
                                  "Upgrades happen only when planned.", Risk.SAFE, 5, Phase.MONTH,
-                                 f"image: {image.repository.removeprefix('library/')}:<major.minor>"),
+                                 f"image: {image.repository.removeprefix('library/')}:<{pin}>"),
                   [_location(service), Evidence(service["origin"], "image", service["image"]),
-                   Evidence(service["origin"], "tag", image.tag, "major.minor or @sha256 digest")],
+                   Evidence(service["origin"], "tag", image.tag, f"{pin}, or an @sha256 digest")],
                   severity=severity)
+
+
+# --- SEC010: monitoring UIs and APIs open to anyone -----------------------------------------------
+
+# Components with no authentication of their own (Prometheus, Alertmanager and the exporters can be
+# given basic auth with --web.config.file; Loki expects a proxy in front, auth_enabled is tenancy),
+# with the default port they listen on and how bad an open one is.
+OPEN_COMPONENTS: dict[str, tuple[int, Severity, str]] = {
+    "prometheus": (9090, Severity.MEDIUM, "every metric and label of the stack, and its targets"),
+    "alertmanager": (9093, Severity.MEDIUM, "the alerts, and anyone can silence them"),
+    "loki": (3100, Severity.HIGH, "every log line (with the secrets that end up in logs), and anyone can "
+                                  "push"),
+    "pushgateway": (9091, Severity.MEDIUM, "anyone can push or delete metrics, and fake the alerts"),
+    "cadvisor": (8080, Severity.LOW, "every container's name, image and resource use"),
+    "exporter": (9100, Severity.LOW, "the host's or datastore's metrics, for reconnaissance"),
+}
+GRAFANA_WRITE_ROLES = frozenset({"admin", "editor"})
+GRAFANA_SIGN_INS = ("proxy", "generic_oauth", "github", "gitlab", "google", "azuread", "okta", "ldap", "jwt")
+_LISTEN_FLAG = re.compile(r"^-{1,2}(web\.listen-address|server\.http-listen-address)=?(.*)$")
+
+
+def monitoring_component(service: dict[str, Any]) -> str | None:
+    """"grafana", "prometheus", "exporter"... for a service (one helper, to point at the shared
+    classifier of service kinds when it lands)."""
+    if parse_image(service["image"]).basename == "pushgateway" or service["name"] == "pushgateway":
+        return "pushgateway"
+    kind = monitoring_kind(service["image"], service["name"])
+    if kind and kind.endswith("_exporter"):
+        return "exporter"
+    return kind
+
+
+def _exposure(service: dict[str, Any], kind: str) -> list[str]:
+    """Where the component answers on all interfaces: published ports, or the host network."""
+    public = _public_ports(service)
+    if service["network_mode"] == "host" and not _listens_on_loopback(service):
+        default = 3000 if kind == "grafana" else OPEN_COMPONENTS.get(kind, (0,))[0]
+        public.append(f"host network, port {default or 'default'} on all interfaces")
+    return public
+
+
+def _listens_on_loopback(service: dict[str, Any]) -> bool:
+    argv = [str(a) for a in service["command"] or []]
+    for i, arg in enumerate(argv):
+        match = _LISTEN_FLAG.match(arg)
+        if match:
+            value = match.group(2) or (argv[i + 1] if i + 1 < len(argv) else "")
+            return bool(LOOPBACK.match(value.rsplit(":", 1)[0] or "x"))
+    return False
+
+
+def grafana_settings(facts: Facts, service: dict[str, Any]) -> dict[str, str]:
+    """grafana.ini's auth keys, overridden by GF_<SECTION>_<KEY> variables as Grafana does."""
+    settings: dict[str, str] = {}
+    for ini in facts.get("monitoring").get("grafana_ini", []):
+        if ini.get("service") == service["name"] and ini.get("project") in (None, service["project"]):
+            settings.update(ini.get("settings") or {})
+    env = service["environment"]
+    for name in ("auth.anonymous.enabled", "auth.anonymous.org_role", "auth.disable_login_form",
+                 *(f"auth.{p}.enabled" for p in GRAFANA_SIGN_INS)):
+        variable = "GF_" + name.upper().replace(".", "_")
+        if env.get(variable) is not None:
+            settings[name] = str(env[variable])
+    return settings
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in TRUTHY
+
+
+@rule("SEC010", "monitoring-ui-exposed", Severity.HIGH, needs_any=("compose", "docker"))
+def monitoring_ui_exposed(facts: Facts, settings: Settings) -> Iterator[Hit]:
+    """
+    ## What it checks
+    Grafana that lets anyone in: anonymous access as Admin or Editor (`GF_AUTH_ANONYMOUS_ENABLED` +
+    `GF_AUTH_ANONYMOUS_ORG_ROLE`, or `[auth.anonymous]` in a mounted grafana.ini), anonymous Viewer
+    on all interfaces, the login form disabled (`GF_AUTH_DISABLE_LOGIN_FORM`) with no other sign-in,
+    or auth proxy mode with its port open (anyone can send the user header). And Prometheus,
+    Alertmanager, Loki, Pushgateway, cAdvisor or an exporter published on all interfaces, or on the
+    host network without a loopback listen address: none of them authenticates by default. A
+    component started with `--web.config.file` (basic auth or TLS) is left out.
+
+    ## Why it matters
+    Anonymous Editor or Admin can change dashboards and alerting, add data sources and query every
+    database Grafana can reach. Prometheus shows every metric and target (a map of the stack), and
+    with the admin or lifecycle API enabled it can be emptied or stopped; Alertmanager lets anyone
+    silence the alerts; Loki gives every log line (and accepts fake ones). Docker publishes ports
+    ahead of the host firewall.
+
+    ## Recommendation
+    Grafana: `GF_AUTH_ANONYMOUS_ENABLED=false` (or `GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer` on a private
+    network), keep the login form unless an OAuth/LDAP sign-in replaces it, and publish auth-proxy
+    Grafana only to the proxy. The others: do not publish the port (Prometheus scrapes over the
+    compose network) or bind it to `127.0.0.1`, or put them behind a proxy with authentication
+    (or `--web.config.file` with basic_auth_users).
+
+    ## Estimated effect
+    The monitoring stack is reachable only by who should see it.
+
+    ## Fix safety
+    Confirm: dashboards shown anonymously (a wall screen) need a login or a Viewer role; remote
+    Grafana data sources need another way in (an SSH tunnel, the proxy).
+
+    ## References
+    - Grafana docs, "Configure authentication": anonymous authentication, auth proxy
+    - Prometheus docs, "Security model" and "HTTPS and authentication" (web.config.file)
+    - Loki docs, "Authentication" (Loki does not come with an authentication layer)
+    """
+    for service in stack_services(facts):
+        kind = monitoring_component(service)
+        if kind == "grafana":
+            yield from _grafana_hits(facts, service)
+        elif kind in OPEN_COMPONENTS:
+            yield from _open_component_hit(service, kind)
+
+
+def _grafana_hits(facts: Facts, service: dict[str, Any]) -> Iterator[Hit]:
+    conf = grafana_settings(facts, service)
+    public = _exposure(service, "grafana")
+    anonymous = _true(conf.get("auth.anonymous.enabled"))
+    role = conf.get("auth.anonymous.org_role") or "Viewer"  # Grafana's default anonymous role
+    sign_ins = [p for p in GRAFANA_SIGN_INS if _true(conf.get(f"auth.{p}.enabled"))]
+    evidence = [_location(service), Evidence(service["origin"], "grafana_auth", conf),
+                Evidence(service["origin"], "public_ports", public, [])]
+    where = f" on all interfaces ({', '.join(public)})" if public else ""
+    if anonymous and role.strip().lower() in GRAFANA_WRITE_ROLES:
+        yield Hit(_label(service), f"Grafana {_label(service)} lets anyone in without a login as "
+                                   f"{role}{where}.",
+                  _grafana_fix("GF_AUTH_ANONYMOUS_ENABLED=false"), evidence,
+                  severity=Severity.CRITICAL if public else Severity.HIGH)
+    elif anonymous and public:
+        yield Hit(_label(service), f"Grafana {_label(service)} shows its dashboards to anyone without a "
+                                   f"login (anonymous {role}){where}.",
+                  _grafana_fix("GF_AUTH_ANONYMOUS_ENABLED=false"), evidence, severity=Severity.LOW)
+    if _true(conf.get("auth.disable_login_form")) and not sign_ins:
+        yield Hit(_label(service), f"Grafana {_label(service)} has its login form disabled and no other "
+                                   "sign-in configured: only anonymous access or basic auth remain.",
+                  _grafana_fix("GF_AUTH_DISABLE_LOGIN_FORM=false"), evidence, severity=Severity.MEDIUM)
+    if "proxy" in sign_ins and public:
+        yield Hit(_label(service), f"Grafana {_label(service)} trusts an auth proxy's user header but is "
+                                   f"reachable without the proxy{where}: anyone can sign in as anyone.",
+                  _grafana_fix('ports: ["127.0.0.1:3000:3000"]'), evidence, severity=Severity.HIGH)
+
+
+def _grafana_fix(action: str) -> Recommendation:
+    return Recommendation("Require a login for Grafana (no anonymous editing, keep a sign-in).",
+                          "Only known users see and change the dashboards.", Risk.CONFIRM, 10, Phase.NOW,
+                          action)
+
+
+def _open_component_hit(service: dict[str, Any], kind: str) -> Iterator[Hit]:
+    argv = " ".join(str(a) for a in service["command"] or [])
+    public = _exposure(service, kind)
+    if not public or "web.config.file" in argv:
+        return
+    _, severity, gives = OPEN_COMPONENTS[kind]
+    apis = [f for f in ("--web.enable-admin-api", "--web.enable-lifecycle") if f in argv]
+    if kind == "prometheus" and apis:
+        severity = Severity.HIGH
+        gives = f"{gives}; with {' and '.join(apis)} anyone can delete data or stop it"
+    yield Hit(_label(service), f"{kind} {_label(service)} answers on all interfaces ({', '.join(public)}) "
+                               f"without authentication: it gives {gives}.",
+              Recommendation(f"Stop publishing {kind}, or bind it to 127.0.0.1, or put it behind an "
+                             "authenticating proxy.", "Monitoring data stays private.", Risk.CONFIRM, 10,
+                             Phase.WEEK, f'ports: ["127.0.0.1:{_host_port(public[0])}:'
+                                         f'{_container_port(public[0])}"]' if "->" in public[0] else None),
+              [_location(service), Evidence(service["origin"], "public_ports", public, []),
+               Evidence(service["origin"], "component", kind)],
+              severity=severity)

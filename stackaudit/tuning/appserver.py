@@ -12,7 +12,8 @@ A pool larger than the thread count is a ceiling that is never reached, not a to
 Processes that connect through PgBouncer are its clients: PostgreSQL sees only the pooler's server
 connections, at most (default_pool_size + reserve_pool_size) per database/user pair, capped by
 max_db_connections, and never more than its clients (pgbouncer.org/config.html). Their own sum
-must fit the pooler's max_client_conn instead.
+must fit the pooler's max_client_conn instead. When the PgBouncer was read live (the pgbouncer
+source), its pools as it applies them (tuning.pgbouncer) replace the estimate from its settings.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class PoolerConnections:
     max_client_conn: int
     databases: int  # database/user pairs it pools for (one user per database assumed)
     clients: int
+    live_capacity: int | None = None  # from its admin console (SHOW DATABASES/POOLS), when read
+    live_arithmetic: str | None = None
 
     @property
     def per_database(self) -> int:
@@ -127,6 +130,8 @@ class PoolerConnections:
 
     @property
     def capacity(self) -> int:
+        if self.live_capacity is not None:
+            return self.live_capacity
         return self.per_database * self.databases
 
     @property
@@ -138,6 +143,10 @@ class PoolerConnections:
         return self.clients <= self.max_client_conn
 
     def arithmetic(self) -> str:
+        if self.live_capacity is not None:
+            return (f"{self.service} (PgBouncer, {self.pool_mode} pooling, live pools: "
+                    f"{self.live_arithmetic or self.live_capacity}): min({self.clients} client "
+                    f"connections, {self.capacity}) = {self.server_connections} server connections")
         pool = f"default_pool_size {self.default_pool_size} + reserve_pool_size {self.reserve_pool_size}"
         if self.max_db_connections:
             pool = f"min({pool}, max_db_connections {self.max_db_connections})"
@@ -149,7 +158,8 @@ class PoolerConnections:
     def to_json(self) -> dict[str, Any]:
         return {"service": self.service, "pool_mode": self.pool_mode, "clients": self.clients,
                 "max_client_conn": self.max_client_conn, "capacity": self.capacity,
-                "server_connections": self.server_connections, "arithmetic": self.arithmetic()}
+                "server_connections": self.server_connections, "arithmetic": self.arithmetic(),
+                "capacity_from": "live" if self.live_capacity is not None else "settings"}
 
 
 def pooler_connections(pooler: Mapping[str, Any],
@@ -163,6 +173,8 @@ def pooler_connections(pooler: Mapping[str, Any],
         max_db_connections=_int_or_none(pooler.get("max_db_connections")) or 0,
         max_client_conn=_int_or_none(pooler.get("max_client_conn")) or 100,
         databases=max(1, len({p.database for p in routed})), clients=sum(p.total for p in routed),
+        live_capacity=_int_or_none(pooler.get("live_capacity")),
+        live_arithmetic=str(pooler["live_arithmetic"]) if pooler.get("live_arithmetic") else None,
     )
 
 

@@ -57,7 +57,7 @@ def test_truncated_dump_passes_list_but_not_checksum_or_drill(seeded: str, tmp_p
     listing = subprocess.run([str(bin_dir / "pg_restore"), "--list", str(dump)], capture_output=True)
     assert listing.returncode == 0  # why --list alone proves nothing
 
-    checks = verify_archive(Client(Connection.from_dsn(seeded), bin_dir=bin_dir), dump, manifest.sha256 or "")
+    checks = verify_archive(Client(Connection.from_dsn(seeded), bin_dir=bin_dir), dump, manifest)
     assert checks["pg_restore_list_ok"] is True and checks["sha256_reread_ok"] is False
     record = run_drill(Connection.from_dsn(seeded), tmp_path, manifest)
     assert record.ok is False and record.checksum_ok is False and record.restore_ok is False

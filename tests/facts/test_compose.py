@@ -83,12 +83,16 @@ def test_rails_stack_shapes() -> None:
                                                  "options": {"max-file": "3", "max-size": "10m"}}
     assert proj["volumes"]["postgres-data"] == {"external": False, "name": "rails_stack_postgres-data"}
     compose_file = str(CORPUS.resolve() / "rails_stack" / "compose.yml")
+    weak = "a well-known default or placeholder"  # maybe_password, admin
     assert proj["literal_secrets"] == [
-        {"service": "web", "key": "POSTGRES_PASSWORD", "file": compose_file, "line": 9, "kind": "default"},
-        {"service": "worker", "key": "POSTGRES_PASSWORD", "file": compose_file, "line": 9, "kind": "default"},
-        {"service": "db", "key": "POSTGRES_PASSWORD", "file": compose_file, "line": 47, "kind": "default"},
+        {"service": "web", "key": "POSTGRES_PASSWORD", "file": compose_file, "line": 9, "kind": "default",
+         "weak": weak},
+        {"service": "worker", "key": "POSTGRES_PASSWORD", "file": compose_file, "line": 9, "kind": "default",
+         "weak": weak},
+        {"service": "db", "key": "POSTGRES_PASSWORD", "file": compose_file, "line": 47, "kind": "default",
+         "weak": weak},
         {"service": "grafana", "key": "GF_SECURITY_ADMIN_PASSWORD", "file": compose_file, "line": 88,
-         "kind": "literal"},
+         "kind": "literal", "weak": weak},
     ]
 
 

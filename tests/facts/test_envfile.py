@@ -24,6 +24,7 @@ from stackaudit.facts.envfile import (
     parse_dotenv_lenient,
     references,
 )
+from stackaudit.redact import UPSTREAM_EXAMPLE_SECRETS
 
 
 def binary() -> tuple[str, ...]:
@@ -146,7 +147,7 @@ def test_references_find_nested_defaults_without_a_lookup() -> None:
 
 # --- the `env` source --------------------------------------------------------------------------
 
-UPSTREAM_KEY = next(iter(env_source.UPSTREAM_EXAMPLE_SECRETS))
+UPSTREAM_KEY = next(iter(UPSTREAM_EXAMPLE_SECRETS))
 
 
 def test_env_source_reports_permissions_keys_and_weak_values_without_values(tmp_path: Path) -> None:
@@ -170,10 +171,10 @@ def test_env_source_reports_permissions_keys_and_weak_values_without_values(tmp_
     assert "RAILS_ENV" not in main["secret_keys"] and "API_TOKEN" in main["secret_keys"]
     reasons = {w["key"]: (w["line"], w["reason"]) for w in main["weak_values"]}
     assert reasons == {
-        "POSTGRES_PASSWORD": (2, "well-known default or placeholder"),
+        "POSTGRES_PASSWORD": (2, "a well-known default or placeholder"),
         "REDIS_PASSWORD": (3, "empty"),
         "SECRET_KEY_BASE": (5, "the example value published by the upstream project"),
-        "ADMIN_PASSWORD": (6, "shorter than 8 characters"),
+        "ADMIN_PASSWORD": (6, "a single word"),
     }
     assert files[".env.example"]["template"] is True and files[".env.example"]["group_readable"] is False
     assert [e.where for e in ctx.facts.errors] == [f"{dotenv}:8"]

@@ -385,15 +385,19 @@ def test_redis_wrong_password(tmp_path: Path, redis_factory: Callable[..., Redis
 
 
 def test_redis_killed_mid_collection(tmp_path: Path, redis_factory: Callable[..., RedisServer]) -> None:
-    """DEBUG SLEEP blocks the single-threaded server; it is killed while the collector waits on it."""
+    """DEBUG SLEEP blocks the single-threaded server; it is killed while the collector waits on it.
+
+    The server is blocked before the audit starts: redis and host are read side by side, so once
+    host is done the redis collector has been waiting on the blocked server (its timeout is 10 s).
+    """
     server = redis_factory({"enable-debug-command": "yes"}, password=REDIS_PASSWORD)
+    sleeper = threading.Thread(target=lambda: _debug_sleep(server), daemon=True)
+    sleeper.start()  # the server now answers nobody for 30 s
+    time.sleep(1.0)
     process, watcher = start_cli(tmp_path, "audit", "--sources", "host,redis", "--format", "json",
                                  "--redis", server.url)
-    sleeper = threading.Thread(target=lambda: _debug_sleep(server), daemon=True)
     try:
         assert watcher.wait_for("✓ host", 60), watcher.text()
-        sleeper.start()  # the server now answers nobody for 30 s
-        time.sleep(1.0)
         server.process.send_signal(signal.SIGKILL)
         result = finish(process, watcher)
     finally:

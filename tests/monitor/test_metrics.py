@@ -145,3 +145,52 @@ def test_metrics_command_rejects_a_bad_address() -> None:
     )
     assert done.returncode == 2
     assert "HOST:PORT" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_scrape_never_waits_for_a_check_after_the_first(small_disk: SmallDisk, state_dir: Path) -> None:
+    """A stale result is served at once while the new check runs on a thread; a failed refresh
+    keeps the previous result."""
+    settings = Settings(disk_paths=(small_disk.path,), state_dir=state_dir, sources=("host",))
+    release, started = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def produce():  # type: ignore[no-untyped-def]
+        calls.append("check")
+        if len(calls) == 2:
+            started.set()
+            release.wait()  # the second check hangs until the test lets it go
+        if len(calls) == 3:
+            raise RuntimeError("postgres went away")
+        return run_check(settings)
+
+    stop = threading.Event()
+    port = free_port()
+    thread = threading.Thread(
+        target=serve, args=(CheckCollector(produce, max_age_seconds=0), "127.0.0.1", port, stop)
+    )
+    thread.start()
+    try:
+        small_disk.fill(88)
+        point = str(small_disk.path)
+        first = samples(scrape(port))  # the first scrape waits for the first check
+        small_disk.fill(10)
+        second = samples(scrape(port))  # starts check 2, which hangs: served from check 1
+        assert started.wait(30) and not release.is_set()
+        for result in (first, second):
+            assert by_name(result, "stackaudit_disk_used_ratio", mountpoint=point) == [
+                pytest.approx(0.88, abs=0.01)
+            ]
+        release.set()
+        for _ in range(200):  # check 2 lands, check 3 fails: its result stays
+            if len(calls) >= 3:
+                break
+            samples(scrape(port))
+            time.sleep(0.05)
+        latest = samples(scrape(port))
+        assert by_name(latest, "stackaudit_disk_used_ratio", mountpoint=point) == [
+            pytest.approx(0.10, abs=0.02)
+        ]
+    finally:
+        release.set()
+        stop.set()
+        thread.join(timeout=10)

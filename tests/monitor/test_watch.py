@@ -109,12 +109,34 @@ def test_watch_memory_stays_flat(
     small_disk.fill(10)
     process = start_watch(config, state_dir, interval="50ms")
     try:
-        first = wait_checks(state_dir, 20, process)
+        first = wait_checks(state_dir, 5, process)  # each check is a child process of its own
         rss_early = psutil.Process(process.pid).memory_info().rss
-        wait_checks(state_dir, first + 60, process, timeout=120)
+        wait_checks(state_dir, first + 15, process, timeout=240)
         rss_late = psutil.Process(process.pid).memory_info().rss
     finally:
         process.terminate()
         process.communicate(timeout=30)
     assert rss_late - rss_early < 8 * 1024 * 1024, (rss_early, rss_late)
     assert rss_late < 150 * 1024 * 1024
+
+
+def test_watch_loop_holds_no_check_machinery_between_checks(
+    tmp_path: Path, state_dir: Path, small_disk: SmallDisk, receiver: Receiver
+) -> None:
+    """Each check runs in a child: the long-lived process (same PID as `stackaudit watch`) never
+    loads what a check needs (psutil's C extension here), and stays small."""
+    config = write_config(tmp_path, small_disk, receiver)
+    small_disk.fill(10)
+    process = start_watch(config, state_dir, interval="200ms")
+    try:
+        wait_checks(state_dir, 5, process)
+        loop = psutil.Process(process.pid)
+        maps = Path(f"/proc/{process.pid}/maps").read_text()
+        assert "stackaudit.monitor.loop" in " ".join(loop.cmdline())
+        assert "_psutil_linux" not in maps and "_yaml" not in maps
+        assert loop.memory_info().rss < 30 * 1024 * 1024
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and b"Traceback" not in err
+    assert b"check: 0 finding(s)" in err  # the children's log lines reach the same stderr

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import stackaudit.rules.security  # noqa: F401 - registers the SEC rules
 from stackaudit.config import Settings
 from stackaudit.derive import derive
-from stackaudit.facts import Facts
+from stackaudit.facts import CollectContext, Facts
 from stackaudit.model import Severity
 from stackaudit.rules import REGISTRY
 from stackaudit.rules.security import tag_risk
@@ -475,3 +476,241 @@ def test_sec007_silent_for_job_runners_behind_the_same_proxy() -> None:
     # the app facts' role wins over the command
     data["app"] = {"processes": [{"project": "shop", "service": "worker", "role": "web"}]}
     assert len(run("SEC007", data)) == 1
+
+
+# --- issue 18: secrets by value, weak values, _FILE advice ------------------------------------------
+
+
+def literal(service: str, key: str, weak: str | None = None, kind: str = "literal") -> dict[str, Any]:
+    return {"service": service, "key": key, "file": "/srv/shop/compose.yaml", "line": 7, "kind": kind,
+            "weak": weak}
+
+
+def test_sec003_fires_high_on_a_weak_literal_and_offers_file_secrets_where_the_image_reads_them() -> None:
+    data = compose(
+        service("db", "postgres:16.4"),
+        service("api", "ghcr.io/shop/api:1.2"),
+        service("grafana", "grafana/grafana:12.1.0"),
+        literal_secrets=[literal("db", "POSTGRES_PASSWORD", "the service's or image's own name"),
+                         literal("api", "STRIPE_API_KEY"), literal("grafana", "GF_SECURITY_ADMIN_PASSWORD")],
+    )
+    registered = REGISTRY["SEC003"]
+    hits = {h.subject: h for h in registered.check(Facts(data=data), Settings())}
+    db = hits["shop/db POSTGRES_PASSWORD"]
+    assert db.severity == Severity.HIGH and "guessable (the service's or image's own name)" in db.message
+    assert db.recommendation.action and "POSTGRES_PASSWORD_FILE: /run/secrets/db_postgres_password" in (
+        db.recommendation.action) and "secrets: [db_postgres_password]" in db.recommendation.action
+    assert "openssl rand" in db.recommendation.summary
+    api = hits["shop/api STRIPE_API_KEY"]
+    assert api.severity is None
+    assert api.recommendation.action == "STRIPE_API_KEY: ${STRIPE_API_KEY:?STRIPE_API_KEY must be set}"
+    grafana = hits["shop/grafana GF_SECURITY_ADMIN_PASSWORD"]
+    assert "GF_SECURITY_ADMIN_PASSWORD__FILE" in str(grafana.recommendation.action)
+
+
+def test_sec003_silent_for_file_references_switches_and_roles_in_compose(tmp_path: Path) -> None:
+    from stackaudit.facts import compose as compose_collector
+
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  db:\n    image: postgres:16.4\n    environment:\n"
+        "      POSTGRES_PASSWORD_FILE: /run/secrets/pg\n      DB_PASSWORD: /run/secrets/db_password\n"
+        "    secrets: [pg]\n"
+        "  mysql:\n    image: mariadb:10.11.9\n    environment:\n"
+        "      - MYSQL_ROOT_PASSWORD_FILE=/run/secrets/root\n      - MYSQL_ALLOW_EMPTY_PASSWORD=yes\n"
+        "      - MARIADB_RANDOM_ROOT_PASSWORD=true\n"
+        "  grafana:\n    image: grafana/grafana:12.1.0\n    environment:\n"
+        "      GF_AUTH_ANONYMOUS_ORG_ROLE: Admin\n      GF_AUTH_ANONYMOUS_ENABLED: \"false\"\n"
+        "      PRIMARY_KEY: id\n      GF_SECURITY_ADMIN_PASSWORD: ${GRAFANA_PASSWORD:?set it}\n"
+        "secrets:\n  pg:\n    file: ./pg.txt\n")
+    settings = Settings(project_dirs=(tmp_path,), sources=("compose",))
+    ctx = CollectContext(settings=settings, facts=Facts(), source="compose")
+    data = compose_collector.collect(ctx)
+    assert data["projects"][0]["literal_secrets"] == []
+    assert run("SEC003", {"compose": data}) == []
+    grafana = data["projects"][0]["services"]["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Admin"  # a role is shown, not redacted
+
+
+def test_sec003_fires_on_weak_values_in_compose_whatever_the_key(tmp_path: Path) -> None:
+    from stackaudit.facts import compose as compose_collector
+
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  nextcloud-db:\n    image: postgres:16.4\n    environment:\n"
+        "      POSTGRES_PASSWORD: nextcloud-db\n      SMTP_PASS: changeit\n      ADMIN_PW: Summer2024!\n"
+        "      APP_SECRET: ${APP_SECRET:-changeme}\n      SESSION_TOKEN: Vq7mR2xkP9Lw3nTz\n")
+    settings = Settings(project_dirs=(tmp_path,), sources=("compose",))
+    data = compose_collector.collect(CollectContext(settings=settings, facts=Facts(), source="compose"))
+    weak = {i["key"]: (i["kind"], i["weak"]) for i in data["projects"][0]["literal_secrets"]}
+    assert weak == {
+        "POSTGRES_PASSWORD": ("literal", "the service's or image's own name"),
+        "SMTP_PASS": ("literal", "a well-known default or placeholder"),
+        "ADMIN_PW": ("literal", "a single word with digits or symbols around it"),
+        "APP_SECRET": ("default", "a well-known default or placeholder"),
+        "SESSION_TOKEN": ("literal", None),
+    }
+    severities = {s.rsplit(" ", 1)[1]: sev for s, sev, _ in run("SEC003", {"compose": data})}
+    assert severities["SESSION_TOKEN"] == Severity.MEDIUM and severities["POSTGRES_PASSWORD"] == Severity.HIGH
+
+
+def test_sec001_fires_naming_keys_only_and_silent_for_an_env_file_without_secret_values() -> None:
+    names_only = env_file(mode=0o644, world_readable=True, secret_keys=[], keys=["COMPOSE_PROJECT_NAME"])
+    assert run("SEC001", {"env": {"files": [names_only]}}) == []
+    holding = env_file(mode=0o644, world_readable=True, secret_keys=["DB_PW", "SMTP_PASS"])
+    (hit,) = run("SEC001", {"env": {"files": [holding]}})
+    assert "holds secrets (DB_PW, SMTP_PASS) (mode 0644)" in hit[2]
+
+
+def test_sec001_fires_and_sec002_fires_on_private_keys_by_path() -> None:
+    key = {"path": "/srv/shop/certs/site.key", "exists": True, "mode": "0644", "private_key": "RSA",
+           "group_readable": True, "world_readable": True, "owner_uid": 1000,
+           "git": {"repo": "/srv/shop", "tracked": True, "ignored": False}}
+    data = {"env": {"files": [], "key_files": [key]}}
+    assert [(s, sev) for s, sev, _ in run("SEC001", data)] == [("/srv/shop/certs/site.key", Severity.HIGH)]
+    (hit,) = run("SEC002", data)
+    assert "a private key (RSA)" in hit[2] and hit[1] == Severity.HIGH
+
+
+# --- SEC008: capabilities and host mounts ---------------------------------------------------------------
+
+
+def bind(source: str, read_only: bool = False) -> dict[str, Any]:
+    return {"type": "bind", "source": source, "target": "/host" + source, "read_only": read_only}
+
+
+def test_sec008_fires_on_capabilities_and_host_mounts() -> None:
+    data = compose(
+        service("fuse", "shop/fuse:1", cap_add=["SYS_ADMIN"]),
+        service("vpn", "linuxserver/wireguard:1.0", cap_add=["NET_ADMIN"]),
+        service("mods", "shop/mods:1", volumes=[bind("/lib/modules", read_only=True)]),
+        service("tuner", "shop/tuner:1", volumes=[bind("/proc"), bind("/sys/kernel")]),
+        service("hostnet", "shop/fw:1", cap_add=["NET_ADMIN"], network_mode="host"),
+        service("cadvisor", "gcr.io/cadvisor/cadvisor:v0.49.1",
+                volumes=[bind("/", True), bind("/sys", True)]),
+    )
+    hits = {s: (sev, m) for s, sev, m in run("SEC008", data)}
+    assert hits["shop/fuse"] == (Severity.HIGH, "shop/fuse adds the capabilities SYS_ADMIN.")
+    assert hits["shop/vpn"][0] == Severity.MEDIUM and "NET_ADMIN" in hits["shop/vpn"][1]
+    assert hits["shop/mods"][0] == Severity.MEDIUM and "/lib/modules read-only" in hits["shop/mods"][1]
+    assert hits["shop/tuner"][0] == Severity.HIGH and "/sys/kernel read-write" in hits["shop/tuner"][1]
+    assert hits["shop/hostnet"][0] == Severity.HIGH  # NET_ADMIN on the host's own network
+    assert hits["shop/cadvisor"][0] == Severity.INFO
+
+
+def test_sec008_silent_for_harmless_mounts_and_capabilities() -> None:
+    data = compose(service("web", "shop/web:1", cap_add=["NET_BIND_SERVICE", "CHOWN"],
+                           volumes=[bind("/etc/localtime", True), bind("/srv/shop/uploads"),
+                                    bind("/etc/ssl/certs", True)]))
+    assert run("SEC008", data) == []
+
+
+def test_sec008_fires_on_running_containers_with_cap_add() -> None:
+    data = {"docker": {"containers": [{"name": "legacy", "image": "shop/legacy:1", "compose_project": None,
+                                       "compose_service": None, "cap_add": ["SYS_MODULE"],
+                                       "mounts": [{"type": "bind", "source": "/proc", "rw": False}]}]}}
+    ((_, severity, message),) = run("SEC008", data)
+    assert severity == Severity.HIGH and "SYS_MODULE" in message and "/proc read-only" in message
+
+
+# --- SEC009: each product's version rules ---------------------------------------------------------------
+
+
+def test_sec009_fires_per_product_version_rules() -> None:
+    data = compose(
+        service("maria", "mariadb:10-focal"),
+        service("maria2", "mariadb:10.11"),
+        service("my", "mysql:8"),
+        service("mongo", "mongo:7"),
+        service("search", "docker.elastic.co/elasticsearch/elasticsearch:8"),
+    )
+    hits = {s: (sev, m) for s, sev, m in run("SEC009", data)}
+    assert hits["shop/maria"][0] == Severity.HIGH
+    assert "10-focal spans several MariaDB major releases (10.5, 10.6, 10.11 and 11.4" in (
+        hits["shop/maria"][1])
+    assert "bare major" not in hits["shop/maria"][1]
+    assert hits["shop/maria2"][0] == Severity.LOW and "bare MariaDB major" in hits["shop/maria2"][1]
+    assert hits["shop/my"][0] == Severity.HIGH and hits["shop/mongo"][0] == Severity.HIGH
+    assert hits["shop/search"][0] == Severity.LOW
+
+
+def test_sec009_silent_when_pinned_as_each_product_needs() -> None:
+    data = compose(service("maria", "mariadb:10.11.9-jammy"), service("my", "mysql:8.4.2"),
+                   service("mongo", "mongo:7.0.14"), service("cache", "redis:7.4"),
+                   service("search", "elasticsearch:8.15.0"), service("pg", "postgres:9.6.24"))
+    assert run("SEC009", data) == []
+
+
+def test_tag_risk_per_product_table() -> None:
+    def severity(kind: str, tag: str | None) -> Severity | None:
+        risk = tag_risk(kind, tag, None)
+        return None if risk is None else risk[0]
+
+    assert severity("mariadb", "10") == Severity.HIGH and severity("mariadb", "10.6") == Severity.LOW
+    assert severity("mysql", "8.0") == Severity.LOW and severity("mysql", "innovation") == Severity.HIGH
+    assert severity("mongo", "7.0") == Severity.LOW and severity("mongo", "latest") == Severity.HIGH
+    assert severity("redis", "7-alpine") == Severity.LOW and severity("redis", None) == Severity.MEDIUM
+    assert severity("postgres", "9.6") == Severity.LOW and severity("postgres", "9") == Severity.HIGH
+    assert severity("postgres", "16-alpine3.20") == Severity.LOW
+
+
+# --- SEC010: monitoring UIs and APIs ----------------------------------------------------------------------
+
+
+def grafana(**env: str) -> dict[str, Any]:
+    return service("grafana", "grafana/grafana:12.1.0", environment=env, ports=[port("3000", 3000)])
+
+
+def test_sec010_fires_on_grafana_anonymous_editor_and_disabled_login_form() -> None:
+    data = compose(grafana(GF_AUTH_ANONYMOUS_ENABLED="true", GF_AUTH_ANONYMOUS_ORG_ROLE="Editor",
+                           GF_AUTH_DISABLE_LOGIN_FORM="true"))
+    hits = run("SEC010", data)
+    assert [sev for _, sev, _ in hits] == [Severity.CRITICAL, Severity.MEDIUM]
+    assert "without a login as Editor on all interfaces (0.0.0.0:3000->3000)" in hits[0][2]
+    assert "login form disabled" in hits[1][2]
+
+
+def test_sec010_fires_on_grafana_ini_admin_role_and_on_auth_proxy_published() -> None:
+    unpublished = service("grafana", "grafana/grafana:12.1.0")
+    data = compose(unpublished)
+    data["monitoring"] = {"grafana_ini": [{"project": "shop", "service": "grafana", "path": "/srv/g.ini",
+                                           "settings": {"auth.anonymous.enabled": "true",
+                                                        "auth.anonymous.org_role": "Admin"}}]}
+    assert [sev for _, sev, _ in run("SEC010", data)] == [Severity.HIGH]
+    # the variable wins over the file, as in Grafana
+    unpublished["environment"] = {"GF_AUTH_ANONYMOUS_ENABLED": "false"}
+    assert run("SEC010", data) == []
+    proxied = compose(grafana(GF_AUTH_PROXY_ENABLED="true", GF_AUTH_DISABLE_LOGIN_FORM="true"))
+    ((_, severity, message),) = run("SEC010", proxied)
+    assert severity == Severity.HIGH and "anyone can sign in as anyone" in message
+
+
+def test_sec010_fires_on_prometheus_loki_and_exporters_on_all_interfaces() -> None:
+    data = compose(
+        service("prometheus", "prom/prometheus:v3.5.0", ports=[port("9090", 9090)],
+                command=["--config.file=/etc/prometheus/prometheus.yml", "--web.enable-admin-api"]),
+        service("loki", "grafana/loki:3.4.2", ports=[port("3100", 3100, "0.0.0.0")]),
+        service("alertmanager", "prom/alertmanager:v0.28.1", ports=[port("9093", 9093)]),
+        service("node-exporter", "prom/node-exporter:v1.9.1", network_mode="host", command=[]),
+    )
+    hits = {s: (sev, m) for s, sev, m in run("SEC010", data)}
+    assert hits["shop/prometheus"][0] == Severity.HIGH
+    assert "--web.enable-admin-api" in hits["shop/prometheus"][1]
+    assert hits["shop/loki"][0] == Severity.HIGH and hits["shop/alertmanager"][0] == Severity.MEDIUM
+    assert hits["shop/node-exporter"][0] == Severity.LOW
+    assert "host network, port 9100" in hits["shop/node-exporter"][1]
+
+
+def test_sec010_silent_for_private_monitoring() -> None:
+    data = compose(
+        grafana(GF_AUTH_ANONYMOUS_ENABLED="true", GF_AUTH_ANONYMOUS_ORG_ROLE="Viewer") | {
+            "ports": [port("3000", 3000, "127.0.0.1")]},
+        service("grafana2", "grafana/grafana-oss:12.1.0",
+                environment={"GF_AUTH_DISABLE_LOGIN_FORM": "true", "GF_AUTH_GENERIC_OAUTH_ENABLED": "true"}),
+        service("prometheus", "prom/prometheus:v3.5.0", ports=[port("9090", 9090, "127.0.0.1")]),
+        service("secured", "prom/prometheus:v3.5.0", ports=[port("9091", 9090)],
+                command=["--web.config.file=/etc/prometheus/web.yml"]),
+        service("node-exporter", "prom/node-exporter:v1.9.1", network_mode="host",
+                command=["--web.listen-address=127.0.0.1:9100"]),
+        service("postgres-exporter", "prometheuscommunity/postgres-exporter:v0.17.1"),
+    )
+    assert run("SEC010", data) == []
