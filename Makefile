@@ -33,8 +33,10 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+# Every test that needs no service (PostgreSQL, Redis, dockerd, Prometheus, Chromium, ...): those are
+# marked `integration`, and tests/conftest.py fails an unmarked test that asks for one.
 unit:
-	$(BIN)/pytest -q tests/rules tests/tuning tests/report
+	$(BIN)/pytest -q -p no:cacheprovider -m "not integration"
 
 # Benchmarks (not tests): run by hand as root, print ratios measured side by side, write raw numbers
 # to bench/results/. QUICK=1 gives a smoke run of a few minutes each. See docs/benchmarks.md.

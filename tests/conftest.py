@@ -8,11 +8,18 @@
   [pgbouncer] lines a test needs; stopped after the test.
 - `docker_engine`: a private dockerd for the session (`.client`, `.make_image`, `.run_container`).
 - `state_dir`: a temporary state directory (STACKAUDIT_STATE_DIR points at it).
+
+A test that needs a service must be marked `integration` (`make unit` deselects those and must run
+with no service at all). Two guards fail an unmarked test loudly instead of letting it start one:
+it requests a fixture in SERVICE_FIXTURES, or it (or a fixture it set up) spawns a program in
+SERVICE_PROGRAMS.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +38,71 @@ from tests.services import (
     start_pgbouncer,
     start_redis,
 )
+
+# Fixtures (here and in the sub-folders' conftests) that are, or start, a real service.
+SERVICE_FIXTURES = frozenset({
+    "pg15", "pg18", "pg_cluster", "pg_dsn", "redis_factory", "pgbouncer_factory", "docker_engine",
+    "browser",  # tests/browser/conftest.py: Chromium
+})
+# Programs that are servers, or need one of the Debian service packages (promtool is Prometheus').
+SERVICE_PROGRAMS = frozenset({
+    "postgres", "postmaster", "pg_ctl", "initdb", "redis-server", "dockerd", "containerd", "prometheus",
+    "promtool", "alertmanager", "chromium", "sshd", "weed", "rclone", "mariadbd", "mysqld",
+    "mariadb-install-db", "mysql_install_db", "pgbouncer",
+})
+_running: list[pytest.Item] = []  # the test being set up, run or torn down
+
+
+def _unmarked_failure(item: pytest.Item, what: str) -> str:
+    return (f"{item.nodeid} is not marked integration but needs a service ({what}): add "
+            "`pytestmark = pytest.mark.integration` to its module or @pytest.mark.integration to it")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    _running.append(item)
+    try:
+        yield
+    finally:
+        _running.pop()
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixtures are set up, so no service starts
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("integration"):
+        return
+    wanted = sorted(SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if wanted:
+        pytest.fail(_unmarked_failure(item, f"fixtures {', '.join(wanted)}"), pytrace=False)
+
+
+WRAPPERS = frozenset({"runuser", "su", "sudo", "setpriv", "env", "setsid", "nohup", "timeout"})
+
+
+def _programs(args: Any) -> set[str]:
+    """The program a Popen runs, and behind a wrapper (runuser -u x -- pg_ctl ...) the one it runs."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        words = os.fsdecode(args).split()
+    else:
+        words = [os.fsdecode(arg) for arg in args]
+    names = [os.path.basename(word) for word in words]
+    if names and names[0] in WRAPPERS:
+        return set(names) - {"postgres"}  # behind runuser, "postgres" is a user name, not the server
+    return set(names[:1])
+
+
+def _refuse_services_outside_integration(event: str, args: tuple[Any, ...]) -> None:
+    """An audit hook: a test not marked integration must not spawn a server (see module doc)."""
+    if event != "subprocess.Popen" or not _running:
+        return
+    item = _running[-1]
+    started = sorted(_programs(args[1]) & SERVICE_PROGRAMS)
+    if started and not item.get_closest_marker("integration"):
+        pytest.fail(_unmarked_failure(item, f"it starts {', '.join(started)}"), pytrace=False)
+
+
+sys.addaudithook(_refuse_services_outside_integration)
+
 
 Server = TypeVar("Server", RedisServer, PgBouncerServer)
 

@@ -184,3 +184,20 @@ def test_text_that_looks_like_rich_markup_is_printed_as_it_is(tmp_path: Path) ->
     assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
     assert "[/srv]" in result.stderr
     assert "[thresholds.APP002]" in run("rules").stdout
+
+
+PRIORITY_PROBE = ("import os, psutil\n"
+                  "from stackaudit.cli.common import below_the_services\n"
+                  "below_the_services()\n"
+                  "print(os.getpriority(os.PRIO_PROCESS, 0), int(psutil.Process().ionice().ioclass))")
+
+
+def test_observing_commands_run_below_the_services_unless_told_not_to() -> None:
+    import psutil
+
+    niced = subprocess.run([sys.executable, "-c", PRIORITY_PROBE], capture_output=True, text=True,
+                           check=True, env={**os.environ, "STACKAUDIT_NICE": "1"}).stdout.split()
+    assert niced == ["10", str(int(psutil.IOPRIO_CLASS_IDLE))]
+    normal = subprocess.run([sys.executable, "-c", PRIORITY_PROBE], capture_output=True, text=True,
+                            check=True, env={**os.environ, "STACKAUDIT_NICE": "0"}).stdout.split()
+    assert normal[0] == "0" and normal[1] != str(int(psutil.IOPRIO_CLASS_IDLE))

@@ -15,14 +15,17 @@ import os
 import shutil
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from stackaudit.cli import _load_commands, app
+from stackaudit.rules import load_all
 from tests.services import RedisServer
 
 EXAMPLE = Path(__file__).parents[1] / "stackaudit" / "examples" / "reference-stack"
@@ -71,15 +74,33 @@ def test_the_command_list_is_complete() -> None:
     assert ("schedule", "install") in COMMANDS and ("monitoring", "rules") in COMMANDS
 
 
+def invoke(*args: str) -> Result:
+    """A command run in this process through click's runner: the same parsing, help and usage errors
+    as `python -m stackaudit`, without an interpreter start per run (which made this file alone
+    take minutes). The real entry point is run as a subprocess for the top level and one command."""
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "80"}, catch_exceptions=True)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))  # so "Traceback" is seen
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
+
+
 @pytest.fixture(scope="module")
 def help_and_garbage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     root = tmp_path_factory.mktemp("contract")
-    runs: dict[str, tuple[str, ...]] = {}
+    results: dict[str, Result] = {}
     for path in COMMANDS:
-        runs[f"help:{' '.join(path)}"] = (*path, "--help")
-        runs[f"garbage:{' '.join(path)}"] = (*path, "--no-such-option", "zz")
-    runs["help:"] = ("--help",)
-    return run_many(root, runs)
+        results[f"help:{' '.join(path)}"] = invoke(*path, "--help")
+        results[f"garbage:{' '.join(path)}"] = invoke(*path, "--no-such-option", "zz")
+    real = run_many(root, {"help:": ("--help",), "real-garbage": ("tune", "postgres", "--no-such-option")})
+    return {**results, **real}
+
+
+def test_the_real_entry_point_reports_a_garbage_option_like_the_runner(
+        help_and_garbage: dict[str, Result]) -> None:
+    real, runner = help_and_garbage["real-garbage"], help_and_garbage["garbage:tune postgres"]
+    assert real.returncode == runner.returncode == 2
+    assert "No such option" in real.stderr and "Traceback" not in real.stderr
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
@@ -166,12 +187,19 @@ def _options(path: tuple[str, ...]) -> list[str]:
     return [opt for param in getattr(command, "params", []) for opt in param.opts]
 
 
-@pytest.mark.parametrize("case", list(JSON_CASES))
+def _json_case(case: str) -> object:
+    """A case that talks to a real Redis is an integration test; the others run without services."""
+    needs_redis = "{redis}" in JSON_CASES[case][0]
+    return pytest.param(case, marks=pytest.mark.integration) if needs_redis else case
+
+
+@pytest.mark.parametrize("case", [_json_case(case) for case in JSON_CASES])
 def test_format_json_parses_or_fails_clearly(case: str, tmp_path: Path, project_snapshot: Path,
-                                             redis_factory: Callable[..., RedisServer]) -> None:
+                                             request: pytest.FixtureRequest) -> None:
     args, expected = JSON_CASES[case]
     values = {"snapshot": str(project_snapshot), "tmp": str(tmp_path), "redis": ""}
     if "{redis}" in args:
+        redis_factory: Callable[..., RedisServer] = request.getfixturevalue("redis_factory")
         values["redis"] = redis_factory({"maxmemory": "64mb"}).url
     result = run(*(arg.format(**values) for arg in args), tmp_path=tmp_path)
     assert "Traceback" not in result.stdout + result.stderr
@@ -181,3 +209,124 @@ def test_format_json_parses_or_fails_clearly(case: str, tmp_path: Path, project_
     else:
         assert result.returncode == 2, result.stdout
         assert "error:" in result.stderr and expected in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------ terminal output, as a user sees it
+
+WIDTH = 80
+# (arguments, what is expected: "ok" = exit 0/1 and a result on stdout; "stderr" = exit 0 and the
+# result is on stderr (progress of a command whose product is a file); else exit 2 with this error)
+TERMINAL_CASES: dict[str, tuple[tuple[str, ...], str]] = {
+    "audit": (("audit", "--sources", "host"), "ok"),
+    "audit --facts": (("audit", "--facts", "{snapshot}"), "ok"),
+    "collect": (("collect", "--sources", "host", "--out", "{tmp}/facts.json"), "stderr"),
+    "rules": (("rules",), "ok"),
+    "explain": (("explain", "PG003"), "ok"),
+    "check": (("check", "--sources", "host"), "ok"),
+    "plan": (("plan", "--facts", "{snapshot}"), "ok"),
+    "tune postgres": (("tune", "postgres", "--facts", "{snapshot}", "--memory", "8GiB", "--cpus", "4"), "ok"),
+    "tune app": (("tune", "app", "--facts", "{snapshot}"), "ok"),
+    "tune redis": (("tune", "redis", "--redis", "{redis}"), "ok"),
+    "backup list": (("backup", "list", "--dest", "{tmp}/backups"), "ok"),
+    "schedule install": (("schedule", "install", "--dry-run", "--unit-dir", "{tmp}/units"), "ok"),
+    "schedule remove": (("schedule", "remove", "--dry-run", "--unit-dir", "{tmp}/units"), "stderr"),
+    "monitoring rules": (("monitoring", "rules"), "ok"),
+    "monitoring dashboard": (("monitoring", "dashboard"), "ok"),
+    # these need a live target; without one they say so in one line, exit 2
+    "backup": (("backup", "--pg", "postgresql://nobody@127.0.0.1:1/none", "--dest", "{tmp}/b"), "PostgreSQL"),
+    "clean": (("clean",), "Docker engine"),
+    "verify": (("verify",), "--pg"),
+    "restore-drill": (("restore-drill", "--dest", "{tmp}/backups"), "backup"),
+    "apply": (("apply", "{tmp}/no-plan.json"), "plan"),
+    "rollback": (("rollback", "no-such-journal"), "journal"),
+}
+# Files they print (YAML, JSON, unit files) keep their own line lengths.
+FILE_CONTENT = {"monitoring rules", "monitoring dashboard", "schedule install"}
+# Commands that run until stopped (or start a server); their output is tested where they run.
+LONG_RUNNING = {
+    "watch": "tests/monitor/test_watch.py",
+    "metrics": "tests/monitor/test_metrics.py",
+    "serve": "tests/web/test_serve.py",
+    "demo": "tests/integration/test_demo.py",
+}
+
+
+def _leaf_commands() -> set[str]:
+    groups = {path[:-1] for path in COMMANDS if len(path) > 1}
+    callbacks = {"backup"}  # a group that is also a command (`stackaudit backup --pg ...`)
+    return {" ".join(path) for path in COMMANDS if path not in groups or " ".join(path) in callbacks}
+
+
+def test_every_command_has_a_terminal_output_case() -> None:
+    leaves = _leaf_commands()
+    assert {"audit", "rules", "tune postgres", "backup list", "backup"} <= leaves
+    missing = leaves - set(TERMINAL_CASES) - set(LONG_RUNNING)
+    assert not missing, f"add a TERMINAL_CASES entry for {sorted(missing)}"
+    for test_file in LONG_RUNNING.values():
+        assert (Path(__file__).parents[1] / test_file).is_file(), test_file
+
+
+def too_wide(line: str, width: int = WIDTH) -> bool:
+    """Longer than the terminal, and not because of one word that cannot be broken (a path, a URL,
+    a command) standing alone on its line, as the wrapping leaves it."""
+    if len(line) <= width:
+        return False
+    words = line.strip().removeprefix("- ").split()
+    return len(words) > 1 or not any(mark in line for mark in ("/", "=", "`", "_"))
+
+
+def test_too_wide_tells_prose_from_an_unbreakable_path() -> None:
+    assert too_wide("word " * 20)
+    assert not too_wide("  https://www.postgresql.org/docs/current/" + "x" * 60)
+    assert not too_wide("short line")
+
+
+def _repeated_first_line(stdout: str) -> int:
+    first = next((line for line in stdout.splitlines() if any(c.isalnum() for c in line)), "")
+    return stdout.splitlines().count(first)
+
+
+def _terminal_case(case: str) -> object:
+    needs_redis = "{redis}" in TERMINAL_CASES[case][0]
+    return pytest.param(case, marks=pytest.mark.integration) if needs_redis else case
+
+
+@pytest.mark.parametrize("case", [_terminal_case(case) for case in TERMINAL_CASES])
+def test_terminal_output_is_printed_once_and_readable_at_80_columns(
+        case: str, tmp_path: Path, project_snapshot: Path, request: pytest.FixtureRequest) -> None:
+    args, expected = TERMINAL_CASES[case]
+    values = {"snapshot": str(project_snapshot), "tmp": str(tmp_path), "redis": ""}
+    if "{redis}" in args:
+        redis_factory: Callable[..., RedisServer] = request.getfixturevalue("redis_factory")
+        values["redis"] = redis_factory({"maxmemory": "64mb"}).url
+    result = run(*(arg.format(**values) for arg in args), tmp_path=tmp_path, env={"COLUMNS": str(WIDTH)})
+    assert "Traceback" not in result.stdout + result.stderr
+    if expected == "ok":
+        assert result.returncode in (0, 1), result.stderr
+        assert result.stdout.strip(), "nothing printed"
+        assert _repeated_first_line(result.stdout) == 1, result.stdout[:2000]
+        if case not in FILE_CONTENT:
+            wide = [line for line in result.stdout.splitlines() if too_wide(line)]
+            assert not wide, f"{len(wide)} lines over {WIDTH} columns, e.g. {wide[:3]}"
+    elif expected == "stderr":
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip() and not [line for line in result.stderr.splitlines() if too_wide(line)]
+    else:
+        assert result.returncode == 2, result.stdout
+        assert not result.stdout.strip()
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and expected in errors[0], result.stderr
+
+
+def test_rules_lists_each_code_once_without_cutting_names(tmp_path: Path) -> None:
+    result = run("rules", tmp_path=tmp_path, env={"COLUMNS": str(WIDTH)})
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    for code, rule in load_all().items():
+        assert words.count(code) == 1, code
+        assert rule.name in words, f"{rule.name} cut or wrapped"
+    assert words.count("code") == 1  # one header: one table
+    listed = run("rules", "--format", "md", tmp_path=tmp_path)
+    assert listed.returncode == 2
+    assert "Invalid value for '--format'" in listed.stderr and "'md'" in listed.stderr
+    assert "terminal or json" in invoke("rules", "--help").stdout

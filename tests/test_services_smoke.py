@@ -1,9 +1,12 @@
 """The fixtures themselves: each service really starts and answers."""
 
 import psycopg
+import pytest
 
 from stackaudit.localpg import LocalCluster
 from tests.services import DockerEngine, RedisServer
+
+pytestmark = pytest.mark.integration
 
 
 def test_postgres_cluster_answers_with_its_version(pg_cluster: LocalCluster, pg_dsn: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from stackaudit.cli.app import app
@@ -18,6 +19,8 @@ from stackaudit.cli.common import (
     Format,
     IgnoreOpt,
     OutOpt,
+    Output,
+    OutputOpt,
     PgBouncerOpt,
     PgOpt,
     ProjectDirOpt,
@@ -26,6 +29,7 @@ from stackaudit.cli.common import (
     SelectOpt,
     SourcesOpt,
     StateDirOpt,
+    below_the_services,
     build_settings,
     console,
     fail,
@@ -37,7 +41,7 @@ from stackaudit.model import CollectionError
 from stackaudit.pipeline import audit as run_audit
 from stackaudit.pipeline import nothing_collected
 from stackaudit.report import Report
-from stackaudit.report.terminal import plain_console, styled
+from stackaudit.report.terminal import plain_console, styled, terminal_width, wrap_text
 from stackaudit.rules import load_all
 
 
@@ -118,6 +122,7 @@ def audit(
 
     Example: stackaudit audit --project-dir /srv/app --format md --out report.md
     """
+    below_the_services()
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources, select, ignore,
                               fail_on, state_dir, tls_domains=tuple(domain) if domain else None,
                               prometheus_url=prometheus_url, pgbouncer_dsn=pgbouncer)
@@ -159,6 +164,7 @@ def collect_command(
 
     Example: stackaudit collect --project-dir /srv/app --out facts.json
     """
+    below_the_services()
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources,
                               tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url,
                               pgbouncer_dsn=pgbouncer)
@@ -170,22 +176,26 @@ def collect_command(
 
 @app.command("rules")
 def rules_command(
-    output_format: Annotated[Format, typer.Option("--format", help="terminal or json.")] = Format.terminal,
+    output_format: OutputOpt = Output.terminal,
 ) -> None:
     """List every rule code with its name, severity and what it checks.
 
     Example: stackaudit rules --format json
     """
     registry = load_all()
-    if output_format == Format.json:
+    if output_format == Output.json:
         rows = [{"code": r.code, "name": r.name, "severity": r.severity.label(), "needs": list(r.needs),
                  "summary": r.summary} for r in registry.values()]
         write_output(json.dumps(rows, indent=2), None)
         return
-    table = Table("code", "name", "severity", "checks", expand=True)
+    # Codes, names and severities are what users type and grep: never cut; the summary wraps.
+    table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False)
+    for heading in ("code", "name", "severity"):
+        table.add_column(heading, no_wrap=True)
+    table.add_column("checks", ratio=1)
     for r in registry.values():
         table.add_row(r.code, r.name, r.severity.label(), r.summary)
-        plain_console(width=140).print(table)
+    plain_console(width=terminal_width()).print(table)  # once, after the rows; COLUMNS wide
 
 
 @app.command()
@@ -199,4 +209,4 @@ def explain(code: Annotated[str, typer.Argument(help="A rule code, e.g. PG003.")
     if found is None:
         fail(f"no rule {code!r}; `stackaudit rules` lists them")
     header = f"# {found.code} {found.name} (default severity: {found.severity.label()})\n\n"
-    write_output(header + found.doc, None)
+    write_output(wrap_text(header + found.doc, reflow=True), None)

@@ -17,7 +17,8 @@ from stackaudit.backups.offsite import OffsiteError, parse_remote, send_backup
 from stackaudit.cli.app import app
 from stackaudit.cli.common import (
     ConfigOpt,
-    Format,
+    Output,
+    OutputOpt,
     PgOpt,
     StateDirOpt,
     build_settings,
@@ -39,12 +40,7 @@ app.add_typer(backup_app, name="backup")
 
 DestOpt = Annotated[Path | None, typer.Option("--dest", help="Backup folder (else \\[backup] dest, else "
                                                              "<state-dir>/backups).")]
-FormatOpt = Annotated[Format, typer.Option("--format", help="terminal or json.")]
-
-
-def _check_format(fmt: Format) -> None:
-    if fmt not in (Format.terminal, Format.json):
-        fail(f"--format {fmt.value} is not available here; use terminal or json")
+FormatOpt = OutputOpt
 
 
 @backup_app.callback(invoke_without_command=True)
@@ -69,7 +65,7 @@ def backup(
     keep_weekly: Annotated[int, typer.Option(help="Weekly generations kept.")] = 4,
     keep_monthly: Annotated[int, typer.Option(help="Monthly generations kept.")] = 6,
     prune: Annotated[bool, typer.Option(help="Apply retention after the backup.")] = True,
-    fmt: FormatOpt = Format.terminal,
+    fmt: FormatOpt = Output.terminal,
     config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
@@ -79,7 +75,6 @@ def backup(
     """
     if ctx.invoked_subcommand is not None:
         return
-    _check_format(fmt)
     settings = build_settings(config=config, pg=pg, state_dir=state_dir)
     folder = resolve_dest(settings, dest)
     remote_url = offsite or os.environ.get("STACKAUDIT_BACKUP_OFFSITE")
@@ -100,7 +95,7 @@ def backup(
         decisions = apply_retention(folder, Policy(keep_daily, keep_weekly, keep_monthly))
         pruned = [d.generation.id for d in decisions if not d.keep]
     rows = [_backup_row(folder, m) for m in manifests]
-    if fmt is Format.json:
+    if fmt is Output.json:
         write_output(dumps_json({"dest": str(folder), "backups": rows, "pruned": pruned}), None)
     else:
         _render_run(rows, offsite_results, pruned)
@@ -140,7 +135,7 @@ def _render_run(rows: list[dict[str, Any]], offsite: dict[str, dict[str, Any]], 
 @backup_app.command("list")
 def list_backups(
     dest: DestOpt = None,
-    fmt: FormatOpt = Format.terminal,
+    fmt: FormatOpt = Output.terminal,
     config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
@@ -148,13 +143,12 @@ def list_backups(
 
     Example: stackaudit backup list --dest /srv/backups --format json
     """
-    _check_format(fmt)
     settings = build_settings(config=config, state_dir=state_dir)
     folder = resolve_dest(settings, dest)
     inv = inventory(folder)
     rows = [_backup_row(folder, m) for m in reversed(inv.manifests)]
     incomplete = [{"id": ident, "modified_at": t.isoformat(timespec="seconds")} for ident, t in inv.partials]
-    if fmt is Format.json:
+    if fmt is Output.json:
         write_output(dumps_json({"dest": str(folder), "backups": rows, "incomplete": incomplete,
                                  "unreadable": inv.unreadable}), None)
         return
@@ -182,7 +176,7 @@ def restore_drill(
                                                                    "verified of each database).")] = None,
     container: Annotated[str | None, typer.Option(
         "--container", help="Run pg_restore inside this container.")] = None,
-    fmt: FormatOpt = Format.terminal,
+    fmt: FormatOpt = Output.terminal,
     config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
@@ -190,14 +184,13 @@ def restore_drill(
 
     Example: stackaudit restore-drill --pg postgresql://postgres@127.0.0.1/postgres --dest /srv/backups
     """
-    _check_format(fmt)
     settings = build_settings(config=config, pg=pg, state_dir=state_dir)
     folder = resolve_dest(settings, dest)
     try:
         records = run_drills(settings, folder, backup_id, container, progress=_drill_progress)
     except (BackupError, OSError) as exc:
         fail(str(exc))
-    if fmt is Format.json:
+    if fmt is Output.json:
         write_output(dumps_json({"drills": [r.to_json() for r in records]}), None)
     else:
         for record in records:

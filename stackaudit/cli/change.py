@@ -5,7 +5,6 @@ Parse, call, render; the logic lives in stackaudit.remediation and stackaudit.ve
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 from pathlib import Path
@@ -18,6 +17,8 @@ from stackaudit.cli.common import (
     ComposeFileOpt,
     ConfigOpt,
     OutOpt,
+    Output,
+    OutputOpt,
     PgOpt,
     ProjectDirOpt,
     SourcesOpt,
@@ -29,16 +30,12 @@ from stackaudit.cli.common import (
     write_output,
 )
 from stackaudit.config import Settings
+from stackaudit.report.terminal import wrap_text
 
 PLAN_SOURCES = "host,docker,compose,env,app,postgres,pgbouncer,redis"
 
 
-class Output(enum.StrEnum):
-    terminal = "terminal"
-    json = "json"
-
-
-FormatOpt = Annotated[Output, typer.Option("--format", help="terminal or json.")]
+FormatOpt = OutputOpt
 DockerHostOpt = Annotated[str | None, typer.Option("--docker-host", help="Docker engine (else DOCKER_HOST).")]
 
 
@@ -93,7 +90,8 @@ def plan_command(
         if output_format == Output.terminal:
             console.print(describe(plan), highlight=False)
         return
-    write_output(dumps_json(plan.to_json()) if output_format == Output.json else describe(plan), None)
+    text = dumps_json(plan.to_json()) if output_format == Output.json else wrap_text(describe(plan))
+    write_output(text, None)
 
 
 @app.command("apply")
@@ -141,7 +139,7 @@ def apply_command(
     except ApplyError as exc:
         fail(str(exc))
     data = result.to_json()
-    write_output(dumps_json(data) if output_format == Output.json else _apply_text(data), None)
+    write_output(dumps_json(data) if output_format == Output.json else wrap_text(_apply_text(data)), None)
     if result.status not in ("done", "nothing"):
         raise typer.Exit(1)
 
@@ -224,7 +222,7 @@ def rollback_command(
         if data["would_restore"]:
             lines.append(f"restore: {json.dumps(data['would_restore'])}")
         lines += _checks_text(data["checks"])
-        write_output("\n".join(lines), None)
+        write_output(wrap_text("\n".join(lines)), None)
     if result.status == "failed":
         raise typer.Exit(1)
 
@@ -273,4 +271,4 @@ def verify_command(
         fail(str(exc))
     if save is not None:
         write_output(dumps_json(result), save)
-    write_output(dumps_json(result) if output_format == Output.json else describe(result), out)
+    write_output(dumps_json(result) if output_format == Output.json else wrap_text(describe(result)), out)

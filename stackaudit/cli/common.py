@@ -19,12 +19,39 @@ from stackaudit.report.terminal import plain_console, styled
 console = plain_console(stderr=True, soft_wrap=True)  # progress and messages; results: stdout or --out
 
 
+def below_the_services() -> None:
+    """Observing commands (audit, collect, check) run below the services they look at: CPU nice 10
+    and the idle I/O class, as `stackaudit schedule`'s units do, so beside a busy database they take
+    spare CPU and disk time first. STACKAUDIT_NICE=0 keeps the normal priority."""
+    import os  # lazy: start-up
+
+    if os.environ.get("STACKAUDIT_NICE", "1") == "0":
+        return
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < 10:
+            os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0))
+        import psutil  # lazy: start-up
+
+        psutil.Process().ionice(psutil.IOPRIO_CLASS_IDLE)
+    except (OSError, AttributeError, ValueError):
+        pass  # not Linux, or not allowed: the audit still runs, at the priority it was given
+
+
 class Format(enum.StrEnum):
     terminal = "terminal"
     json = "json"
     md = "md"
     html = "html"
 
+
+class Output(enum.StrEnum):
+    """--format of the commands that print a result, not a report: what they offer is what they do."""
+
+    terminal = "terminal"
+    json = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--format", help="terminal or json.")]
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")]
 ProjectDirOpt = Annotated[

@@ -33,7 +33,7 @@ from stackaudit.config import ALL_SOURCES
 from stackaudit.derive.memory import postgres_service
 from stackaudit.derive.postgres import compose_service_name, postgres_tuning
 from stackaudit.facts import Facts, collect
-from stackaudit.report.terminal import plain_console
+from stackaudit.report.terminal import plain_console, terminal_width
 from stackaudit.report.tuning import as_compose, as_conf, as_sql
 from stackaudit.tuning.postgres import WORKLOADS, Tuning
 from stackaudit.tuning.units import UnitError, human_bytes, parse_memory
@@ -146,7 +146,7 @@ def _render(tuning: Tuning, facts: Facts, output_format: TuneFormat, only_change
 
 def _table(tuning: Tuning) -> str:
     buffer = io.StringIO()
-    out = plain_console(file=buffer, width=160, force_terminal=False)
+    out = plain_console(file=buffer, width=terminal_width(), force_terminal=False)
     table = Table(title="PostgreSQL settings", show_lines=False)
     for column in ("Setting", "Current", "Recommended", "Restart?", "Why"):
         table.add_column(column, overflow="fold")

@@ -29,6 +29,7 @@ from stackaudit.derive.memory import host_resources
 from stackaudit.derive.redis import redis_instances
 from stackaudit.facts import Facts, collect
 from stackaudit.facts.app import live_connections
+from stackaudit.report.terminal import wrap_text
 from stackaudit.tuning.appserver import (
     DEFAULT_LIMITS,
     AppTuning,
@@ -119,7 +120,7 @@ def tune_app_servers(
         write_output(dumps_json({**tuning.to_json(), "live_connections": live,
                                  "resources": {"cores": cores, "memory_bytes": memory_bytes}}), out)
         return
-    write_output(_app_text(tuning, live), out)
+    write_output(wrap_text(_app_text(tuning, live)), out)
 
 
 def _app_text(tuning: AppTuning, live: list[dict[str, object]]) -> str:
@@ -178,7 +179,7 @@ def tune_redis(
     if output_format == Output.json:
         write_output(dumps_json({"instances": [a.to_json() for a in advice]}), out)
         return
-    write_output("\n\n".join(_redis_text(a) for a in advice), out)
+    write_output(wrap_text("\n\n".join(_redis_text(a) for a in advice)), out)
 
 
 def _redis_text(advice: RedisAdvice) -> str:

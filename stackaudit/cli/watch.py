@@ -17,15 +17,17 @@ from stackaudit.cli.app import COMMANDS, app
 from stackaudit.cli.common import (
     ConfigOpt,
     FailOnOpt,
-    Format,
     IgnoreOpt,
     OutOpt,
+    Output,
+    OutputOpt,
     PgOpt,
     ProjectDirOpt,
     RedisOpt,
     SelectOpt,
     SourcesOpt,
     StateDirOpt,
+    below_the_services,
     build_settings,
     console,
     dumps_json,
@@ -36,7 +38,7 @@ from stackaudit.config import Settings
 from stackaudit.model import to_jsonable
 from stackaudit.monitor import MonitorOptions, parse_duration
 from stackaudit.redact import remember
-from stackaudit.report.terminal import plain_console, styled
+from stackaudit.report.terminal import plain_console, styled, terminal_width
 
 DiskPathOpt = Annotated[
     list[Path] | None, typer.Option("--disk-path", help="Another path whose mount to watch (repeatable).")
@@ -51,7 +53,7 @@ TextfileOpt = Annotated[
 RepeatOpt = Annotated[str, typer.Option("--repeat", help="Re-notify a still-critical condition this often.")]
 RecoverOpt = Annotated[int, typer.Option("--recover-checks", help="Consecutive ok checks before 'resolved'.")]
 RetentionOpt = Annotated[float, typer.Option("--retention-days", help="History kept, in days.")]
-FormatOpt = Annotated[Format, typer.Option("--format", help="terminal or json.")]
+FormatOpt = OutputOpt
 
 
 def _settings(
@@ -123,7 +125,7 @@ def _render_terminal(result: Any) -> None:
     for finding in result.report.findings:
         table.add_row(finding.severity.label(), finding.code, finding.subject, finding.message)
 
-    out = plain_console(width=140)
+    out = plain_console(width=terminal_width())
     if result.report.findings:
         out.print(table)
     else:
@@ -145,7 +147,7 @@ def _render_terminal(result: Any) -> None:
 
 @app.command()
 def check(
-    output_format: FormatOpt = Format.terminal,
+    output_format: FormatOpt = Output.terminal,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code and alerts say it.")
     ] = False,
@@ -170,11 +172,10 @@ def check(
 
     Example (cron): */30 * * * * stackaudit check --quiet
     """
+    below_the_services()
     from stackaudit.monitor.check import run_pass
     from stackaudit.monitor.metrics import write_textfile
 
-    if output_format not in (Format.terminal, Format.json):
-        fail("--format must be terminal or json")
     settings = _settings(
         config, project_dir, pg, redis, sources, select, ignore, fail_on, state_dir, disk_path, alert_url
     )
@@ -186,7 +187,7 @@ def check(
     except (OSError, sqlite3.Error) as exc:
         fail(f"cannot use the state directory {settings.state_dir}: {getattr(exc, 'strerror', None) or exc}")
     if not quiet:
-        if output_format == Format.json:
+        if output_format == Output.json:
             write_output(dumps_json(_result_json(result)), None)
         else:
             _render_terminal(result)
@@ -365,7 +366,7 @@ def _schedule(
     enable: bool | None,
     config: Path | None,
     state_dir: Path | None,
-    output_format: Format,
+    output_format: Output,
 ) -> None:
     from stackaudit.monitor import schedule as sched
 
@@ -397,8 +398,8 @@ def _schedule(
         raise typer.Exit(1)
 
 
-def _show_plan(plan: Any, dry_run: bool, problems: list[str], output_format: Format, cron: bool) -> None:
-    if output_format == Format.json:
+def _show_plan(plan: Any, dry_run: bool, problems: list[str], output_format: Output, cron: bool) -> None:
+    if output_format == Output.json:
         write_output(
             json.dumps(
                 {
@@ -426,6 +427,8 @@ def _show_plan(plan: Any, dry_run: bool, problems: list[str], output_format: For
             "stackaudit-*.timer units where it is.",
             highlight=False,
         )
+    if not plan.changes and not plan.commands and not problems:
+        console.print("nothing to change: the schedule is already as asked", highlight=False)
     for problem in problems:
         console.print(styled("failed:", "red", f" {problem}"))
 
@@ -446,7 +449,7 @@ def schedule_install(
     unit_dir: UnitDirOpt = Path("/etc/systemd/system"),
     crontab_file: CrontabFileOpt = None,
     enable: EnableOpt = None,
-    output_format: FormatOpt = Format.terminal,
+    output_format: FormatOpt = Output.terminal,
     config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
@@ -465,7 +468,7 @@ def schedule_remove(
     unit_dir: UnitDirOpt = Path("/etc/systemd/system"),
     crontab_file: CrontabFileOpt = None,
     enable: EnableOpt = None,
-    output_format: FormatOpt = Format.terminal,
+    output_format: FormatOpt = Output.terminal,
 ) -> None:
     """Remove the schedule `schedule install` made (only files and lines carrying its mark).
 

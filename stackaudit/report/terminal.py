@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import shutil
+import textwrap
 from typing import Any
 
 from rich.console import Console, Group
@@ -28,8 +30,50 @@ def styled(label: str, style: str, rest: str = "") -> Text:
     return Text.assemble((label, style), rest)
 
 
-def render(report: Report, width: int = 120) -> str:
-    console = plain_console(width=width, record=True, file=io.StringIO(), force_terminal=False)
+def terminal_width() -> int:
+    """The terminal's columns (COLUMNS when set, as in a pipe); 120 when there is no terminal."""
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def wrap_text(text: str, width: int | None = None, reflow: bool = False) -> str:
+    """Lines longer than the terminal wrapped, indent kept (under a "- " bullet too); paths, URLs
+    and settings are never broken, so a longer line holds one of them. Code and tables stay as they
+    are. `reflow` (for Markdown, whose line breaks are soft) first joins the lines of a paragraph."""
+    width = width or terminal_width()
+    out: list[str] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if paragraph and max(map(len, paragraph)) > width:
+            first = paragraph[0]
+            indent = first[: len(first) - len(first.lstrip())]
+            hanging = indent + ("  " if first.lstrip().startswith("- ") else "")
+            out.append(textwrap.fill(" ".join(line.strip() for line in paragraph), width,
+                                     initial_indent=indent, subsequent_indent=hanging,
+                                     break_long_words=False, break_on_hyphens=False))
+        else:
+            out.extend(paragraph)
+        paragraph.clear()
+
+    fenced = False
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith("```"):
+            fenced = not fenced
+        if fenced or stripped.startswith(("```", "#", "|")) or not stripped:
+            flush()
+            out.append(line)
+            continue
+        if not reflow or stripped.startswith("- "):
+            flush()
+        paragraph.append(line)
+    flush()
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def render(report: Report, width: int | None = None) -> str:
+    console = plain_console(width=width or terminal_width(), record=True, file=io.StringIO(),
+                            force_terminal=False)
     console.print(_renderable(report))
     return console.export_text()
 

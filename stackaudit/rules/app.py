@@ -77,10 +77,14 @@ def pool_smaller_than_threads(facts: Facts, settings: Settings) -> Iterator[Hit]
     Needs a restart of the service; check PG101 first so the new total still fits max_connections.
 
     ## References
-    - Rails guides, "Configuring a Database" (pool) and the generated puma.rb comment: "configure
-      [pools] to provide at least as many connections as the number of threads"
-    - Sidekiq wiki, "Advanced Options": concurrency and the database pool
-    - rails/solid_queue README, "threads"; GoodJob README, "Database connections"
+    - Rails guides, "Configuring a Database" (pool):
+      https://guides.rubyonrails.org/configuring.html#configuring-a-database
+    - Rails' generated puma.rb (pools of at least as many connections as threads):
+      https://github.com/rails/rails/blob/main/railties/lib/rails/generators/rails/app/templates/config/puma.rb.tt
+    - Sidekiq wiki, "Advanced Options" (concurrency and the database pool):
+      https://github.com/sidekiq/sidekiq/wiki/Advanced-Options
+    - Solid Queue README (threads): https://github.com/rails/solid_queue
+    - GoodJob README, "Database connections": https://github.com/bensheldon/good_job#database-connections
     """
     for proc in _processes(facts):
         conn = process_connections(proc)
@@ -141,9 +145,12 @@ def concurrency_vs_cores(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Needs a restart of the service; behaviour change under load.
 
     ## References
-    - Rails 7.2 release notes, "Set a new default for the Puma thread count" (3)
-    - Gunicorn docs, "How Many Workers?" ((2 x cores) + 1)
-    - Sidekiq wiki, "Advanced Options" (concurrency 50 or less)
+    - Rails 7.2 release notes (a default of 3 Puma threads):
+      https://guides.rubyonrails.org/7_2_release_notes.html
+    - Gunicorn, "How Many Workers?" ((2 x cores) + 1):
+      https://docs.gunicorn.org/en/stable/design.html#how-many-workers
+    - Sidekiq wiki, "Advanced Options" (concurrency 50 or less):
+      https://github.com/sidekiq/sidekiq/wiki/Advanced-Options
     """
     per_core = settings.threshold("APP002", "web_processes_per_core")
     max_web_threads = settings.threshold("APP002", "max_web_threads")
@@ -221,10 +228,12 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
     Changing max_connections needs a PostgreSQL restart; app changes need a service restart.
 
     ## References
-    - PostgreSQL docs, "Connections and Authentication": max_connections,
-      superuser_reserved_connections, reserved_connections (16+)
-    - Rails guides, "Configuring a Database" (the pool is per process)
-    - PgBouncer, "Configuration": default_pool_size, reserve_pool_size, max_db_connections
+    - PostgreSQL docs, "Connections and Authentication" (max_connections, superuser_reserved_connections,
+      reserved_connections 16+): https://www.postgresql.org/docs/current/runtime-config-connection.html
+    - Rails guides, "Configuring a Database" (the pool is per process):
+      https://guides.rubyonrails.org/configuring.html#configuring-a-database
+    - PgBouncer, "Configuration" (default_pool_size, reserve_pool_size, max_db_connections):
+      https://www.pgbouncer.org/config.html
     """
     limits = postgres_limits(facts.get("postgres"))
     processes = _processes(facts)
@@ -300,8 +309,9 @@ def pooler_client_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
     container (each client is a socket).
 
     ## References
-    - PgBouncer, "Configuration": max_client_conn, default_pool_size
-    - Rails guides, "Configuring a Database" (the pool is per process)
+    - PgBouncer, "Configuration" (max_client_conn, default_pool_size): https://www.pgbouncer.org/config.html
+    - Rails guides, "Configuring a Database" (the pool is per process):
+      https://guides.rubyonrails.org/configuring.html#configuring-a-database
     """
     for pooler, sides in _pooler_sides(facts):
         if sides.clients_fit:
@@ -352,9 +362,10 @@ def pooler_session_queue(facts: Facts, settings: Settings) -> Iterator[Hit]:
     LISTEN, WITH HOLD cursors): review the app before switching; a reload applies it.
 
     ## References
-    - PgBouncer, "Features": session vs transaction pooling, and what transaction pooling breaks
-    - PgBouncer, "Configuration": pool_mode, default_pool_size, query_wait_timeout,
-      max_prepared_statements
+    - PgBouncer, "Features" (session vs transaction pooling, what transaction pooling breaks):
+      https://www.pgbouncer.org/features.html
+    - PgBouncer, "Configuration" (pool_mode, default_pool_size, query_wait_timeout):
+      https://www.pgbouncer.org/config.html
     """
     for pooler, sides in _pooler_sides(facts):
         if sides.pool_mode != "session":
@@ -427,8 +438,10 @@ def pooler_prepared_statements(facts: Facts, settings: Settings) -> Iterator[Hit
     service. Both are safe.
 
     ## References
-    - PgBouncer, "Configuration": max_prepared_statements; changelog 1.21.0 and 1.24.0
-    - Rails guides, "Configuring a Database": prepared_statements
+    - PgBouncer, max_prepared_statements: https://www.pgbouncer.org/config.html#max_prepared_statements
+    - PgBouncer changelog (1.21.0 and 1.24.0): https://www.pgbouncer.org/changelog.html
+    - Rails guides, "Configuring a Database" (prepared_statements):
+      https://guides.rubyonrails.org/configuring.html#configuring-a-database
     """
     for pooler in _poolers(facts):
         if pooler.get("pool_mode") not in ("transaction", "statement"):

@@ -69,8 +69,10 @@ def backup_missing_or_stale(facts: Facts, settings: Settings) -> Iterator[Hit]:
     destination (about the compressed size of the data).
 
     ## References
-    - PostgreSQL docs, "SQL Dump" and pg_dump (--format=custom, --snapshot)
-    - PostgreSQL docs, pg_restore --list
+    - PostgreSQL docs, "SQL Dump": https://www.postgresql.org/docs/current/backup-dump.html
+    - PostgreSQL docs, pg_dump (--format=custom, --snapshot):
+      https://www.postgresql.org/docs/current/app-pgdump.html
+    - PostgreSQL docs, pg_restore (--list): https://www.postgresql.org/docs/current/app-pgrestore.html
     """
     limit = settings.threshold("BAK001", "max_age_hours")
     data = facts.get("backups")
@@ -120,8 +122,8 @@ def backup_never_restored(facts: Facts, settings: Settings) -> Iterator[Hit]:
     the server for one extra copy of the database while it runs.
 
     ## References
-    - PostgreSQL docs, pg_restore
-    - "Schrödinger's backup": the state of a backup is unknown until a restore is attempted
+    - PostgreSQL docs, pg_restore: https://www.postgresql.org/docs/current/app-pgrestore.html
+    - PostgreSQL docs, "Backup and Restore": https://www.postgresql.org/docs/current/backup.html
     """
     limit = settings.threshold("BAK002", "max_age_days")
     for database, info in sorted(_by_database(facts).items()):

@@ -52,8 +52,10 @@ def images_reclaimable(facts: Facts, settings: Settings) -> Iterator[Hit]:
     the rollback window is kept.
 
     ## References
-    - Docker docs, "Prune unused Docker objects" (`image prune -a` removes every image without a container)
-    - Docker Engine API, GET /system/df (Size, SharedSize)
+    - Docker docs, "Prune unused Docker objects" (`image prune -a` removes every image without a container):
+      https://docs.docker.com/engine/manage-resources/pruning/
+    - Docker Engine API, GET /system/df (Size, SharedSize):
+      https://docs.docker.com/reference/api/engine/version/v1.41/#tag/System/operation/SystemDataUsage
     """
     docker = facts.get("docker")
     keep = int(settings.threshold("DKR001", "keep_releases"))
@@ -116,9 +118,9 @@ def volumes_orphaned(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Display only (review): deleting a volume destroys its data for good.
 
     ## References
-    - Docker Engine 23.0 release notes: `volume prune` only removes anonymous volumes unless `--all`
-      (older API versions keep the old behaviour)
-    - Docker docs, "Volumes"
+    - Docker Engine 23.0 release notes (`volume prune` removes only anonymous volumes unless `--all`):
+      https://docs.docker.com/engine/release-notes/23.0/
+    - Docker docs, "Volumes": https://docs.docker.com/engine/storage/volumes/
     """
     for volume in facts.get("docker").get("volumes", []):
         if volume.get("containers"):
@@ -181,8 +183,10 @@ def logs_unbounded(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Needs confirmation: recreating a container restarts it; older log lines are lost.
 
     ## References
-    - Docker docs, "JSON File logging driver" (max-size, max-file; unbounded by default)
-    - Docker docs, "Configure logging drivers" (daemon.json log-opts apply to new containers)
+    - Docker docs, "JSON File logging driver" (max-size, max-file; unbounded by default):
+      https://docs.docker.com/engine/logging/drivers/json-file/
+    - Docker docs, "Configure logging drivers" (daemon.json log-opts apply to new containers):
+      https://docs.docker.com/engine/logging/configure/
     """
     medium = settings.threshold("DKR003", "medium_log_bytes")
     for container in facts.get("docker").get("containers", []):
@@ -243,7 +247,9 @@ def build_cache_reclaimable(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Safe: cache only, rebuilt on demand.
 
     ## References
-    - Docker docs, "docker builder prune"; Engine API POST /build/prune
+    - Docker docs, docker builder prune: https://docs.docker.com/reference/cli/docker/builder/prune/
+    - Docker Engine API, POST /build/prune:
+      https://docs.docker.com/reference/api/engine/version/v1.41/#tag/Image/operation/BuildPrune
     """
     cache = facts.get("docker").get("build_cache") or {}
     reclaimable = cache.get("reclaimable_bytes")
@@ -287,8 +293,11 @@ def no_memory_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
     container, so watch it after the change.
 
     ## References
-    - Docker docs, "Resource constraints" (memory)
-    - Compose specification, `mem_limit` and `deploy.resources.limits`
+    - Docker docs, "Resource constraints" (memory):
+      https://docs.docker.com/engine/containers/resource_constraints/#memory
+    - Compose specification, `mem_limit`: https://docs.docker.com/reference/compose-file/services/#mem_limit
+    - Compose specification, `deploy.resources.limits`:
+      https://docs.docker.com/reference/compose-file/deploy/#resources
     """
     min_uptime = settings.threshold("DKR005", "min_uptime_seconds")
     for container in facts.get("docker").get("containers", []):

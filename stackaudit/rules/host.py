@@ -52,8 +52,8 @@ def disk_space_low(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Display only: what to delete is decided by `stackaudit clean`, which never removes what is in use.
 
     ## References
-    - statvfs(3); df's Use% = used / (used + available)
-    - PostgreSQL docs, "Disk Full Failure"
+    - statvfs(3) (df's Use% = used / (used + available)): https://man7.org/linux/man-pages/man3/statvfs.3.html
+    - PostgreSQL docs, "Disk Full Failure": https://www.postgresql.org/docs/current/disk-full.html
     """
     for mount in watched_mounts(facts):
         point = mount["mountpoint"]
@@ -129,7 +129,7 @@ def memory_pressure(facts: Facts, settings: Settings) -> Iterator[Hit]:
 
     ## References
     - Linux PSI: https://docs.kernel.org/accounting/psi.html
-    - /proc/meminfo MemAvailable (Linux 3.14+)
+    - /proc/meminfo MemAvailable (Linux 3.14+): https://docs.kernel.org/filesystems/proc.html#meminfo
     """
     host = facts["host"]
     usable = effective_memory_bytes(host)
@@ -176,8 +176,9 @@ def oom_risk(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Needs confirmation: a limit that is too low makes the container restart.
 
     ## References
-    - Docker docs, "Runtime options with Memory, CPUs, and GPUs"
-    - Linux kernel, oom_score and the OOM killer
+    - Docker docs, "Resource constraints" (memory):
+      https://docs.docker.com/engine/containers/resource_constraints/#memory
+    - Linux kernel, oom_score and oom_score_adj: https://docs.kernel.org/filesystems/proc.html
     """
     host = facts["host"]
     if host.get("swap_total_bytes", 0) > 0:
@@ -221,7 +222,7 @@ def load_above_cores(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Display only.
 
     ## References
-    - proc(5), /proc/loadavg
+    - proc(5), /proc/loadavg: https://man7.org/linux/man-pages/man5/proc.5.html
     """
     host = facts["host"]
     cores = effective_cores(host)

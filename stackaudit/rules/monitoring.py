@@ -67,8 +67,11 @@ def monitoring_gap(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Display only: adding monitoring changes no running service.
 
     ## References
-    - Prometheus docs, "Alerting rules"; node_exporter's filesystem collector
-    - Alertmanager docs, "Configuration" (receivers, route)
+    - Prometheus docs, "Alerting rules":
+      https://prometheus.io/docs/prometheus/latest/configuration/alerting_rules/
+    - node_exporter (the filesystem collector): https://github.com/prometheus/node_exporter
+    - Alertmanager docs, "Configuration" (receivers, route):
+      https://prometheus.io/docs/alerting/latest/configuration/
     """
     monitoring = facts.get("monitoring")
     components = _components(facts)
@@ -187,7 +190,7 @@ def monitoring_targets_down(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Display only.
 
     ## References
-    - Prometheus docs, HTTP API `/api/v1/targets`
+    - Prometheus HTTP API, /api/v1/targets: https://prometheus.io/docs/prometheus/latest/querying/api/#targets
     """
     yield from _targets_down(facts)
     for prometheus in facts.get("monitoring").get("prometheus_unreachable") or []:

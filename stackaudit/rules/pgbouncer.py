@@ -56,8 +56,10 @@ def clients_waiting(facts: Facts, settings: Settings) -> Iterator[Hit]:
     transaction pooling changes what a session may rely on: test the app first.
 
     ## References
-    - PgBouncer, "Usage": SHOW POOLS (cl_waiting, maxwait, maxwait_us), SHOW STATS
-    - PgBouncer, "Configuration": pool_mode, default_pool_size, reserve_pool_size, query_wait_timeout
+    - PgBouncer, "Usage": SHOW POOLS (cl_waiting, maxwait, maxwait_us), SHOW STATS:
+      https://www.pgbouncer.org/usage.html
+    - PgBouncer, "Configuration" (pool_mode, default_pool_size, reserve_pool_size, query_wait_timeout):
+      https://www.pgbouncer.org/config.html
     """
     for instance in _instances(facts):
         sizes = {d.name: d for d in database_pools(instance)}
@@ -139,10 +141,11 @@ def pools_over_max_connections(facts: Facts, settings: Settings) -> Iterator[Hit
     PostgreSQL restart.
 
     ## References
-    - PgBouncer, "Configuration": default_pool_size, reserve_pool_size, max_db_connections,
-      max_user_connections; "Usage": SHOW DATABASES, SHOW POOLS
-    - PostgreSQL docs, "Connections and Authentication": max_connections,
-      superuser_reserved_connections
+    - PgBouncer, "Configuration" (default_pool_size, reserve_pool_size, max_db_connections,
+      max_user_connections): https://www.pgbouncer.org/config.html
+    - PgBouncer, "Usage" (SHOW DATABASES, SHOW POOLS): https://www.pgbouncer.org/usage.html
+    - PostgreSQL docs, "Connections and Authentication" (max_connections,
+      superuser_reserved_connections): https://www.postgresql.org/docs/current/runtime-config-connection.html
     """
     postgres = facts.get("postgres")
     limits = postgres_limits(postgres)

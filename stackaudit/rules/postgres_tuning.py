@@ -84,6 +84,7 @@ def shared_buffers_off_budget(facts: Facts, settings: Settings, derived: Derived
     planner (effective_cache_size, the page costs and statistics do). Too large on a shared host, it
     takes memory from the app, Redis and the OS page cache, which then caches the same pages twice;
     too small, hot pages go through the kernel's cache with a copy each time.
+    The reference audit got this wrong: docs/errata.md, rows 2 and 4.
 
     ## Recommendation
     Set shared_buffers to the tuner's value (`stackaudit tune postgres`), in the place the live value
@@ -98,8 +99,8 @@ def shared_buffers_off_budget(facts: Facts, settings: Settings, derived: Derived
     Needs a restart (context postmaster): planned downtime of a few seconds.
 
     ## References
-    - PostgreSQL docs, "Resource Consumption": shared_buffers
-    - ERRATA 2 and 4 of the reference audit
+    - PostgreSQL docs, "Resource Consumption": shared_buffers:
+      https://www.postgresql.org/docs/current/runtime-config-resource.html#GUC-SHARED-BUFFERS
     """
     current, row = _current(facts, "shared_buffers")
     if current is None:
@@ -157,6 +158,7 @@ def effective_cache_size_off(facts: Facts, settings: Settings, derived: Derived)
     table a query will find cached. Too low, index scans look expensive and the planner prefers
     sequential scans; too high (e.g. 65% of RAM on a host shared with the app), it chooses index
     scans that then read from disk.
+    The reference audit got this wrong: docs/errata.md, row 4.
 
     ## Recommendation
     Set it to the tuner's value; a reload is enough.
@@ -169,8 +171,8 @@ def effective_cache_size_off(facts: Facts, settings: Settings, derived: Derived)
     Safe: reload only, no memory is allocated.
 
     ## References
-    - PostgreSQL docs, "Planner Cost Constants": effective_cache_size
-    - ERRATA 4 of the reference audit
+    - PostgreSQL docs, "Planner Cost Constants": effective_cache_size:
+      https://www.postgresql.org/docs/current/runtime-config-query.html#GUC-EFFECTIVE-CACHE-SIZE
     """
     current, row = _current(facts, "effective_cache_size")
     if current is None:
@@ -214,6 +216,7 @@ def work_mem_overcommit(facts: Facts, settings: Settings, derived: Derived) -> I
     kernel (or the container limit) kills a backend, which restarts the whole server. Large values
     also make the planner drop parallel plans (measured here: 62-256MB made a parallel sort that ran
     2x faster with 4MB go serial).
+    The reference audit got this wrong: docs/errata.md, row 1.
 
     ## Recommendation
     Lower work_mem to the tuner's value (the largest that fits the budget, kept modest) and raise it
@@ -227,8 +230,10 @@ def work_mem_overcommit(facts: Facts, settings: Settings, derived: Derived) -> I
     Safe: reload only; queries that spill more will show in temp-file statistics (PG004).
 
     ## References
-    - PostgreSQL docs, "Resource Consumption": work_mem, hash_mem_multiplier
-    - ERRATA 1 of the reference audit
+    - PostgreSQL docs, "Resource Consumption": work_mem:
+      https://www.postgresql.org/docs/current/runtime-config-resource.html#GUC-WORK-MEM
+    - PostgreSQL docs, hash_mem_multiplier:
+      https://www.postgresql.org/docs/current/runtime-config-resource.html#GUC-HASH-MEM-MULTIPLIER
     """
     tuning = derived.postgres
     if tuning is None:
@@ -270,6 +275,7 @@ def parallelism_vs_cores(facts: Facts, settings: Settings, derived: Derived) -> 
     max_worker_processes is the pool that parallel query, logical replication and extensions
     (TimescaleDB, pg_cron) draw from; below 8 they fail to start workers, and it changes only on
     restart. A gather that can use every core lets one report starve the web requests.
+    The reference audit got this wrong: docs/errata.md, row 6.
 
     ## Recommendation
     per_gather about cores/2, max_parallel_workers = cores, max_worker_processes >= 8.
@@ -282,8 +288,8 @@ def parallelism_vs_cores(facts: Facts, settings: Settings, derived: Derived) -> 
     max_worker_processes needs a restart; the others a reload.
 
     ## References
-    - PostgreSQL docs, "Resource Consumption" > "Asynchronous Behavior"
-    - ERRATA 6 of the reference audit
+    - PostgreSQL docs, "Resource Consumption" > "Asynchronous Behavior":
+      https://www.postgresql.org/docs/current/runtime-config-resource.html#RUNTIME-CONFIG-RESOURCE-ASYNC-BEHAVIOR
     """
     tuning = derived.postgres
     if tuning is None:
@@ -333,6 +339,7 @@ def planner_costs_vs_storage(facts: Facts, settings: Settings, derived: Derived)
     (default 4, for spinning disks). On SSD the default makes index scans look too expensive; on a
     real HDD an SSD value (1.1) makes the planner pick index scans that seek all over the disk.
     effective_io_concurrency sets how many reads are issued ahead.
+    The reference audit got this wrong: docs/errata.md, row 7.
 
     ## Recommendation
     SSD: random_page_cost 1.1, effective_io_concurrency 200; HDD: 4 and 2. Without evidence, keep
@@ -346,8 +353,10 @@ def planner_costs_vs_storage(facts: Facts, settings: Settings, derived: Derived)
     Safe: reload only.
 
     ## References
-    - PostgreSQL docs, "Planner Cost Constants" and "Asynchronous Behavior"
-    - ERRATA 7 of the reference audit
+    - PostgreSQL docs, "Planner Cost Constants":
+      https://www.postgresql.org/docs/current/runtime-config-query.html#RUNTIME-CONFIG-QUERY-CONSTANTS
+    - PostgreSQL docs, "Asynchronous Behavior" (effective_io_concurrency):
+      https://www.postgresql.org/docs/current/runtime-config-resource.html#RUNTIME-CONFIG-RESOURCE-ASYNC-BEHAVIOR
     """
     tuning = derived.postgres
     if tuning is None:
@@ -419,8 +428,9 @@ def checkpoints_too_frequent(facts: Facts, settings: Settings, derived: Derived)
     Safe: reload only; WAL can use up to max_wal_size on the data disk.
 
     ## References
-    - PostgreSQL docs, "WAL Configuration"
-    - pg_stat_checkpointer (PG17 release notes)
+    - PostgreSQL docs, "WAL Configuration": https://www.postgresql.org/docs/current/wal-configuration.html
+    - PostgreSQL docs, pg_stat_checkpointer (PostgreSQL 17+):
+      https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-CHECKPOINTER-VIEW
     """
     checkpoints = facts.get("postgres").get("checkpoints")
     if not isinstance(checkpoints, dict):

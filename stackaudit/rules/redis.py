@@ -65,8 +65,9 @@ def maxmemory_unset(facts: Facts, settings: Settings, derived: Derived) -> Itera
     memory is already above the new value, writes fail (noeviction) or keys go at once.
 
     ## References
-    - redis.io, "Key eviction" (maxmemory, policies)
-    - redis.io, "Redis administration" (memory use while saving can double)
+    - redis.io, "Key eviction" (maxmemory, policies): https://redis.io/docs/latest/develop/reference/eviction/
+    - redis.io, "Redis administration" (memory use while saving can double):
+      https://redis.io/docs/latest/operate/oss_and_stack/management/admin/
     """
     for instance in derived.redis_instances:
         limit = instance.get("container_memory_limit_bytes")
@@ -119,8 +120,9 @@ def eviction_unsafe_for_queue(facts: Facts, settings: Settings, derived: Derived
     `CONFIG SET maxmemory-policy noeviction` applies live; persist it in the config/compose command.
 
     ## References
-    - Sidekiq wiki, "Using Redis": "set maxmemory-policy noeviction"
-    - redis.io, "Key eviction"
+    - Sidekiq wiki, "Using Redis" ("set maxmemory-policy noeviction"):
+      https://github.com/sidekiq/sidekiq/wiki/Using-Redis
+    - redis.io, "Key eviction": https://redis.io/docs/latest/develop/reference/eviction/
     """
     for instance in derived.redis_instances:
         policy = instance.get("maxmemory_policy")
@@ -170,7 +172,9 @@ def memory_near_limit(facts: Facts, settings: Settings, derived: Derived) -> Ite
     Display only: what to delete or how much memory to give is a decision.
 
     ## References
-    - redis.io, "Memory optimization"; INFO memory fields
+    - redis.io, "Memory optimization":
+      https://redis.io/docs/latest/operate/oss_and_stack/management/optimization/memory-optimization/
+    - redis.io, INFO (the memory section's fields): https://redis.io/docs/latest/commands/info/
     """
     threshold = settings.threshold("RDS003", "used_ratio")
     for instance in derived.redis_instances:

@@ -122,8 +122,10 @@ def env_file_permissions(facts: Facts, settings: Settings) -> Iterator[Hit]:
     container bind-mounts the file and reads it as another uid.
 
     ## References
-    - Compose docs, "Set environment variables" / `env_file`
-    - chmod(1); OpenSSH ssh(1): "private keys ... must not be accessible by others"
+    - Compose docs, "Set environment variables" (`env_file`):
+      https://docs.docker.com/compose/how-tos/environment-variables/set-environment-variables/
+    - chmod(1): https://man7.org/linux/man-pages/man1/chmod.1.html
+    - OpenSSH ssh(1) ("private keys ... must not be accessible by others"): https://man.openbsd.org/ssh.1
     """
     for file in secret_files(facts):
         path = str(file.get("path"))
@@ -180,8 +182,11 @@ def env_file_in_git(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Manual: rotating secrets means changing them in the services that use them.
 
     ## References
-    - git-check-ignore(1), git-ls-files(1), gitignore(5)
-    - GitHub docs, "Removing sensitive data from a repository"
+    - git-check-ignore(1): https://git-scm.com/docs/git-check-ignore
+    - git-ls-files(1): https://git-scm.com/docs/git-ls-files
+    - gitignore(5): https://git-scm.com/docs/gitignore
+    - GitHub docs, "Removing sensitive data from a repository":
+      https://docs.github.com/en/authentication/keeping-your-account-and-data-secure/removing-sensitive-data-from-a-repository
     """
     for file in secret_files(facts):
         git = file.get("git") or {}
@@ -293,9 +298,15 @@ def secret_in_compose(facts: Facts, settings: Settings) -> Iterator[Hit]:
     every client, in one deploy.
 
     ## References
-    - Compose docs, "Interpolation" (`${VAR:?err}`) and "Secrets in Compose"
-    - Docker Hub postgres / mariadb / mysql / mongo, "Docker Secrets"; Grafana docs, "Configure a
-      Grafana Docker image" (`__FILE`)
+    - Compose docs, "Interpolation" (`${VAR:?err}`):
+      https://docs.docker.com/reference/compose-file/interpolation/
+    - Compose docs, "Secrets in Compose": https://docs.docker.com/compose/how-tos/use-secrets/
+    - Docker Hub postgres image, "Docker Secrets": https://hub.docker.com/_/postgres
+    - Docker Hub mariadb image, "Docker Secrets": https://hub.docker.com/_/mariadb
+    - Docker Hub mysql image, "Docker Secrets": https://hub.docker.com/_/mysql
+    - Docker Hub mongo image, "Docker Secrets": https://hub.docker.com/_/mongo
+    - Grafana docs, "Configure a Grafana Docker image" (`__FILE`):
+      https://grafana.com/docs/grafana/latest/setup-grafana/configure-docker/
     """
     for project in facts.get("compose").get("projects", []):
         services = project.get("services", {})
@@ -438,8 +449,10 @@ def datastore_port_public(facts: Facts, settings: Settings, derived: Derived) ->
     the host that used the public port stops working (use an SSH tunnel instead).
 
     ## References
-    - Docker docs, "Packet filtering and firewalls" (Docker and ufw)
-    - Compose file reference, `ports` (HOST_IP)
+    - Docker docs, "Packet filtering and firewalls" (Docker and ufw):
+      https://docs.docker.com/engine/network/packet-filtering-firewalls/
+    - Compose file reference, `ports` (HOST_IP):
+      https://docs.docker.com/reference/compose-file/services/#ports
     """
     for service in stack_services(facts):
         kind = service["product"]
@@ -513,9 +526,11 @@ def datastore_no_auth(facts: Facts, settings: Settings, derived: Derived) -> Ite
     stored hashes from md5 to SCRAM.
 
     ## References
-    - Redis docs, "Redis security" (protected mode, AUTH)
-    - PostgreSQL docs, "Password Authentication" and `password_encryption`; the postgres image's
-      POSTGRES_HOST_AUTH_METHOD documentation
+    - Redis docs, "Redis security" (protected mode, AUTH):
+      https://redis.io/docs/latest/operate/oss_and_stack/management/security/
+    - PostgreSQL docs, "Password Authentication" (password_encryption):
+      https://www.postgresql.org/docs/current/auth-password.html
+    - The postgres image's documentation (POSTGRES_HOST_AUTH_METHOD): https://hub.docker.com/_/postgres
     """
     yield from _redis_auth(facts, derived)
     yield from _postgres_trust_env(facts)
@@ -668,8 +683,9 @@ def tls_certificate_expiring(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Display only: renewing is done by the proxy or certbot.
 
     ## References
-    - RFC 5280 4.1.2.5 (validity)
-    - Let's Encrypt docs, "Integration Guide" (renew 30 days before expiry)
+    - RFC 5280 4.1.2.5 (validity): https://www.rfc-editor.org/rfc/rfc5280#section-4.1.2.5
+    - Let's Encrypt, "Integration Guide" (renew 30 days before expiry):
+      https://letsencrypt.org/docs/integration-guide/
     """
     limit = settings.threshold("SEC006", "days")
     for cert in facts.get("tls").get("certificates", []):
@@ -757,8 +773,10 @@ def app_ssl_behind_proxy(facts: Facts, settings: Settings) -> Iterator[Hit]:
     HTTP must be excluded (Rails: `config.ssl_options = { redirect: { exclude: ... } }`).
 
     ## References
-    - Rails guides, "Configuring Rails Applications": config.assume_ssl, config.force_ssl
-    - Django docs, settings: SECURE_PROXY_SSL_HEADER
+    - Rails guides, "Configuring Rails Applications" (config.assume_ssl, config.force_ssl):
+      https://guides.rubyonrails.org/configuring.html#config-assume-ssl
+    - Django settings, SECURE_PROXY_SSL_HEADER:
+      https://docs.djangoproject.com/en/stable/ref/settings/#secure-proxy-ssl-header
     """
     for service in stack_services(facts):
         if service["origin"] != "compose":
@@ -908,8 +926,13 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     after the change.
 
     ## References
-    - Docker docs, "Docker daemon attack surface" and "Runtime privilege and Linux capabilities"
-    - capabilities(7); OWASP Docker Security Cheat Sheet (rules 1, 2 and 3)
+    - Docker docs, "Docker daemon attack surface":
+      https://docs.docker.com/engine/security/#docker-daemon-attack-surface
+    - Docker docs, "Runtime privilege and Linux capabilities":
+      https://docs.docker.com/engine/containers/run/#runtime-privilege-and-linux-capabilities
+    - capabilities(7): https://man7.org/linux/man-pages/man7/capabilities.7.html
+    - OWASP Docker Security Cheat Sheet (rules 1, 2 and 3):
+      https://cheatsheetseries.owasp.org/cheatsheets/Docker_Security_Cheat_Sheet.html
     """
     for service in stack_services(facts):
         issues, root_grade = host_access(service)
@@ -1062,9 +1085,17 @@ def datastore_floating_tag(facts: Facts, settings: Settings) -> Iterator[Hit]:
     to another version is an upgrade.
 
     ## References
-    - PostgreSQL "Versioning Policy", "Upgrading a PostgreSQL Cluster"
-    - MariaDB "Upgrading MariaDB"; MySQL "Downgrading MySQL"; MongoDB "Upgrade a Standalone"
-      (featureCompatibilityVersion); Elasticsearch "Upgrade Elasticsearch"; Redis release notes
+    - PostgreSQL "Versioning Policy": https://www.postgresql.org/support/versioning/
+    - PostgreSQL docs, "Upgrading a PostgreSQL Cluster":
+      https://www.postgresql.org/docs/current/upgrading.html
+    - The postgres image's notes on PGDATA and major versions: https://hub.docker.com/_/postgres
+    - MariaDB "Upgrading MariaDB": https://mariadb.com/kb/en/upgrading/
+    - MySQL "Downgrading MySQL": https://dev.mysql.com/doc/refman/8.0/en/downgrading.html
+    - MongoDB "Upgrade a Standalone" (featureCompatibilityVersion):
+      https://www.mongodb.com/docs/manual/release-notes/7.0-upgrade-standalone/
+    - Elasticsearch "Upgrade Elasticsearch":
+      https://www.elastic.co/guide/en/elasticsearch/reference/current/setup-upgrade.html
+    - Redis release notes: https://github.com/redis/redis/releases
     """
     for service in stack_services(facts):
         kind = service["product"]
@@ -1189,9 +1220,13 @@ def monitoring_ui_exposed(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Grafana data sources need another way in (an SSH tunnel, the proxy).
 
     ## References
-    - Grafana docs, "Configure authentication": anonymous authentication, auth proxy
-    - Prometheus docs, "Security model" and "HTTPS and authentication" (web.config.file)
-    - Loki docs, "Authentication" (Loki does not come with an authentication layer)
+    - Grafana docs, "Configure authentication" (anonymous authentication, auth proxy):
+      https://grafana.com/docs/grafana/latest/setup-grafana/configure-security/configure-authentication/
+    - Prometheus docs, "Security model": https://prometheus.io/docs/operating/security/
+    - Prometheus docs, "HTTPS and authentication" (web.config.file):
+      https://prometheus.io/docs/prometheus/latest/configuration/https/
+    - Loki docs, "Authentication" (Loki does not come with an authentication layer):
+      https://grafana.com/docs/loki/latest/operations/authentication/
     """
     for service in stack_services(facts):
         kind = monitoring_component(service)

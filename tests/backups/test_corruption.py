@@ -19,6 +19,8 @@ from stackaudit.backups.manifest import Manifest
 from stackaudit.config import Settings
 from tests.backups.seed import database_of, flip_byte, seed
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def seeded(pg_dsn: str) -> str:

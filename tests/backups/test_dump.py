@@ -25,6 +25,8 @@ from stackaudit.cli import app
 from stackaudit.config import Settings
 from tests.backups.seed import EXPECTED_COUNTS, database_of, seed, server_dsn
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def seeded(pg_dsn: str) -> str:

@@ -24,6 +24,8 @@ from stackaudit.localpg import LocalCluster
 from tests.backups.seed import database_of, seed
 from tests.services import create_database, running_cluster
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "Sup3r-secret-pw-42"
 
 

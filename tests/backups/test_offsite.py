@@ -85,6 +85,7 @@ def fake_backup(dest: Path, size: int = 3 * 1024 * 1024 + 17) -> Manifest:
     return manifest
 
 
+@pytest.mark.integration
 def test_s3_copy_is_verified_and_recorded(s3_server: S3Server, aws_env: None, tmp_path: Path) -> None:
     manifest = fake_backup(tmp_path)
     remote = parse_remote(f"s3://{BUCKET}/nightly/host1", endpoint=s3_server.endpoint)
@@ -102,6 +103,7 @@ def test_s3_copy_is_verified_and_recorded(s3_server: S3Server, aws_env: None, tm
     assert SECRET_KEY not in json.dumps(result)
 
 
+@pytest.mark.integration
 def test_s3_damaged_remote_copy_is_detected(s3_server: S3Server, aws_env: None, tmp_path: Path) -> None:
     manifest = fake_backup(tmp_path)
     remote = parse_remote(f"s3://{BUCKET}/damaged", endpoint=s3_server.endpoint)
@@ -114,6 +116,7 @@ def test_s3_damaged_remote_copy_is_detected(s3_server: S3Server, aws_env: None, 
     assert checks["size_ok"] is True and checks["sha256_ok"] is False and checks["verified"] is False
 
 
+@pytest.mark.integration
 def test_s3_wrong_credentials_reported_without_secret(s3_server: S3Server, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # rclone serve s3 checks the access key id (the secret is not what this test is about)
@@ -126,6 +129,7 @@ def test_s3_wrong_credentials_reported_without_secret(s3_server: S3Server, tmp_p
     assert "Wrong-Secret-Value-987" not in scrub("key Wrong-Secret-Value-987")  # remembered for scrubbing
 
 
+@pytest.mark.integration
 def test_rclone_remote_copy_verified(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     manifest = fake_backup(tmp_path / "src", size=200_000)
@@ -163,6 +167,7 @@ def test_remote_urls_parse_and_hide_passwords() -> None:
         parse_remote("rclone:no-colon")
 
 
+@pytest.mark.integration
 def test_cli_backup_offsite_s3(pg15: LocalCluster, s3_server: S3Server, aws_env: None,
                                tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [

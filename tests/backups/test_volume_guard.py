@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from stackaudit.backups import recent_verified_backup
 from stackaudit.backups.dump import Connection, backup_database
 from stackaudit.config import Settings
 from tests.backups.seed import database_of
+
+pytestmark = pytest.mark.integration
 
 VOLUME = {"name": "shop_db-data", "looks_like_database": True}
 

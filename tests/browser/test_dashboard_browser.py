@@ -12,6 +12,8 @@ from playwright.sync_api import Browser, expect
 from tests.browser.conftest import horizontal_overflow, new_page, shot
 from tests.web.server import Served, serve, wait_for_report, write_snapshot
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "browser-token-51c3aa"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -12,6 +12,8 @@ from stackaudit.report import html
 from tests.browser.conftest import horizontal_overflow, new_page, shot
 from tests.report.report_facts import sample_report
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def report_file(tmp_path_factory: pytest.TempPathFactory) -> str:

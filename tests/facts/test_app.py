@@ -199,6 +199,7 @@ def sessions(pg_dsn: str) -> Iterator[dict[str, int]]:
         yield names
 
 
+@pytest.mark.integration
 def test_live_cross_check_on_real_sessions(pg_dsn: str, sessions: dict[str, int]) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         rows = conn.execute(
@@ -219,6 +220,7 @@ def test_live_cross_check_on_real_sessions(pg_dsn: str, sessions: dict[str, int]
     assert live["unattributed"]["live"] == 1 and live["unattributed"]["applications"] == ["psql"]
 
 
+@pytest.mark.integration
 def test_live_count_above_the_estimate_is_noted(pg_dsn: str, sessions: dict[str, int]) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         rows = conn.execute("SELECT application_name, count(*) FROM pg_stat_activity "

@@ -22,6 +22,8 @@ from stackaudit.facts.docker import (
 from stackaudit.rules import evaluate
 from tests.services import DockerEngine
 
+pytestmark = pytest.mark.integration
+
 P = "dkrfacts"
 COMPOSE = {"com.docker.compose.project": P, "com.docker.compose.service": "web",
            "com.docker.compose.project.working_dir": "/srv/dkrfacts",
@@ -160,12 +162,10 @@ def test_rules_on_live_facts(facts: Facts) -> None:
 
 def test_stopped_daemon_is_a_collection_error_not_a_hang(tmp_path: Path) -> None:
     ctx = CollectContext(settings=Settings(docker_host=f"unix://{tmp_path}/missing.sock"), facts=Facts())
-    started = time.monotonic()
     assert not collect_source(ctx, "docker")
-    assert time.monotonic() - started < 5
     [error] = ctx.facts.errors
     assert error.source == "docker" and "cannot reach the Docker engine" in error.why
-    assert "no such file or directory" in error.why
+    assert "no such file or directory" in error.why  # refused at once (ENOENT), not a timeout
 
 
 def test_hung_daemon_times_out_into_a_collection_error(tmp_path: Path) -> None:
@@ -175,9 +175,7 @@ def test_hung_daemon_times_out_into_a_collection_error(tmp_path: Path) -> None:
         server.listen(8)  # the kernel accepts connections; nobody ever answers
         ctx = CollectContext(settings=Settings(docker_host=f"unix://{path}", timeout_seconds=1.0),
                              facts=Facts())
-        started = time.monotonic()
-        assert not collect_source(ctx, "docker")
-        assert time.monotonic() - started < 10
+        assert not collect_source(ctx, "docker")  # returns (pytest-timeout fails a hang)
     assert "no answer within the timeout" in ctx.facts.errors[0].why
 
 

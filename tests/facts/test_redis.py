@@ -15,6 +15,8 @@ from stackaudit.localpg import free_port
 from stackaudit.rules import evaluate
 from tests.services import RedisServer
 
+pytestmark = pytest.mark.integration
+
 MIB = 2**20
 PASSWORD = "hunter2-redis-pass"
 

@@ -222,7 +222,11 @@ def test_pending_restart_after_alter_system(password_cluster: LocalCluster) -> N
     with psycopg.connect(password_cluster.dsn(), autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET shared_buffers = '64MB'")
         conn.execute("SELECT pg_reload_conf()")
-    time.sleep(0.5)  # the postmaster re-reads its files asynchronously
+        # the postmaster re-reads its files asynchronously: wait for it, not for a guessed 0.5 s
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not conn.execute(
+                "SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]:
+            time.sleep(0.1)
     data, _ = collect(password_cluster.dsn())
     assert data["settings"]["shared_buffers"]["pending_restart"] is True
     [finding] = [f for f in audit(data, Settings()) if f.code == "PG009"]

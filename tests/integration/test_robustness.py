@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -138,6 +139,7 @@ def discard_killed_engine(engine: DockerEngine) -> None:
     shutil.rmtree(engine.root, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_docker_engine_killed_before_the_run_is_a_clean_error(tmp_path: Path) -> None:
     engine = start_docker_engine()
     try:
@@ -199,6 +201,7 @@ class KillingRelay:
         self.server.close()
 
 
+@pytest.mark.integration
 def test_docker_engine_killed_mid_collection_keeps_the_rest(tmp_path: Path) -> None:
     engine = start_docker_engine()
     relay = KillingRelay(tmp_path / "relay.sock", engine)
@@ -260,8 +263,9 @@ def test_hung_docker_socket_times_out_in_bounded_time(tmp_path: Path) -> None:
     report = result.report()
     assert result.returncode in (0, 1)
     [error] = errors_of(report, "docker")
+    # The timeout path was taken (not a hang: run_cli's own 90 s limit would fail the test); no
+    # wall-clock bound here, which a loaded machine's interpreter start alone can cross.
     assert "no answer within the timeout" in error["why"]
-    assert result.seconds < 45  # the default timeout is 10 s a call, not forever
     assert_host_still_audited(report)
 
 
@@ -280,6 +284,7 @@ def assert_no_password(run: Run, *passwords: str) -> None:
         assert password not in run.stdout + run.stderr
 
 
+@pytest.mark.integration
 def test_postgres_wrong_password_names_the_cause_and_hides_it(tmp_path: Path,
                                                               private_pg: LocalCluster) -> None:
     wrong = "Wrong-Canary-Pw-77aa"
@@ -314,6 +319,7 @@ def pg_unreachable_runs(pg15: LocalCluster, tmp_path_factory: pytest.TempPathFac
                            for case, dsn in dsns.items()})
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", list(PG_CASES))
 def test_postgres_unreachable_targets_are_clean_errors(pg_unreachable_runs: dict[str, Run],
                                                        case: str) -> None:
@@ -321,30 +327,38 @@ def test_postgres_unreachable_targets_are_clean_errors(pg_unreachable_runs: dict
     report = result.report()
     assert result.returncode in (0, 1)
     [error] = errors_of(report, "postgres")
-    assert PG_CASES[case] in error["why"].lower(), error
-    assert result.seconds < 60
+    assert PG_CASES[case] in error["why"].lower(), error  # the cause, not a timeout: no wait
     assert_no_password(result, PG_SECRET)
     assert_host_still_audited(report)
 
 
+@pytest.mark.integration
 def test_postgres_killed_mid_collection(tmp_path: Path, private_pg: LocalCluster) -> None:
-    """The collector is blocked on a lock we hold (pg_relation_size takes AccessShareLock on each
-    table); the cluster is then stopped with -m immediate while the query waits."""
+    """The collector is paused (tests/integration/pause_harness.py) after its third query has
+    answered; the cluster is then stopped with -m immediate and the collector resumed: its next
+    query meets a dead connection."""
     dsn = create_database(private_pg, "robust_kill")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE locked (id int)")
         for index in range(50):
             conn.execute(f"CREATE TABLE t{index} (id int PRIMARY KEY, v text)")
-    holder = psycopg.connect(dsn)
-    holder.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
-    process, watcher = start_cli(tmp_path, "audit", "--sources", "host,postgres", "--format", "json",
-                                 "--pg", dsn)
+    ready_read, ready_write = os.pipe()
+    resume_read, resume_write = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.pause_harness", str(ready_write), str(resume_read),
+         "audit", "--sources", "host,postgres", "--format", "json", "--pg", dsn],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path),
+        pass_fds=(ready_write, resume_read))
+    os.close(ready_write)
+    os.close(resume_read)
+    watcher = StderrWatcher(process)
     try:
-        assert wait_for_blocked_collector(private_pg, 60), watcher.text()
+        with os.fdopen(ready_read) as ready:
+            assert ready.readline() == "paused\n", watcher.text()
         private_pg.stop("immediate")
+        os.write(resume_write, b"x")
         result = finish(process, watcher)
     finally:
-        holder.close()
+        os.close(resume_write)
         if process.poll() is None:
             process.kill()
         private_pg.start()
@@ -356,21 +370,10 @@ def test_postgres_killed_mid_collection(tmp_path: Path, private_pg: LocalCluster
     assert_host_still_audited(report)
 
 
-def wait_for_blocked_collector(cluster: LocalCluster, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                               "'stackaudit' AND wait_event_type = 'Lock'").fetchone()
-            if row and row[0]:
-                return True
-            time.sleep(0.1)
-    return False
-
-
 # ------------------------------------------------------------------ 3. Redis
 
 
+@pytest.mark.integration
 def test_redis_wrong_password(tmp_path: Path, redis_factory: Callable[..., RedisServer]) -> None:
     server = redis_factory(password=REDIS_PASSWORD)
     wrong = "Wrong-Redis-Canary-5b5b"
@@ -384,6 +387,7 @@ def test_redis_wrong_password(tmp_path: Path, redis_factory: Callable[..., Redis
     assert_host_still_audited(report)
 
 
+@pytest.mark.integration
 def test_redis_killed_mid_collection(tmp_path: Path, redis_factory: Callable[..., RedisServer]) -> None:
     """DEBUG SLEEP blocks the single-threaded server; it is killed while the collector waits on it.
 
@@ -398,6 +402,8 @@ def test_redis_killed_mid_collection(tmp_path: Path, redis_factory: Callable[...
                                  "--redis", server.url)
     try:
         assert watcher.wait_for("✓ host", 60), watcher.text()
+        # killed once the collector is connected and waiting, however long it took to get there
+        assert wait_for_connection(process.pid, server.port, 60), watcher.text()
         server.process.send_signal(signal.SIGKILL)
         result = finish(process, watcher)
     finally:
@@ -408,6 +414,18 @@ def test_redis_killed_mid_collection(tmp_path: Path, redis_factory: Callable[...
     assert errors_of(report, "redis"), report["collection_errors"]
     assert_no_password(result, REDIS_PASSWORD)
     assert_host_still_audited(report)
+
+
+def wait_for_connection(pid: int, port: int, timeout: float) -> bool:
+    """True once process `pid` has a TCP connection to 127.0.0.1:`port` (a polled condition, not a
+    guess of how long start-up takes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            if any(c.raddr and c.raddr.port == port for c in psutil.Process(pid).net_connections("tcp")):
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def _debug_sleep(server: RedisServer) -> None:
@@ -507,7 +525,8 @@ def test_broken_project_files_are_named_and_the_rest_is_audited(file_runs: dict[
         named = [e for e in errors_of(report, source) if where in e["where"] and why in e["why"]]
         assert named, report["collection_errors"]
     else:
-        assert result.seconds < 90
+        # read to the end: run_cli fails a run that outlives its limit (a quadratic parser would)
+        assert not errors_of(report, "env"), report["collection_errors"]
     codes = {f["code"] for f in report["findings"]}
     baseline = {f["code"] for f in file_runs[BASELINE].report()["findings"]}
     if case.startswith(("compose-is", "malformed-yaml")):
@@ -614,7 +633,9 @@ def kill_while_writing(folder: Path, delay: float) -> str:
 
 def test_sigkill_never_leaves_a_partial_report(tmp_path: Path) -> None:
     rng = random.Random(20_260_101)
-    delays = [rng.uniform(0.3, 6.0) for _ in range(10)]
+    # A kill at 0 s lands before the end on any machine, so the property is exercised whatever the
+    # speed; the random delays probe the moment of the write.
+    delays = [0.0] + [rng.uniform(0.3, 6.0) for _ in range(9)]
     with ThreadPoolExecutor(max_workers=5) as pool:
         outcomes = list(pool.map(lambda i: kill_while_writing(tmp_path / f"run{i}", delays[i]), range(10)))
-    assert "absent" in outcomes  # the kills did land before the end at least once
+    assert outcomes[0] == "absent" and set(outcomes) <= {"absent", "complete"}

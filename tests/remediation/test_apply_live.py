@@ -28,6 +28,8 @@ from stackaudit.remediation.plan import ALTER_SYSTEM, COMPOSE_OVERRIDE, ENV, PG_
 from stackaudit.remediation.rollback import rollback
 from tests.services import running_cluster
 
+pytestmark = pytest.mark.integration
+
 BIG_BUDGET = {"postgres_bytes": 64 * 2**30, "explanation": "test budget"}
 ROOT = Path(__file__).resolve().parents[2]
 

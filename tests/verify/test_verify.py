@@ -76,6 +76,7 @@ def _seed(dsn: str) -> None:
             conn.execute("SELECT nextval('t_id_seq')").fetchall()
 
 
+@pytest.mark.integration
 def test_dropping_an_index_is_measured(pg_cluster: LocalCluster, tmp_path: Path) -> None:
     dsn = create_database(pg_cluster, "verify_index")
     _seed(dsn)
@@ -107,6 +108,7 @@ def test_dropping_an_index_is_measured(pg_cluster: LocalCluster, tmp_path: Path)
     assert _count(dsn) == rows_before  # nothing written (nextval was never replayed)
 
 
+@pytest.mark.integration
 def test_cli_save_then_against(pg18: LocalCluster, tmp_path: Path) -> None:
     dsn = create_database(pg18, "verify_cli")
     _seed(dsn)
