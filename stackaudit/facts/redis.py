@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from stackaudit.facts import CollectContext, Facts, SourceUnavailable, local_servers
 from stackaudit.images import service_product
+from stackaudit.network import local_address
 from stackaudit.redact import remember, url_without_password
 
 REDIS_PORT = 6379
@@ -115,12 +116,10 @@ def _reachable_address(facts: Facts, project: str, service: Mapping[str, Any]) -
     ports = (container or {}).get("ports") or []
     for port in ports:
         if port.get("container_port") == REDIS_PORT and port.get("host_port"):
-            host = port.get("host_ip") or "127.0.0.1"
-            return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else str(host)), int(port["host_port"])
+            return local_address(port.get("host_ip")), int(port["host_port"])
     for port in service.get("ports") or []:
         if int(port.get("target") or 0) == REDIS_PORT and port.get("published"):
-            host = port.get("host_ip") or "127.0.0.1"
-            return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else str(host)), int(port["published"])
+            return local_address(port.get("host_ip")), int(port["published"])
     for key in ("ip_addresses", "ips"):
         for ip in (container or {}).get(key) or []:
             return str(ip), REDIS_PORT

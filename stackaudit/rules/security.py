@@ -25,9 +25,9 @@ from stackaudit.images import (
     service_product,
 )
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
+from stackaudit.network import on_all_interfaces
 from stackaudit.rules import rule
 
-ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "[::]"})
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$")
 SECRET_FILE_NAME = re.compile(r"(^\.env($|\.)|\.env$|\.(key|pem|p12|pfx)$)")
 TRUTHY = frozenset({"true", "1", "yes", "on", "enabled", "y"})
@@ -397,15 +397,38 @@ def _location(service: dict[str, Any]) -> Evidence:
     return Evidence("docker", "container", service["name"])
 
 
-def _public_ports(service: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class PublicPort:
+    """Where a service answers on all interfaces, kept as numbers (shown as text, never parsed back)."""
+
+    host: str  # "0.0.0.0", "[::]", or "host network"
+    host_port: Any
+    container_port: Any
+
+    def __str__(self) -> str:
+        if self.host == "host network":
+            return f"host network, port {self.container_port or 'default'} on all interfaces"
+        return f"{self.host}:{self.host_port or 'a random host port'}->{self.container_port}"
+
+    def loopback(self) -> str | None:
+        """The compose line that publishes the same port on 127.0.0.1 only."""
+        if self.host == "host network":
+            return None
+        return f'ports: ["127.0.0.1:{self.host_port or "PORT"}:{self.container_port}"]'
+
+
+def _public_ports(service: dict[str, Any]) -> list[PublicPort]:
     public = []
     for port in service["ports"]:
         host_ip = port.get("host_ip") or ""
-        if host_ip in ALL_INTERFACES:
+        if on_all_interfaces(host_ip):
             host = "0.0.0.0" if ":" not in host_ip else "[::]"
-            published = port.get("host_port") or "a random host port"
-            public.append(f"{host}:{published}->{port.get('container_port')}")
+            public.append(PublicPort(host, port.get("host_port"), port.get("container_port")))
     return public
+
+
+def _texts(public: list[PublicPort]) -> list[str]:
+    return [str(p) for p in public]
 
 
 def _redis_without_auth(derived: Derived, service: dict[str, Any]) -> str:
@@ -461,25 +484,18 @@ def datastore_port_public(facts: Facts, settings: Settings, derived: Derived) ->
             continue
         open_redis = _redis_without_auth(derived, service) if kind == "redis" else ""
         extra = f" and {open_redis}" if open_redis else ""
-        loopback = f'ports: ["127.0.0.1:{_host_port(public[0])}:{_container_port(public[0])}"]'
+        loopback = public[0].loopback()
         yield Hit(_label(service),
-                  f"{kind} service {_label(service)} is published on all interfaces ({', '.join(public)}), "
+                  f"{kind} service {_label(service)} is published on all interfaces "
+                  f"({', '.join(_texts(public))}), "
                   f"which bypasses the host firewall{extra}.",
                   Recommendation("Remove the published port, or bind it to 127.0.0.1.",
                                  "The datastore is no longer reachable from outside the host.",
                                  Risk.CONFIRM, 10, Phase.NOW, loopback),
-                  [_location(service), Evidence(service["origin"], "ports", public, "127.0.0.1:... or none"),
+                  [_location(service),
+                   Evidence(service["origin"], "ports", _texts(public), "127.0.0.1:... or none"),
                    Evidence(service["origin"], "datastore", kind)],
                   severity=Severity.CRITICAL if open_redis else None)
-
-
-def _host_port(mapping: str) -> str:
-    port = mapping.rsplit("->", 1)[0].rsplit(":", 1)[-1]
-    return port if port.isdigit() else "PORT"
-
-
-def _container_port(mapping: str) -> str:
-    return mapping.rsplit("->", 1)[-1]
 
 
 # --- SEC005: authentication of the datastores ----------------------------------------------------
@@ -1148,12 +1164,12 @@ def monitoring_component(service: dict[str, Any]) -> str | None:
     return kind
 
 
-def _exposure(service: dict[str, Any], kind: str) -> list[str]:
+def _exposure(service: dict[str, Any], kind: str) -> list[PublicPort]:
     """Where the component answers on all interfaces: published ports, or the host network."""
     public = _public_ports(service)
     if service["network_mode"] == "host" and not _listens_on_loopback(service):
         default = 3000 if kind == "grafana" else OPEN_COMPONENTS.get(kind, (0,))[0]
-        public.append(f"host network, port {default or 'default'} on all interfaces")
+        public.append(PublicPort("host network", None, default or None))
     return public
 
 
@@ -1243,8 +1259,8 @@ def _grafana_hits(facts: Facts, service: dict[str, Any]) -> Iterator[Hit]:
     role = conf.get("auth.anonymous.org_role") or "Viewer"  # Grafana's default anonymous role
     sign_ins = [p for p in GRAFANA_SIGN_INS if _true(conf.get(f"auth.{p}.enabled"))]
     evidence = [_location(service), Evidence(service["origin"], "grafana_auth", conf),
-                Evidence(service["origin"], "public_ports", public, [])]
-    where = f" on all interfaces ({', '.join(public)})" if public else ""
+                Evidence(service["origin"], "public_ports", _texts(public), [])]
+    where = f" on all interfaces ({', '.join(_texts(public))})" if public else ""
     if anonymous and role.strip().lower() in GRAFANA_WRITE_ROLES:
         yield Hit(_label(service), f"Grafana {_label(service)} lets anyone in without a login as "
                                    f"{role}{where}.",
@@ -1280,12 +1296,12 @@ def _open_component_hit(service: dict[str, Any], kind: str) -> Iterator[Hit]:
     if kind == "prometheus" and apis:
         severity = Severity.HIGH
         gives = f"{gives}; with {' and '.join(apis)} anyone can delete data or stop it"
-    yield Hit(_label(service), f"{kind} {_label(service)} answers on all interfaces ({', '.join(public)}) "
+    yield Hit(_label(service), f"{kind} {_label(service)} answers on all interfaces "
+                               f"({', '.join(_texts(public))}) "
                                f"without authentication: it gives {gives}.",
               Recommendation(f"Stop publishing {kind}, or bind it to 127.0.0.1, or put it behind an "
                              "authenticating proxy.", "Monitoring data stays private.", Risk.CONFIRM, 10,
-                             Phase.WEEK, f'ports: ["127.0.0.1:{_host_port(public[0])}:'
-                                         f'{_container_port(public[0])}"]' if "->" in public[0] else None),
-              [_location(service), Evidence(service["origin"], "public_ports", public, []),
+                             Phase.WEEK, public[0].loopback()),
+              [_location(service), Evidence(service["origin"], "public_ports", _texts(public), []),
                Evidence(service["origin"], "component", kind)],
               severity=severity)
