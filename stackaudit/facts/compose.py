@@ -32,6 +32,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import YAMLError
 
+from stackaudit import units
 from stackaudit.facts import CollectContext, SourceUnavailable, not_a_regular_file
 from stackaudit.facts.envfile import (
     DotenvError,
@@ -65,9 +66,6 @@ KNOWN_TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "secret
                    "models"}
 LABEL_WORKING_DIR = "com.docker.compose.project.working_dir"
 LABEL_CONFIG_FILES = "com.docker.compose.project.config_files"
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.IGNORECASE)
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]+)@", re.IGNORECASE)
 _SECRET_FLAG = re.compile(r"^--?([a-z][a-z0-9_-]*)(?:=(.*))?$", re.IGNORECASE)
 
@@ -1201,28 +1199,24 @@ def _logging(value: Any) -> dict[str, Any]:
 
 
 def parse_bytes(value: Any) -> int | None:
-    """`512m`, `1.5g`, `1024`, 1073741824 -> bytes (binary multiples, as docker's units.RAMInBytes)."""
+    """`512m`, `1.5g`, `1024`, 1073741824 -> bytes (binary multiples, as docker's units.RAMInBytes);
+    None when not given or not a size."""
     if value is None or isinstance(value, bool) or value == "":
         return None
-    if isinstance(value, int | float):
-        return int(value)
-    match = _MEMORY.match(str(value))
-    if not match:
+    try:
+        return int(value) if isinstance(value, int | float) else units.parse_size(str(value))
+    except ValueError:
         return None
-    power = " kmgtp".index(match.group(2).lower() or " ")
-    return int(float(match.group(1)) * 1024**power)
 
 
 def parse_duration(value: Any) -> float | None:
-    """A Go duration (`1m30s`, `500ms`) or a number of seconds."""
-    if value is None or value == "":
+    """A Go duration (`1m30s`, `500ms`) or a number of seconds; None when not given or not one."""
+    if value is None or value == "" or isinstance(value, bool):
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    parts = _DURATION_PART.findall(str(value))
-    if not parts:
+    try:
+        return units.parse_duration(value)
+    except ValueError:
         return None
-    return round(sum(float(n) * _DURATION_SECONDS[unit] for n, unit in parts), 6)
 
 
 def _float(value: Any) -> float | None:
