@@ -30,6 +30,9 @@ ALL_SOURCES: tuple[str, ...] = (
     "backups",
 )
 
+# Sources read from another source's files alone: collected whenever that one is.
+FILE_SOURCES: dict[str, str] = {"app": "compose"}
+
 # Every rule threshold in one table: code -> name -> value. A per-subject override is written
 # `[thresholds.SYS001."/var/lib/docker"] high_percent = 80` in the config file.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
@@ -115,7 +118,10 @@ class Settings:
         return DEFAULT_THRESHOLDS[code][name]
 
     def wants(self, source: str) -> bool:
-        return source in self.sources
+        """A source asked for, or one read from the files of one asked for: `app` is read from the
+        compose files and the config files they mount, so a files-only audit (`--sources compose,env`)
+        runs the APP rules too."""
+        return source in self.sources or FILE_SOURCES.get(source) in self.sources
 
     def with_overrides(self, **changes: Any) -> Settings:
         """Apply command-line options; None means 'not given' and keeps the current value."""

@@ -104,6 +104,7 @@ class CollectionError:
     source: str
     where: str
     why: str
+    invalid: bool = False  # bad input (a file Compose would refuse): shown as ✗, fails the run (exit 2)
 
 
 @dataclass(frozen=True)

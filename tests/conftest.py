@@ -52,7 +52,7 @@ SERVICE_PROGRAMS = frozenset({
     "promtool", "alertmanager", "chromium", "sshd", "weed", "rclone", "mariadbd", "mysqld",
     "mariadb-install-db", "mysql_install_db", "pgbouncer",
 })
-_running: list[pytest.Item] = []  # the test being set up, run or torn down
+_running: list[pytest.Item | None] = []  # the test being set up or run; None while torn down
 
 
 def _unmarked_failure(item: pytest.Item, what: str) -> str:
@@ -63,6 +63,17 @@ def _unmarked_failure(item: pytest.Item, what: str) -> str:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     _running.append(item)
+    try:
+        yield
+    finally:
+        _running.pop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """A wider-scoped fixture is torn down in the teardown of whichever test ran last, marked or not:
+    stopping a service there (pg_ctl stop) is not this test starting one."""
+    _running.append(None)
     try:
         yield
     finally:
@@ -95,7 +106,7 @@ def _programs(args: Any) -> set[str]:
 
 def _refuse_services_outside_integration(event: str, args: tuple[Any, ...]) -> None:
     """An audit hook: a test not marked integration must not spawn a server (see module doc)."""
-    if event != "subprocess.Popen" or not _running:
+    if event != "subprocess.Popen" or not _running or _running[-1] is None:
         return
     item = _running[-1]
     started = sorted(_programs(args[1]) & SERVICE_PROGRAMS)

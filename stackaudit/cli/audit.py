@@ -38,6 +38,7 @@ from stackaudit.cli.common import (
 )
 from stackaudit.config import Settings
 from stackaudit.facts import Facts, collect
+from stackaudit.model import CollectionError
 from stackaudit.pipeline import audit as run_audit
 from stackaudit.pipeline import nothing_collected
 from stackaudit.report import Report
@@ -55,11 +56,19 @@ def collect_with_progress(settings: Settings) -> Facts:
                 reading.append(source)
             else:
                 reading.remove(source)
-                failed = f" {source}: could not be collected (see the report)"
+                failed = f" {source}: could not be (fully) read (see the report)"
                 console.print(styled("✗", "yellow", failed) if state == "failed"
                               else styled("✓", "green", f" {source}"))
             status.update(f"collecting {', '.join(reading)}…" if reading else "collecting…")
-        return collect(settings, progress)
+        facts = collect(settings, progress)
+    for error in bad_input(facts.errors):
+        console.print(styled("✗", "red", f" {error.where}: {error.why}"))
+    return facts
+
+
+def bad_input(errors: list[CollectionError]) -> list[CollectionError]:
+    """Files Compose itself would refuse: the run fails with exit 2 (README, "Exit codes")."""
+    return [e for e in errors if e.invalid]
 
 
 def render_report(report: Report, output_format: Format, settings: Settings | None = None,
@@ -129,6 +138,11 @@ def audit(
         facts = collect_with_progress(settings)
     report = run_audit(settings, facts)
     write_output(render_report(report, output_format, settings, verify_file), out)
+    if bad_input(report.collection_errors):
+        skipped = ", ".join(s.code for s in report.skipped) or "none"
+        listed = "" if output_format == Format.terminal and out is None else f"; rules skipped: {skipped}"
+        console.print(f"bad input: fix the file(s) marked ✗ (exit code 2){listed}", style="red")
+        raise typer.Exit(2)
     if nothing_collected(report):
         console.print("nothing could be collected", style="red")
         raise typer.Exit(2)
@@ -159,7 +173,7 @@ def collect_command(
                               pgbouncer_dsn=pgbouncer, mysql_url=mysql)
     facts = collect_with_progress(settings)
     write_output(json.dumps(facts.to_json(), indent=2, default=str), out)
-    if not facts.data:
+    if not facts.data or bad_input(facts.errors):
         raise typer.Exit(2)
 
 

@@ -26,6 +26,7 @@ from stackaudit.cli.common import (
 from stackaudit.cli.tune import tune_app
 from stackaudit.derive import app_tuning
 from stackaudit.derive.memory import host_resources
+from stackaudit.derive.redis import redis_instances
 from stackaudit.facts import Facts, collect
 from stackaudit.facts.app import live_connections
 from stackaudit.report.terminal import wrap_text
@@ -171,7 +172,7 @@ def tune_redis(
     """
     facts = _facts(facts_file, REDIS_SOURCES, config=config, project_dir=project_dir,
                    compose_file=compose_file, redis=redis)
-    instances = [i for i in facts.get("redis").get("instances") or [] if i.get("readable", True)]
+    instances = redis_instances(facts)  # the live ones, else what the files say
     if not instances:
         fail(f"no Redis could be read: {facts.why_missing('redis')}")
     advice = [advise(instance, _memory(memory)) for instance in instances]

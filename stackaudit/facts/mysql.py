@@ -30,6 +30,7 @@ import pymysql.cursors
 from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts.phpfpm import php_fpm_clients
 from stackaudit.facts.postgres import container_ips
+from stackaudit.images import service_product
 from stackaudit.mysqlconn import (
     MYSQL_PORT,
     SYSTEM_SCHEMAS,
@@ -41,7 +42,6 @@ from stackaudit.mysqlconn import (
 )
 from stackaudit.redact import remember
 
-MYSQL_IMAGES = re.compile(r"^(mariadb|mysql|percona|percona-server|mysql-server)$")
 LOCAL_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
 STATUS_WINDOW_SECONDS = 2.0  # short: the audit waits this long; rates over uptime are kept too
 DIGEST_LIMIT = 25
@@ -77,8 +77,8 @@ def discover(ctx: CollectContext, home: Path | None = None) -> list[Target]:
 
 
 def is_mysql_service(service: Mapping[str, Any]) -> bool:
-    repository = str(service.get("image_repository") or service.get("image") or "").rsplit("/", 1)[-1]
-    return bool(MYSQL_IMAGES.match(repository.split(":", 1)[0]))
+    """MariaDB, MySQL or Percona, as the one service classifier (images.py) decides it."""
+    return service_product(service) == "mysql"
 
 
 def stack_targets(ctx: CollectContext) -> Iterator[Target]:

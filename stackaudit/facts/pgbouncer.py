@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts.pooler import PGBOUNCER_DEFAULTS, URL_VARIABLES, is_pgbouncer
 from stackaudit.facts.postgres import classify_connection_error, container_ips
+from stackaudit.network import local_address
 from stackaudit.redact import redact_dsn, remember, scrub
 
 ADMIN_DATABASE = "pgbouncer"
@@ -166,9 +167,8 @@ def _address(ctx: CollectContext, project: str, name: str, service: Mapping[str,
     for published in service.get("ports") or []:
         if str(published.get("target")) != str(port) or not published.get("published"):
             continue
-        host = published.get("host_ip") or "127.0.0.1"
         try:
-            return ("127.0.0.1" if host in ("0.0.0.0", "::") else str(host),
+            return (local_address(published.get("host_ip")),
                     int(str(published["published"]).split("-")[0]))
         except ValueError:
             continue

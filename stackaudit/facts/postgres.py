@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 
 from stackaudit.facts import CollectContext, SourceUnavailable, local_servers
 from stackaudit.facts import postgres_sql as sql
+from stackaudit.images import service_product
 from stackaudit.peer import socket_owner
 from stackaudit.redact import redact_dsn, remember, scrub
 
@@ -43,9 +44,6 @@ MAX_DATABASES = 50
 LOCK_TIMEOUT_MS = 500
 QUERY_TEXT_CHARS = 300
 
-# Image repositories (last path part) that run PostgreSQL: postgres, postgis/postgis,
-# timescale/timescaledb(-ha), bitnami/postgresql, pgvector/pgvector, cloudnative-pg/postgresql...
-_POSTGRES_IMAGE = re.compile(r"(postgres|postgis|timescaledb|pgvector)", re.IGNORECASE)
 _LOOPBACK_OR_ANY = {None, "", "0.0.0.0", "127.0.0.1", "::", "::1", "localhost"}
 
 # pg_settings.unit -> multiplier to bytes or milliseconds.
@@ -155,11 +153,6 @@ def _label(user: Any, host: Any, port: Any, dbname: Any) -> str:
     return f"{user or '(default user)'}@{host or '(local socket)'}:{port or 5432}/{dbname or '(default db)'}"
 
 
-def is_postgres_image(repository: str) -> bool:
-    last = repository.rsplit("/", 1)[-1]
-    return bool(_POSTGRES_IMAGE.search(last))
-
-
 def compose_targets(compose: Mapping[str, Any], docker: Mapping[str, Any],
                     private_env: Mapping[str, Any]) -> Iterator[Target]:
     """One target per postgres service of the compose stack that we can reach."""
@@ -167,7 +160,7 @@ def compose_targets(compose: Mapping[str, Any], docker: Mapping[str, Any],
         services: dict[str, Any] = project.get("services", {})
         project_env: Mapping[str, Any] = private_env.get(project.get("name"), {})
         for name, service in services.items():
-            if not is_postgres_image(service.get("image_repository") or service.get("image") or ""):
+            if service_product(service) != "postgres":  # derived images and builds too (images.py)
                 continue
             env = project_env.get(name) or {}
             address = service_address(service, project.get("name"), name, docker, env)

@@ -21,12 +21,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from stackaudit.facts import CollectContext, Facts, SourceUnavailable, local_servers
+from stackaudit.images import service_product
+from stackaudit.network import local_address
 from stackaudit.redact import remember, url_without_password
 
 REDIS_PORT = 6379
 URL_KEY = re.compile(r"(^|_)(REDIS|BROKER|CACHE|RESULT_BACKEND)(_|$)")
 QUEUE_KINDS = {"sidekiq": "sidekiq", "celery": "celery", "rq": "rq"}
-REDIS_IMAGES = ("redis", "valkey", "keydb")
 
 
 @dataclass
@@ -79,7 +80,7 @@ def _stack_targets(ctx: CollectContext) -> Iterator[Target]:
                 target = found.setdefault((name, host), _target_for_service(ctx, name, services[host], value))
                 target.users.append(_user(ctx.facts, name, service_name, key, str(value)))
         for service_name, service in services.items():
-            if (name, service_name) not in found and _is_redis_image(service):
+            if (name, service_name) not in found and _is_redis(service):
                 found[(name, service_name)] = _target_for_service(ctx, name, service, None)
     yield from found.values()
 
@@ -91,9 +92,9 @@ def _service_envs(ctx: CollectContext, project: str,
         yield name, private.get(name) or service.get("environment") or {}
 
 
-def _is_redis_image(service: Mapping[str, Any]) -> bool:
-    repository = str(service.get("image_repository") or service.get("image") or "").rsplit("/", 1)[-1]
-    return any(repository.startswith(name) for name in REDIS_IMAGES)
+def _is_redis(service: Mapping[str, Any]) -> bool:
+    """A Redis by all the service's evidence (images.classify_service), not its image name alone."""
+    return service_product(service) == "redis"
 
 
 def _target_for_service(ctx: CollectContext, project: str, service: Mapping[str, Any],
@@ -115,12 +116,10 @@ def _reachable_address(facts: Facts, project: str, service: Mapping[str, Any]) -
     ports = (container or {}).get("ports") or []
     for port in ports:
         if port.get("container_port") == REDIS_PORT and port.get("host_port"):
-            host = port.get("host_ip") or "127.0.0.1"
-            return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else str(host)), int(port["host_port"])
+            return local_address(port.get("host_ip")), int(port["host_port"])
     for port in service.get("ports") or []:
         if int(port.get("target") or 0) == REDIS_PORT and port.get("published"):
-            host = port.get("host_ip") or "127.0.0.1"
-            return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else str(host)), int(port["published"])
+            return local_address(port.get("host_ip")), int(port["published"])
     for key in ("ip_addresses", "ips"):
         for ip in (container or {}).get(key) or []:
             return str(ip), REDIS_PORT
@@ -143,7 +142,7 @@ def _stack_service_for_host(facts: Facts, host: str | None) -> tuple[str | None,
         services = project.get("services") or {}
         if host in services:
             return str(project.get("name")), host
-        redis_services = [n for n, s in services.items() if _is_redis_image(s)]
+        redis_services = [n for n, s in services.items() if _is_redis(s)]
         if host in ("127.0.0.1", "localhost", "::1") and len(redis_services) == 1:
             return str(project.get("name")), redis_services[0]
     return None, None

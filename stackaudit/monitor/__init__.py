@@ -6,21 +6,16 @@ the same threshold and the same explain page. `check` runs one pass; `watch` run
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
-_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+from stackaudit import units
+
 DAY_SECONDS = 86400.0
 
 
 def parse_duration(text: str) -> float:
-    """`30m`, `1.5h`, `45s`, `7d`, `90` (seconds) -> seconds."""
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (e.g. 30s, 30m, 6h, 7d)")
-    number, unit = match.groups()
-    seconds = float(number) * _SECONDS[(unit or "s").lower()]
+    """`30m`, `1.5h`, `45s`, `7d`, `90` (seconds) -> seconds, for an interval: it must be positive."""
+    seconds = units.parse_duration(text)
     if seconds <= 0:
         raise ValueError(f"a duration must be positive: {text!r}")
     return seconds

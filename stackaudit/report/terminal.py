@@ -90,7 +90,10 @@ def _renderable(report: Report) -> Group:
         rec = f.recommendation
         findings.add_row(Text(f.severity.label(), style=STYLES[f.severity]), f.code, f.subject, f.message,
                          f"{rec.summary} ({rec.risk.value}, {rec.phase.value})")
-    parts: list[object] = [title, counts, findings if report.findings else Text("No findings.")]
+    bad_input = any(e.invalid for e in report.collection_errors)
+    empty = (Text("No findings in what could be read: the input is bad (see below).", style="bold red")
+             if bad_input else Text("No findings."))
+    parts: list[object] = [title, counts, findings if report.findings else empty]
     if report.collection_errors:
         errors = Table(title="Could not collect", expand=True)
         errors.add_column("source")
@@ -100,7 +103,11 @@ def _renderable(report: Report) -> Group:
             errors.add_row(e.source, e.where, e.why)
         parts.append(errors)
     if report.skipped:
-        parts.append(Text(f"{len(report.skipped)} rule(s) skipped for missing sources "
-                          "(see --format json or md).", style="dim"))
+        codes = ", ".join(s.code for s in report.skipped)
+        parts.append(Text(f"{len(report.skipped)} rule(s) skipped for missing sources: {codes} "
+                          "(reasons in --format json or md).", style="dim"))
+    if bad_input:
+        parts.append(Text("Bad input: the files under 'Could not collect' were not (fully) audited; "
+                          "fix them (exit code 2).", style="bold red"))
     parts.append(Text("Explain a code: stackaudit explain CODE", style="dim"))
     return Group(*parts)  # type: ignore[arg-type]

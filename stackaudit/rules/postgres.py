@@ -12,6 +12,7 @@ from typing import Any
 
 from stackaudit.config import Settings
 from stackaudit.facts import Facts, iter_services
+from stackaudit.images import service_product
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
 from stackaudit.units import format_bytes
@@ -278,9 +279,8 @@ def settings_only_at_initdb(facts: Facts, settings: Settings) -> Iterator[Hit]:
     """
     live = _settings(facts)
     for service in iter_services(facts):
-        image = str(service.get("image_repository") or service.get("image") or "")
         args = (service.get("environment") or {}).get("POSTGRES_INITDB_ARGS")
-        if not args or not re.search(r"(postgres|postgis|timescaledb|pgvector)", image.rsplit("/", 1)[-1]):
+        if not args or service_product(service) != "postgres":
             continue
         pairs = initdb_settings(str(args))
         if pairs:

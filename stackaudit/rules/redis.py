@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stackaudit.config import Settings
+from stackaudit.derive import Derived
 from stackaudit.facts import Facts
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
@@ -13,10 +14,11 @@ from stackaudit.tuning.redis import advise
 from stackaudit.units import format_bytes
 
 
-def _instances(facts: Facts) -> Iterator[Mapping[str, Any]]:
-    for instance in facts.get("redis").get("instances") or []:
-        if isinstance(instance, Mapping) and instance.get("readable", True):
-            yield instance
+def _source(instance: Mapping[str, Any], key: str) -> str:
+    """Where a value came from: `compose.yml:12` for a file view, "redis" for the live server."""
+    if not instance.get("from_files"):
+        return "redis"
+    return str((instance.get("origins") or {}).get(key) or "compose")
 
 
 def _subject(instance: Mapping[str, Any]) -> str:
@@ -32,11 +34,17 @@ def _fix(instance: Mapping[str, Any], summary: str, effect: str) -> Recommendati
                           phase=Phase.NOW, action=action)
 
 
-@rule("RDS001", "redis-maxmemory-unset", Severity.HIGH, needs=("redis",))
-def maxmemory_unset(facts: Facts, settings: Settings) -> Iterator[Hit]:
+@rule("RDS001", "redis-maxmemory-unset", Severity.HIGH, needs_any=("redis", "compose"))
+def maxmemory_unset(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     A Redis whose container has a memory limit but whose maxmemory is 0 (unset) or above that limit.
+
+    When no live Redis can be read, the files decide: the `redis-server` flags of the service's
+    command, a redis.conf it mounts (with its includes), the image's documented variables
+    (REDIS_EXTRA_FLAGS, REDIS_ARGS) and the container's `mem_limit` / `deploy.resources.limits.memory`;
+    the evidence names the file and line. Redis' own defaults (no maxmemory, noeviction) apply to
+    what the files leave out, unless its config is baked into the image (then nothing is judged).
 
     ## Why it matters
     Without maxmemory Redis grows until the kernel's cgroup OOM killer ends it at the container
@@ -61,7 +69,7 @@ def maxmemory_unset(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - redis.io, "Redis administration" (memory use while saving can double):
       https://redis.io/docs/latest/operate/oss_and_stack/management/admin/
     """
-    for instance in _instances(facts):
+    for instance in derived.redis_instances:
         limit = instance.get("container_memory_limit_bytes")
         maxmemory = instance.get("maxmemory_bytes")
         if not limit or maxmemory is None or (maxmemory and maxmemory <= limit):
@@ -73,18 +81,29 @@ def maxmemory_unset(facts: Facts, settings: Settings) -> Iterator[Hit]:
             "will be OOM-killed at the limit instead of refusing writes.",
             _fix(instance, "Set maxmemory below the container limit.",
                  "a refused write instead of a killed Redis"),
-            (Evidence("redis", "maxmemory_bytes", maxmemory, f"0 < maxmemory < {limit}"),
-             Evidence("redis", "container_memory_limit_bytes", limit, instance.get("limit_source")),
-             Evidence("redis", "used_memory_bytes", instance.get("used_memory_bytes"))),
+            (Evidence(_source(instance, "maxmemory_bytes"), "maxmemory_bytes", maxmemory,
+                      f"0 < maxmemory < {limit}"),
+             Evidence(_source(instance, "container_memory_limit_bytes"), "container_memory_limit_bytes",
+                      limit, instance.get("limit_source")),
+             *([] if instance.get("from_files") else
+               [Evidence("redis", "used_memory_bytes", instance.get("used_memory_bytes"))])),
         )
 
 
-@rule("RDS002", "redis-eviction-unsafe-for-queue", Severity.HIGH, needs=("redis",))
-def eviction_unsafe_for_queue(facts: Facts, settings: Settings) -> Iterator[Hit]:
+@rule("RDS002", "redis-eviction-unsafe-for-queue", Severity.HIGH, needs_any=("redis", "compose"))
+def eviction_unsafe_for_queue(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     A Redis used as a job queue (a Sidekiq, Celery or RQ broker) whose maxmemory-policy evicts keys
-    (anything but noeviction).
+    (anything but noeviction). Users are the services whose redis:// variables name it: a worker
+    (Sidekiq, Celery, RQ...) or a queue variable (SIDEKIQ_*, CELERY_BROKER_URL, *_QUEUE_*) makes it a
+    queue, a web process that shares its worker's variable too.
+
+    When no live Redis can be read, the files decide: the `redis-server` flags of the service's
+    command, a redis.conf it mounts (with its includes), the image's documented variables
+    (REDIS_EXTRA_FLAGS, REDIS_ARGS) and the container's `mem_limit` / `deploy.resources.limits.memory`;
+    the evidence names the file and line. Redis' own defaults (no maxmemory, noeviction) apply to
+    what the files leave out, unless its config is baked into the image (then nothing is judged).
 
     ## Why it matters
     At maxmemory an evicting policy deletes keys to make room: queued jobs, retries, scheduled jobs
@@ -105,7 +124,7 @@ def eviction_unsafe_for_queue(facts: Facts, settings: Settings) -> Iterator[Hit]
       https://github.com/sidekiq/sidekiq/wiki/Using-Redis
     - redis.io, "Key eviction": https://redis.io/docs/latest/develop/reference/eviction/
     """
-    for instance in _instances(facts):
+    for instance in derived.redis_instances:
         policy = instance.get("maxmemory_policy")
         queues = [u for u in instance.get("users") or [] if u.get("kind") == "queue"]
         if not queues or not policy or policy == "noeviction":
@@ -116,19 +135,27 @@ def eviction_unsafe_for_queue(facts: Facts, settings: Settings) -> Iterator[Hit]
             f"Redis {_subject(instance)} holds the job queue of {names} but its maxmemory-policy is "
             f"{policy}: at maxmemory it deletes keys, and jobs are lost without an error.",
             _fix(instance, "Set maxmemory-policy noeviction.", "no silently lost jobs"),
-            (Evidence("redis", "maxmemory_policy", policy, "noeviction"),
-             Evidence("redis", "policy_source", instance.get("policy_source")),
-             Evidence("redis", "queue_users", names),
-             Evidence("redis", "evicted_keys", instance.get("evicted_keys"), 0)),
+            (Evidence(_source(instance, "maxmemory_policy"), "maxmemory_policy", policy, "noeviction"),
+             Evidence(_source(instance, "maxmemory_policy"), "policy_source", instance.get("policy_source")),
+             Evidence(_queue_source(instance, queues), "queue_users", names),
+             *([] if instance.get("from_files") else
+               [Evidence("redis", "evicted_keys", instance.get("evicted_keys"), 0)])),
         )
 
 
-@rule("RDS003", "redis-memory-near-limit", Severity.MEDIUM, needs=("redis",))
-def memory_near_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def _queue_source(instance: Mapping[str, Any], queues: list[Mapping[str, Any]]) -> str:
+    origins = sorted({str(u["origin"]) for u in queues if u.get("origin")})
+    return ", ".join(origins) if instance.get("from_files") and origins else _source(instance, "users")
+
+
+@rule("RDS003", "redis-memory-near-limit", Severity.MEDIUM, needs_any=("redis", "compose"))
+def memory_near_limit(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     used_memory against maxmemory, and used_memory_rss (what the kernel counts) against the
-    container limit: 85% or more (`[thresholds.RDS003] used_ratio`).
+    container limit: 85% or more (`[thresholds.RDS003] used_ratio`). From the files alone (no live
+    Redis), maxmemory against the container limit: a maxmemory at 85% or more of the limit leaves
+    no room for fragmentation and the save fork once Redis is full.
 
     ## Why it matters
     Near maxmemory a noeviction Redis starts refusing writes and an evicting one starts deleting
@@ -150,7 +177,10 @@ def memory_near_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - redis.io, INFO (the memory section's fields): https://redis.io/docs/latest/commands/info/
     """
     threshold = settings.threshold("RDS003", "used_ratio")
-    for instance in _instances(facts):
+    for instance in derived.redis_instances:
+        if instance.get("from_files"):
+            yield from _maxmemory_near_limit(instance, threshold)
+            continue
         for used_key, limit_key, what in (("used_memory_bytes", "maxmemory_bytes", "maxmemory"),
                                           ("used_memory_rss_bytes", "container_memory_limit_bytes",
                                            "the container limit")):
@@ -167,8 +197,29 @@ def memory_near_limit(facts: Facts, settings: Settings) -> Iterator[Hit]:
                 Recommendation(summary="Trim what grows or raise the limit and maxmemory together.",
                                estimated_effect="headroom for peaks and the save fork", risk=Risk.MANUAL,
                                effort_minutes=30, phase=Phase.WEEK, action="stackaudit tune redis"),
-                (Evidence("redis", used_key, used), Evidence("redis", limit_key, limit),
+                (Evidence("redis", used_key, used), Evidence(_source(instance, limit_key), limit_key, limit),
                  Evidence("redis", "used_ratio", round(ratio, 3), f"< {threshold}")),
                 Severity.HIGH if ratio >= 0.95 else None,
             )
             break
+
+
+def _maxmemory_near_limit(instance: Mapping[str, Any], threshold: float) -> Iterator[Hit]:
+    """A file view: what Redis will use when full (maxmemory) against the container limit."""
+    maxmemory, limit = instance.get("maxmemory_bytes"), instance.get("container_memory_limit_bytes")
+    if not isinstance(maxmemory, int) or not isinstance(limit, int) or not 0 < maxmemory <= limit:
+        return
+    ratio = maxmemory / limit
+    if ratio < threshold:
+        return
+    yield Hit(
+        _subject(instance),
+        f"Redis {_subject(instance)} may fill {format_bytes(maxmemory)}, {ratio:.0%} of its container limit "
+        f"({format_bytes(limit)}): fragmentation and the save fork leave it no room, so it is OOM-killed "
+        "when full.",
+        _fix(instance, "Set maxmemory to 60-75% of the container limit.",
+             "room for fragmentation and the fork"),
+        (Evidence(_source(instance, "maxmemory_bytes"), "maxmemory_bytes", maxmemory),
+         Evidence(_source(instance, "container_memory_limit_bytes"), "container_memory_limit_bytes", limit),
+         Evidence("compose", "maxmemory_ratio", round(ratio, 3), f"< {threshold}")),
+    )

@@ -14,19 +14,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stackaudit.config import Settings
+from stackaudit.derive import Derived
 from stackaudit.facts import Facts
 from stackaudit.images import (
     MAJOR_BOUND_DATASTORES,
-    datastore_kind,
     is_host_agent,
     is_tls_proxy,
     monitoring_kind,
     parse_image,
+    service_product,
 )
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
+from stackaudit.network import on_all_interfaces
 from stackaudit.rules import rule
 
-ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "[::]"})
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$")
 SECRET_FILE_NAME = re.compile(r"(^\.env($|\.)|\.env$|\.(key|pem|p12|pfx)$)")
 TRUTHY = frozenset({"true", "1", "yes", "on", "enabled", "y"})
@@ -353,7 +354,8 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
             seen.add((project.get("name"), service.get("name")))
             yield {"origin": "compose", "project": project.get("name"), "name": service.get("name"),
                    "image": service.get("image"), "file": files[0] if files else project.get("dir"),
-                   "line": (service.get("lines") or {}).get("ports") or service.get("line"),
+                   "product": service_product(service), "origins": service.get("origins") or {},
+                   "line": str((service.get("origins") or {}).get("ports", "")).rpartition(":")[2] or None,
                    "ports": [{"host_ip": p.get("host_ip"), "host_port": p.get("published"),
                               "container_port": p.get("target")} for p in service.get("ports") or []],
                    "privileged": bool(service.get("privileged")), "network_mode": service.get("network_mode"),
@@ -368,7 +370,8 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
         if key[1] is not None and key in seen:
             continue
         yield {"origin": "container", "project": key[0], "name": container.get("name"),
-               "image": container.get("image"), "file": None, "line": None,
+               "image": container.get("image"), "file": None, "line": None, "origins": {},
+               "product": service_product({"image": container.get("image"), "name": container.get("name")}),
                "ports": [p for p in container.get("ports") or [] if p.get("host_port")],
                "privileged": bool(container.get("privileged")), "network_mode": container.get("network_mode"),
                "sockets": [m.get("source") for m in container.get("mounts") or []
@@ -394,30 +397,61 @@ def _location(service: dict[str, Any]) -> Evidence:
     return Evidence("docker", "container", service["name"])
 
 
-def _public_ports(service: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class PublicPort:
+    """Where a service answers on all interfaces, kept as numbers (shown as text, never parsed back)."""
+
+    host: str  # "0.0.0.0", "[::]", or "host network"
+    host_port: Any
+    container_port: Any
+
+    def __str__(self) -> str:
+        if self.host == "host network":
+            return f"host network, port {self.container_port or 'default'} on all interfaces"
+        return f"{self.host}:{self.host_port or 'a random host port'}->{self.container_port}"
+
+    def loopback(self) -> str | None:
+        """The compose line that publishes the same port on 127.0.0.1 only."""
+        if self.host == "host network":
+            return None
+        return f'ports: ["127.0.0.1:{self.host_port or "PORT"}:{self.container_port}"]'
+
+
+def _public_ports(service: dict[str, Any]) -> list[PublicPort]:
     public = []
     for port in service["ports"]:
         host_ip = port.get("host_ip") or ""
-        if host_ip in ALL_INTERFACES:
+        if on_all_interfaces(host_ip):
             host = "0.0.0.0" if ":" not in host_ip else "[::]"
-            published = port.get("host_port") or "a random host port"
-            public.append(f"{host}:{published}->{port.get('container_port')}")
+            public.append(PublicPort(host, port.get("host_port"), port.get("container_port")))
     return public
 
 
-def _redis_without_auth(facts: Facts, service: dict[str, Any]) -> bool:
-    return any(i.get("auth_required") is False and i.get("service") == service["name"]
-               for i in facts.get("redis").get("instances", []))
+def _texts(public: list[PublicPort]) -> list[str]:
+    return [str(p) for p in public]
+
+
+def _redis_without_auth(derived: Derived, service: dict[str, Any]) -> str:
+    """How we know this Redis takes no password ("" when it does or we cannot tell)."""
+    for instance in derived.redis_instances:
+        if instance.get("auth_required") is False and instance.get("service") == service["name"]:
+            return (f"its files set no password ({instance.get('auth_source')})" if instance.get("from_files")
+                    else "it answers without a password")
+    return ""
 
 
 @rule("SEC004", "datastore-port-public", Severity.HIGH, needs_any=("compose", "docker"))
-def datastore_port_public(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def datastore_port_public(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     PostgreSQL, Redis and other datastores (MySQL/MariaDB, MongoDB, Elasticsearch, memcached,
     RabbitMQ...) whose port is published on all interfaces: a compose `ports:` entry without a host
     IP (`"5432:5432"`, or `"5432"` which picks a random host port), or bound to 0.0.0.0 / `::`.
-    Read from the compose files and the running containers' port bindings.
+    Read from the compose files and the running containers' port bindings. What a service is comes
+    from all its evidence (images.classify_service): a PostgreSQL from a derived image
+    (pgautoupgrade, PostGIS, Timescale, a registry mirror, a local build running `postgres`) or a
+    Redis built with modules is still a datastore; an app with REDIS_URL, a pgadmin or an exporter
+    is not.
 
     ## Why it matters
     Docker publishes ports with its own iptables rules, placed before the host firewall's: ufw or
@@ -444,31 +478,24 @@ def datastore_port_public(facts: Facts, settings: Settings) -> Iterator[Hit]:
       https://docs.docker.com/reference/compose-file/services/#ports
     """
     for service in stack_services(facts):
-        kind = datastore_kind(service["image"], service["name"])
+        kind = service["product"]
         public = _public_ports(service) if kind else []
         if not public:
             continue
-        open_redis = kind == "redis" and _redis_without_auth(facts, service)
-        extra = " and it answers without a password" if open_redis else ""
-        loopback = f'ports: ["127.0.0.1:{_host_port(public[0])}:{_container_port(public[0])}"]'
+        open_redis = _redis_without_auth(derived, service) if kind == "redis" else ""
+        extra = f" and {open_redis}" if open_redis else ""
+        loopback = public[0].loopback()
         yield Hit(_label(service),
-                  f"{kind} service {_label(service)} is published on all interfaces ({', '.join(public)}), "
+                  f"{kind} service {_label(service)} is published on all interfaces "
+                  f"({', '.join(_texts(public))}), "
                   f"which bypasses the host firewall{extra}.",
                   Recommendation("Remove the published port, or bind it to 127.0.0.1.",
                                  "The datastore is no longer reachable from outside the host.",
                                  Risk.CONFIRM, 10, Phase.NOW, loopback),
-                  [_location(service), Evidence(service["origin"], "ports", public, "127.0.0.1:... or none"),
+                  [_location(service),
+                   Evidence(service["origin"], "ports", _texts(public), "127.0.0.1:... or none"),
                    Evidence(service["origin"], "datastore", kind)],
                   severity=Severity.CRITICAL if open_redis else None)
-
-
-def _host_port(mapping: str) -> str:
-    port = mapping.rsplit("->", 1)[0].rsplit(":", 1)[-1]
-    return port if port.isdigit() else "PORT"
-
-
-def _container_port(mapping: str) -> str:
-    return mapping.rsplit("->", 1)[-1]
 
 
 # --- SEC005: authentication of the datastores ----------------------------------------------------
@@ -482,7 +509,7 @@ def _setting(postgres: dict[str, Any], name: str) -> str | None:
 
 
 @rule("SEC005", "redis-no-auth", Severity.HIGH, needs_any=("redis", "compose", "postgres"))
-def datastore_no_auth(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def datastore_no_auth(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     Redis that answers commands without a password; PostgreSQL accepting connections without one
@@ -490,6 +517,10 @@ def datastore_no_auth(facts: Facts, settings: Settings) -> Iterator[Hit]:
     addresses in pg_hba.conf when readable); passwords stored as md5 instead of scram-sha-256
     (`password_encryption`); and the app connecting as a superuser (its DATABASE_URL user is the
     image's POSTGRES_USER, which the official image creates as superuser, or the collector saw it).
+    A Redis that cannot be read live is judged from its files: no `requirepass` in its command flags
+    or mounted redis.conf (a `user default ... nopass` line counts as none), bitnami's
+    `ALLOW_EMPTY_PASSWORD=yes` without REDIS_PASSWORD; the official image has no password unless
+    one is set (it is built with protected mode off).
 
     ## Why it matters
     Any process that reaches an unauthenticated datastore owns its data; with Redis that includes
@@ -517,26 +548,37 @@ def datastore_no_auth(facts: Facts, settings: Settings) -> Iterator[Hit]:
       https://www.postgresql.org/docs/current/auth-password.html
     - The postgres image's documentation (POSTGRES_HOST_AUTH_METHOD): https://hub.docker.com/_/postgres
     """
-    yield from _redis_auth(facts)
+    yield from _redis_auth(facts, derived)
     yield from _postgres_trust_env(facts)
     yield from _postgres_hba(facts)
     yield from _postgres_md5(facts)
     yield from _postgres_superuser(facts)
 
 
-def _redis_auth(facts: Facts) -> Iterator[Hit]:
-    for instance in facts.get("redis").get("instances", []):
+def _redis_auth(facts: Facts, derived: Derived) -> Iterator[Hit]:
+    """Live servers answer for themselves; a Redis not read live is judged from its files."""
+    live = [i for i in facts.get("redis").get("instances", []) if i.get("auth_required") is not None]
+    judged = {(i.get("project"), i.get("service")) for i in live}
+    views = [i for i in derived.redis_instances
+             if i.get("from_files") and (i.get("project"), i.get("service")) not in judged]
+    for instance in [*live, *views]:
         if instance.get("auth_required") is not False:
             continue
         name = instance.get("service") or instance.get("target")
-        message = f"Redis {name} ({instance.get('target')}) accepts commands without a password."
+        source = "redis"
+        if instance.get("from_files"):
+            source = str(instance.get("auth_source") or "compose")
+            message = (f"Redis {instance.get('project')}/{name} runs without a password: its files set none "
+                       f"({source}), so anything that reaches its port can read and change the data.")
+        else:
+            message = f"Redis {name} ({instance.get('target')}) accepts commands without a password."
         yield Hit(f"redis {name}", message,
                   Recommendation("Set requirepass (or ACL users) and put the password in the clients' URLs.",
                                  "Reaching the port is no longer enough to read or change the data.",
                                  Risk.CONFIRM, 20, Phase.NOW, 'command: ["redis-server", "--requirepass", '
                                  '"${REDIS_PASSWORD:?}"]'),
-                  [Evidence("redis", "target", instance.get("target")),
-                   Evidence("redis", "auth_required", False, True)])
+                  [Evidence(source, "target", instance.get("target")),
+                   Evidence(source, "auth_required", False, True)])
 
 
 def _postgres_trust_env(facts: Facts) -> Iterator[Hit]:
@@ -614,7 +656,7 @@ def _superuser_hit(subject: str, message: str, evidence: list[Evidence]) -> Hit:
 def _apps_using_image_superuser(facts: Facts) -> Iterator[tuple[dict[str, Any], str, str]]:
     services = [s for s in stack_services(facts) if s["origin"] == "compose"]
     superusers = {(s["project"], s["name"]): str(s["environment"].get("POSTGRES_USER") or "postgres")
-                  for s in services if datastore_kind(s["image"], s["name"]) == "postgres"}
+                  for s in services if s["product"] == "postgres"}
     for service in services:
         for key, value in service["environment"].items():
             if not key.endswith("DATABASE_URL") or not value:
@@ -1072,7 +1114,7 @@ def datastore_floating_tag(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - Redis release notes: https://github.com/redis/redis/releases
     """
     for service in stack_services(facts):
-        kind = datastore_kind(service["image"], service["name"])
+        kind = service["product"]
         if not kind or not service["image"]:
             continue
         image = parse_image(service["image"])
@@ -1122,12 +1164,12 @@ def monitoring_component(service: dict[str, Any]) -> str | None:
     return kind
 
 
-def _exposure(service: dict[str, Any], kind: str) -> list[str]:
+def _exposure(service: dict[str, Any], kind: str) -> list[PublicPort]:
     """Where the component answers on all interfaces: published ports, or the host network."""
     public = _public_ports(service)
     if service["network_mode"] == "host" and not _listens_on_loopback(service):
         default = 3000 if kind == "grafana" else OPEN_COMPONENTS.get(kind, (0,))[0]
-        public.append(f"host network, port {default or 'default'} on all interfaces")
+        public.append(PublicPort("host network", None, default or None))
     return public
 
 
@@ -1217,8 +1259,8 @@ def _grafana_hits(facts: Facts, service: dict[str, Any]) -> Iterator[Hit]:
     role = conf.get("auth.anonymous.org_role") or "Viewer"  # Grafana's default anonymous role
     sign_ins = [p for p in GRAFANA_SIGN_INS if _true(conf.get(f"auth.{p}.enabled"))]
     evidence = [_location(service), Evidence(service["origin"], "grafana_auth", conf),
-                Evidence(service["origin"], "public_ports", public, [])]
-    where = f" on all interfaces ({', '.join(public)})" if public else ""
+                Evidence(service["origin"], "public_ports", _texts(public), [])]
+    where = f" on all interfaces ({', '.join(_texts(public))})" if public else ""
     if anonymous and role.strip().lower() in GRAFANA_WRITE_ROLES:
         yield Hit(_label(service), f"Grafana {_label(service)} lets anyone in without a login as "
                                    f"{role}{where}.",
@@ -1254,12 +1296,12 @@ def _open_component_hit(service: dict[str, Any], kind: str) -> Iterator[Hit]:
     if kind == "prometheus" and apis:
         severity = Severity.HIGH
         gives = f"{gives}; with {' and '.join(apis)} anyone can delete data or stop it"
-    yield Hit(_label(service), f"{kind} {_label(service)} answers on all interfaces ({', '.join(public)}) "
+    yield Hit(_label(service), f"{kind} {_label(service)} answers on all interfaces "
+                               f"({', '.join(_texts(public))}) "
                                f"without authentication: it gives {gives}.",
               Recommendation(f"Stop publishing {kind}, or bind it to 127.0.0.1, or put it behind an "
                              "authenticating proxy.", "Monitoring data stays private.", Risk.CONFIRM, 10,
-                             Phase.WEEK, f'ports: ["127.0.0.1:{_host_port(public[0])}:'
-                                         f'{_container_port(public[0])}"]' if "->" in public[0] else None),
-              [_location(service), Evidence(service["origin"], "public_ports", public, []),
+                             Phase.WEEK, public[0].loopback()),
+              [_location(service), Evidence(service["origin"], "public_ports", _texts(public), []),
                Evidence(service["origin"], "component", kind)],
               severity=severity)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from stackaudit.config import Settings
-from stackaudit.facts import CollectContext, Facts
+from stackaudit.facts import CollectContext, Facts, SourceUnavailable
 from stackaudit.facts import compose as compose_source
 from stackaudit.facts import env as env_source
 from stackaudit.facts.compose import ProjectSpec, compose_command, load_project
@@ -260,14 +260,20 @@ def test_malformed_yaml_is_an_error_and_other_projects_go_on(tmp_path: Path) -> 
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     directory = write(tmp_path / "p", {})
     (directory / "compose.yml").mkdir()  # root reads any file; a directory is unreadable for everyone
-    data, ctx = collect((directory,), compose_files=(directory / "nope.yml", directory / "compose.yml"))
-    assert data["projects"] == []
+    # nothing readable: the source is unavailable (its rules are skipped), not an empty stack
+    ctx = CollectContext(settings=Settings(project_dirs=(directory,), compose_files=(
+        directory / "nope.yml", directory / "compose.yml")), facts=Facts(), source="compose")
+    with pytest.raises(SourceUnavailable, match="no compose project could be read"):
+        compose_source.collect(ctx)
     wheres = [e.where for e in ctx.facts.errors]
     assert wheres == [str(directory / "nope.yml"), str(directory / "compose.yml")]
     assert all("cannot read compose file" in e.why for e in ctx.facts.errors)
     empty = write(tmp_path / "empty", {})
-    data, ctx = collect((empty, tmp_path / "does-not-exist"))
-    assert data["projects"] == [] and len(ctx.facts.errors) == 2
+    ctx = CollectContext(settings=Settings(project_dirs=(empty, tmp_path / "does-not-exist")), facts=Facts(),
+                         source="compose")
+    with pytest.raises(SourceUnavailable):
+        compose_source.collect(ctx)
+    assert len(ctx.facts.errors) == 2
     assert "no compose file found" in ctx.facts.errors[0].why
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import stackaudit.rules.security  # noqa: F401 - registers the SEC rules
 from stackaudit.config import Settings
+from stackaudit.derive import derive
 from stackaudit.facts import CollectContext, Facts
 from stackaudit.model import Severity
 from stackaudit.rules import REGISTRY
@@ -15,7 +16,8 @@ from stackaudit.rules.security import tag_risk
 
 def run(code: str, data: dict[str, Any], settings: Settings | None = None) -> list[tuple[str, Severity, str]]:
     registered = REGISTRY[code]
-    hits = registered.check(Facts(data=data), settings or Settings())
+    facts = Facts(data=data)
+    hits = registered.run(facts, settings or Settings(), derive(facts))
     return [(h.subject, registered.severity if h.severity is None else h.severity, h.message) for h in hits]
 
 
