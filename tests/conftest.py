@@ -27,6 +27,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+# In-process CLI tests must not lower the test runner's own priority (and every service it starts
+# afterwards); test_cli.py checks below_the_services() in a child with STACKAUDIT_NICE=1.
+os.environ["STACKAUDIT_NICE"] = "0"
+
 from stackaudit import redact
 from stackaudit.localpg import LocalCluster
 from tests.mysql_server import MariaDBServer, start_mariadb

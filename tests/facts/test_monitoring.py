@@ -10,6 +10,7 @@ import pytest
 
 import stackaudit.rules.monitoring  # noqa: F401 - registers the MON rules
 from stackaudit.config import Settings
+from stackaudit.derive import derive
 from stackaudit.facts import CollectContext, Facts
 from stackaudit.facts import monitoring as collector
 from stackaudit.localpg import free_port
@@ -44,7 +45,7 @@ def collect(settings: Settings, facts: Facts | None = None) -> tuple[dict[str, A
 
 
 def subjects(code: str, facts: Facts) -> list[str]:
-    return [hit.subject for hit in REGISTRY[code].check(facts, Settings())]
+    return [hit.subject for hit in REGISTRY[code].run(facts, Settings(), derive(facts))]
 
 
 def test_targets_up_and_down_and_rules_from_a_live_prometheus(prom_with_disk_alert: PrometheusServer) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 import stackaudit.rules.security  # noqa: F401 - registers SEC006
 from stackaudit.config import Settings
+from stackaudit.derive import derive
 from stackaudit.facts import CollectContext, Facts, SourceUnavailable, tls
 from stackaudit.localpg import free_port
 from stackaudit.model import Severity
@@ -158,7 +159,7 @@ def sec006(
     facts = Facts(data={"tls": {"certificates": certificates}})
     return [
         (h.subject, registered.severity if h.severity is None else h.severity)
-        for h in registered.check(facts, settings or Settings())
+        for h in registered.run(facts, settings or Settings(), derive(facts))
     ]
 
 

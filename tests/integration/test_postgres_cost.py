@@ -21,6 +21,7 @@ import pytest
 
 import stackaudit.facts.postgres as pg_facts
 from stackaudit.config import Settings
+from stackaudit.derive import derive
 from stackaudit.facts import CollectContext, Facts
 from stackaudit.localpg import LocalCluster
 from stackaudit.rules import REGISTRY, _stamp
@@ -156,7 +157,7 @@ def test_own_statements_never_reach_pg402(dsn: str) -> None:
     assert ours == []
     facts = Facts(data={"postgres": data})
     settings = Settings(thresholds=EVERYTHING_SLOW)
-    findings = list(_stamp(REGISTRY["PG402"], REGISTRY["PG402"].check(facts, settings)))
+    findings = list(_stamp(REGISTRY["PG402"], REGISTRY["PG402"].run(facts, settings, derive(facts))))
     assert any("pg_sleep" in f.message for f in findings)
     assert not [f.message for f in findings if "stackaudit" in f.message or "pg_stat_user" in f.message]
 

@@ -18,6 +18,7 @@ import pytest
 
 import stackaudit.facts.postgres
 from stackaudit.config import Settings
+from stackaudit.derive import derive
 from stackaudit.facts import CollectContext, Facts, SourceUnavailable
 from stackaudit.localpg import LocalCluster, free_port
 from stackaudit.model import Finding, Severity
@@ -49,7 +50,8 @@ def collect(dsn: str | None, thresholds: dict[str, Any] | None = None,
 def audit(data: dict[str, Any], settings: Settings) -> list[Finding]:
     facts = Facts(data={"postgres": data})
     facts = Facts.from_json(json.loads(json.dumps(facts.to_json())))  # what `collect --out` saves
-    return [f for code in CODES for f in _stamp(REGISTRY[code], REGISTRY[code].check(facts, settings))]
+    derived = derive(facts)
+    return [f for code in CODES for f in _stamp(REGISTRY[code], REGISTRY[code].run(facts, settings, derived))]
 
 
 def seed(dsn: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 import stackaudit.rules.security  # noqa: F401 - registers the SEC rules
 from stackaudit.config import Settings
+from stackaudit.derive import derive
 from stackaudit.facts import CollectContext, Facts
 from stackaudit.facts import env as env_collector
 from stackaudit.facts.secrets_git import git_status
@@ -95,7 +96,7 @@ def findings(code: str, facts: Facts) -> dict[str, tuple[Severity, str]]:
     registered = REGISTRY[code]
     return {
         h.subject: (registered.severity if h.severity is None else h.severity, h.message)
-        for h in registered.check(facts, Settings())
+        for h in registered.run(facts, Settings(), derive(facts))
     }
 
 

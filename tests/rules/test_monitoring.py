@@ -6,6 +6,7 @@ from typing import Any
 
 import stackaudit.rules.monitoring  # noqa: F401 - registers the MON rules
 from stackaudit.config import Settings
+from stackaudit.derive import derive
 from stackaudit.facts import Facts
 from stackaudit.model import Severity
 from stackaudit.rules import REGISTRY
@@ -13,7 +14,7 @@ from stackaudit.rules import REGISTRY
 
 def run(code: str, monitoring: dict[str, Any]) -> list[tuple[str, Severity, str]]:
     registered = REGISTRY[code]
-    hits = registered.check(Facts(data={"monitoring": monitoring}), Settings())
+    hits = registered.run(facts := Facts(data={"monitoring": monitoring}), Settings(), derive(facts))
     return [(h.subject, registered.severity if h.severity is None else h.severity, h.message) for h in hits]
 
 

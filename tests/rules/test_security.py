@@ -495,7 +495,7 @@ def test_sec003_fires_high_on_a_weak_literal_and_offers_file_secrets_where_the_i
                          literal("api", "STRIPE_API_KEY"), literal("grafana", "GF_SECURITY_ADMIN_PASSWORD")],
     )
     registered = REGISTRY["SEC003"]
-    hits = {h.subject: h for h in registered.check(Facts(data=data), Settings())}
+    hits = {h.subject: h for h in registered.run(Facts(data=data), Settings(), derive(Facts(data=data)))}
     db = hits["shop/db POSTGRES_PASSWORD"]
     assert db.severity == Severity.HIGH and "guessable (the service's or image's own name)" in db.message
     assert db.recommendation.action and "POSTGRES_PASSWORD_FILE: /run/secrets/db_postgres_password" in (
