@@ -27,13 +27,14 @@ from stackaudit.monitor.history import History
 from stackaudit.report import Report
 from stackaudit.rules import evaluate, is_selected, load_all
 from stackaudit.rules.host import watched_mounts
+from stackaudit.shapes import number
 
 log = logging.getLogger(__name__)
 
 # The rules a check runs (when their sources are there): disk and inodes, memory, connections,
 # Redis memory, backup age, certificate expiry.
-CHECK_CODES = ("SYS001", "SYS002", "PG101", "RDS003", "BAK001", "SEC006")
-CHEAP_SOURCES = ("host", "postgres", "redis", "backups", "tls")
+CHECK_CODES = ("SYS001", "SYS002", "PG101", "MY101", "RDS003", "BAK001", "SEC006")
+CHEAP_SOURCES = ("host", "postgres", "mysql", "redis", "backups", "tls")
 LOCK_NAME = "check.lock"
 
 
@@ -68,6 +69,7 @@ def check_sources(settings: Settings) -> tuple[str, ...]:
     configured = {
         "host": True,
         "postgres": settings.pg_dsn is not None,
+        "mysql": settings.mysql_url is not None,
         "redis": settings.redis_url is not None,
         "backups": settings.backup_dest is not None or (settings.state_dir / "backups").is_dir(),
         "tls": bool(settings.tls_domains),
@@ -147,7 +149,7 @@ def add_forecasts(facts: Facts, forecasts: dict[str, Forecast]) -> None:
 
 
 def measure(facts: Facts) -> list[Measurement]:
-    return [*_host(facts), *_postgres(facts), *_redis(facts), *_backups(facts), *_tls(facts)]
+    return [*_host(facts), *_postgres(facts), *_mysql(facts), *_redis(facts), *_backups(facts), *_tls(facts)]
 
 
 def _host(facts: Facts) -> Iterator[Measurement]:
@@ -181,6 +183,18 @@ def _postgres(facts: Facts) -> Iterator[Measurement]:
     if used is not None and most:
         yield Measurement("postgres_connections", "postgres", float(used))
         yield Measurement("postgres_connections_used_ratio", "postgres", float(used) / float(most))
+
+
+def _mysql(facts: Facts) -> Iterator[Measurement]:
+    """Sessions now against max_connections per MariaDB/MySQL server (MY101 judges the peak)."""
+    for instance in facts.get("mysql").get("instances", []):
+        used = (instance.get("derived") or {}).get("threads_connected")
+        most = number((instance.get("variables") or {}).get("max_connections"))
+        if used is None or not most:
+            continue
+        target = str(instance.get("target", "mysql"))
+        yield Measurement("mysql_connections", target, float(used), {"instance": target})
+        yield Measurement("mysql_connections_used_ratio", target, float(used) / most, {"instance": target})
 
 
 def _redis(facts: Facts) -> Iterator[Measurement]:

@@ -49,6 +49,8 @@ GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "memory_available_ratio": ("Available memory over usable memory (host RAM or the cgroup limit).", ()),
     "postgres_connections": ("PostgreSQL sessions (pg_stat_activity rows).", ()),
     "postgres_connections_used_ratio": ("PostgreSQL sessions over max_connections.", ()),
+    "mysql_connections": ("MariaDB/MySQL sessions (Threads_connected).", ("instance",)),
+    "mysql_connections_used_ratio": ("MariaDB/MySQL sessions over max_connections.", ("instance",)),
     "redis_memory_used_ratio": (
         "Redis used memory over maxmemory or the container limit, the lower.",
         ("instance",),

@@ -153,6 +153,15 @@ def service_rules(settings: Settings) -> Iterator[AlertRule]:
         "PostgreSQL uses {{ $value | humanizePercentage }} of max_connections",
         "New sessions will soon be refused; compare the pools with max_connections.",
     )
+    mysql = settings.threshold("MY101", "used_share")
+    yield AlertRule(
+        "StackauditMysqlConnectionsHigh",
+        "MY101",
+        f"stackaudit_mysql_connections_used_ratio >= {mysql:g}",
+        "warning",
+        "MariaDB/MySQL {{ $labels.instance }} uses {{ $value | humanizePercentage }} of max_connections",
+        f"Sessions at or above {mysql * 100:g}% of max_connections: new ones will soon be refused.",
+    )
     redis = settings.threshold("RDS003", "used_ratio")
     yield AlertRule(
         "StackauditRedisMemoryNearLimit",
