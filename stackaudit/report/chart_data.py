@@ -17,7 +17,7 @@ from stackaudit.derive import DerivationError, Derived
 from stackaudit.derive.forecast import Forecast, forecast_full
 from stackaudit.facts import Facts
 from stackaudit.report.charts import Segment, fmt
-from stackaudit.tuning.postgres import setting_value
+from stackaudit.tuning.postgres import Budget, setting_value
 
 DAY_SECONDS = 86400.0
 
@@ -68,6 +68,7 @@ def all_charts(facts: Facts, derived: Derived,
     for chart in (memory_budget(facts, derived), connection_budget(derived), reclaimable(facts)):
         if chart is not None:
             charts.append(chart)
+    charts += mysql_budgets(facts, derived)
     charts += disk_history(facts, history or {})
     before_after = verify_bars(verify)
     if before_after is not None:
@@ -181,13 +182,7 @@ def memory_budget(facts: Facts, derived: Derived) -> StackedChart | None:
         return None
     if budget is None:
         return None
-    roles = _app_roles(facts)
-    groups: dict[str, float] = {}
-    for tenant in budget.co_tenants:
-        label = TENANT_GROUPS.get(roles.get(tenant.name, tenant.kind), "other services")
-        groups[label] = groups.get(label, 0.0) + tenant.bytes
-    segments = [Segment("OS reserve", budget.os_reserve_bytes)]
-    segments += [Segment(label, groups[label]) for label in TENANT_GROUPS.values() if label in groups]
+    segments = _budget_segments(facts, budget)
     note = budget.sentence()
     worst = tuning.worst_case_current if tuning is not None else None
     shared = _shared_buffers(facts)
@@ -199,6 +194,36 @@ def memory_budget(facts: Facts, derived: Derived) -> StackedChart | None:
         segments.append(Segment("left for PostgreSQL", budget.postgres_bytes))
     return StackedChart("host", "Memory budget against RAM", tuple(segments), budget.host_memory_bytes,
                         "bytes", "RAM", note)
+
+
+def mysql_budgets(facts: Facts, derived: Derived) -> Iterator[StackedChart]:
+    """The same budget for each MariaDB/MySQL server: its buffer pool and the rest of its worst case
+    (MySQLTuner's "maximum possible memory") with the current settings, against RAM."""
+    try:
+        tunings = derived.mysql
+    except DerivationError:
+        return
+    for tuning in tunings:
+        budget, worst = tuning.budget, tuning.worst_case_current
+        pool = shapes.number(tuning.inputs.variables.get("innodb_buffer_pool_size")) or 0.0
+        segments = [*_budget_segments(facts, budget),
+                    Segment(f"{tuning.flavor_name} buffer pool", pool),
+                    Segment(f"{tuning.flavor_name} other buffers at max_connections",
+                            max(0.0, worst.bytes - pool))]
+        yield StackedChart("mysql", f"{tuning.flavor_name} memory budget against RAM", tuple(segments),
+                           budget.host_memory_bytes, "bytes", "RAM",
+                           f"{tuning.sentence()}. Worst case with the current settings: {worst.arithmetic}.")
+
+
+def _budget_segments(facts: Facts, budget: Budget) -> list[Segment]:
+    """The OS reserve, then the co-located services grouped by kind."""
+    roles = _app_roles(facts)
+    groups: dict[str, float] = {}
+    for tenant in budget.co_tenants:
+        label = TENANT_GROUPS.get(roles.get(tenant.name, tenant.kind), "other services")
+        groups[label] = groups.get(label, 0.0) + tenant.bytes
+    segments = [Segment("OS reserve", budget.os_reserve_bytes)]
+    return segments + [Segment(label, groups[label]) for label in TENANT_GROUPS.values() if label in groups]
 
 
 def _app_roles(facts: Facts) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from stackaudit.derive import derive
+from stackaudit.facts import Facts
 from stackaudit.report import chart_data
 from stackaudit.report.charts import Segment, line_with_forecast, paired_bars, stacked_bar
 from tests.report.report_facts import GIB, MIB, sample_facts
@@ -148,3 +149,21 @@ def test_connection_chart_draws_a_pooler_by_its_server_connections() -> None:
     assert values["pgbouncer (PgBouncer, 42 clients)"] == 20
     assert "web (puma, 4 x 8)" not in values  # its connections are the pooler's clients
     assert values["not claimed"] == 97 - 23
+
+
+def test_mysql_budget_chart_shows_the_buffer_pool_and_the_worst_case_against_ram() -> None:
+    from tests.rules.test_mysql import HOST, instance
+
+    facts = Facts(data={"mysql": {"instances": [instance()]}, "host": HOST})
+    [chart] = chart_data.mysql_budgets(facts, derive(facts))
+    assert chart.area == "mysql" and chart.capacity == HOST["memory_total_bytes"]
+    parts = {s.label: s.value for s in chart.segments}
+    assert parts["MariaDB buffer pool"] == 2 * GIB
+    assert parts["MariaDB other buffers at max_connections"] > 0
+    assert "MariaDB" in chart.note and "151" in chart.note  # the arithmetic names max_connections
+    assert chart in chart_data.all_charts(facts, derive(facts))
+
+
+def test_no_mysql_budget_chart_without_a_server() -> None:
+    facts = sample_facts()
+    assert list(chart_data.mysql_budgets(facts, derive(facts))) == []
