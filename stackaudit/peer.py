@@ -56,8 +56,8 @@ def os_user(uid: int) -> OsUser | None:
 
 def socket_path(conninfo: str) -> Path | None:
     """The Unix socket a conninfo reaches, or None for TCP (or an unreadable conninfo)."""
-    from psycopg import ProgrammingError
-    from psycopg import conninfo as pg_conninfo
+    from psycopg import ProgrammingError  # lazy: start-up
+    from psycopg import conninfo as pg_conninfo  # lazy: start-up
 
     try:
         params = pg_conninfo.conninfo_to_dict(conninfo)

@@ -36,7 +36,7 @@ def find_verified_backup(settings: Settings, database: str, newer_than: datetime
     With `recheck` (the default) the dump file (or every file of a directory dump) must still exist
     with its size and sha256, so a backup deleted or damaged since it was verified does not count.
     """
-    from stackaudit.backups.dump import content_matches
+    from stackaudit.backups.dump import content_matches  # lazy: start-up
 
     folder = resolve_dest(settings, dest)
     candidates = inventory(folder).manifests

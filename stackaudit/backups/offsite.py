@@ -20,6 +20,7 @@ secret seen is remembered for scrubbing.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -30,8 +31,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from stackaudit.backups.manifest import Manifest, iso, manifest_path, write_manifest
-from stackaudit.fsutil import fsync_dir
+from stackaudit.backups.manifest import SUMS_FILE, Manifest, iso, manifest_path, write_manifest
+from stackaudit.fsutil import atomic_write, fsync_dir
 from stackaudit.redact import remember, scrub, url_without_password
 
 CHUNK_BYTES = 1 << 20
@@ -83,7 +84,6 @@ def copy_directory_and_verify(remote: Remote, folder: Path, manifest: Manifest,
                               extra_files: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A directory dump: every file under `<id>.dir/` with its SHA256SUMS, each read back and
     compared with the manifest's per-file sha256. Never raises."""
-    from stackaudit.backups.manifest import SUMS_FILE
 
     result: dict[str, Any] = {"remote": remote.display, "name": folder.name, "verified": False,
                               "at": iso(datetime.now(UTC)), "error": None}
@@ -134,8 +134,8 @@ class S3Remote:
     def __post_init__(self) -> None:
         remember(self.secret_key)
         remember(os.environ.get("AWS_SECRET_ACCESS_KEY"))
-        import boto3
-        from botocore.config import Config
+        import boto3  # lazy: start-up
+        from botocore.config import Config  # lazy: start-up
 
         kwargs: dict[str, Any] = {"config": Config(s3={"addressing_style": "path"}, connect_timeout=10,
                                                    read_timeout=120, retries={"max_attempts": 3})}
@@ -207,7 +207,6 @@ class RcloneRemote:
         self._run(["rcat", self._path(name)], stdin=data)
 
     def size(self, name: str) -> int:
-        import json
 
         listing = json.loads(self._run(["lsjson", self._path(name)]))
         if not listing:
@@ -250,7 +249,6 @@ class FolderRemote:
         fsync_dir(target.parent)
 
     def put_bytes(self, data: bytes, name: str) -> None:
-        from stackaudit.fsutil import atomic_write
 
         (self.root / name).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.root / name, data)
@@ -259,7 +257,7 @@ class FolderRemote:
         return (self.root / name).stat().st_size
 
     def sha256(self, name: str) -> str:
-        from stackaudit.backups.dump import sha256_of
+        from stackaudit.backups.dump import sha256_of  # lazy: start-up
 
         return sha256_of(self.root / name)
 

@@ -18,7 +18,7 @@ def _load_commands() -> None:
 
 def main() -> None:
     """Entry point: never a traceback; exit 2 on anything unexpected (the message has no secrets)."""
-    from stackaudit.redact import scrub
+    from stackaudit.redact import scrub  # lazy: start-up
 
     try:
         app()

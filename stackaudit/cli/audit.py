@@ -74,15 +74,15 @@ def bad_input(errors: list[CollectionError]) -> list[CollectionError]:
 def render_report(report: Report, output_format: Format, settings: Settings | None = None,
                   verify_file: Path | None = None) -> str:
     if output_format == Format.json:
-        from stackaudit.report import json as json_report
+        from stackaudit.report import json as json_report  # lazy: start-up
         return json_report.render(report)
     if output_format == Format.md:
-        from stackaudit.report import markdown
+        from stackaudit.report import markdown  # lazy: start-up
         return markdown.render(report)
     if output_format == Format.html:
         try:
-            from stackaudit.monitor.history import disk_history
-            from stackaudit.report import html
+            from stackaudit.monitor.history import disk_history  # lazy: start-up
+            from stackaudit.report import html  # lazy: start-up
         except ImportError:
             fail("the HTML report is not available in this version")
         history = disk_history(settings.state_dir) if settings is not None else {}
@@ -91,7 +91,7 @@ def render_report(report: Report, output_format: Format, settings: Settings | No
         except ValueError as exc:
             fail(str(exc))
         return html.render(report, history=history, verify=verify)
-    from stackaudit.report import terminal
+    from stackaudit.report import terminal  # lazy: start-up
     return terminal.render(report)
 
 

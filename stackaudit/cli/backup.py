@@ -109,7 +109,7 @@ def _run_backups(settings: Settings, folder: Path, wanted: list[str] | None, con
                  mysql: bool, jobs: int) -> list[Manifest]:
     """--mysql: MariaDB/MySQL (backups/mysql_dump.py); else PostgreSQL."""
     if mysql:
-        from stackaudit.backups.mysql_dump import run_backups as run_mysql_backups
+        from stackaudit.backups.mysql_dump import run_backups as run_mysql_backups  # lazy: start-up
 
         return run_mysql_backups(mysql_target(settings), folder, wanted, progress=_backup_progress)
     return run_backups(settings, folder, wanted, container, progress=_backup_progress,
@@ -202,7 +202,7 @@ def restore_drill(
     folder = resolve_dest(settings, dest)
     try:
         if mysql is not None:
-            from stackaudit.backups.mysql_dump import run_drills as run_mysql_drills
+            from stackaudit.backups.mysql_dump import run_drills as run_mysql_drills  # lazy: start-up
 
             records = run_mysql_drills(mysql_target(settings), folder, backup_id, progress=_drill_progress)
         else:
@@ -238,7 +238,7 @@ def _drill_line(record: DrillRecord) -> str:
 
 def mysql_target(settings: Settings) -> Target:
     """--mysql URL (or STACKAUDIT_MYSQL_URL), else the server the stack runs (facts/mysql.py)."""
-    from stackaudit.mysqlconn import MysqlUrlError, parse_url
+    from stackaudit.mysqlconn import MysqlUrlError, parse_url  # lazy: start-up
 
     if settings.mysql_url:
         try:
@@ -246,7 +246,7 @@ def mysql_target(settings: Settings) -> Target:
         except MysqlUrlError as exc:
             fail(str(exc))
     from stackaudit.facts import CollectContext, Facts, collect_source  # lazy: start-up
-    from stackaudit.facts.mysql import discover
+    from stackaudit.facts.mysql import discover  # lazy: start-up
 
     ctx = CollectContext(settings=settings, facts=Facts())
     for source in ("docker", "compose"):

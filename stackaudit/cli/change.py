@@ -67,10 +67,10 @@ def plan_command(
 
     Example: stackaudit plan --pg postgresql://postgres@127.0.0.1/app --out plan.json
     """
-    from stackaudit.derive import DerivationError
-    from stackaudit.facts import Facts, collect
-    from stackaudit.pipeline import audit
-    from stackaudit.remediation.plan import describe, plan_for
+    from stackaudit.derive import DerivationError  # lazy: start-up
+    from stackaudit.facts import Facts, collect  # lazy: start-up
+    from stackaudit.pipeline import audit  # lazy: start-up
+    from stackaudit.remediation.plan import describe, plan_for  # lazy: start-up
 
     settings = build_settings(config, project_dir, compose_file, pg, sources=sources or PLAN_SOURCES)
     if facts_file is not None:
@@ -119,9 +119,9 @@ def apply_command(
 
     Example: stackaudit apply plan.json --yes --allow-restart
     """
-    from stackaudit.remediation.apply import ApplyOptions, apply_plan
-    from stackaudit.remediation.journal import ApplyError
-    from stackaudit.remediation.plan import Plan
+    from stackaudit.remediation.apply import ApplyOptions, apply_plan  # lazy: start-up
+    from stackaudit.remediation.journal import ApplyError  # lazy: start-up
+    from stackaudit.remediation.plan import Plan  # lazy: start-up
 
     settings = build_settings(config, pg=pg, state_dir=state_dir, docker_host=docker_host)
     try:
@@ -202,9 +202,9 @@ def rollback_command(
 
     Example: stackaudit rollback --set-aside 20260101T120000123Z-apply-a1b2c3 --reason "server rebuilt"
     """
-    from stackaudit.remediation.journal import ApplyError
-    from stackaudit.remediation.rollback import rollback
-    from stackaudit.remediation.rollback import set_aside as set_journal_aside
+    from stackaudit.remediation.journal import ApplyError  # lazy: start-up
+    from stackaudit.remediation.rollback import rollback  # lazy: start-up
+    from stackaudit.remediation.rollback import set_aside as set_journal_aside  # lazy: start-up
 
     if set_aside is not None and journal is not None:
         fail("give either a journal to roll back or --set-aside JOURNAL_ID, not both")
@@ -234,9 +234,9 @@ def rollback_command(
 
 def _rollback_mysql(settings: Settings, url: str, journal: str | None, yes: bool) -> None:
     """`--mysql`: undo a `tune mysql --apply` (remediation/mysql_apply.py)."""
-    from stackaudit.mysqlconn import MysqlUrlError, parse_url
-    from stackaudit.remediation.journal import ApplyError
-    from stackaudit.remediation.mysql_apply import rollback as rollback_mysql
+    from stackaudit.mysqlconn import MysqlUrlError, parse_url  # lazy: start-up
+    from stackaudit.remediation.journal import ApplyError  # lazy: start-up
+    from stackaudit.remediation.mysql_apply import rollback as rollback_mysql  # lazy: start-up
 
     if not yes:
         fail("rollback --mysql restores at once: add --yes")
@@ -273,7 +273,7 @@ def verify_command(
 
     Example: stackaudit verify --pg postgresql://postgres@127.0.0.1/app --against before.json
     """
-    from stackaudit.verify import VerifyError, describe, verify
+    from stackaudit.verify import VerifyError, describe, verify  # lazy: start-up
 
     if save is not None and against is not None:
         fail("--save and --against exclude each other: save a baseline, change, then compare")

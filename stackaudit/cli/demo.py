@@ -22,10 +22,10 @@ def demo(
 
     Example: stackaudit demo --out-dir /tmp/demo
     """
-    import psycopg
+    import psycopg  # lazy: start-up
 
-    from stackaudit.demo import run_demo
-    from stackaudit.localpg import LocalClusterError
+    from stackaudit.demo import run_demo  # lazy: start-up
+    from stackaudit.localpg import LocalClusterError  # lazy: start-up
 
     settings = build_settings(sources="host,docker,compose,env,app,postgres,redis,monitoring,backups")
     with console.status("starting PostgreSQL 18, seeding data, auditing…"):

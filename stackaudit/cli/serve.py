@@ -60,11 +60,11 @@ def serve(
 
     Example: stackaudit serve --project-dir /srv/app --listen 127.0.0.1:8714
     """
-    import uvicorn
+    import uvicorn  # lazy: start-up
 
-    from stackaudit.report.html import load_verify
-    from stackaudit.web import auth
-    from stackaudit.web.app import create_app
+    from stackaudit.report.html import load_verify  # lazy: start-up
+    from stackaudit.web import auth  # lazy: start-up
+    from stackaudit.web.app import create_app  # lazy: start-up
 
     try:
         host, port = parse_listen(listen)

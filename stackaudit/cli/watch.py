@@ -96,7 +96,7 @@ def _options(repeat: str, recover_checks: int, retention_days: float) -> Monitor
 
 
 def _logging(level: int) -> None:
-    from stackaudit.monitor.loop import setup_logging
+    from stackaudit.monitor.loop import setup_logging  # lazy: start-up
 
     setup_logging(level)
 
@@ -173,8 +173,8 @@ def check(
     Example (cron): */30 * * * * stackaudit check --quiet
     """
     below_the_services()
-    from stackaudit.monitor.check import run_pass
-    from stackaudit.monitor.metrics import write_textfile
+    from stackaudit.monitor.check import run_pass  # lazy: start-up
+    from stackaudit.monitor.metrics import write_textfile  # lazy: start-up
 
     settings = _settings(
         config, project_dir, pg, redis, sources, select, ignore, fail_on, state_dir, disk_path, alert_url
@@ -195,7 +195,7 @@ def check(
 
 
 def _stop_event() -> threading.Event:
-    from stackaudit.monitor.loop import stop_event
+    from stackaudit.monitor.loop import stop_event  # lazy: start-up
 
     return stop_event()
 
@@ -224,7 +224,7 @@ def watch(
 
     Example: stackaudit watch --interval 30m --config /etc/stackaudit/stackaudit.toml
     """
-    from stackaudit.monitor.loop import become_loop
+    from stackaudit.monitor.loop import become_loop  # lazy: start-up
 
     try:
         seconds = parse_duration(interval)
@@ -270,8 +270,8 @@ def metrics(
     Example: stackaudit metrics --listen 127.0.0.1:9814
     Example: stackaudit metrics --textfile /var/lib/prometheus/node-exporter
     """
-    from stackaudit.monitor.loop import check_in_child, read_only_check
-    from stackaudit.monitor.metrics import CheckCollector, serve, write_textfile
+    from stackaudit.monitor.loop import check_in_child, read_only_check  # lazy: start-up
+    from stackaudit.monitor.metrics import CheckCollector, serve, write_textfile  # lazy: start-up
 
     if (listen is None) == (textfile is None):
         fail("give exactly one of --listen HOST:PORT or --textfile DIR")
@@ -318,7 +318,7 @@ def monitoring_rules(
 
     Example: stackaudit monitoring rules --out /etc/prometheus/rules/stackaudit.yml
     """
-    from stackaudit.monitor.prom_rules import rules_yaml
+    from stackaudit.monitor.prom_rules import rules_yaml  # lazy: start-up
 
     write_output(rules_yaml(build_settings(config), include_node=node), out)
 
@@ -329,7 +329,7 @@ def monitoring_dashboard(out: OutOpt = None, config: ConfigOpt = None) -> None:
 
     Example: stackaudit monitoring dashboard --out stackaudit-dashboard.json
     """
-    from stackaudit.monitor.prom_rules import dashboard_json
+    from stackaudit.monitor.prom_rules import dashboard_json  # lazy: start-up
 
     write_output(dashboard_json(build_settings(config)), out)
 
@@ -368,7 +368,7 @@ def _schedule(
     state_dir: Path | None,
     output_format: Output,
 ) -> None:
-    from stackaudit.monitor import schedule as sched
+    from stackaudit.monitor import schedule as sched  # lazy: start-up
 
     settings = build_settings(config, state_dir=state_dir)
     options = sched.ScheduleOptions(

@@ -110,7 +110,7 @@ def connect(settings: Settings) -> docker.DockerClient:
 def describe(exc: BaseException) -> str:
     """A short reason: timeouts and refused sockets said plainly, API errors by their explanation."""
     import docker.errors  # lazy: start-up (only after a call failed, so already loaded)
-    import requests
+    import requests  # lazy: start-up
 
     if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
         return "no answer within the timeout (is the daemon hung?)"

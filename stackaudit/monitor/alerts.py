@@ -186,7 +186,7 @@ Deliver = Callable[[str, str, str, str], bool]  # (url, title, body, notify type
 
 
 def apprise_deliver(url: str, title: str, body: str, notify_type: str) -> bool:
-    import apprise
+    import apprise  # lazy: start-up
 
     sender = apprise.Apprise()
     if not sender.add(url):

@@ -104,7 +104,7 @@ def lean_watch(job: dict[str, Any], stop: threading.Event, tick_seconds: float =
 
 
 def notifications_due(state_dir: Path) -> bool:
-    from stackaudit.monitor.history import History, database_path
+    from stackaudit.monitor.history import History, database_path  # lazy: start-up
 
     if not database_path(state_dir).exists():
         return False
@@ -152,7 +152,7 @@ def run_child(mode: str, payload: bytes, timeout_seconds: float) -> int:
 
 def child_main(mode: str) -> int:
     """Read the settings from stdin, run one pass (or flush the outbox), exit."""
-    from stackaudit.redact import remember
+    from stackaudit.redact import remember  # lazy: start-up
 
     # The loop decides when to stop; a Ctrl-C or a SIGTERM to the whole group must not cut a pass
     # (and its history write) in half.
@@ -164,7 +164,7 @@ def child_main(mode: str) -> int:
         remember(url)
     try:
         if mode == "flush":
-            from stackaudit.monitor.check import flush_pending
+            from stackaudit.monitor.check import flush_pending  # lazy: start-up
 
             flush_pending(settings, options)
         elif mode == "result":
@@ -181,8 +181,8 @@ def child_main(mode: str) -> int:
 
 def read_only_check(settings: Any) -> Any:
     """What `metrics` serves: a check with the history's forecasts, recording nothing."""
-    from stackaudit.monitor.check import run_check
-    from stackaudit.monitor.history import History, database_path
+    from stackaudit.monitor.check import run_check  # lazy: start-up
+    from stackaudit.monitor.history import History, database_path  # lazy: start-up
 
     if not database_path(settings.state_dir).exists():
         return run_check(settings)
@@ -191,8 +191,8 @@ def read_only_check(settings: Any) -> Any:
 
 
 def report_pass(settings: Any, options: Any, textfile: Path | None) -> None:
-    from stackaudit.monitor.check import run_pass
-    from stackaudit.monitor.metrics import write_textfile
+    from stackaudit.monitor.check import run_pass  # lazy: start-up
+    from stackaudit.monitor.metrics import write_textfile  # lazy: start-up
 
     result = run_pass(settings, options)
     worst = result.report.worst()

