@@ -6,7 +6,7 @@ import enum
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -15,6 +15,9 @@ from stackaudit.fsutil import atomic_write
 from stackaudit.model import Severity, to_jsonable
 from stackaudit.redact import scrub, scrub_data
 from stackaudit.report.terminal import plain_console, styled
+
+if TYPE_CHECKING:  # the collector is imported when a command collects, not at start-up
+    from stackaudit.facts import Facts
 
 console = plain_console(stderr=True, soft_wrap=True)  # progress and messages; results: stdout or --out
 
@@ -144,3 +147,18 @@ def write_output(text: str, out: Path | None) -> None:
 
 def dumps_json(value: Any) -> str:
     return json.dumps(scrub_data(to_jsonable(value)), indent=2, sort_keys=False, default=str)
+
+
+def facts_for(facts_file: Path | None, **settings_options: Any) -> Facts:
+    """The facts a tuner reads: a saved snapshot (--facts), else collected now with these options
+    (those of `build_settings`)."""
+    from stackaudit.facts import Facts, collect  # lazy: start-up
+
+    if facts_file is not None:
+        try:
+            return Facts.load(facts_file)
+        except ValueError as exc:
+            fail(str(exc))
+    settings = build_settings(**settings_options)
+    with console.status("collecting…"):
+        return collect(settings)

@@ -23,16 +23,16 @@ from stackaudit.cli.common import (
     PgOpt,
     ProjectDirOpt,
     SourcesOpt,
-    build_settings,
     console,
     dumps_json,
+    facts_for,
     fail,
     write_output,
 )
 from stackaudit.config import ALL_SOURCES
 from stackaudit.derive.memory import postgres_service
 from stackaudit.derive.postgres import compose_service_name, postgres_tuning
-from stackaudit.facts import Facts, collect
+from stackaudit.facts import Facts
 from stackaudit.report.terminal import plain_console, terminal_width
 from stackaudit.report.tuning import as_compose, as_conf, as_sql
 from stackaudit.tuning.postgres import WORKLOADS, Tuning
@@ -96,7 +96,8 @@ def tune_postgres(
     if workload is not None and workload not in WORKLOADS:
         fail(f"--workload must be one of {', '.join(WORKLOADS)}, not {workload!r}")
     memory_bytes = _parse_memory_option(memory)
-    facts = _facts(facts_file, config, project_dir, compose_file, pg, sources)
+    facts = facts_for(facts_file, config=config, project_dir=project_dir, compose_file=compose_file,
+                      pg=pg, sources=sources or ",".join(TUNE_SOURCES))
     if not facts.has("host") and memory_bytes is None:
         fail("cannot read this host's memory: pass --memory and --cpus")
     if not facts.has("postgres"):
@@ -116,19 +117,6 @@ def _parse_memory_option(memory: str | None) -> int | None:
     if value < 256 * 1024**2:
         fail(f"--memory {memory} is too small for a database server (at least 256MB)")
     return value
-
-
-def _facts(facts_file: Path | None, config: Path | None, project_dir: list[Path] | None,
-           compose_file: list[Path] | None, pg: str | None, sources: str | None) -> Facts:
-    if facts_file is not None:
-        try:
-            return Facts.load(facts_file)
-        except ValueError as exc:
-            fail(str(exc))
-    wanted = sources or ",".join(TUNE_SOURCES)
-    settings = build_settings(config, project_dir, compose_file, pg, sources=wanted)
-    with console.status("collecting…"):
-        return collect(settings)
 
 
 def _render(tuning: Tuning, facts: Facts, output_format: TuneFormat, only_changed: bool) -> str:

@@ -17,9 +17,9 @@ from stackaudit.cli.common import (
     PgOpt,
     ProjectDirOpt,
     RedisOpt,
-    build_settings,
     console,
     dumps_json,
+    facts_for,
     fail,
     write_output,
 )
@@ -27,7 +27,6 @@ from stackaudit.cli.tune import tune_app
 from stackaudit.derive import app_tuning
 from stackaudit.derive.memory import host_resources
 from stackaudit.derive.redis import redis_instances
-from stackaudit.facts import Facts, collect
 from stackaudit.facts.app import live_connections
 from stackaudit.report.terminal import wrap_text
 from stackaudit.tuning.appserver import (
@@ -50,17 +49,6 @@ class Output(enum.StrEnum):
 
 FormatOpt = Annotated[Output, typer.Option("--format", help="text or json.")]
 FactsOpt = Annotated[Path | None, typer.Option("--facts", help="Use a saved facts snapshot.")]
-
-
-def _facts(facts_file: Path | None, sources: str, **options: object) -> Facts:
-    if facts_file is not None:
-        try:
-            return Facts.load(facts_file)
-        except ValueError as exc:
-            fail(str(exc))
-    settings = build_settings(sources=sources, **options)  # type: ignore[arg-type]
-    with console.status("collecting…"):
-        return collect(settings)
 
 
 def _memory(text: str | None) -> int | None:
@@ -94,7 +82,7 @@ def tune_app_servers(
 
     Example (what if): stackaudit tune app -p /srv/app --cpus 8 --memory 16GiB --format json
     """
-    facts = _facts(facts_file, APP_SOURCES, config=config, project_dir=project_dir,
+    facts = facts_for(facts_file, sources=APP_SOURCES, config=config, project_dir=project_dir,
                    compose_file=compose_file, pg=pg, pgbouncer_dsn=pgbouncer)
     processes = facts.get("app").get("processes") or []
     if not processes:
@@ -170,7 +158,7 @@ def tune_redis(
 
     Example: stackaudit tune redis --redis redis://:PASSWORD@127.0.0.1:6379/0 --memory 512m
     """
-    facts = _facts(facts_file, REDIS_SOURCES, config=config, project_dir=project_dir,
+    facts = facts_for(facts_file, sources=REDIS_SOURCES, config=config, project_dir=project_dir,
                    compose_file=compose_file, redis=redis)
     instances = redis_instances(facts)  # the live ones, else what the files say
     if not instances:

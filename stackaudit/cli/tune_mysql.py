@@ -21,13 +21,14 @@ from stackaudit.cli.common import (
     build_settings,
     console,
     dumps_json,
+    facts_for,
     fail,
     write_output,
 )
 from stackaudit.cli.tune import TuneFormat, _parse_memory_option, tune_app
 from stackaudit.config import ALL_SOURCES
 from stackaudit.derive.mysql import instances, tuning_for
-from stackaudit.facts import Facts, collect
+from stackaudit.facts import Facts
 from stackaudit.mysqlconn import MysqlUrlError, parse_url
 from stackaudit.remediation.journal import ApplyError
 from stackaudit.remediation.mysql_apply import MysqlApplyOptions, apply_tuning
@@ -88,7 +89,8 @@ def tune_mysql(
             parse_url(mysql)
         except MysqlUrlError as exc:
             fail(str(exc))
-    facts = _facts(facts_file, config, project_dir, compose_file, mysql, sources)
+    facts = facts_for(facts_file, config=config, project_dir=project_dir, compose_file=compose_file,
+                      mysql_url=mysql, sources=sources or ",".join(TUNE_MYSQL_SOURCES))
     if not facts.has("host") and memory_bytes is None:
         fail("cannot read this host's memory: pass --memory and --cpus")
     found = instances(facts)
@@ -126,19 +128,6 @@ def _apply(facts: Facts, found: list[dict[str, Any]], mysql: str | None, conf_fi
     write_output(dumps_json(result), None)
     if result["status"] not in ("done", "nothing-to-do"):
         raise typer.Exit(1)
-
-
-def _facts(facts_file: Path | None, config: Path | None, project_dir: list[Path] | None,
-           compose_file: list[Path] | None, mysql: str | None, sources: str | None) -> Facts:
-    if facts_file is not None:
-        try:
-            return Facts.load(facts_file)
-        except ValueError as exc:
-            fail(str(exc))
-    wanted = sources or ",".join(TUNE_MYSQL_SOURCES)
-    settings = build_settings(config, project_dir, compose_file, sources=wanted, mysql_url=mysql)
-    with console.status("collecting…"):
-        return collect(settings)
 
 
 def _render(tuning: MysqlTuning, instance: dict[str, Any] | None, output_format: TuneFormat,
