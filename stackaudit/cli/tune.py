@@ -7,13 +7,10 @@
 from __future__ import annotations
 
 import enum
-import io
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from stackaudit.cli.app import app
 from stackaudit.cli.common import (
@@ -33,10 +30,9 @@ from stackaudit.config import ALL_SOURCES
 from stackaudit.derive.memory import postgres_service
 from stackaudit.derive.postgres import compose_service_name, postgres_tuning
 from stackaudit.facts import Facts
-from stackaudit.report.terminal import plain_console, terminal_width
-from stackaudit.report.tuning import as_compose, as_conf, as_sql
+from stackaudit.report.tuning import as_compose, as_conf, as_sql, settings_table
 from stackaudit.tuning.postgres import WORKLOADS, Tuning
-from stackaudit.tuning.units import UnitError, human_bytes, parse_memory
+from stackaudit.tuning.units import UnitError, parse_memory
 
 tune_app = typer.Typer(
     help="Propose settings for a service from this host's budget.\n\n"
@@ -133,31 +129,10 @@ def _render(tuning: Tuning, facts: Facts, output_format: TuneFormat, only_change
 
 
 def _table(tuning: Tuning) -> str:
-    buffer = io.StringIO()
-    out = plain_console(file=buffer, width=terminal_width(), force_terminal=False)
-    table = Table(title="PostgreSQL settings", show_lines=False)
-    for column in ("Setting", "Current", "Recommended", "Restart?", "Why"):
-        table.add_column(column, overflow="fold")
-    for p in tuning.settings.values():
-        mark = "bold" if p.changed else "dim"
-        table.add_row(Text(p.name, style=mark), p.current or "-", Text(p.recommended, style=mark),
-                      "yes" if p.restart else "no", p.reason)
-    out.print(table)
-    budget = tuning.budget
-    out.print(f"Budget: {budget.sentence()}", highlight=False)
-    for tenant in budget.co_tenants:
-        out.print(f"  - {tenant.name} ({tenant.kind}): {human_bytes(tenant.bytes)} [{tenant.basis}: "
-                  f"{tenant.detail}]", highlight=False)
-    for note in budget.notes:
-        out.print(f"  note: {note}", highlight=False)
-    verdict = "fits" if tuning.fits else "does NOT fit"
-    out.print(f"Worst case, recommended ({verdict} the budget): {tuning.worst_case.arithmetic}",
-              highlight=False)
-    if tuning.worst_case_current is not None:
-        out.print(f"Worst case, current: {tuning.worst_case_current.arithmetic}", highlight=False)
     inputs = tuning.inputs
-    out.print(f"Inputs: {inputs.cpus} cores, PostgreSQL {inputs.major}, max_connections "
-              f"{inputs.max_connections}, workload {inputs.workload} ({inputs.workload_reason}), storage "
-              f"{inputs.storage.kind} ({inputs.storage.confidence} confidence)", highlight=False)
-    out.print("Measure the effect with `stackaudit verify`.", highlight=False)
-    return buffer.getvalue()
+    extra = [f"Inputs: {inputs.cpus} cores, PostgreSQL {inputs.major}, max_connections "
+             f"{inputs.max_connections}, workload {inputs.workload} ({inputs.workload_reason}), storage "
+             f"{inputs.storage.kind} ({inputs.storage.confidence} confidence)",
+             "Measure the effect with `stackaudit verify`."]
+    return settings_table(tuning, "PostgreSQL settings", tuning.budget.sentence(), tuning.worst_case_current,
+                          extra)

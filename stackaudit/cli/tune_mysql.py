@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from stackaudit.cli.common import (
     ComposeFileOpt,
@@ -32,9 +29,8 @@ from stackaudit.facts import Facts
 from stackaudit.mysqlconn import MysqlUrlError, parse_url
 from stackaudit.remediation.journal import ApplyError
 from stackaudit.remediation.mysql_apply import MysqlApplyOptions, apply_tuning
-from stackaudit.report.terminal import plain_console, terminal_width
+from stackaudit.report.tuning import settings_table
 from stackaudit.tuning.mysql import MysqlTuning, as_compose, as_conf, as_sql
-from stackaudit.tuning.units import human_bytes
 
 # host and docker/compose for the budget (limits, co-tenants), mysql for the current values.
 TUNE_MYSQL_SOURCES = tuple(s for s in ("host", "docker", "compose", "env", "app", "redis", "mysql")
@@ -146,23 +142,6 @@ def _render(tuning: MysqlTuning, instance: dict[str, Any] | None, output_format:
 
 
 def _table(tuning: MysqlTuning, instance: dict[str, Any] | None) -> str:
-    buffer = io.StringIO()
-    out = plain_console(file=buffer, width=terminal_width(), force_terminal=False)
     where = (instance or {}).get("target") or "not reached"
-    table = Table(title=f"{tuning.flavor_name} settings ({where})", show_lines=False)
-    for column in ("Setting", "Current", "Recommended", "Restart?", "Why"):
-        table.add_column(column, overflow="fold")
-    for p in tuning.settings.values():
-        mark = "bold" if p.changed else "dim"
-        table.add_row(Text(p.name, style=mark), p.current or "-", Text(p.recommended, style=mark),
-                      "yes" if p.restart else "no", p.reason)
-    out.print(table)
-    out.print(f"Budget: {tuning.sentence()}", highlight=False)
-    for tenant in tuning.budget.co_tenants:
-        out.print(f"  - {tenant.name} ({tenant.kind}): {human_bytes(tenant.bytes)} [{tenant.basis}: "
-                  f"{tenant.detail}]", highlight=False)
-    verdict = "fits" if tuning.fits else "does NOT fit"
-    out.print(f"Worst case, recommended ({verdict} the budget): {tuning.worst_case.arithmetic}",
-              highlight=False)
-    out.print(f"Worst case, current: {tuning.worst_case_current.arithmetic}", highlight=False)
-    return buffer.getvalue()
+    return settings_table(tuning, f"{tuning.flavor_name} settings ({where})", tuning.sentence(),
+                          tuning.worst_case_current)

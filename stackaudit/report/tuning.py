@@ -1,14 +1,21 @@
-"""A PostgreSQL tuning as text to paste: a postgresql.conf snippet, ALTER SYSTEM statements, a compose
-override. Pure formatting of a `Tuning`; the numbers and reasons come from `stackaudit.tuning`."""
+"""A tuning as text: a table for the terminal (PostgreSQL and MariaDB/MySQL alike), and for
+PostgreSQL the snippets to paste (postgresql.conf, ALTER SYSTEM, a compose override). Pure formatting;
+the numbers and reasons come from `stackaudit.tuning`."""
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from rich.table import Table
+from rich.text import Text
+
 from stackaudit.derive.postgres import command_flags
-from stackaudit.tuning.postgres import Proposal, Tuning, shm_size_bytes
-from stackaudit.tuning.units import format_memory
+from stackaudit.report.terminal import plain_console, terminal_width
+from stackaudit.tuning.postgres import BudgetedTuning, Proposal, Tuning, WorstCase, shm_size_bytes
+from stackaudit.tuning.units import format_memory, human_bytes
 
 
 def _quoted(value: str) -> str:
@@ -71,3 +78,30 @@ def as_compose(tuning: Tuning, service_name: str, command: Any = None, only_chan
         f"    shm_size: {json.dumps(format_memory(shm).replace('GB', 'gb').replace('MB', 'mb'))}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def settings_table(tuning: BudgetedTuning, title: str, budget_sentence: str,
+                   worst_case_current: WorstCase | None, extra: Sequence[str] = ()) -> str:
+    """Every setting (changed ones bold) with its reason, then the budget with its co-tenants and
+    notes, the worst case recommended and current, and `extra` lines."""
+    buffer = io.StringIO()
+    out = plain_console(file=buffer, width=terminal_width(), force_terminal=False)
+    table = Table(title=title, show_lines=False)
+    for column in ("Setting", "Current", "Recommended", "Restart?", "Why"):
+        table.add_column(column, overflow="fold")
+    for p in tuning.settings.values():
+        mark = "bold" if p.changed else "dim"
+        table.add_row(Text(p.name, style=mark), p.current or "-", Text(p.recommended, style=mark),
+                      "yes" if p.restart else "no", p.reason)
+    out.print(table)
+    lines = [f"Budget: {budget_sentence}"]
+    lines += [f"  - {t.name} ({t.kind}): {human_bytes(t.bytes)} [{t.basis}: {t.detail}]"
+              for t in tuning.budget.co_tenants]
+    lines += [f"  note: {note}" for note in tuning.budget.notes]
+    verdict = "fits" if tuning.fits else "does NOT fit"
+    lines.append(f"Worst case, recommended ({verdict} the budget): {tuning.worst_case.arithmetic}")
+    if worst_case_current is not None:
+        lines.append(f"Worst case, current: {worst_case_current.arithmetic}")
+    for line in [*lines, *extra]:
+        out.print(line, highlight=False)
+    return buffer.getvalue()

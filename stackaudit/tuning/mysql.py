@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stackaudit.tuning.postgres import Budget, Proposal, Storage, WorstCase
+from stackaudit.tuning.postgres import Budget, BudgetedTuning, Proposal, Storage, WorstCase
 from stackaudit.tuning.units import UnitError, human_bytes, parse_memory
 
 KB, MB, GB = 1024, 1024**2, 1024**3
@@ -81,22 +81,11 @@ class MysqlInputs:
 
 
 @dataclass(frozen=True)
-class MysqlTuning:
+class MysqlTuning(BudgetedTuning):
     inputs: MysqlInputs
     settings: dict[str, Proposal]
     worst_case: WorstCase
     worst_case_current: WorstCase
-
-    @property
-    def budget(self) -> Budget:
-        return self.inputs.budget
-
-    @property
-    def fits(self) -> bool:
-        return self.worst_case.bytes <= self.budget.postgres_bytes
-
-    def changed(self) -> list[Proposal]:
-        return [p for p in self.settings.values() if p.changed]
 
     def sentence(self) -> str:
         return self.budget.sentence().replace("for PostgreSQL", f"for {self.flavor_name}")

@@ -185,16 +185,17 @@ class WorstCase:
     arithmetic: str
 
 
-@dataclass(frozen=True)
-class Tuning:
-    inputs: TuneInputs
+class BudgetedTuning:
+    """What every database tuner's result shares (PostgreSQL's Tuning, tuning.mysql's MysqlTuning):
+    its memory budget, whether the recommended worst case fits it, and what would change."""
+
+    inputs: Any  # has .budget
     settings: dict[str, Proposal]
     worst_case: WorstCase
-    worst_case_current: WorstCase | None
 
     @property
     def budget(self) -> Budget:
-        return self.inputs.budget
+        return self.inputs.budget  # type: ignore[no-any-return]
 
     @property
     def fits(self) -> bool:
@@ -202,6 +203,14 @@ class Tuning:
 
     def changed(self) -> list[Proposal]:
         return [p for p in self.settings.values() if p.changed]
+
+
+@dataclass(frozen=True)
+class Tuning(BudgetedTuning):
+    inputs: TuneInputs
+    settings: dict[str, Proposal]
+    worst_case: WorstCase
+    worst_case_current: WorstCase | None
 
     def to_json(self) -> dict[str, Any]:
         budget, current = self.budget, self.worst_case_current
