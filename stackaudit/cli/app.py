@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "verify": ("change",),
     "clean": ("clean",),
     "demo": ("demo",),
+    "fleet": ("fleet",),
     "serve": ("serve",),
     "tune": ("tune", "tune_app"),
     "check": ("watch",),
