@@ -21,7 +21,7 @@ ALL_SOURCES: tuple[str, ...] = (
     "compose",
     "env",
     "postgres",
-    "app",  # after postgres: it cross-checks the static estimate with live sessions
+    "app",  # runs beside postgres (facts.AFTER); listed here for its place in snapshots and reports
     "pgbouncer",  # after app: its live pools are matched to the poolers the app goes through
     "redis",
     "mysql",

@@ -40,7 +40,7 @@ from stackaudit.config import Settings
 from stackaudit.facts import Facts, collect
 from stackaudit.model import CollectionError
 from stackaudit.pipeline import audit as run_audit
-from stackaudit.pipeline import nothing_collected
+from stackaudit.pipeline import nothing_collected, snapshot
 from stackaudit.report import Report
 from stackaudit.report.terminal import plain_console, styled, terminal_width, wrap_text
 from stackaudit.rules import load_all
@@ -172,7 +172,7 @@ def collect_command(
                               tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url,
                               pgbouncer_dsn=pgbouncer, mysql_url=mysql)
     facts = collect_with_progress(settings)
-    write_output(json.dumps(facts.to_json(), indent=2, default=str), out)
+    write_output(json.dumps(snapshot(facts), indent=2, default=str), out)
     if not facts.data or bad_input(facts.errors):
         raise typer.Exit(2)
 

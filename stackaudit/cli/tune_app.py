@@ -24,10 +24,9 @@ from stackaudit.cli.common import (
     write_output,
 )
 from stackaudit.cli.tune import tune_app
-from stackaudit.derive import app_tuning
+from stackaudit.derive import app_tuning, derive
 from stackaudit.derive.memory import host_resources
 from stackaudit.derive.redis import redis_instances
-from stackaudit.facts.app import live_connections
 from stackaudit.report.terminal import wrap_text
 from stackaudit.tuning.appserver import (
     DEFAULT_LIMITS,
@@ -103,7 +102,7 @@ def tune_app_servers(
     tuning = app_tuning(facts, float(cores), memory_bytes, limits)
     if tuning is None:
         fail("no app server found in the compose services")
-    live = live_connections(facts)
+    live = [dict(row) for row in derive(facts).live_connections]
     if output_format == Output.json:
         write_output(dumps_json({**tuning.to_json(), "live_connections": live,
                                  "resources": {"cores": cores, "memory_bytes": memory_bytes}}), out)

@@ -7,6 +7,9 @@
   "how much does this host have" (`service_resources` answers it for one service);
 - `memory_budget` and `postgres`: PostgreSQL's memory budget with its co-tenants, and the tuning the
   PG0xx rules compare the live settings with (None when PostgreSQL was not collected);
+- `connection_budget`: what the app processes (or their poolers) can open against the live
+  max_connections, and `connection_summary` ("47 of 97") for the report; `live_connections`: that
+  estimate per service against the sessions PostgreSQL shows (derive/app.py);
 - `app`: the app tuner's advice and the connection budget before and after it;
 - `mysql`: the MariaDB/MySQL tuning per server (MY0xx rules compare the live settings with it);
 - `redis_instances`: every Redis to judge, live or as its compose files describe it (the live one
@@ -23,16 +26,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from stackaudit.derive.app import app_tuning, budget_summary, connection_budget, live_connections
 from stackaudit.derive.memory import Resources, host_resources, memory_budget, service_resources
 from stackaudit.derive.mysql import instances as mysql_instances
 from stackaudit.derive.mysql import tuning_for
 from stackaudit.derive.postgres import postgres_tuning
 from stackaudit.derive.redis import redis_instances
 from stackaudit.facts import Facts
-from stackaudit.shapes import rows, source
 from stackaudit.tuning import appserver
 from stackaudit.tuning.mysql import MysqlTuning
-from stackaudit.tuning.pgbouncer import with_live_pools
 from stackaudit.tuning.postgres import Budget, Tuning
 from stackaudit.tuning.redis import RedisAdvice, advise
 
@@ -81,6 +83,21 @@ class Derived:
                           if self.facts.has("postgres") else None)
 
     @property
+    def connection_budget(self) -> appserver.ConnectionBudget | None:
+        """The app's connections against the live server's; None without app processes or limits."""
+        return self._part("connection budget", lambda: connection_budget(self.facts))
+
+    @property
+    def connection_summary(self) -> dict[str, int]:
+        """`db_connections_at_most` (and `db_connections_available`) for the app facts' summary."""
+        return self._part("connection summary", lambda: budget_summary(self.facts, self.connection_budget))
+
+    @property
+    def live_connections(self) -> tuple[Mapping[str, Any], ...]:
+        """Per app service the estimate against PostgreSQL's live sessions (+ an unattributed row)."""
+        return self._part("live connections", lambda: tuple(live_connections(self.facts)))
+
+    @property
     def app(self) -> appserver.AppTuning | None:
         """The app tuner's advice and connection budget; None without app processes or cores."""
         return self._part("app tuning", lambda: app_tuning(self.facts))
@@ -103,20 +120,3 @@ class Derived:
 def derive(facts: Facts) -> Derived:
     return Derived(facts)
 
-
-def app_tuning(facts: Facts, cores: float | None = None, memory_bytes: int | None = None,
-               limits: appserver.PostgresLimits | None = None) -> appserver.AppTuning | None:
-    """Workers, threads and pools for the host's cores and memory (or the given ones, for what-if),
-    against PostgreSQL's connection limits (`limits` when given, else the live server's)."""
-    processes = rows(source(facts, "app").get("processes"))
-    resources = host_resources(facts)
-    cores = cores or resources.cores
-    if not processes or not cores:
-        return None
-    limits = limits or appserver.postgres_limits(source(facts, "postgres"))
-    measured = appserver.measured_process_bytes(processes, rows(source(facts, "docker").get("containers")))
-    memory = memory_bytes or resources.memory_bytes
-    poolers = with_live_pools(rows(source(facts, "app").get("poolers")),
-                              rows(source(facts, "pgbouncer").get("instances")))
-    return appserver.recommend(processes, appserver.Resources(float(cores), memory), limits, measured,
-                               poolers=poolers)

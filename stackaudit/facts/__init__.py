@@ -4,7 +4,7 @@ Each source is a module here with `collect(ctx: CollectContext) -> dict` returni
 A collector raises `SourceUnavailable` (or anything else) when the whole source cannot be read, and
 calls `ctx.error(...)` for a part it could not read; both end up in `Facts.errors` and the audit goes
 on. Sources run at the same time (they mostly wait on sockets), each once the sources it reads are
-done (`AFTER`: compose after docker, postgres after compose, app after postgres, ...); the facts
+done (`AFTER`: compose after docker, postgres after compose, app after host and compose, ...); the facts
 and errors are then put in the order of ALL_SOURCES, so a report never depends on which finished
 first.
 """
@@ -124,7 +124,7 @@ AFTER: dict[str, tuple[str, ...]] = {
     "compose": ("docker",),  # projects found from the containers' labels
     "env": ("compose",),
     "postgres": ("docker", "compose"),  # targets and credentials from the stack
-    "app": ("host", "docker", "compose", "postgres"),  # live sessions cross-check the estimate
+    "app": ("host", "compose"),  # cores, services (the live cross-check is derived, derive/app.py)
     "redis": ("docker", "compose", "app"),  # whether a queue or a cache uses it
     "pgbouncer": ("docker", "compose", "app"),  # the stack's poolers and the apps' login users
     "monitoring": ("docker", "compose"),

@@ -5,8 +5,8 @@ Read from the compose facts (command, entrypoint, environment, replicas) and fro
 services mount (or bake in from their build context): config/puma.rb, config/database.yml,
 config/sidekiq.yml, gunicorn.conf.py. Defaults are the upstream ones, cited where they are used.
 
-The live cross-check (`compare_live`) is pure: it needs PostgreSQL's connection rows, which are
-collected after this source, so rules and `tune app` call it on the facts (`live_connections`).
+What these numbers add up to - the connection budget against max_connections, and its cross-check
+with PostgreSQL's live sessions - is worked out once per audit in derive/app.py.
 """
 
 from __future__ import annotations
@@ -36,12 +36,6 @@ from stackaudit.facts.appconfig import (
 )
 from stackaudit.facts.host import effective_cores
 from stackaudit.facts.pooler import database_target, recognise_pooler, route_through_poolers
-from stackaudit.tuning.appserver import (
-    DEFAULT_LIMITS,
-    connection_budget,
-    postgres_limits,
-    process_connections,
-)
 
 # Upstream defaults (checked in the projects' sources):
 PUMA_DEFAULT_MAX_THREADS = 5  # puma lib/puma/configuration.rb DEFAULTS max_threads (MRI)
@@ -211,11 +205,7 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
             if found is not None:
                 processes.append(found.to_json())
     route_through_poolers(processes, poolers)
-    data: dict[str, Any] = {"processes": processes, "poolers": poolers}
-    if ctx.facts.has("postgres"):
-        data["live_connections"] = compare_live(processes, ctx.facts)
-    data["summary"] = _summary(processes, poolers, ctx.facts.get("postgres"))
-    return data
+    return {"processes": processes, "poolers": poolers, "summary": _summary(processes, poolers)}
 
 
 def _cpu_count(facts: Facts) -> int | None:
@@ -224,10 +214,9 @@ def _cpu_count(facts: Facts) -> int | None:
     return max(1, int(effective_cores(host))) if host.get("cpu_count") else None
 
 
-def _summary(processes: Sequence[Mapping[str, Any]], poolers: Sequence[Mapping[str, Any]],
-             postgres: Mapping[str, Any]) -> dict[str, Any]:
-    """Per service replicas x processes x threads (pool), and the connections they (or the poolers
-    they go through) can open to PostgreSQL at most."""
+def _summary(processes: Sequence[Mapping[str, Any]], poolers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per service replicas x processes x threads (pool); the connections they add up to are the
+    derived `connection_summary`, which the report and `collect --out` add here."""
     summary: dict[str, Any] = {"services": len(processes)}
     for proc in processes:
         key = f"{proc['service']}_{proc['kind']}"
@@ -235,12 +224,6 @@ def _summary(processes: Sequence[Mapping[str, Any]], poolers: Sequence[Mapping[s
     for pooler in poolers:
         summary[f"{pooler['service']}_pgbouncer"] = (f"{pooler['pool_mode']} pooling, default_pool_size "
                                                      f"{pooler['default_pool_size']}")
-    if processes:
-        limits = postgres_limits(postgres)
-        budget = connection_budget(processes, limits or DEFAULT_LIMITS, poolers=poolers)
-        summary["db_connections_at_most"] = budget.app_total
-        if limits is not None:
-            summary["db_connections_available"] = limits.available
     return summary
 
 
@@ -659,149 +642,3 @@ def _finish(proc: Process, env: Env, service: Mapping[str, Any]) -> Process:
         proc.notes.append("no database variable or dependency found: not counted in the connection budget")
     proc.database_target = database_target(env)
     return proc
-
-
-# ---------------------------------------------------------------------------------------------
-# live cross-check against PostgreSQL's sessions
-
-
-@dataclass(frozen=True)
-class ConnectionRow:
-    """A group of sessions: by application_name, by client address, or both ("" = not grouped by)."""
-
-    application_name: str
-    client_addr: str
-    count: int
-
-
-_NO_NAME = ("", "(none)", "None")
-
-
-def connection_rows(postgres: Mapping[str, Any]) -> tuple[list[ConnectionRow], int | None]:
-    """PostgreSQL's sessions as groups, from the postgres facts' `connections` (`by_application` and
-    `by_client` count maps, or a list of rows), and the total when known. Defensive: any other shape
-    gives no rows."""
-    raw = postgres.get("connections", postgres)
-    if isinstance(raw, list):
-        return _rows_from_list(raw), None
-    if not isinstance(raw, Mapping):
-        return [], None
-    total = raw.get("total") if isinstance(raw.get("total"), int) else None
-    for key in ("by_application_and_client", "rows", "sessions"):
-        if isinstance(raw.get(key), list):
-            return _rows_from_list(raw[key]), total
-    rows = []
-    for key, is_app in (("by_application", True), ("by_client", False)):
-        groups = raw.get(key)
-        if isinstance(groups, Mapping):
-            for name, count in groups.items():
-                if isinstance(count, int):
-                    app, addr = (str(name), "") if is_app else ("", str(name))
-                    rows.append(ConnectionRow(app, addr, count))
-    return rows, total
-
-
-def _rows_from_list(rows: list[Any]) -> list[ConnectionRow]:
-    result = []
-    for row in rows:
-        if not isinstance(row, Mapping):
-            continue
-        count = next((row[k] for k in ("count", "connections", "n", "total")
-                      if isinstance(row.get(k), int)), 1)
-        app = row.get("application_name", row.get("application")) or ""
-        addr = row.get("client_addr", row.get("client")) or ""
-        result.append(ConnectionRow(str(app), str(addr), int(count)))
-    return result
-
-
-def container_addresses(facts: Facts) -> dict[tuple[str, str], set[str]]:
-    """(project, service) -> the container IPs the docker facts know (any of the usual keys)."""
-    addresses: dict[tuple[str, str], set[str]] = {}
-    for container in facts.get("docker").get("containers") or []:
-        key = (str(container.get("compose_project") or ""), str(container.get("compose_service") or ""))
-        found = addresses.setdefault(key, set())
-        for ip in container.get("ip_addresses") or []:
-            found.add(str(ip))
-        networks = container.get("networks") or {}
-        for net in networks.values() if isinstance(networks, Mapping) else networks:
-            if isinstance(net, Mapping):
-                for k in ("ip", "ip_address", "IPAddress"):
-                    if net.get(k):
-                        found.add(str(net[k]))
-    return addresses
-
-
-def compare_live(processes: Sequence[Mapping[str, Any]], facts: Facts) -> list[dict[str, Any]]:
-    rows, total = connection_rows(facts.get("postgres"))
-    return compare_rows(processes, rows, container_addresses(facts), total)
-
-
-def compare_rows(processes: Sequence[Mapping[str, Any]], rows: Sequence[ConnectionRow],
-                 addresses: Mapping[tuple[str, str], set[str]] | None = None,
-                 total: int | None = None) -> list[dict[str, Any]]:
-    """Per app service: the static ceiling, the live sessions attributed to it (by application_name
-    naming the service or its server, else by its containers' client address), and a note where
-    they disagree. Name groups and address groups may count the same sessions, so a process is
-    matched by one kind only."""
-    addresses = addresses or {}
-    by_name = [r for r in rows if r.application_name not in _NO_NAME]
-    by_addr = [r for r in rows if r.client_addr and r.application_name in _NO_NAME]
-    result: list[dict[str, Any]] = []
-    attributed = 0
-    for proc in processes:
-        ips = addresses.get((str(proc.get("project", "")), str(proc.get("service", ""))), set())
-        mine, how = [r for r in by_name if _name_matches(r.application_name, proc)], "application_name"
-        if not mine and ips:
-            mine, how = [r for r in by_addr if r.client_addr.split("/")[0] in ips], "client_addr"
-        by_name = [r for r in by_name if r not in mine]
-        by_addr = [r for r in by_addr if r not in mine]
-        estimate = process_connections(proc).total
-        live = sum(r.count for r in mine)
-        attributed += live
-        result.append({
-            "project": proc.get("project"), "service": proc.get("service"), "kind": proc.get("kind"),
-            "estimated_max": estimate, "live": live, "matched_by": how if mine else None,
-            "note": _disagreement(estimate, live, proc.get("via_pooler")),
-        })
-    if total is None:
-        total = attributed + sum(r.count for r in by_name) + sum(
-            r.count for r in rows if r.application_name in _NO_NAME and not r.client_addr)
-    if total > attributed:
-        result.append({"project": None, "service": None, "kind": "unattributed", "estimated_max": None,
-                       "live": total - attributed, "matched_by": None,
-                       "applications": sorted({r.application_name for r in by_name}),
-                       "note": "sessions no app service could be matched to (admin, exporters, cron, "
-                               "or apps that set no application_name)"})
-    return result
-
-
-def _name_matches(application_name: str, proc: Mapping[str, Any]) -> bool:
-    name = application_name.lower()
-    words = set(re.split(r"[^a-z0-9_-]+", name))
-    service = str(proc.get("service", "")).lower()
-    kind = str(proc.get("kind", "")).lower()
-    # ruby-pg names sessions after $0: "puma: cluster worker 0: 1 [app]", "sidekiq 7.3.0 app [...]"
-    return service in words or name.startswith(kind)
-
-
-def _disagreement(estimate: int, live: int, via_pooler: str | None = None) -> str | None:
-    if via_pooler and live == 0:
-        return (f"connects through {via_pooler}: PostgreSQL sees the pooler's server connections, "
-                "shared by its clients, not this service's")
-    if live > estimate:
-        return (f"{live} live sessions exceed the static estimate of {estimate}: a setting the estimate "
-                "missed, a one-off process (console, rake) or another service using the same name")
-    if live == 0 and estimate > 0:
-        return ("no live session matched: the service may be stopped, idle with a lazy pool, or set no "
-                "application_name")
-    return None
-
-
-def live_connections(facts: Facts) -> list[dict[str, Any]]:
-    """The cross-check, from the saved facts or computed now from the postgres facts."""
-    app = facts.get("app")
-    if "live_connections" in app:
-        return list(app["live_connections"])
-    if not facts.has("postgres") or not connection_rows(facts.get("postgres"))[0]:
-        return []
-    return compare_live(app.get("processes") or [], facts)

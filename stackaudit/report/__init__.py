@@ -4,12 +4,13 @@ threshold and sentence comes from a Finding."""
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from stackaudit import __version__
-from stackaudit.derive import Derived, derive
+from stackaudit.derive import DerivationError, Derived, derive
 from stackaudit.facts import Facts
 from stackaudit.model import CollectionError, Finding, Phase, Risk, Severity, Skipped, to_jsonable
 
@@ -97,9 +98,18 @@ class Report:
             phases[finding.recommendation.phase].append(finding)
         return phases
 
+    def source_summary(self, source: str) -> dict[str, Any]:
+        """One source's `summary`: the measured numbers a reader sees first. The app's also says what
+        its processes add up to against PostgreSQL (`db_connections_at_most` of `_available`)."""
+        summary = dict(self.facts.get(source).get("summary") or {})
+        if source == "app" and summary:
+            with suppress(DerivationError):  # the rules that need the budget say why they were skipped
+                summary.update(self.derivations.connection_summary)
+        return summary
+
     def facts_summary(self) -> dict[str, Any]:
-        """Per source, its `summary` (or nothing): the measured numbers a reader sees first."""
-        return {source: data.get("summary", {}) for source, data in self.facts.data.items()}
+        """Per source, its `summary` (or nothing)."""
+        return {source: self.source_summary(source) for source in self.facts.data}
 
     def exit_code(self, fail_on: Severity) -> int:
         worst = self.worst()

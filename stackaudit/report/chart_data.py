@@ -249,7 +249,7 @@ def _shared_buffers(facts: Facts) -> float | None:
 def connection_budget(derived: Derived) -> StackedChart | None:
     """What the app processes can open, plus an allowance for others, against max_connections."""
     try:
-        budget = derived.app.budget_now if derived.app is not None else None
+        budget = derived.connection_budget
     except DerivationError:
         return None
     if budget is None:

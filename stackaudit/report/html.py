@@ -89,7 +89,7 @@ def context(report: Report, history: History | None = None,
 
 def _area(report: Report, key: str, title: str, prefixes: tuple[str, ...],
           numbered: list[tuple[int, Finding]], rendered: list[RenderedChart]) -> Area:
-    facts = {s: report.facts.get(s).get("summary") for s in AREA_SOURCES[key]}
+    facts = {s: report.source_summary(s) for s in AREA_SOURCES[key]}
     return Area(key, title, {s: v for s, v in facts.items() if v},
                 [(i, f) for i, f in numbered if f.code.startswith(prefixes)],
                 [c for c in rendered if c.area == key])

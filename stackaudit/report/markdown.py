@@ -55,7 +55,7 @@ def _area(report: Report, key: str, title: str, prefixes: tuple[str, ...]) -> st
     findings = report.area_findings(prefixes)
     facts: dict[str, dict[str, Any]] = {}
     for source in AREA_SOURCES[key]:
-        summary = report.facts.get(source).get("summary")
+        summary = report.source_summary(source)
         if summary:
             facts[source] = summary
     if not findings and not facts:

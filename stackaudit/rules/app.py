@@ -7,8 +7,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stackaudit.config import Settings
+from stackaudit.derive import Derived
+from stackaudit.derive.app import app_poolers
 from stackaudit.facts import Facts
-from stackaudit.facts.app import live_connections
 from stackaudit.facts.pooler import version_tuple
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
@@ -16,23 +17,14 @@ from stackaudit.tuning.appserver import (
     OTHERS_ALLOWANCE,
     PoolerConnections,
     ProcessConnections,
-    connection_budget,
     pool_explanation,
     pooler_connections,
-    postgres_limits,
     process_connections,
 )
-from stackaudit.tuning.pgbouncer import with_live_pools
 
 
 def _processes(facts: Facts) -> list[Mapping[str, Any]]:
     return [p for p in facts.get("app").get("processes") or [] if isinstance(p, Mapping)]
-
-
-def _poolers(facts: Facts) -> list[Mapping[str, Any]]:
-    """The compose poolers, with the pools PgBouncer applies when it was read live."""
-    poolers = [p for p in facts.get("app").get("poolers") or [] if isinstance(p, Mapping)]
-    return list(with_live_pools(poolers, facts.get("pgbouncer").get("instances") or []))
 
 
 def _origin(proc: Mapping[str, Any], field_name: str) -> str:
@@ -195,7 +187,7 @@ def _hit(subject: str, message: str, summary: str, evidence: list[Evidence]) -> 
 
 
 @rule("PG101", "pg-connection-budget-exceeded", Severity.HIGH, needs=("app", "postgres"))
-def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def connection_budget_exceeded(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     The connections the app processes can open - per process min(threads, pool), times processes
@@ -235,12 +227,8 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
     - PgBouncer, "Configuration" (default_pool_size, reserve_pool_size, max_db_connections):
       https://www.pgbouncer.org/config.html
     """
-    limits = postgres_limits(facts.get("postgres"))
-    processes = _processes(facts)
-    if limits is None or not processes:
-        return
-    budget = connection_budget(processes, limits, poolers=_poolers(facts))
-    if budget.fits:
+    budget = derived.connection_budget
+    if budget is None or budget.fits:
         return
     evidence = [Evidence("app", f"connections_{p.service}", p.total, p.arithmetic())
                 for p in budget.direct]
@@ -250,10 +238,10 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
                  Evidence("app", "others_allowance", budget.others),
                  Evidence("postgres", "available_connections", budget.available,
                           budget.available_arithmetic())]
-    live = sum(int(r.get("live") or 0) for r in live_connections(facts))
+    live = sum(int(r.get("live") or 0) for r in derived.live_connections)
     if live:
         evidence.append(Evidence("postgres", "live_connections_now", live))
-    note = pool_explanation(processes)
+    note = pool_explanation(_processes(facts))
     severity = Severity.CRITICAL if budget.app_total > budget.available else Severity.HIGH
     yield Hit(
         "postgres/max_connections",
@@ -273,7 +261,7 @@ def connection_budget_exceeded(facts: Facts, settings: Settings) -> Iterator[Hit
 
 def _pooler_sides(facts: Facts) -> Iterator[tuple[Mapping[str, Any], PoolerConnections]]:
     counted = [process_connections(p) for p in _processes(facts)]
-    for pooler in _poolers(facts):
+    for pooler in app_poolers(facts):
         yield pooler, pooler_connections(pooler, counted)
 
 
@@ -443,7 +431,7 @@ def pooler_prepared_statements(facts: Facts, settings: Settings) -> Iterator[Hit
     - Rails guides, "Configuring a Database" (prepared_statements):
       https://guides.rubyonrails.org/configuring.html#configuring-a-database
     """
-    for pooler in _poolers(facts):
+    for pooler in app_poolers(facts):
         if pooler.get("pool_mode") not in ("transaction", "statement"):
             continue
         if pooler.get("max_prepared_statements") is None or (pooler.get("max_prepared_statements") or 0) > 0:

@@ -6,11 +6,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from stackaudit.config import Settings
+from stackaudit.derive import Derived
 from stackaudit.facts import Facts
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
-from stackaudit.tuning.appserver import OTHERS_ALLOWANCE, PostgresLimits, connection_budget, postgres_limits
-from stackaudit.tuning.pgbouncer import DatabasePools, database_pools, with_live_pools
+from stackaudit.tuning.appserver import OTHERS_ALLOWANCE, ConnectionBudget, PostgresLimits, postgres_limits
+from stackaudit.tuning.pgbouncer import DatabasePools, database_pools
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -108,7 +109,7 @@ def _waiting(settings: Settings, instance: Mapping[str, Any], pool: Mapping[str,
 
 
 @rule("PGB002", "pgbouncer-pools-over-max-connections", Severity.HIGH, needs=("pgbouncer", "postgres"))
-def pools_over_max_connections(facts: Facts, settings: Settings) -> Iterator[Hit]:
+def pools_over_max_connections(facts: Facts, settings: Settings, derived: Derived) -> Iterator[Hit]:
     """
     ## What it checks
     The server connections a PgBouncer's pools can open to the audited PostgreSQL, against the
@@ -156,7 +157,7 @@ def pools_over_max_connections(facts: Facts, settings: Settings) -> Iterator[Hit
         if not pools:
             continue
         capacity = sum(d.capacity for d in pools)
-        others, others_why = _others(facts, instance)
+        others, others_why = _others(facts, instance, derived.connection_budget)
         left = limits.available - others
         if capacity <= left:
             continue
@@ -210,17 +211,11 @@ def _address(label: str) -> tuple[str | None, int | None]:
     return (host or None), (int(port) if port.isdigit() else None)
 
 
-def _others(facts: Facts, instance: Mapping[str, Any]) -> tuple[int, str]:
+def _others(facts: Facts, instance: Mapping[str, Any], budget: ConnectionBudget | None) -> tuple[int, str]:
     """The connections PostgreSQL gives to clients other than this PgBouncer, and how counted."""
     live_total = (facts.get("postgres").get("connections") or {}).get("total")
     live = max(0, int(live_total) - int(instance.get("server_connections") or 0)) if live_total else 0
-    processes = [p for p in facts.get("app").get("processes") or [] if isinstance(p, Mapping)]
-    limits = postgres_limits(facts.get("postgres"))
-    direct = 0
-    if processes and limits is not None:
-        poolers = with_live_pools(facts.get("app").get("poolers") or [], [instance])
-        budget = connection_budget(processes, limits, poolers=poolers)
-        direct = sum(p.total for p in budget.direct)
+    direct = sum(p.total for p in budget.direct) if budget is not None else 0
     planned = direct + OTHERS_ALLOWANCE
     why = (f"max(sessions not from this PgBouncer now {live}, app processes connecting directly "
            f"{direct} + {OTHERS_ALLOWANCE} for admin, migrations, cron)")

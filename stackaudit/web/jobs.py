@@ -18,7 +18,7 @@ from typing import Any
 from stackaudit.config import ALL_SOURCES, Settings
 from stackaudit.facts import Facts, collect
 from stackaudit.fsutil import atomic_write
-from stackaudit.pipeline import audit
+from stackaudit.pipeline import audit, snapshot
 from stackaudit.redact import scrub
 from stackaudit.report import Report
 
@@ -110,7 +110,7 @@ class AuditRunner:
     def _save(self, facts: Facts) -> None:
         try:
             self.saved_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            data = json.dumps(facts.to_json(), default=str).encode("utf-8")
+            data = json.dumps(snapshot(facts), default=str).encode("utf-8")
             atomic_write(self.saved_path, data, mode=0o600)
         except OSError:
             pass  # the dashboard still shows the report; only a restart loses it

@@ -14,6 +14,8 @@ import psycopg
 import pytest
 
 from stackaudit.config import Settings
+from stackaudit.derive import app as derive_app
+from stackaudit.derive import derive
 from stackaudit.facts import CollectContext, Facts, SourceUnavailable
 from stackaudit.facts import app as app_source
 from stackaudit.facts import compose as compose_source
@@ -36,6 +38,11 @@ def collect_project(directory: Path, cpu_count: int = 4) -> tuple[dict[str, Any]
     ctx.facts.data["host"] = {"cpu_count": cpu_count, "cpu_limit_cores": None}
     ctx.source = "app"
     return app_source.collect(ctx), ctx
+
+
+def connections_at_most(data: dict[str, Any]) -> int:
+    """What the derive step adds up for the report's app summary (derive/app.py)."""
+    return derive(Facts(data={"app": data})).connection_summary["db_connections_at_most"]
 
 
 def by_service(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -212,7 +219,7 @@ def test_live_cross_check_on_real_sessions(pg_dsn: str, sessions: dict[str, int]
     processes["processes"].append({**processes["processes"][1], "service": "sidekiq-low",
                                    "kind": "unknown"})
     facts = Facts(data={"app": processes, "postgres": postgres})
-    live = {row["service"] or row["kind"]: row for row in app_source.live_connections(facts)}
+    live = {row["service"] or row["kind"]: row for row in derive_app.live_connections(facts)}
     assert (live["web"]["live"], live["web"]["estimated_max"], live["web"]["note"]) == (3, 32, None)
     assert live["web"]["matched_by"] == "application_name"
     assert (live["worker"]["live"], live["worker"]["estimated_max"]) == (2, 15)
@@ -229,27 +236,9 @@ def test_live_count_above_the_estimate_is_noted(pg_dsn: str, sessions: dict[str,
     postgres = {"connections": {"by_application": dict(rows)}}
     single = {"project": "p", "service": "web", "kind": "puma", "role": "web", "processes": 1,
               "threads": 2, "db_pool": 5}
-    live = app_source.compare_live([single], Facts(data={"postgres": postgres}))
+    live = derive_app.compare_live([single], Facts(data={"postgres": postgres}))
     assert live[0]["live"] == 3 and live[0]["estimated_max"] == 2
     assert "exceed the static estimate of 2" in live[0]["note"]
-
-
-def test_summary_counts_the_connections_the_reference_stack_can_open() -> None:
-    """ERRATA 14: 4 Puma workers x 8 threads + Sidekiq 15 = 47, whatever DB_POOL (52) says."""
-    from stackaudit.facts.app import _summary
-
-    processes = [
-        {"service": "web", "kind": "puma", "role": "web", "replicas": 1, "processes": 4, "threads": 8,
-         "db_pool": 52},
-        {"service": "worker", "kind": "sidekiq", "role": "worker", "replicas": 1, "processes": 1,
-         "threads": 15, "db_pool": 52},
-    ]
-    postgres = {"settings": {"max_connections": {"setting": "100"},
-                             "superuser_reserved_connections": {"setting": "3"}}}
-    summary = _summary(processes, [], postgres)
-    assert summary["db_connections_at_most"] == 47
-    assert summary["db_connections_available"] == 97
-    assert "db_connections_available" not in _summary(processes, [], {})
 
 
 # --- PgBouncer ----------------------------------------------------------------------------------
@@ -322,10 +311,10 @@ def test_a_malformed_pgbouncer_ini_falls_back_to_environment_and_defaults(tmp_pa
 def test_summary_and_live_notes_count_the_poolers_side() -> None:
     data, _ = collect_project(CORPUS / "rails_pgbouncer")
     # admin 1 x 2 direct + the pooler's min(15 + 10 clients, 12) = 14
-    assert data["summary"]["db_connections_at_most"] == 14
+    assert connections_at_most(data) == 14
     assert data["summary"]["bouncer_pgbouncer"] == "session pooling, default_pool_size 12"
-    rows = [app_source.ConnectionRow("psql", "", 1)]
-    live = {r["service"]: r for r in app_source.compare_rows(data["processes"], rows)}
+    rows = [derive_app.ConnectionRow("psql", "", 1)]
+    live = {r["service"]: r for r in derive_app.compare_rows(data["processes"], rows)}
     assert "connects through bouncer" in live["web"]["note"]
     assert "no live session matched" in live["admin"]["note"]
 
@@ -353,7 +342,7 @@ def test_good_job_threads_add_up_over_its_queue_pools() -> None:
 def test_connections_of_job_runners_include_their_own() -> None:
     data, _ = collect_project(CORPUS / "rails8_jobs")
     # web 3 + Solid Queue 2 x min(3 + 2, pool 3) + 3 + GoodJob min(9 + 1, pool 8) = 3 + 9 + 8
-    assert data["summary"]["db_connections_at_most"] == 20
+    assert connections_at_most(data) == 20
 
 
 def test_solid_queue_without_a_config_file_runs_one_worker_and_one_dispatcher(tmp_path: Path) -> None:
