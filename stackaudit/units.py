@@ -1,5 +1,7 @@
-"""Byte sizes as people read them; parsing sizes and durations people (and Docker) write ("512M",
-"23GiB", "1.5g"; "30m", "1m30s", "7d"). PostgreSQL's own units are in `stackaudit.tuning.units`."""
+"""Byte sizes as people read them ("1.5 GiB", the one formatter for a size in a sentence); parsing
+sizes and durations people (and Docker) write ("512M", "23GiB", "1.5g"; "30m", "1m30s", "7d").
+A value to paste into a config file is written in that server's syntax instead: PostgreSQL's by
+`stackaudit.tuning.units.format_memory` ("4GB"), MariaDB's by `tuning.mysql.mysql_size`."""
 
 from __future__ import annotations
 

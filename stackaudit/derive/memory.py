@@ -22,7 +22,8 @@ from stackaudit.facts.host import effective_cores, effective_memory_bytes
 from stackaudit.images import service_kind, service_product
 from stackaudit.shapes import mapping, number, rows, source
 from stackaudit.tuning.postgres import Budget, CoTenant, os_reserve
-from stackaudit.tuning.units import GB, MB, human_bytes
+from stackaudit.tuning.units import GB, MB
+from stackaudit.units import format_bytes
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,8 @@ def memory_budget(facts: Facts, memory_bytes: int | None = None, dedicated: bool
     postgres = min(left, pg_limit) if pg_limit else left
     floor = 256 * MB
     if postgres < floor:
-        notes.append(f"co-located services and the OS reserve leave {human_bytes(left)}: "
-                     f"assumed {human_bytes(floor)} for PostgreSQL; the host is over-committed")
+        notes.append(f"co-located services and the OS reserve leave {format_bytes(left)}: "
+                     f"assumed {format_bytes(floor)} for PostgreSQL; the host is over-committed")
         postgres = floor
     total = min(host_ram, pg_limit) if pg_limit else host_ram
     return Budget(host_ram, pg_limit, total, tenants, reserve, int(postgres), tuple(notes))
@@ -240,11 +241,11 @@ def _tenant(item: Mapping[str, Any], service: Any, facts: Facts, host_ram: int, 
     limit = number(item.get(limit_key))
     replicas = int(number(item.get("replicas")) or 1) if limit_key == "mem_limit_bytes" else 1
     if limit and limit < host_ram:
-        return CoTenant(name, kind, int(limit) * replicas, "limit", f"memory limit {human_bytes(limit)}")
+        return CoTenant(name, kind, int(limit) * replicas, "limit", f"memory limit {format_bytes(limit)}")
     usage = number(item.get("memory_usage_bytes"))
     if usage:
         return CoTenant(name, kind, int(usage * MEASURED_HEADROOM), "measured",
-                        f"measured {human_bytes(usage)} + 25% headroom")
+                        f"measured {format_bytes(usage)} + 25% headroom")
     estimate, kind, detail = _estimate(item, service, kind, facts)
     return CoTenant(name, kind, estimate * replicas, "estimate", detail)
 
@@ -277,7 +278,7 @@ def _app_estimate(processes: list[dict[str, Any]]) -> tuple[int, str, str]:
         kind = "worker" if is_worker else "app"
         each = ESTIMATE_BY_KIND["worker-process" if is_worker else "app-process"]
         total += count * each
-        details.append(f"{count} {process.get('kind') or kind} process(es) x {human_bytes(each)}")
+        details.append(f"{count} {process.get('kind') or kind} process(es) x {format_bytes(each)}")
     return total, kind, ", ".join(details)
 
 

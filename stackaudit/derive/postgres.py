@@ -12,7 +12,8 @@ from stackaudit.derive.memory import memory_budget, postgres_cores, postgres_run
 from stackaudit.facts import Facts
 from stackaudit.shapes import mapping, number, rows, source
 from stackaudit.tuning.postgres import DEFAULT_WORKLOAD, Storage, TuneInputs, Tuning, recommend, setting_value
-from stackaudit.tuning.units import MB, human_bytes
+from stackaudit.tuning.units import MB
+from stackaudit.units import format_bytes
 
 
 def setting_row(facts: Facts, name: str) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def guess_workload(facts: Facts) -> tuple[str, str]:
     if commits < 1000:
         return DEFAULT_WORKLOAD, "default (not enough statistics to guess)"
     if temp / commits > 1 * MB:
-        return "analytics", f"guessed: {human_bytes(temp / commits)} of temp files per transaction"
+        return "analytics", f"guessed: {format_bytes(temp / commits)} of temp files per transaction"
     if reads and writes / (reads + writes) > 0.3:
         return "oltp", f"guessed: writes are {writes / (reads + writes):.0%} of row activity"
     return DEFAULT_WORKLOAD, "guessed from statistics: read-mostly"

@@ -49,7 +49,7 @@ from stackaudit.remediation.plan import ALTER_SYSTEM, COMPOSE_OVERRIDE, ENV, MAN
 from stackaudit.remediation.rollback import recover, undo
 from stackaudit.remediation.target import describe_target, resolve_dsn
 from stackaudit.tuning.postgres import worst_case
-from stackaudit.tuning.units import human_bytes
+from stackaudit.units import format_bytes
 
 PHASES = ("started", "preconditions", "validated", "backup", "snapshot", "written", "activated", "healthy")
 BACKUP_MAX_AGE = timedelta(hours=26)
@@ -402,8 +402,8 @@ class _Run:
         ok = after.bytes <= limit or after.bytes <= before.bytes
         why = f" ({budget['explanation']})" if budget.get("explanation") else ""
         detail = (
-            f"worst case {human_bytes(after.bytes)} ({after.arithmetic}) against the "
-            f"{human_bytes(limit)} budget{why}; now {human_bytes(before.bytes)}"
+            f"worst case {format_bytes(after.bytes)} ({after.arithmetic}) against the "
+            f"{format_bytes(limit)} budget{why}; now {format_bytes(before.bytes)}"
         )
         self.checks.append({"name": "memory budget", "ok": ok, "detail": detail})
         if not ok:

@@ -15,7 +15,8 @@ from rich.text import Text
 from stackaudit.derive.postgres import command_flags
 from stackaudit.report.terminal import plain_console, terminal_width
 from stackaudit.tuning.postgres import BudgetedTuning, Proposal, Tuning, WorstCase, shm_size_bytes
-from stackaudit.tuning.units import format_memory, human_bytes
+from stackaudit.tuning.units import format_memory
+from stackaudit.units import format_bytes
 
 
 def _quoted(value: str) -> str:
@@ -95,7 +96,7 @@ def settings_table(tuning: BudgetedTuning, title: str, budget_sentence: str,
                       "yes" if p.restart else "no", p.reason)
     out.print(table)
     lines = [f"Budget: {budget_sentence}"]
-    lines += [f"  - {t.name} ({t.kind}): {human_bytes(t.bytes)} [{t.basis}: {t.detail}]"
+    lines += [f"  - {t.name} ({t.kind}): {format_bytes(t.bytes)} [{t.basis}: {t.detail}]"
               for t in tuning.budget.co_tenants]
     lines += [f"  note: {note}" for note in tuning.budget.notes]
     verdict = "fits" if tuning.fits else "does NOT fit"

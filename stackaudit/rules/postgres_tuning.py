@@ -19,7 +19,8 @@ from stackaudit.facts import Facts
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
 from stackaudit.tuning.postgres import Tuning, describe_source, setting_value
-from stackaudit.tuning.units import MB, format_memory, human_bytes, parse_memory
+from stackaudit.tuning.units import MB, format_memory, parse_memory
+from stackaudit.units import format_bytes
 
 MEASURE = "Measure with `stackaudit verify` before and after."
 
@@ -133,7 +134,7 @@ def shared_buffers_off_budget(facts: Facts, settings: Settings, derived: Derived
     elif current <= low * target and target - current >= 256 * MB and not (data and data <= current):
         yield Hit("shared_buffers", (
             f"shared_buffers is {shown} (from {_source_words(row)}) while the budget "
-            f"({human_bytes(budget.postgres_bytes)}) allows {recommended.recommended}. It is PostgreSQL's "
+            f"({format_bytes(budget.postgres_bytes)}) allows {recommended.recommended}. It is PostgreSQL's "
             f"own cache only: the planner does not use it, and data the OS already caches gains little."),
             _recommendation(facts, tuning, f"Raise shared_buffers to {recommended.recommended}.",
                             "Small: measured 0-7% on read-only loads whose data fits the page cache; more "
@@ -246,8 +247,8 @@ def work_mem_overcommit(facts: Facts, settings: Settings, derived: Derived) -> I
     proposal = tuning.settings["work_mem"]
     over_ram = current.bytes > budget.host_memory_bytes
     yield Hit("work_mem", (
-        f"Worst-case memory of the live settings is {human_bytes(current.bytes)}, above the "
-        f"{human_bytes(budget.postgres_bytes)} budget ({budget.sentence()}"
+        f"Worst-case memory of the live settings is {format_bytes(current.bytes)}, above the "
+        f"{format_bytes(budget.postgres_bytes)} budget ({budget.sentence()}"
         f"{'; it exceeds the RAM itself' if over_ram else ''}): {current.arithmetic}. work_mem "
         f"{_shown(row, work_mem or 0, 'work_mem')} comes from {_source_words(row)}."),
         _recommendation(facts, tuning, f"Lower work_mem to {proposal.recommended}; raise it per role "

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackaudit.tuning.postgres import Budget, BudgetedTuning, Proposal, Storage, WorstCase
-from stackaudit.tuning.units import UnitError, human_bytes, parse_memory
+from stackaudit.tuning.units import UnitError, parse_memory
+from stackaudit.units import format_bytes
 
 KB, MB, GB = 1024, 1024**2, 1024**3
 PER_THREAD = ("read_buffer_size", "read_rnd_buffer_size", "sort_buffer_size", "thread_stack",
@@ -151,9 +152,9 @@ def worst_case(values: Mapping[str, int], max_connections: int) -> WorstCase:
                 **{n: values.get(n, 0) for n in GLOBAL_BUFFERS}, "tmp_table": tmp}
     per_thread = sum(values.get(n, 0) for n in PER_THREAD)
     total = sum(globals_.values()) + max_connections * per_thread
-    shown = " + ".join(f"{human_bytes(v)} {k}" for k, v in globals_.items() if v)
-    arithmetic = (f"{shown} + {max_connections} connections x {human_bytes(per_thread)} per thread "
-                  f"({' + '.join(n.removesuffix('_size') for n in PER_THREAD)}) = {human_bytes(total)}")
+    shown = " + ".join(f"{format_bytes(v)} {k}" for k, v in globals_.items() if v)
+    arithmetic = (f"{shown} + {max_connections} connections x {format_bytes(per_thread)} per thread "
+                  f"({' + '.join(n.removesuffix('_size') for n in PER_THREAD)}) = {format_bytes(total)}")
     return WorstCase(int(total), arithmetic)
 
 
@@ -210,14 +211,14 @@ def _per_thread(inputs: MysqlInputs, cur: _Current, current: Mapping[str, int], 
                 values[name] = default
                 propose(name, mysql_size(default),
                         f"{connections} connections x per-thread buffers exceed a quarter of the "
-                        f"{human_bytes(budget)} budget: back to the default")
+                        f"{format_bytes(budget)} budget: back to the default")
     each = sum(values.values())
     if connections * each > allowed:
         floor = int((inputs.max_used_connections or 0) * 1.25) + 5
         fitted = max(floor, int(allowed // each))
         if fitted < connections:
             propose("max_connections", str(fitted),
-                    f"{connections} x {human_bytes(each)} per thread passes {human_bytes(allowed)} "
+                    f"{connections} x {format_bytes(each)} per thread passes {format_bytes(allowed)} "
                     f"(a quarter of the budget); {inputs.max_used_connections or 'no'} connections "
                     "were used at most")
             connections = fitted
@@ -232,12 +233,12 @@ def _buffer_pool(inputs: MysqlInputs, cur: _Current, values: dict[str, int], con
     others += min(values.get("tmp_table_size", 0), values.get("max_heap_table_size", 0))
     left = budget - others - connections * sum(values.get(n, 0) for n in PER_THREAD)
     target = min(left, int(budget * BUFFER_POOL_SHARE))
-    why = (f"{human_bytes(budget)} budget - {human_bytes(others)} other global buffers - {connections} "
-           f"connections' buffers = {human_bytes(left)}, at most {int(BUFFER_POOL_SHARE * 100)}% "
+    why = (f"{format_bytes(budget)} budget - {format_bytes(others)} other global buffers - {connections} "
+           f"connections' buffers = {format_bytes(left)}, at most {int(BUFFER_POOL_SHARE * 100)}% "
            "of the budget")
     if inputs.data_bytes and max(2 * inputs.data_bytes, 128 * MB) < target:
         target = max(2 * inputs.data_bytes, 128 * MB)  # only ever lowers it: the budget comes first
-        why += f"; the data is {human_bytes(inputs.data_bytes)}, twice that leaves room to grow"
+        why += f"; the data is {format_bytes(inputs.data_bytes)}, twice that leaves room to grow"
     unit, basis = _allocation_unit(inputs, cur)
     step = max(unit, (_readable_step(target) // unit) * unit)  # still a multiple of the unit
     # down, never up past what the budget left: whole steps, else whole units; one unit at least
@@ -245,7 +246,8 @@ def _buffer_pool(inputs: MysqlInputs, cur: _Current, values: dict[str, int], con
     rounded = max(unit, (target // step) * step or (target // unit) * unit)
     values["innodb_buffer_pool_size"] = rounded
     propose("innodb_buffer_pool_size", mysql_size(rounded),
-            f"{why}; rounded down to {human_bytes(step)} steps, a multiple of {basis} ({human_bytes(unit)})")
+            f"{why}; rounded down to {format_bytes(step)} steps, "
+            f"a multiple of {basis} ({format_bytes(unit)})")
 
 
 def _allocation_unit(inputs: MysqlInputs, cur: _Current) -> tuple[int, str]:
@@ -281,9 +283,9 @@ def _redo(inputs: MysqlInputs, cur: _Current, buffer_pool: int, propose: Any) ->
     if wanted <= current <= 4 * wanted:
         wanted = current  # within a factor of the target: leave it
     propose(name, mysql_size(wanted),
-            f"measured {human_bytes(rate)}/s of redo: an hour of writes is "
-            f"{human_bytes(rate * REDO_SECONDS)} (kept between {human_bytes(REDO_MIN)} and the "
-            f"{human_bytes(ceiling)} buffer pool)", restart)
+            f"measured {format_bytes(rate)}/s of redo: an hour of writes is "
+            f"{format_bytes(rate * REDO_SECONDS)} (kept between {format_bytes(REDO_MIN)} and the "
+            f"{format_bytes(ceiling)} buffer pool)", restart)
 
 
 def _storage(inputs: MysqlInputs, cur: _Current, propose: Any) -> None:

@@ -36,11 +36,11 @@ from stackaudit.tuning.units import (
     MB,
     UnitError,
     format_memory,
-    human_bytes,
     parse_memory,
     parse_time_ms,
     round_memory,
 )
+from stackaudit.units import format_bytes
 
 WORKLOADS = ("web", "oltp", "analytics", "mixed")
 DEFAULT_WORKLOAD = "web"
@@ -117,17 +117,17 @@ class Budget:
 
     def sentence(self) -> str:
         """'23GB RAM - 4.6GB for 9 co-located services - 1.7GB OS reserve = 16.7GB'."""
-        parts = [f"{human_bytes(self.host_memory_bytes)} RAM"]
+        parts = [f"{format_bytes(self.host_memory_bytes)} RAM"]
         if self.co_tenants:
-            parts.append(f"{human_bytes(self.co_tenants_bytes)} for {len(self.co_tenants)} co-located "
+            parts.append(f"{format_bytes(self.co_tenants_bytes)} for {len(self.co_tenants)} co-located "
                          f"service(s)")
-        parts.append(f"{human_bytes(self.os_reserve_bytes)} OS reserve")
+        parts.append(f"{format_bytes(self.os_reserve_bytes)} OS reserve")
         left = self.host_memory_bytes - self.co_tenants_bytes - self.os_reserve_bytes
-        text = " - ".join(parts) + f" = {human_bytes(left)} for PostgreSQL"
+        text = " - ".join(parts) + f" = {format_bytes(left)} for PostgreSQL"
         if self.postgres_limit_bytes is not None and self.postgres_limit_bytes < left:
-            text += (f", capped by its own memory limit: {human_bytes(self.postgres_bytes)}")
+            text += (f", capped by its own memory limit: {format_bytes(self.postgres_bytes)}")
         elif self.postgres_bytes != left:
-            text += f" (at least {human_bytes(self.postgres_bytes)} assumed)"
+            text += f" (at least {format_bytes(self.postgres_bytes)} assumed)"
         return text
 
 
@@ -405,21 +405,21 @@ def shared_buffers_for(budget_bytes: int, data_bytes: int | None = None,
     data 97%)."""
     if budget_bytes <= 2 * GB:
         size = min(256 * MB, max(128 * MB, budget_bytes // 16))
-        why = f"budget {human_bytes(budget_bytes)} <= 2GB: kept small (budget/16, 128-256MB)"
+        why = f"budget {format_bytes(budget_bytes)} <= 2GB: kept small (budget/16, 128-256MB)"
     elif budget_bytes < 3 * GB:
         size = 128 * MB + (768 - 128) * MB * (budget_bytes - 2 * GB) // GB
-        why = f"budget {human_bytes(budget_bytes)} between 2GB and 3GB: between 128MB and a quarter"
+        why = f"budget {format_bytes(budget_bytes)} between 2GB and 3GB: between 128MB and a quarter"
     else:
         size = budget_bytes // 4
-        why = f"a quarter of the budget ({human_bytes(budget_bytes)})"
+        why = f"a quarter of the budget ({format_bytes(budget_bytes)})"
     ceiling = size
     if data_bytes is not None and size > max(128 * MB, 2 * data_bytes):
         size = max(128 * MB, 2 * data_bytes)
-        why += f"; capped at twice the data ({human_bytes(data_bytes)}): more would stay empty"
+        why += f"; capped at twice the data ({format_bytes(data_bytes)}): more would stay empty"
     room = min(data_bytes * 5 // 4, budget_bytes // 4) if data_bytes is not None else 0
     if data_bytes is not None and data_bytes <= budget_bytes // 4 and size < room:
         size = room  # the data plus a quarter for growth, within a quarter of the budget
-        why += (f"; raised to hold the whole data set ({human_bytes(data_bytes)}, within a quarter of "
+        why += (f"; raised to hold the whole data set ({format_bytes(data_bytes)}, within a quarter of "
                 "the budget)")
     size, why = _hold_scanned_table(size, why, ceiling, scanned_table_bytes)
     return round_memory(size), why
@@ -437,11 +437,11 @@ def _hold_scanned_table(size: int, why: str, ceiling: int, scanned_bytes: int | 
         return size, why
     needed = round_memory(scanned_bytes * 4.4, up=True)
     if needed > ceiling:
-        return size, why + (f"; a table of {human_bytes(scanned_bytes)} is read in full repeatedly, "
-                            f"but keeping it cached would need {human_bytes(needed)} (4x it), beyond "
+        return size, why + (f"; a table of {format_bytes(scanned_bytes)} is read in full repeatedly, "
+                            f"but keeping it cached would need {format_bytes(needed)} (4x it), beyond "
                             "the budget's share")
     return needed, why + (f"; raised to 4.4x the largest table read in full repeatedly "
-                          f"({human_bytes(scanned_bytes)}): scans of a table above a quarter of "
+                          f"({format_bytes(scanned_bytes)}): scans of a table above a quarter of "
                           "shared_buffers bypass the cache")
 
 
@@ -458,11 +458,11 @@ def worst_case(max_connections: int, parallel_workers: int, work_mem: float, has
     total = work + shared_buffers + maintenance_work_mem + autovacuum + wal_buffers
     arithmetic = (
         f"({max_connections} connections + {parallel_workers} parallel workers) x work_mem "
-        f"{format_memory(work_mem)} x hash_mem_multiplier {hash_mem_multiplier:g} = {human_bytes(work)}"
+        f"{format_memory(work_mem)} x hash_mem_multiplier {hash_mem_multiplier:g} = {format_bytes(work)}"
         f" + shared_buffers {format_memory(shared_buffers)} + maintenance_work_mem "
         f"{format_memory(maintenance_work_mem)} + {autovacuum_max_workers} autovacuum workers x "
         f"{format_memory(autovacuum_work_mem)} + wal_buffers {format_memory(wal_buffers)} "
-        f"= {human_bytes(total)}"
+        f"= {format_bytes(total)}"
     )
     return WorstCase(int(total), arithmetic)
 
@@ -507,7 +507,7 @@ def recommend(inputs: TuneInputs) -> Tuning:
     ecs = round_memory(sb + (budget - sb) * 0.7)
     propose("effective_cache_size", format_memory(ecs),
             f"shared_buffers {format_memory(sb)} + 70% of the remaining budget "
-            f"{human_bytes(budget - sb)}: a planner estimate only, nothing is allocated.")
+            f"{format_bytes(budget - sb)}: a planner estimate only, nothing is allocated.")
 
     # Maintenance: docs suggest larger than work_mem; PGTune RAM/16. Capped at 1GB (autovacuum could
     # not use more than 1GB before PG17, and index builds gain little beyond).
@@ -592,13 +592,13 @@ def _work_mem(inputs: TuneInputs, budget: int, sb: int, mwm: int, other: int, ha
     target = cap if spills else base
     value = round_memory(min(bound, target)) if bound >= MB else MB
     why = (f"worst case ({inputs.max_connections} connections + {parallel_workers} parallel workers) x "
-           f"work_mem x hash_mem_multiplier {hash_mult:g} must fit the {human_bytes(left)} left after "
-           f"shared_buffers and maintenance: at most {human_bytes(bound)}; {inputs.workload} workload "
+           f"work_mem x hash_mem_multiplier {hash_mult:g} must fit the {format_bytes(left)} left after "
+           f"shared_buffers and maintenance: at most {format_bytes(bound)}; {inputs.workload} workload "
            f"keeps it at {format_memory(target)} or less so the planner keeps parallel plans")
     if bound < MB:
         why += "; even 1MB does not fit: lower max_connections (use a pooler such as PgBouncer)"
     if spills:
-        why += (f"; temp files show {human_bytes(inputs.temp_bytes or 0)} spilled: prefer "
+        why += (f"; temp files show {format_bytes(inputs.temp_bytes or 0)} spilled: prefer "
                 f"ALTER ROLE <reporting role> SET work_mem for the queries that spill")
     elif inputs.temp_bytes is None:
         why += "; no temp-file statistics (not enough data to judge spills)"
@@ -615,7 +615,7 @@ def _wal_proposals(inputs: TuneInputs, cur: _Current, propose: Propose) -> None:
     target, why = _max_wal_target(inputs, current_max, timeout_s)
     if inputs.data_free_bytes and target > current_max and target > inputs.data_free_bytes // 4:
         capped = int(max(current_max, round_memory(inputs.data_free_bytes // 4)))
-        why += (f"; capped at a quarter of the {human_bytes(inputs.data_free_bytes)} free on the data "
+        why += (f"; capped at a quarter of the {format_bytes(inputs.data_free_bytes)} free on the data "
                 f"disk ({format_memory(capped)})")
         target = capped
     propose("max_wal_size", format_memory(target), why + ".")
@@ -643,8 +643,8 @@ def _max_wal_target(inputs: TuneInputs, current_max: float, timeout_s: float) ->
         # WAL of one checkpoint_timeout x (1 + completion target), with 50% headroom for peaks.
         needed = inputs.wal_bytes_per_second * timeout_s * 1.9 * 1.5
         target = max(floor, keep, math.ceil(needed / GB) * GB)
-        return target, (f"{stats}; WAL rate {human_bytes(inputs.wal_bytes_per_second)}/s x "
-                        f"{timeout_s:.0f}s checkpoint_timeout x 1.9 x 1.5 headroom = {human_bytes(needed)}")
+        return target, (f"{stats}; WAL rate {format_bytes(inputs.wal_bytes_per_second)}/s x "
+                        f"{timeout_s:.0f}s checkpoint_timeout x 1.9 x 1.5 headroom = {format_bytes(needed)}")
     if share <= 0.1:
         return keep, f"{stats}: timed checkpoints dominate, max_wal_size is large enough"
     factor = 2 if share < 0.5 else 4

@@ -121,10 +121,3 @@ def format_time_ms(milliseconds: float) -> str:
             return f"{value // size}{name}"
     return f"{value}ms"
 
-
-def human_bytes(num_bytes: float) -> str:
-    """For sentences: 1 decimal in the largest unit ("15.6GB"); PostgreSQL's 1024-based units."""
-    for name, size in _PG_MEMORY_UNITS:
-        if abs(num_bytes) >= size:
-            return f"{num_bytes / size:.1f}{name}".replace(".0" + name, name)
-    return f"{int(num_bytes)}B"

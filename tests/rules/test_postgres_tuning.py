@@ -78,7 +78,7 @@ def test_pg003_fires_on_the_reference_reports_work_mem_with_the_arithmetic() -> 
     facts = reference_facts(REPORT_SETTINGS, source="command line")
     [hit] = hits(work_mem_overcommit, facts)
     # 100 x 256MB x 2 = 50GB alone is more than the 23GB of RAM
-    arithmetic = "(100 connections + 4 parallel workers) x work_mem 256MB x hash_mem_multiplier 2 = 52GB"
+    arithmetic = "(100 connections + 4 parallel workers) x work_mem 256MB x hash_mem_multiplier 2 = 52.0 GiB"
     assert arithmetic in hit.message
     assert hit.severity == Severity.CRITICAL  # above the RAM itself
     assert "command line" in hit.message

@@ -73,7 +73,7 @@ def test_worst_case_is_mysqltuners_maximum_possible_memory() -> None:
               "thread_stack": MB, "join_buffer_size": MB, "binlog_cache_size": 0}
     result = worst_case(values, 100)
     assert result.bytes == (1024 + 8 + 16 + 16) * MB + 100 * 6 * MB  # tmp counted once: min(32M, 16M)
-    assert "100 connections x 6MB per thread" in result.arithmetic
+    assert "100 connections x 6.0 MiB per thread" in result.arithmetic
 
 
 @pytest.mark.parametrize(("flavor", "version", "name", "restart"), [

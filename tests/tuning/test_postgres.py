@@ -127,7 +127,7 @@ def test_table_of_hosts(ram: int, cores: int, connections: int) -> None:
 def test_worst_case_arithmetic_is_shown() -> None:
     case = worst_case(100, 4, 256 * MB, 2.0, 5760 * MB, 512 * MB, 512 * MB, 3, 16 * MB)
     assert case.bytes == 104 * 256 * MB * 2 + 5760 * MB + 512 * MB + 3 * 512 * MB + 16 * MB
-    assert "(100 connections + 4 parallel workers) x work_mem 256MB x hash_mem_multiplier 2 = 52GB" in \
+    assert "(100 connections + 4 parallel workers) x work_mem 256MB x hash_mem_multiplier 2 = 52.0 GiB" in \
         case.arithmetic
 
 
@@ -346,7 +346,7 @@ def test_wal_rate_from_pg_stat_wal_and_collected_at() -> None:
     facts.data["postgres"]["checkpoints"] = {"checkpoints_timed": 10, "checkpoints_requested": 90}
     facts.data["postgres"]["wal"] = {"wal_bytes": 3600 * 10 * MB, "stats_reset": "2025-11-08T11:00:00+00:00"}
     proposal = tune(facts).settings["max_wal_size"]
-    assert "WAL rate 10MB/s" in proposal.reason
+    assert "WAL rate 10.0 MiB/s" in proposal.reason
     assert mem(proposal.recommended) == 9 * GB  # 10MB/s x 300 x 2.85 = 8.3GB -> 9GB
 
 
