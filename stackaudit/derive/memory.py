@@ -6,9 +6,10 @@ and the report's memory chart all read what this module works out from the facts
 - `host_resources(facts)`: what this host (or the cgroup stackaudit runs in) really has.
 - `service_resources(facts, service)`: the same for one compose service or container: its own
   limits when it has them, else the host's.
-- `memory_budget(facts)`: total = min(host RAM, the database's own limit); the database gets the total
-  minus every co-located service (its limit, else its measured use + 25%, else an estimate by kind)
-  minus an OS reserve.
+- `memory_budget(facts, database=...)`: total = min(host RAM, the database's own limit); the
+  database gets the total minus every co-located service (its limit, else its measured use + 25%,
+  else an estimate by kind) minus an OS reserve. "The database" is a `Database` (where it runs, its
+  product): PostgreSQL's (`postgres_database`, the default) or a MariaDB/MySQL server's.
 """
 
 from __future__ import annotations
@@ -108,53 +109,66 @@ APP_KINDS_WEB = ("puma", "gunicorn", "uvicorn", "unicorn", "passenger")
 MEASURED_HEADROOM = 1.25  # a measurement is one moment: allow a quarter more for peaks
 
 
-def memory_budget(facts: Facts, memory_bytes: int | None = None, dedicated: bool = False) -> Budget:
-    """total = min(host RAM, PostgreSQL's own cgroup limit); PostgreSQL gets total minus co-located
-    services minus an OS reserve. `memory_bytes` replaces the host RAM (what-if, ignores limits);
-    `dedicated` ignores co-located services."""
+@dataclass(frozen=True)
+class Database:
+    """The database a budget is for: where its collector says it runs (`runs_in`: kind, container,
+    service, project, memory_limit_bytes), the memory limit its server reports, and its product
+    (images.service_product), which finds its compose service when runs_in names none."""
+
+    product: str
+    name: str
+    runs_in: Mapping[str, Any]
+    memory_limit_bytes: float | None = None
+
+
+def postgres_database(facts: Facts) -> Database:
+    postgres = source(facts, "postgres")
+    return Database("postgres", "PostgreSQL", mapping(postgres.get("runs_in")),
+                    number(postgres.get("memory_limit_bytes")))
+
+
+def memory_budget(facts: Facts, memory_bytes: int | None = None, dedicated: bool = False, *,
+                  database: Database | None = None) -> Budget:
+    """total = min(host RAM, the database's own cgroup limit); the database (PostgreSQL's when not
+    given) gets total minus co-located services minus an OS reserve. `memory_bytes` replaces the
+    host RAM (what-if, ignores limits); `dedicated` ignores co-located services."""
+    database = database or postgres_database(facts)
     host = source(facts, "host")
     notes: list[str] = []
     host_ram = memory_bytes or int(number(host.get("memory_total_bytes")) or 0)
     if not host_ram:
         host_ram = 4 * GB
         notes.append("host memory unknown: assumed 4GB (pass --memory)")
-    pg_limit = None if memory_bytes else postgres_limit(facts, host_ram)
-    tenants = () if dedicated else tuple(co_tenants(facts, host_ram))
+    db_limit = None if memory_bytes else database_limit(facts, database, host_ram)
+    tenants = () if dedicated else tuple(co_tenants(facts, host_ram, database))
     reserve = os_reserve(host_ram)
     left = host_ram - sum(t.bytes for t in tenants) - reserve
-    postgres = min(left, pg_limit) if pg_limit else left
+    budget = min(left, db_limit) if db_limit else left
     floor = 256 * MB
-    if postgres < floor:
+    if budget < floor:
         notes.append(f"co-located services and the OS reserve leave {format_bytes(left)}: "
-                     f"assumed {format_bytes(floor)} for PostgreSQL; the host is over-committed")
-        postgres = floor
-    total = min(host_ram, pg_limit) if pg_limit else host_ram
-    return Budget(host_ram, pg_limit, total, tenants, reserve, int(postgres), tuple(notes))
+                     f"assumed {format_bytes(floor)} for {database.name}; the host is over-committed")
+        budget = floor
+    total = min(host_ram, db_limit) if db_limit else host_ram
+    return Budget(host_ram, db_limit, total, tenants, reserve, int(budget), tuple(notes))
 
 
-def postgres_limit(facts: Facts, host_ram: int) -> int | None:
-    """The cgroup limit of the PostgreSQL container (docker facts, else its compose mem_limit), or of
-    the server process when the collector reports one."""
-    postgres = source(facts, "postgres")
-    runs_in = mapping(postgres.get("runs_in"))
-    candidates = [number(postgres.get("memory_limit_bytes")), number(runs_in.get("memory_limit_bytes"))]
-    container = postgres_container(facts)
+def database_limit(facts: Facts, database: Database, host_ram: int) -> int | None:
+    """The cgroup limit of the database's container (docker facts, else its compose mem_limit), or
+    of the server process when the collector reports one."""
+    candidates = [database.memory_limit_bytes, number(database.runs_in.get("memory_limit_bytes"))]
+    container = database_container(facts, database)
     if container:
         candidates.append(number(container.get("memory_limit_bytes")))
-    service = postgres_service(facts)
+    service = database_service(facts, database)
     if service:
         candidates.append(number(service.get("mem_limit_bytes")))
     limits = [int(c) for c in candidates if c and 0 < c < host_ram]
     return min(limits) if limits else None
 
 
-def postgres_runs_in(facts: Facts) -> dict[str, Any]:
-    runs_in = source(facts, "postgres").get("runs_in")
-    return runs_in if isinstance(runs_in, dict) else {}
-
-
-def postgres_container(facts: Facts) -> dict[str, Any] | None:
-    runs_in = postgres_runs_in(facts)
+def database_container(facts: Facts, database: Database) -> dict[str, Any] | None:
+    runs_in = database.runs_in
     for container in rows(source(facts, "docker").get("containers")):
         if runs_in.get("container") and container.get("name") == runs_in.get("container"):
             return container
@@ -164,9 +178,10 @@ def postgres_container(facts: Facts) -> dict[str, Any] | None:
     return None
 
 
-def postgres_service(facts: Facts) -> dict[str, Any] | None:
-    """The compose service that runs PostgreSQL: the collector's runs_in, else one with a postgres image."""
-    runs_in = postgres_runs_in(facts)
+def database_service(facts: Facts, database: Database) -> dict[str, Any] | None:
+    """The compose service that runs the database: the collector's runs_in, else the one service of
+    its product."""
+    runs_in = database.runs_in
     services = [s for p in rows(source(facts, "compose").get("projects"))
                 for s in (p.get("services") or {}).values() if isinstance(s, dict)]
     for service in services:
@@ -174,8 +189,21 @@ def postgres_service(facts: Facts) -> dict[str, Any] | None:
             return service
     if runs_in.get("kind") == "host":
         return None
-    postgres_like = [s for s in services if service_product(s) == "postgres"]
-    return postgres_like[0] if len(postgres_like) == 1 else None
+    same_product = [s for s in services if service_product(s) == database.product]
+    return same_product[0] if len(same_product) == 1 else None
+
+
+def postgres_runs_in(facts: Facts) -> dict[str, Any]:
+    return dict(postgres_database(facts).runs_in)
+
+
+def postgres_container(facts: Facts) -> dict[str, Any] | None:
+    return database_container(facts, postgres_database(facts))
+
+
+def postgres_service(facts: Facts) -> dict[str, Any] | None:
+    """The compose service that runs PostgreSQL: the collector's runs_in, else one with a postgres image."""
+    return database_service(facts, postgres_database(facts))
 
 
 def _words(item: Mapping[str, Any]) -> list[str]:
@@ -220,18 +248,20 @@ def kind_of_words(words: Iterable[str]) -> str:
     return "other"
 
 
-def co_tenants(facts: Facts, host_ram: int) -> list[CoTenant]:
-    """Every other running container (docker facts), else every other compose service: its memory
-    limit, else its measured usage (+25%), else an estimate by kind."""
-    pg_container = postgres_container(facts)
+def co_tenants(facts: Facts, host_ram: int, database: Database | None = None) -> list[CoTenant]:
+    """Every running container but the database's (PostgreSQL's when not given; docker facts), else
+    every other compose service: its memory limit, else its measured usage (+25%), else an estimate
+    by kind."""
+    database = database or postgres_database(facts)
+    own_container = database_container(facts, database)
     containers = [c for c in rows(source(facts, "docker").get("containers"))
-                  if c.get("state", "running") == "running" and c is not pg_container]
+                  if c.get("state", "running") == "running" and c is not own_container]
     if containers:
         return [_tenant(c, c.get("compose_service"), facts, host_ram, "memory_limit_bytes")
                 for c in containers]
-    pg_service = postgres_service(facts)
+    own_service = database_service(facts, database)
     services = [s for p in rows(source(facts, "compose").get("projects"))
-                for s in (p.get("services") or {}).values() if isinstance(s, dict) and s is not pg_service]
+                for s in (p.get("services") or {}).values() if isinstance(s, dict) and s is not own_service]
     return [_tenant(s, s.get("name"), facts, host_ram, "mem_limit_bytes") for s in services]
 
 
@@ -289,14 +319,14 @@ def _redis_maxmemory(facts: Facts, service: Any) -> int | None:
     return None
 
 
-def postgres_cores(facts: Facts, cpus: int | None = None) -> int:
-    """Cores PostgreSQL can use: --cpus, else the PostgreSQL container's CPU limit, else the host's
-    (its cgroup quota when set)."""
+def database_cores(facts: Facts, database: Database, cpus: int | None = None) -> int:
+    """Cores the database can use: --cpus, else its container's CPU limit, else the host's (its
+    cgroup quota when set)."""
     if cpus:
         return max(1, cpus)
     host = source(facts, "host")
     candidates = [number(host.get("cpu_count")), number(host.get("cpu_limit_cores"))]
-    container = postgres_container(facts)
+    container = database_container(facts, database)
     if container:
         candidates.append(number(container.get("cpu_limit_cores")))
     known = [c for c in candidates if c and c > 0]

@@ -1,7 +1,8 @@
 """The MariaDB/MySQL part of derive: Facts -> the tuner's explicit inputs (and so the tuning).
 
-The memory budget is PostgreSQL's one (`derive.memory.memory_budget`), asked about the MySQL
-server: its container's limit caps it, and every other service (PostgreSQL too) is a co-tenant.
+The memory budget is the one PostgreSQL's is (`derive.memory.memory_budget`), asked about the
+MySQL server (`mysql_database`): its container's limit caps it, and every other service
+(PostgreSQL too) is a co-tenant.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stackaudit.derive.memory import memory_budget, postgres_cores
+from stackaudit.derive.memory import Database, database_cores, memory_budget
 from stackaudit.derive.postgres import storage_evidence
 from stackaudit.facts import Facts
 from stackaudit.tuning.mysql import MysqlInputs, MysqlTuning, recommend
@@ -20,16 +21,16 @@ def instances(facts: Facts) -> list[dict[str, Any]]:
     return [i for i in facts.get("mysql").get("instances") or [] if isinstance(i, dict)]
 
 
+def mysql_database(instance: Mapping[str, Any] | None) -> Database:
+    """A MariaDB/MySQL server as the database a budget is for: where its collector says it runs."""
+    runs_in = (instance or {}).get("runs_in")
+    return Database("mysql", "MariaDB/MySQL",
+                    runs_in if isinstance(runs_in, Mapping) and runs_in else {"kind": "unknown"})
+
+
 def mysql_budget(facts: Facts, instance: Mapping[str, Any] | None, memory_bytes: int | None = None,
                  dedicated: bool = False) -> Budget:
-    """memory_budget() with the MySQL server in PostgreSQL's place (the function finds "the
-    database" through postgres.runs_in, so that is what changes)."""
-    return memory_budget(_as_the_database(facts, instance), memory_bytes, dedicated)
-
-
-def _as_the_database(facts: Facts, instance: Mapping[str, Any] | None) -> Facts:
-    runs_in = dict((instance or {}).get("runs_in") or {"kind": "unknown"})
-    return Facts(data={**facts.data, "postgres": {"runs_in": runs_in}})
+    return memory_budget(facts, memory_bytes, dedicated, database=mysql_database(instance))
 
 
 def inputs_for(facts: Facts, instance: Mapping[str, Any] | None, memory_bytes: int | None = None,
@@ -40,7 +41,7 @@ def inputs_for(facts: Facts, instance: Mapping[str, Any] | None, memory_bytes: i
     version = tuple(inst.get("version_tuple") or (10, 11, 0))
     return MysqlInputs(
         budget=mysql_budget(facts, instance, memory_bytes, dedicated),
-        cpus=postgres_cores(_as_the_database(facts, instance), cpus),
+        cpus=database_cores(facts, mysql_database(instance), cpus),
         flavor=str(inst.get("flavor") or flavor or "mariadb"),
         version=(int(version[0]), int(version[1]), int(version[2])), storage=storage_evidence(facts),
         variables=inst.get("variables") or {}, origins=inst.get("origins") or {},

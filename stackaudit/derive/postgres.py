@@ -8,7 +8,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from stackaudit.derive.memory import memory_budget, postgres_cores, postgres_runs_in, postgres_service
+from stackaudit.derive.memory import (
+    database_cores,
+    memory_budget,
+    postgres_database,
+    postgres_runs_in,
+    postgres_service,
+)
 from stackaudit.facts import Facts
 from stackaudit.shapes import mapping, number, rows, source
 from stackaudit.tuning.postgres import DEFAULT_WORKLOAD, Storage, TuneInputs, Tuning, recommend, setting_value
@@ -147,8 +153,8 @@ def inputs_from_facts(facts: Facts, memory_bytes: int | None = None, cpus: int |
     temp_files = [number(d.get("temp_files")) for d in databases]
     mount = _data_mount(facts)
     return TuneInputs(
-        budget=memory_budget(facts, memory_bytes, dedicated),
-        cpus=postgres_cores(facts, cpus),
+        budget=memory_budget(facts, memory_bytes, dedicated, database=postgres_database(facts)),
+        cpus=database_cores(facts, postgres_database(facts), cpus),
         major=major,
         max_connections=connections,
         workload=workload,
