@@ -1,4 +1,7 @@
-"""The command line as a user runs it: exit codes, the JSON contract, snapshots, no tracebacks."""
+"""The command line as a user runs it: exit codes, the JSON contract, snapshots, no tracebacks.
+
+Commands run in this process (tests/cli_runner.py: the same parsing and output, no interpreter start);
+the secrets canary and the priorities run real processes, which is what they are about."""
 
 from __future__ import annotations
 
@@ -12,15 +15,21 @@ from pathlib import Path
 import pytest
 
 from stackaudit.rules import load_all
+from tests.cli_runner import invoke
 
 EXAMPLE = Path(__file__).parents[1] / "stackaudit" / "examples" / "reference-stack"
 
 
 def run(*args: str, env: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return invoke(*args, env=env, cwd=cwd)
+
+
+def run_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m stackaudit ARGS` as a separate process."""
     full_env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock", **(env or {})}
     return subprocess.run([sys.executable, "-m", "stackaudit", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=120)
+                          env=full_env, timeout=120)
 
 
 @pytest.fixture
@@ -120,10 +129,10 @@ def test_canary_secrets_never_leave(tmp_path: Path, project: Path) -> None:
     dsn = f"postgresql://app:{canaries['dsn']}@127.0.0.1:1/app"
     outputs = []
     for fmt in ("json", "md", "terminal"):
-        result = run("audit", "-p", str(project), "--pg", dsn, "--format", fmt, env=env)
+        result = run_process("audit", "-p", str(project), "--pg", dsn, "--format", fmt, env=env)
         outputs += [result.stdout, result.stderr]
     snapshot = tmp_path / "facts.json"
-    result = run("collect", "-p", str(project), "--pg", dsn, "--out", str(snapshot), env=env)
+    result = run_process("collect", "-p", str(project), "--pg", dsn, "--out", str(snapshot), env=env)
     outputs += [result.stdout, result.stderr, snapshot.read_text()]
     everything = "\n".join(outputs)
     assert "SEC" in everything or "compose" in everything  # the audit did run

@@ -6,6 +6,9 @@
   or, for a command that needs a live target, exits 2 with a clear `error:` line.
 
 Commands are read from the typer app itself, so a new command is covered without editing this file.
+The real entry point runs as a subprocess for the top-level help, a usage error and the snapshot the
+cases audit; the cases themselves run in this process (tests/cli_runner.py), which is the same
+parsing and output without an interpreter start each.
 """
 
 from __future__ import annotations
@@ -15,17 +18,16 @@ import os
 import shutil
 import subprocess
 import sys
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from stackaudit.cli import _load_commands, app
 from stackaudit.rules import load_all
+from tests.cli_runner import invoke
 from tests.services import RedisServer
 
 EXAMPLE = Path(__file__).parents[1] / "stackaudit" / "examples" / "reference-stack"
@@ -50,17 +52,23 @@ def command_paths() -> list[tuple[str, ...]]:
 COMMANDS = command_paths()
 
 
-def run(*args: str, tmp_path: Path, env: dict[str, str] | None = None) -> Result:
+def run_process(*args: str, tmp_path: Path, env: dict[str, str] | None = None) -> Result:
+    """`python -m stackaudit ARGS`: the real entry point, as a user's shell runs it."""
     full_env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock",
                 "STACKAUDIT_STATE_DIR": str(tmp_path / "state"), **(env or {})}
     return subprocess.run([sys.executable, "-m", "stackaudit", *args], capture_output=True, text=True,
                           env=full_env, cwd=tmp_path, timeout=120)
 
 
+def run(*args: str, tmp_path: Path, env: dict[str, str] | None = None) -> Result:
+    """The same command in this process (tests/cli_runner.py), in `tmp_path` with its own state."""
+    return invoke(*args, env={"STACKAUDIT_STATE_DIR": str(tmp_path / "state"), **(env or {})}, cwd=tmp_path)
+
+
 def run_many(tmp_path: Path, runs: dict[str, tuple[str, ...]]) -> dict[str, Result]:
-    """Many short runs at once: each is mostly interpreter start-up."""
+    """Many short real runs at once: each is mostly interpreter start-up."""
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {key: pool.submit(run, *args, tmp_path=tmp_path) for key, args in runs.items()}
+        futures = {key: pool.submit(run_process, *args, tmp_path=tmp_path) for key, args in runs.items()}
         return {key: future.result() for key, future in futures.items()}
 
 
@@ -74,24 +82,13 @@ def test_the_command_list_is_complete() -> None:
     assert ("schedule", "install") in COMMANDS and ("monitoring", "rules") in COMMANDS
 
 
-def invoke(*args: str) -> Result:
-    """A command run in this process through click's runner: the same parsing, help and usage errors
-    as `python -m stackaudit`, without an interpreter start per run (which made this file alone
-    take minutes). The real entry point is run as a subprocess for the top level and one command."""
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "80"}, catch_exceptions=True)
-    stderr = result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        stderr += "".join(traceback.format_exception(result.exception))  # so "Traceback" is seen
-    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
-
-
 @pytest.fixture(scope="module")
 def help_and_garbage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     root = tmp_path_factory.mktemp("contract")
     results: dict[str, Result] = {}
     for path in COMMANDS:
-        results[f"help:{' '.join(path)}"] = invoke(*path, "--help")
-        results[f"garbage:{' '.join(path)}"] = invoke(*path, "--no-such-option", "zz")
+        results[f"help:{' '.join(path)}"] = invoke(*path, "--help", env={"COLUMNS": "80"})
+        results[f"garbage:{' '.join(path)}"] = invoke(*path, "--no-such-option", "zz", env={"COLUMNS": "80"})
     real = run_many(root, {"help:": ("--help",), "real-garbage": ("tune", "postgres", "--no-such-option")})
     return {**results, **real}
 
@@ -138,8 +135,8 @@ def project_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(EXAMPLE, project)
     (project / ".env.example").rename(project / ".env")
     out = root / "facts.json"
-    result = run("collect", "--sources", "host,compose,env,app", "-p", str(project), "--out", str(out),
-                 tmp_path=root)
+    result = run_process("collect", "--sources", "host,compose,env,app", "-p", str(project), "--out",
+                         str(out), tmp_path=root)
     assert result.returncode == 0, result.stderr
     return out
 

@@ -257,7 +257,7 @@ def test_hung_docker_socket_times_out_in_bounded_time(tmp_path: Path) -> None:
     close = hung_socket(sock)
     try:
         result = run_cli(tmp_path, "audit", "--sources", "host,docker", "--format", "json",
-                         env={"DOCKER_HOST": f"unix://{sock}"}, timeout=90)
+                         env={"DOCKER_HOST": f"unix://{sock}", "STACKAUDIT_TIMEOUT": "2"}, timeout=90)
     finally:
         close()
     report = result.report()
@@ -480,8 +480,8 @@ def _env_is_a_broken_symlink(project: Path) -> None:
 
 
 def _huge_env(project: Path) -> None:
-    """10 MB of short lines: a parser that rescans the text per line never finishes."""
-    line_count = 10 * 1024 * 1024 // 64
+    """2 MB of short lines (32,768): a parser that rescans the text per line never finishes."""
+    line_count = 2 * 1024 * 1024 // 64
     with (project / ".env").open("a") as handle:
         handle.writelines(f"FILLER_{i}=value-{i:08d}-{'x' * 40}\n" for i in range(line_count))
 

@@ -81,9 +81,13 @@ class Receiver:
     def titles(self) -> list[str]:
         return [str(r["title"]) for r in self.received]
 
-    def wait_for(self, count: int, timeout: float = 30.0) -> None:
+    def wait_for(self, count: int, timeout: float = 30.0,
+                 sender: subprocess.Popen[bytes] | None = None) -> None:
+        """Until `count` notifications came. With the `sender` process given, for as long as it runs
+        (however slow the machine: pytest's timeout is the hang guard), else for `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while len(self.received) < count and time.monotonic() < deadline:
+        while len(self.received) < count and (sender is not None or time.monotonic() < deadline):
+            assert sender is None or sender.poll() is None, sender.communicate()[1].decode()[-2000:]
             time.sleep(0.05)
         assert len(self.received) >= count, f"got {self.titles()}, wanted {count}"
 

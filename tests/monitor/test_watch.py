@@ -1,4 +1,7 @@
-"""`stackaudit watch` as a real process: alerts, SIGTERM and SIGKILL, restart without losing history."""
+"""`stackaudit watch` as a real process: alerts, SIGTERM and SIGKILL, restart without losing history.
+
+Driven by what the watcher does (checks recorded, alerts received), never by wall time: a wait lasts
+as long as the watcher runs, on a fast machine or a loaded one (pytest's timeout guards a hang)."""
 
 from __future__ import annotations
 
@@ -53,14 +56,13 @@ def checks(state_dir: Path) -> int:
         raise
 
 
-def wait_checks(state_dir: Path, at_least: int, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_checks(state_dir: Path, at_least: int, process: subprocess.Popen[bytes]) -> int:
+    """Until the watcher has recorded `at_least` checks; fails if it stops first."""
+    while True:
         assert process.poll() is None, process.communicate()[1].decode()
         if database_path(state_dir).exists() and (count := checks(state_dir)) >= at_least:
             return count
         time.sleep(0.1)
-    raise AssertionError(f"fewer than {at_least} checks after {timeout}s")
 
 
 def write_config(tmp_path: Path, disk: SmallDisk, receiver: Receiver) -> Path:
@@ -75,7 +77,7 @@ def test_watch_survives_sigterm_and_sigkill_without_losing_history(
     config = write_config(tmp_path, small_disk, receiver)
     small_disk.fill(80)
     process = start_watch(config, state_dir)
-    receiver.wait_for(1)
+    receiver.wait_for(1, sender=process)
     before_term = wait_checks(state_dir, 3, process)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
@@ -95,7 +97,7 @@ def test_watch_survives_sigterm_and_sigkill_without_losing_history(
 
     small_disk.fill(20)
     process = start_watch(config, state_dir)
-    receiver.wait_for(2)
+    receiver.wait_for(2, sender=process)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=30)
     assert process.returncode == 0
@@ -109,9 +111,9 @@ def test_watch_memory_stays_flat(
     small_disk.fill(10)
     process = start_watch(config, state_dir, interval="50ms")
     try:
-        first = wait_checks(state_dir, 5, process)  # each check is a child process of its own
+        first = wait_checks(state_dir, 3, process)  # each check is a child process of its own
         rss_early = psutil.Process(process.pid).memory_info().rss
-        wait_checks(state_dir, first + 15, process, timeout=240)
+        wait_checks(state_dir, first + 10, process)
         rss_late = psutil.Process(process.pid).memory_info().rss
     finally:
         process.terminate()

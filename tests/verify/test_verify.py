@@ -102,8 +102,10 @@ def test_dropping_an_index_is_measured(pg_cluster: LocalCluster, tmp_path: Path)
         conn.execute("DROP INDEX t_k")
     after = verify(dsn, baseline=json.loads(json.dumps(before)), rounds=5)
     lookup = next(s for s in after["statements"] if s["label"] == "index lookup public.t(k)")
-    assert lookup["ratio"] > 5 and lookup["verdict"] == "slower"
-    assert lookup["before_ms"] < lookup["after_ms"]
+    # a sequential scan of 150,000 rows against a lookup of one key: slower beyond the noise both runs
+    # measured (the bound verify computes), whatever the machine's speed
+    assert lookup["verdict"] == "slower" and lookup["ratio"] > 1 + lookup["noise"]
+    assert lookup["ratio"] == pytest.approx(lookup["after_ms"] / lookup["before_ms"], rel=1e-3)
     assert after["source"] == "baseline" and after["summary"]["compared"] == len(before["statements"])
     assert _count(dsn) == rows_before  # nothing written (nextval was never replayed)
 
@@ -123,7 +125,8 @@ def test_cli_save_then_against(pg18: LocalCluster, tmp_path: Path) -> None:
     assert compared.returncode == 0, compared.stderr
     result = json.loads(compared.stdout)
     lookup = next(s for s in result["statements"] if s["label"] == "index lookup public.t(k)")
-    assert lookup["ratio"] > 3 and {"label", "before_ms", "after_ms"} <= set(lookup)
+    assert lookup["verdict"] == "slower" and lookup["ratio"] > 1 + lookup["noise"]
+    assert {"label", "before_ms", "after_ms"} <= set(lookup)
     text = cli("verify", "--pg", dsn, "--rounds", "3", "--against", str(baseline))
     assert "x" in text.stdout and "index lookup public.t(k)" in text.stdout
     both = cli("verify", "--pg", dsn, "--save", str(baseline), "--against", str(baseline))

@@ -1,0 +1,45 @@
+"""Commands run in the test process through click's runner, for tests where start-up is not the point.
+
+The same parsing, exit codes, stdout and stderr as `python -m stackaudit ...`, without an interpreter
+start and the imports per run (which made the CLI tests most of `make unit`). What only a real process
+shows stays a subprocess: the entry point itself (tests/test_cli_contract.py), start-up imports
+(tests/test_cli_startup.py), priorities, signals, and secrets that must not leave a process
+(tests/test_cli.py's canary).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from stackaudit.cli import _load_commands, app
+
+Result = subprocess.CompletedProcess[str]
+
+# What every run gets: no Docker engine (a test that wants one says so), the normal priority (an
+# observing command would lower the test process's own), and the width a pipe gets
+# (report.terminal.terminal_width), whatever terminal pytest itself runs in.
+BASE_ENV = {"DOCKER_HOST": "unix:///nonexistent/docker.sock", "STACKAUDIT_NICE": "0", "COLUMNS": "120"}
+
+_load_commands()
+
+
+def invoke(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Result:
+    """`stackaudit ARGS` in this process, in `cwd`, with `env` over the base environment. An
+    exception the CLI let through is added to stderr as its traceback, so "no Traceback" checks see it."""
+    before = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, list(args), env={**BASE_ENV, **(env or {})}, catch_exceptions=True)
+    finally:
+        os.chdir(before)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
