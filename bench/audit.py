@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -448,5 +449,24 @@ def print_postgres_rows(scaling: list[dict[str, Any]], locked: dict[str, Any]) -
           f"reported: {locked['errors']}")
 
 
+def hold() -> None:
+    """`BENCH_ONLY=hold`: build the 1x host, print DOCKER_HOST and the DSN, and keep both running
+    until interrupted, so the audit can be profiled by hand (py-spy, -X importtime, time -v)."""
+    engine = start_docker_engine()
+    try:
+        with running_cluster(18) as cluster:
+            with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE app")
+            dsn = cluster.dsn("app")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            Host(engine, dsn).grow(target(int(os.environ.get("STEP", "1"))))
+            print(f"DOCKER_HOST={engine.host} DSN={dsn}", flush=True)
+            with suppress(KeyboardInterrupt):
+                threading.Event().wait()
+    finally:
+        engine.stop()
+
+
 if __name__ == "__main__":
-    postgres_only() if os.environ.get("BENCH_ONLY") == "postgres" else main()
+    {"postgres": postgres_only, "hold": hold}.get(os.environ.get("BENCH_ONLY", ""), main)()

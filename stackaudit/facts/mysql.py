@@ -24,9 +24,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import pymysql
-import pymysql.cursors
-
 from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts.phpfpm import php_fpm_clients
 from stackaudit.facts.postgres import container_ips
@@ -210,6 +207,8 @@ def summary(instances: list[dict[str, Any]]) -> dict[str, Any]:
 
 def read_instance(ctx: CollectContext, target: Target, window_seconds: float = STATUS_WINDOW_SECONDS
                   ) -> dict[str, Any] | None:
+    import pymysql  # lazy: start-up (the driver only once there is a server to read)
+
     try:
         conn = connect(target, ctx.settings.timeout_seconds)
     except pymysql.err.MySQLError as exc:
@@ -299,6 +298,8 @@ class _Reader:
         self.ctx, self.conn, self.where = ctx, conn, where
 
     def rows(self, name: str, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        import pymysql  # lazy: start-up (loaded by connect() already)
+
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, args)
