@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -107,10 +108,17 @@ class CollectContext:
     private: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     errors: list[CollectionError] | None = None
+    finished: dict[str, threading.Event] = field(default_factory=dict)
 
     def error(self, where: str, why: str, source: str | None = None, invalid: bool = False) -> None:
         sink = self.facts.errors if self.errors is None else self.errors
         sink.append(CollectionError(source or self.source, where, why, invalid))
+
+    def wait_for(self, *sources: str) -> None:
+        """Block until these sources are done (those this collection runs at all; see LATER)."""
+        for source in sources:
+            if source in self.finished:
+                self.finished[source].wait()
 
 
 Progress = Callable[[str, str], None]  # (source, state) where state is "start" | "done" | "failed"
@@ -123,13 +131,21 @@ AFTER: dict[str, tuple[str, ...]] = {
     "docker": (),
     "compose": ("docker",),  # projects found from the containers' labels
     "env": ("compose",),
-    "postgres": ("docker", "compose"),  # targets and credentials from the stack
+    "postgres": (),  # the stack's targets and credentials: ctx.wait_for (LATER)
     "app": ("host", "docker", "compose", "postgres"),  # live sessions cross-check the estimate
     "redis": ("docker", "compose", "app"),  # whether a queue or a cache uses it
     "pgbouncer": ("docker", "compose", "app"),  # the stack's poolers and the apps' login users
     "monitoring": ("docker", "compose"),
     "tls": ("docker", "compose"),
     "backups": (),
+}
+
+
+# Sources a collector may need only for part of its work: it starts at once and calls
+# ctx.wait_for(...) where it does (postgres needs the stack only to find its server when no DSN was
+# given, and to say which container runs it: with --pg its queries overlap the docker source).
+LATER: dict[str, tuple[str, ...]] = {
+    "postgres": ("docker", "compose"),
 }
 
 
@@ -149,6 +165,8 @@ def collect(settings: Settings, progress: Progress | None = None) -> Facts:
             run.start_ready(pool)
             run.finish(run.next_finished())
     finally:  # after an interrupt nothing more starts; running collectors end within their timeouts
+        for done in run.done.values():
+            done.set()  # and none of them waits for a source that will never finish
         pool.shutdown(wait=False, cancel_futures=True)
     return run.facts_in_order()
 
@@ -160,7 +178,10 @@ class _Run:
         self.wanted, self.progress = wanted, progress
         self.facts = Facts()
         private: dict[str, Any] = {}
-        self.contexts = {s: CollectContext(settings, self.facts, private, s, errors=[]) for s in wanted}
+        self.done = {s: threading.Event() for s in wanted}
+        self.contexts = {s: CollectContext(settings, self.facts, private, s, errors=[],
+                                           finished={w: self.done[w] for w in LATER.get(s, ()) if w in self.done})
+                         for s in wanted}
         self.waiting = {s: set(after(s)) & set(wanted) for s in wanted}
         self.running: dict[Future[dict[str, Any] | None], str] = {}
         self.imported: set[str] = set()
@@ -193,6 +214,7 @@ class _Run:
                 self.facts.data[source] = data
             for needs in self.waiting.values():
                 needs.discard(source)
+            self.done[source].set()
             if self.progress:  # bad input (a file Compose would refuse) fails its source too
                 bad_input = any(e.invalid for e in self.contexts[source].errors or [])
                 self.progress(source, "done" if data is not None and not bad_input else "failed")

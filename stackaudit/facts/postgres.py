@@ -78,6 +78,7 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
         raise SourceUnavailable(f"{exc}; {target.hint}" if target.hint else str(exc)) from None
     if target.local_clusters:
         data["local_clusters"] = list(target.local_clusters)
+    ctx.wait_for("docker", "compose")
     data["runs_in"] = runs_in(ctx.facts.get("docker"), target, data)
     data["summary"] = summarise(data)
     return data
@@ -104,6 +105,7 @@ def find_target(ctx: CollectContext, environ: Mapping[str, str] | None = None) -
         return Target(ctx.settings.pg_dsn, "--pg", describe_conninfo(ctx.settings.pg_dsn))
     if any(environ.get(name) for name in ("PGHOST", "PGSERVICE", "PGDATABASE")):
         return Target("", "libpq environment", describe_environment(environ))
+    ctx.wait_for("docker", "compose")
     targets = list(compose_targets(ctx.facts.get("compose"), ctx.facts.get("docker"),
                                    ctx.private.get("compose_env", {})))
     if targets:
