@@ -270,7 +270,7 @@ def metrics(
     Example: stackaudit metrics --listen 127.0.0.1:9814
     Example: stackaudit metrics --textfile /var/lib/prometheus/node-exporter
     """
-    from stackaudit.monitor.loop import check_in_child, read_only_check  # lazy: start-up
+    from stackaudit.monitor.loop import exposition_in_child, read_only_check  # lazy: start-up
     from stackaudit.monitor.metrics import CheckCollector, serve, write_textfile  # lazy: start-up
 
     if (listen is None) == (textfile is None):
@@ -279,8 +279,8 @@ def metrics(
         config, project_dir, pg, redis, sources, None, None, None, state_dir, disk_path, None
     )
 
-    def produce() -> Any:  # a child per check: scrapes meanwhile are served without waiting
-        return check_in_child(settings)
+    def produce() -> bytes:  # a child per check renders the exposition: scrapes only copy bytes
+        return exposition_in_child(settings)
 
     if textfile is not None:
         try:

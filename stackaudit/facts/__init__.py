@@ -179,9 +179,8 @@ class _Run:
         self.facts = Facts()
         private: dict[str, Any] = {}
         self.done = {s: threading.Event() for s in wanted}
-        self.contexts = {s: CollectContext(settings, self.facts, private, s, errors=[],
-                                           finished={w: self.done[w] for w in LATER.get(s, ()) if w in self.done})
-                         for s in wanted}
+        self.contexts = {s: CollectContext(settings, self.facts, private, s, errors=[], finished={
+            w: self.done[w] for w in LATER.get(s, ()) if w in self.done}) for s in wanted}
         self.waiting = {s: set(after(s)) & set(wanted) for s in wanted}
         self.running: dict[Future[dict[str, Any] | None], str] = {}
         self.imported: set[str] = set()
