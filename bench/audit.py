@@ -88,9 +88,10 @@ class Host:
             conn.execute("ANALYZE")
 
 
-def time_v(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], int, str]:
+def time_v(args: list[str], env: dict[str, str] | None = None,
+           cwd: str | None = None) -> tuple[dict[str, float], int, str]:
     """One run under /usr/bin/time -v: wall, CPU (user + sys) and peak RSS; its exit code and stderr."""
-    result = run(["/usr/bin/time", "-v", *args], env=env)
+    result = run(["/usr/bin/time", "-v", *args], env=env, cwd=cwd)
     text = result.stderr
 
     def field(label: str) -> float:
@@ -449,6 +450,113 @@ def print_postgres_rows(scaling: list[dict[str, Any]], locked: dict[str, Any]) -
           f"reported: {locked['errors']}")
 
 
+# ------------------------------------------------------------------------------------------------
+# Before / after (issue #17, leftovers): `BEFORE=DIR BENCH_ONLY=compare .venv/bin/python -m bench.audit`
+# DIR is an export of the earlier tree (`git archive <commit> | tar -x -C DIR`); BEFORE_PATH is put in
+# front of it on PYTHONPATH (the earlier dependency pins, e.g. `pip install --target` typer 0.29).
+# At each size the earlier and the current audit and `docker system df -v` run in turns (ABAB),
+# each audit under /usr/bin/time -v, with the load average recorded beside every run.
+# ------------------------------------------------------------------------------------------------
+
+COMPARE_ROUNDS = 3 if QUICK else 7
+
+
+def compare_env(base: dict[str, str], tree: str | None) -> dict[str, str]:
+    """The environment that runs `tree`'s stackaudit (None: this checkout's)."""
+    if tree is None:
+        return base
+    path = ":".join(p for p in (os.environ.get("BEFORE_PATH"), tree) if p)
+    return {**base, "PYTHONPATH": path}
+
+
+def compare_size(host: Host, dsn: str, env: dict[str, str], before: str, step: int) -> dict[str, Any]:
+    command = [str(Path(STACKAUDIT).parent / "python"), "-m", "stackaudit", "audit", "--pg", dsn,
+               "--format", "json", "--state-dir", "/var/tmp/sa-bench-audit-state"]
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    dfs: list[float] = []
+    for turn in range(COMPARE_ROUNDS):
+        order = ("before", "after") if turn % 2 == 0 else ("after", "before")
+        for name in order:
+            out = f"/var/tmp/sa-bench-audit-{name}.json"
+            # cwd "/": python -m puts the working directory first on sys.path, before PYTHONPATH
+            figures, code, stderr = time_v([*command, "--out", out], cwd="/",
+                                           env=compare_env(env, before if name == "before" else None))
+            if code not in (0, 1):
+                raise RuntimeError(f"{name} audit failed ({code}): {stderr[-1500:]}")
+            figures["load_1m"] = os.getloadavg()[0]
+            runs[name].append(figures)
+            dfs.append(docker_df_seconds(host.engine))
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    result: dict[str, Any] = {"step": step, "size": dict(host.have), "docker_df_s": statistics.median(dfs),
+                              "raw": runs, "raw_df_s": dfs}
+    for name in runs:
+        result[name] = {key: med(name, key) for key in ("wall_s", "cpu_s", "peak_rss_mib", "load_1m")}
+        result[name]["over_df"] = result[name]["wall_s"] / result["docker_df_s"]
+    result["after_over_before"] = {k: result["after"][k] / result["before"][k]
+                                   for k in ("wall_s", "cpu_s", "peak_rss_mib")}
+    return result
+
+
+def compare() -> None:
+    before = os.environ.get("BEFORE")
+    if not before:
+        raise SystemExit("BEFORE=DIR (an export of the earlier tree) is needed")
+    info = machine()
+    log(f"machine {info}")
+    steps = tuple(int(s) for s in os.environ.get("STEPS", "1,4").split(","))
+    engine = start_docker_engine()
+    sizes: list[dict[str, Any]] = []
+    try:
+        with running_cluster(18) as cluster:
+            with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE app")
+                conn.execute("CREATE DATABASE bench")
+            dsn = cluster.dsn("app")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            env = {**os.environ, "DOCKER_HOST": engine.host}
+            host = Host(engine, dsn)
+            for step in steps:
+                host.grow(target(step))
+                log(f"built {host.have}; comparing")
+                sizes.append(compare_size(host, dsn, env, before, step))
+                log(f"  {({k: v for k, v in sizes[-1].items() if k != 'raw'})}")
+            wanted = os.environ.get("PGBENCH", "1") == "1"
+            beside = pgbench_beside_audits(cluster, dsn, env) if wanted else None
+    finally:
+        engine.stop()
+    print(compare_table(sizes))
+    if beside:
+        print(f"\n{render_pgbench(beside)} (the audit's default priority: nice 10, idle I/O class)")
+    path = save("audit-compare", {"machine": info, "quick": QUICK, "before": before, "sizes": sizes,
+                                  "pgbench_beside_audits": beside, "load_average_at_end": os.getloadavg()})
+    log(f"raw results: {path}")
+
+
+def compare_table(sizes: list[dict[str, Any]]) -> str:
+    rows = []
+    for s in sizes:
+        have = s["size"]
+        for name in ("before", "after"):
+            r = s[name]
+            rows.append([f"{s['step']}x", f"{have['images']} / {have['containers']} / {have['tables']}", name,
+                         f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
+                         f"{s['docker_df_s']:.2f}", f"{r['over_df']:.1f}x", f"{r['load_1m']:.1f}"])
+        ratio = s["after_over_before"]
+        rows.append([f"{s['step']}x", "", "after / before", f"{ratio['wall_s']:.2f}x",
+                     f"{ratio['cpu_s']:.2f}x", f"{ratio['peak_rss_mib']:.2f}x", "", "", ""])
+    if len(sizes) > 1:
+        for name in ("before", "after"):
+            rows.append([f"{sizes[-1]['step']}x / {sizes[0]['step']}x", "", name,
+                         f"{sizes[-1][name]['wall_s'] / sizes[0][name]['wall_s']:.2f}x",
+                         f"{sizes[-1][name]['cpu_s'] / sizes[0][name]['cpu_s']:.2f}x", "", "", "", ""])
+    return table(["size", "images / containers / tables", "tree", "audit wall s", "CPU s", "peak RSS MiB",
+                  "`docker system df -v` s", "audit / df", "load (1 min)"], rows)
+
+
 def hold() -> None:
     """`BENCH_ONLY=hold`: build the 1x host, print DOCKER_HOST and the DSN, and keep both running
     until interrupted, so the audit can be profiled by hand (py-spy, -X importtime, time -v)."""
@@ -469,4 +577,5 @@ def hold() -> None:
 
 
 if __name__ == "__main__":
-    {"postgres": postgres_only, "hold": hold}.get(os.environ.get("BENCH_ONLY", ""), main)()
+    MODES = {"postgres": postgres_only, "hold": hold, "compare": compare}
+    MODES.get(os.environ.get("BENCH_ONLY", ""), main)()
