@@ -461,15 +461,17 @@ def print_postgres_rows(scaling: list[dict[str, Any]], locked: dict[str, Any]) -
 COMPARE_ROUNDS = 3 if QUICK else 7
 
 
-def compare_env(base: dict[str, str], tree: str | None) -> dict[str, str]:
-    """The environment that runs `tree`'s stackaudit (None: this checkout's)."""
-    if tree is None:
+def compare_env(base: dict[str, str], name: str) -> dict[str, str]:
+    """The environment that runs the `before` tree's stackaudit, or the `after` one: AFTER=DIR, an
+    export too, so editing the checkout during the run changes nothing (default: this checkout)."""
+    tree = os.environ.get("BEFORE") if name == "before" else os.environ.get("AFTER")
+    if not tree:
         return base
-    path = ":".join(p for p in (os.environ.get("BEFORE_PATH"), tree) if p)
-    return {**base, "PYTHONPATH": path}
+    extra = os.environ.get("BEFORE_PATH") if name == "before" else None
+    return {**base, "PYTHONPATH": ":".join(p for p in (extra, tree) if p)}
 
 
-def compare_size(host: Host, dsn: str, env: dict[str, str], before: str, step: int) -> dict[str, Any]:
+def compare_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[str, Any]:
     command = [str(Path(STACKAUDIT).parent / "python"), "-m", "stackaudit", "audit", "--pg", dsn,
                "--format", "json", "--state-dir", "/var/tmp/sa-bench-audit-state"]
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
@@ -480,7 +482,7 @@ def compare_size(host: Host, dsn: str, env: dict[str, str], before: str, step: i
             out = f"/var/tmp/sa-bench-audit-{name}.json"
             # cwd "/": python -m puts the working directory first on sys.path, before PYTHONPATH
             figures, code, stderr = time_v([*command, "--out", out], cwd="/",
-                                           env=compare_env(env, before if name == "before" else None))
+                                           env=compare_env(env, name))
             if code not in (0, 1):
                 raise RuntimeError(f"{name} audit failed ({code}): {stderr[-1500:]}")
             figures["load_1m"] = os.getloadavg()[0]
@@ -522,7 +524,7 @@ def compare() -> None:
             for step in steps:
                 host.grow(target(step))
                 log(f"built {host.have}; comparing")
-                sizes.append(compare_size(host, dsn, env, before, step))
+                sizes.append(compare_size(host, dsn, env, step))
                 log(f"  {({k: v for k, v in sizes[-1].items() if k != 'raw'})}")
             wanted = os.environ.get("PGBENCH", "1") == "1"
             beside = pgbench_beside_audits(cluster, dsn, env) if wanted else None
