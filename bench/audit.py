@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -579,5 +581,7 @@ def hold() -> None:
 
 
 if __name__ == "__main__":
+    # started in the background, SIGINT is ignored: SIGTERM then ends the run through its cleanup
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     MODES = {"postgres": postgres_only, "hold": hold, "compare": compare}
     MODES.get(os.environ.get("BENCH_ONLY", ""), main)()
