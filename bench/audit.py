@@ -473,7 +473,23 @@ def compare_env(base: dict[str, str], name: str) -> dict[str, str]:
     return {**base, "PYTHONPATH": ":".join(p for p in (extra, tree) if p)}
 
 
-def compare_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[str, Any]:
+def server_cpu_seconds(data_dir: Path) -> float:
+    """CPU used so far by the cluster's postmaster and its live backends (the audit's sessions end
+    with their audit, so they are counted through the postmaster's reaped children too)."""
+    import psutil
+
+    pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    parent = psutil.Process(pid)
+    for process in (parent, *parent.children(recursive=True)):
+        with suppress(psutil.Error):
+            t = process.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def compare_size(host: Host, dsn: str, env: dict[str, str], step: int,
+                 data_dir: Path | None = None) -> dict[str, Any]:
     command = [str(Path(STACKAUDIT).parent / "python"), "-m", "stackaudit", "audit", "--pg", dsn,
                "--format", "json", "--state-dir", "/var/tmp/sa-bench-audit-state"]
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
@@ -483,8 +499,11 @@ def compare_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[s
         for name in order:
             out = f"/var/tmp/sa-bench-audit-{name}.json"
             # cwd "/": python -m puts the working directory first on sys.path, before PYTHONPATH
+            server_before = server_cpu_seconds(data_dir) if data_dir else float("nan")
             figures, code, stderr = time_v([*command, "--out", out], cwd="/",
                                            env=compare_env(env, name))
+            server_after = server_cpu_seconds(data_dir) if data_dir else float("nan")
+            figures["server_cpu_s"] = server_after - server_before
             if code not in (0, 1):
                 raise RuntimeError(f"{name} audit failed ({code}): {stderr[-1500:]}")
             figures["load_1m"] = os.getloadavg()[0]
@@ -497,7 +516,8 @@ def compare_size(host: Host, dsn: str, env: dict[str, str], step: int) -> dict[s
     result: dict[str, Any] = {"step": step, "size": dict(host.have), "docker_df_s": statistics.median(dfs),
                               "raw": runs, "raw_df_s": dfs}
     for name in runs:
-        result[name] = {key: med(name, key) for key in ("wall_s", "cpu_s", "peak_rss_mib", "load_1m")}
+        result[name] = {key: med(name, key)
+                        for key in ("wall_s", "cpu_s", "peak_rss_mib", "load_1m", "server_cpu_s")}
         result[name]["over_df"] = result[name]["wall_s"] / result["docker_df_s"]
     result["after_over_before"] = {k: result["after"][k] / result["before"][k]
                                    for k in ("wall_s", "cpu_s", "peak_rss_mib")}
@@ -526,7 +546,7 @@ def compare() -> None:
             for step in steps:
                 host.grow(target(step))
                 log(f"built {host.have}; comparing")
-                sizes.append(compare_size(host, dsn, env, step))
+                sizes.append(compare_size(host, dsn, env, step, cluster.data_dir))
                 log(f"  {({k: v for k, v in sizes[-1].items() if k != 'raw'})}")
             wanted = os.environ.get("PGBENCH", "1") == "1"
             beside = pgbench_beside_audits(cluster, dsn, env) if wanted else None
@@ -548,17 +568,18 @@ def compare_table(sizes: list[dict[str, Any]]) -> str:
             r = s[name]
             rows.append([f"{s['step']}x", f"{have['images']} / {have['containers']} / {have['tables']}", name,
                          f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
-                         f"{s['docker_df_s']:.2f}", f"{r['over_df']:.1f}x", f"{r['load_1m']:.1f}"])
+                         f"{s['docker_df_s']:.2f}", f"{r['over_df']:.1f}x", f"{r.get('server_cpu_s', 0):.2f}",
+                         f"{r['load_1m']:.1f}"])
         ratio = s["after_over_before"]
         rows.append([f"{s['step']}x", "", "after / before", f"{ratio['wall_s']:.2f}x",
-                     f"{ratio['cpu_s']:.2f}x", f"{ratio['peak_rss_mib']:.2f}x", "", "", ""])
+                     f"{ratio['cpu_s']:.2f}x", f"{ratio['peak_rss_mib']:.2f}x", "", "", "", ""])
     if len(sizes) > 1:
         for name in ("before", "after"):
             rows.append([f"{sizes[-1]['step']}x / {sizes[0]['step']}x", "", name,
                          f"{sizes[-1][name]['wall_s'] / sizes[0][name]['wall_s']:.2f}x",
-                         f"{sizes[-1][name]['cpu_s'] / sizes[0][name]['cpu_s']:.2f}x", "", "", "", ""])
+                         f"{sizes[-1][name]['cpu_s'] / sizes[0][name]['cpu_s']:.2f}x", "", "", "", "", ""])
     return table(["size", "images / containers / tables", "tree", "audit wall s", "CPU s", "peak RSS MiB",
-                  "`docker system df -v` s", "audit / df", "load (1 min)"], rows)
+                  "`docker system df -v` s", "audit / df", "server CPU s", "load (1 min)"], rows)
 
 
 def hold() -> None:
