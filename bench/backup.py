@@ -83,6 +83,9 @@ def main() -> None:
     # ONLY="pg_dump -Fc,stackaudit backup,..." runs those rows alone (the 2 GB run in less time)
     only = [n.strip() for n in os.environ.get("ONLY", "").split(",") if n.strip()]
     names = [n for n in commands(bin_dir, "", work, work) if not only or n in only]
+    needed = {"pg_dump -Fc", *(base_of(n) for n in names)}  # every row is also compared with -Fc
+    if missing := needed - set(names):
+        raise SystemExit(f"ONLY must keep {sorted(missing)}: the rows are compared with them")
     rows_out: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     sizes: dict[str, int] = {}
     try:
@@ -114,6 +117,11 @@ def main() -> None:
     log(f"raw results: {save('backup', payload)}")
 
 
+def base_of(name: str) -> str:
+    """The bare pg_dump a row is compared with (its format)."""
+    return "pg_dump -Fc" if "-Fd" not in name and "--jobs" not in name else f"pg_dump -Fd -j {JOBS}"
+
+
 def print_rows(rows_out: dict[str, list[dict[str, float]]], sizes: dict[str, int]) -> None:
     """Each stackaudit row against the bare pg_dump of the same format."""
     def median(name: str, key: str) -> float:
@@ -121,9 +129,7 @@ def print_rows(rows_out: dict[str, list[dict[str, float]]], sizes: dict[str, int
 
     rows = []
     for name, results in rows_out.items():
-        base = "pg_dump -Fc" if "-Fd" not in name and "--jobs" not in name else f"pg_dump -Fd -j {JOBS}"
-        if base not in rows_out:
-            raise SystemExit(f"ONLY must keep {base!r}, the row {name!r} is compared with")
+        base = base_of(name)
         wall = median(name, "wall_s")
         rows.append([name, f"{wall:.2f}", f"{min(r['wall_s'] for r in results):.2f}-"
                      f"{max(r['wall_s'] for r in results):.2f}", f"{median(name, 'cpu_s'):.2f}",
