@@ -514,7 +514,8 @@ def compare_size(host: Host, dsn: str, env: dict[str, str], step: int,
         return statistics.median(r[key] for r in runs[name])
 
     result: dict[str, Any] = {"step": step, "size": dict(host.have), "docker_df_s": statistics.median(dfs),
-                              "raw": runs, "raw_df_s": dfs}
+                              "raw": runs, "raw_df_s": dfs,
+                              "after_seconds_by_source": source_seconds(dsn, host.engine.host)}
     for name in runs:
         result[name] = {key: med(name, key)
                         for key in ("wall_s", "cpu_s", "peak_rss_mib", "load_1m", "server_cpu_s")}
@@ -553,6 +554,8 @@ def compare() -> None:
     finally:
         engine.stop()
     print(compare_table(sizes))
+    print("\nseconds by source, this tree (one in-process collect; sources overlap): "
+          + "; ".join(f"{s['step']}x: {s['after_seconds_by_source']}" for s in sizes))
     if beside:
         print(f"\n{render_pgbench(beside)} (the audit's default priority: nice 10, idle I/O class)")
     path = save("audit-compare", {"machine": info, "quick": QUICK, "before": before, "sizes": sizes,
