@@ -233,7 +233,7 @@ def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str],
     results: dict[str, list[float]] = {"alone": [], "with audit": []}
     others: dict[str, list[float]] = {"alone": [], "with audit": []}
     audits_done = []
-    for _round in range(2):
+    for _round in range(int(os.environ.get("PGBENCH_ROUNDS", "2"))):
         for mode in ("alone", "with audit"):
             stop = threading.Event()
 
@@ -473,6 +473,12 @@ def compare_env(base: dict[str, str], name: str) -> dict[str, str]:
     return {**base, "PYTHONPATH": ":".join(p for p in (extra, tree) if p)}
 
 
+def server_sessions(conn: psycopg.Connection[Any]) -> float:
+    """Sessions the cluster has had (pg_stat_database.sessions, PostgreSQL 14+)."""
+    row = conn.execute("SELECT coalesce(sum(sessions), 0) FROM pg_stat_database").fetchone()
+    return float(row[0]) if row else float("nan")
+
+
 def server_cpu_seconds(data_dir: Path) -> float:
     """CPU used so far by the cluster's postmaster and its live backends (the audit's sessions end
     with their audit, so they are counted through the postmaster's reaped children too)."""
@@ -494,21 +500,32 @@ def compare_size(host: Host, dsn: str, env: dict[str, str], step: int,
                "--format", "json", "--state-dir", "/var/tmp/sa-bench-audit-state"]
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     dfs: list[float] = []
+    counters = psycopg.connect(dsn, autocommit=True)  # one session for the counters, opened before
     for turn in range(COMPARE_ROUNDS):
         order = ("before", "after") if turn % 2 == 0 else ("after", "before")
         for name in order:
             out = f"/var/tmp/sa-bench-audit-{name}.json"
             # cwd "/": python -m puts the working directory first on sys.path, before PYTHONPATH
+            counters.execute("SELECT pg_stat_statements_reset()")
+            sessions_before = server_sessions(counters)
             server_before = server_cpu_seconds(data_dir) if data_dir else float("nan")
             figures, code, stderr = time_v([*command, "--out", out], cwd="/",
                                            env=compare_env(env, name))
             server_after = server_cpu_seconds(data_dir) if data_dir else float("nan")
             figures["server_cpu_s"] = server_after - server_before
+            time.sleep(0.5)  # a session's end reaches pg_stat_database when its backend exits
+            figures["sessions"] = server_sessions(counters) - sessions_before
+            figures["statements"] = float(counters.execute(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                "WHERE query NOT ILIKE '%pg_stat_statements%' AND query NOT ILIKE '%pg_stat_database%'"
+            ).fetchone()[0])  # type: ignore[index]
             if code not in (0, 1):
                 raise RuntimeError(f"{name} audit failed ({code}): {stderr[-1500:]}")
             figures["load_1m"] = os.getloadavg()[0]
             runs[name].append(figures)
             dfs.append(docker_df_seconds(host.engine))
+
+    counters.close()
 
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name])
@@ -518,7 +535,8 @@ def compare_size(host: Host, dsn: str, env: dict[str, str], step: int,
                               "after_seconds_by_source": source_seconds(dsn, host.engine.host)}
     for name in runs:
         result[name] = {key: med(name, key)
-                        for key in ("wall_s", "cpu_s", "peak_rss_mib", "load_1m", "server_cpu_s")}
+                        for key in ("wall_s", "cpu_s", "peak_rss_mib", "load_1m", "server_cpu_s", "sessions",
+                                    "statements")}
         result[name]["over_df"] = result[name]["wall_s"] / result["docker_df_s"]
     result["after_over_before"] = {k: result["after"][k] / result["before"][k]
                                    for k in ("wall_s", "cpu_s", "peak_rss_mib")}
@@ -572,17 +590,18 @@ def compare_table(sizes: list[dict[str, Any]]) -> str:
             rows.append([f"{s['step']}x", f"{have['images']} / {have['containers']} / {have['tables']}", name,
                          f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
                          f"{s['docker_df_s']:.2f}", f"{r['over_df']:.1f}x", f"{r.get('server_cpu_s', 0):.2f}",
-                         f"{r['load_1m']:.1f}"])
+                         f"{r.get('statements', 0):.0f} / {r.get('sessions', 0):.0f}", f"{r['load_1m']:.1f}"])
         ratio = s["after_over_before"]
         rows.append([f"{s['step']}x", "", "after / before", f"{ratio['wall_s']:.2f}x",
-                     f"{ratio['cpu_s']:.2f}x", f"{ratio['peak_rss_mib']:.2f}x", "", "", "", ""])
+                     f"{ratio['cpu_s']:.2f}x", f"{ratio['peak_rss_mib']:.2f}x", "", "", "", "", ""])
     if len(sizes) > 1:
         for name in ("before", "after"):
             rows.append([f"{sizes[-1]['step']}x / {sizes[0]['step']}x", "", name,
                          f"{sizes[-1][name]['wall_s'] / sizes[0][name]['wall_s']:.2f}x",
-                         f"{sizes[-1][name]['cpu_s'] / sizes[0][name]['cpu_s']:.2f}x", "", "", "", "", ""])
+                         f"{sizes[-1][name]['cpu_s'] / sizes[0][name]['cpu_s']:.2f}x", *[""] * 6])
     return table(["size", "images / containers / tables", "tree", "audit wall s", "CPU s", "peak RSS MiB",
-                  "`docker system df -v` s", "audit / df", "server CPU s", "load (1 min)"], rows)
+                  "`docker system df -v` s", "audit / df", "server CPU s", "statements / sessions",
+                  "load (1 min)"], rows)
 
 
 def hold() -> None:
