@@ -121,11 +121,25 @@ def main() -> None:
 # Scrape latency, before / after (issue #17): `BEFORE=DIR [BEFORE_PATH=...] [AFTER=DIR]
 # BENCH_ONLY=scrape .venv/bin/python -m bench.watch`. Two `metrics --listen` servers (the earlier
 # tree and this one, exports as in bench/audit.py's compare), both on the same cluster with
-# `--cache 5s`, so their checks refresh during the run; then SCRAPES scrapes of each in turns
-# (ABAB), each timed, with the load average beside them.
+# `--cache 5s`, so their checks refresh during the run, and a bare server of fixed bytes (the floor);
+# then SCRAPES scrapes of each in turns (ABC, BCA, ...), each timed, with the load average beside.
 # ------------------------------------------------------------------------------------------------
 
 SCRAPES = 50 if QUICK else 200
+# The floor: a bare standard-library server answering the same way with fixed bytes, scraped in the
+# same turns: what this machine's scheduler allows at the moment, whatever the server does.
+FLOOR_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+BODY = b"# TYPE stackaudit_x gauge\\nstackaudit_x 1.0\\n" * 60
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", str(len(BODY))); self.end_headers()
+        self.wfile.write(BODY)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
 SCRAPE_GAP = 0.1  # seconds between two scrapes: 200 pairs span several cache refreshes
 
 
@@ -139,7 +153,7 @@ def tree_env(name: str) -> dict[str, str]:
 def scrape_latency() -> None:
     info = machine()
     state = Path(tempfile.mkdtemp(prefix="sa-bench-scrape-"))
-    times: dict[str, list[float]] = {"before": [], "after": []}
+    times: dict[str, list[float]] = {"before": [], "after": [], "floor": []}
     loads: list[float] = []
     servers: dict[str, subprocess.Popen[bytes]] = {}
     with running_cluster(18) as cluster:
@@ -147,17 +161,19 @@ def scrape_latency() -> None:
                   "--state-dir", str(state)]
         urls = {}
         try:
+            python = str(Path(STACKAUDIT).parent / "python")
             for name in times:
                 port = free_port()
-                python = str(Path(STACKAUDIT).parent / "python")
+                args = ([python, "-c", FLOOR_SERVER, str(port)] if name == "floor" else
+                        [python, "-m", "stackaudit", "metrics", "--listen", f"127.0.0.1:{port}", *common])
                 servers[name] = subprocess.Popen(  # cwd "/": the tree on PYTHONPATH, not this checkout
-                    [python, "-m", "stackaudit", "metrics", "--listen", f"127.0.0.1:{port}", *common],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=tree_env(name), cwd="/")
+                    args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=tree_env(name), cwd="/")
                 urls[name] = f"http://127.0.0.1:{port}/metrics"
             for name, url in urls.items():  # the first scrape waits for the first check: not counted
                 wait_for_first(url, servers[name])
+            names = list(times)
             for turn in range(SCRAPES):
-                for name in (("before", "after") if turn % 2 == 0 else ("after", "before")):
+                for name in names[turn % 3:] + names[:turn % 3]:  # each one first in turn
                     times[name].append(scrape(urls[name])[0])
                     time.sleep(SCRAPE_GAP)
                 loads.append(os.getloadavg()[0])
