@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -142,4 +144,6 @@ def print_rows(rows_out: dict[str, list[dict[str, float]]], sizes: dict[str, int
 
 
 if __name__ == "__main__":
+    # started in the background, SIGINT is ignored: SIGTERM then ends the run through its cleanup
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
