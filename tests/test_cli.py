@@ -192,6 +192,35 @@ PRIORITY_PROBE = ("import os, psutil\n"
                   "print(os.getpriority(os.PRIO_PROCESS, 0), int(psutil.Process().ionice().ioclass))")
 
 
+# Records the priority when the CLI framework is first imported, then runs a real `stackaudit audit`.
+IMPORT_PRIORITY_PROBE = """
+import os, sys
+seen = []
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "typer" and not seen:
+            seen.append(os.getpriority(os.PRIO_PROCESS, 0))
+sys.meta_path.insert(0, Watch())
+sys.argv = ["stackaudit", "audit", "--sources", "host", "--format", "json"]
+from stackaudit.__main__ import main
+try:
+    main()
+except SystemExit:
+    pass
+print("PRIORITY", seen[0])
+"""
+
+
+def test_an_audit_is_below_the_services_before_its_imports(tmp_path: Path) -> None:
+    """The CLI framework and the collectors are imported at the lower priority too (they are a third
+    of an audit's CPU): `stackaudit.__main__` lowers it first."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_PRIORITY_PROBE], capture_output=True, text=True,
+                          env={**os.environ, "STACKAUDIT_NICE": "1", "STACKAUDIT_STATE_DIR": str(tmp_path)},
+                          cwd=tmp_path, timeout=120)
+    lowered = max(10, os.getpriority(os.PRIO_PROCESS, 0))
+    assert done.stdout.splitlines()[-1] == f"PRIORITY {lowered}", done.stderr
+
+
 def test_observing_commands_run_below_the_services_unless_told_not_to() -> None:
     import psutil
 
