@@ -7,6 +7,8 @@ are a third of an audit's CPU), and the commands do again (idempotent) for other
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 OBSERVING_COMMANDS = ("audit", "collect", "check")
 
@@ -20,8 +22,27 @@ def below_the_services() -> None:
     try:
         if os.getpriority(os.PRIO_PROCESS, 0) < 10:
             os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0))
+        own_autogroup()
         import psutil  # lazy: start-up
 
         psutil.Process().ionice(psutil.IOPRIO_CLASS_IDLE)
     except (OSError, AttributeError, ValueError):
         pass  # not Linux, or not allowed: the audit still runs, at the priority it was given
+
+
+def own_autogroup(autogroup: Path = Path("/proc/self/autogroup")) -> bool:
+    """With the kernel's autogroup scheduling (sched_autogroup_enabled, on in most distributions),
+    CPU is shared between sessions first and nice only orders the tasks of one session: a niced
+    audit still took its session's full share beside the database's session. Run from a script,
+    cron or a service (stdin not a terminal), it becomes a session of its own and gives that
+    session nice 10 (sched(7), "The autogroup feature"). On a terminal it stays in the user's
+    session (Ctrl-C must reach it), as does a process that cannot have its own: True when done."""
+    if not autogroup.exists() or sys.stdin is None or sys.stdin.isatty():
+        return False
+    if os.getsid(0) != os.getpid():
+        try:
+            os.setsid()
+        except OSError:
+            return False  # a process group leader (a shell's job): its session is the user's
+    autogroup.write_text("10")
+    return True
