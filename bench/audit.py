@@ -604,6 +604,68 @@ def compare_table(sizes: list[dict[str, Any]]) -> str:
                   "load (1 min)"], rows)
 
 
+def priority_beside() -> None:
+    """`BENCH_ONLY=priority DSN=... DOCKER_HOST=... PGDATA=...` against the host `BENCH_ONLY=hold`
+    keeps up: pgbench alone, beside back-to-back audits at normal priority (STACKAUDIT_NICE=0) and
+    beside audits at their default priority, in turns (the order rotated each round)."""
+    import types
+
+    dsn, data = os.environ["DSN"], Path(os.environ["PGDATA"])
+    pid_lines = (data / "postmaster.pid").read_text().splitlines()
+    cluster = types.SimpleNamespace(os_user=data.owner(), socket_dir=Path(pid_lines[4]),
+                                    port=int(pid_lines[3]))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench")
+        conn.execute("CREATE DATABASE bench")
+    from stackaudit.localpg import embedded_bin_dir
+
+    base = ["runuser", "-u", cluster.os_user, "--", str(embedded_bin_dir() / "pgbench"), "-h",
+            str(cluster.socket_dir), "-p", str(cluster.port), "-U", "postgres"]
+    subprocess.run([*base, "-i", "-s", "5", "-q", "bench"], capture_output=True, check=True)
+    normal = {**os.environ, "STACKAUDIT_NICE": "0"}
+    modes: dict[str, tuple[dict[str, str], tuple[str, ...]] | None] = {
+        "alone": None,
+        "audits, normal priority (STACKAUDIT_NICE=0)": (normal, ()),
+        "audits, nice 10 + idle I/O only (the earlier default)":
+            (normal, ("nice", "-n", "10", "ionice", "-c", "3")),
+        "audits, default (own session at autogroup nice 10)": ({**os.environ, "STACKAUDIT_NICE": "1"}, ()),
+    }
+    tps: dict[str, list[float]] = {m: [] for m in modes}
+    loads: list[float] = []
+    audits: dict[str, int] = {m: 0 for m in modes}
+    names = list(modes)
+    for turn in range(int(os.environ.get("PGBENCH_ROUNDS", "3"))):
+        for mode in names[turn % len(names):] + names[:turn % len(names)]:
+            stop = threading.Event()
+            how = modes[mode]
+
+            def loop(how: tuple[dict[str, str], tuple[str, ...]] | None = how, mode: str = mode,
+                     stop: threading.Event = stop) -> None:
+                while how is not None and not stop.is_set():
+                    env, prefix = how
+                    subprocess.run([*prefix, STACKAUDIT, "audit", "--pg", dsn, "--format", "json", "--out",
+                                    "/var/tmp/sa-bench-audit-loop.json", "--state-dir",
+                                    "/var/tmp/sa-bench-audit-state"], env=env, capture_output=True,
+                                   stdin=subprocess.DEVNULL)
+                    audits[mode] += 1
+
+            thread = threading.Thread(target=loop)
+            thread.start()
+            out = subprocess.run([*base, "-n", "-c", "4", "-j", "2", "-T", str(PGBENCH_SECONDS), "bench"],
+                                 capture_output=True, text=True, check=True).stdout
+            stop.set()
+            thread.join()
+            tps[mode].append(float(re.search(r"tps = ([\d.]+) \(without", out).group(1)))  # type: ignore[union-attr]
+            loads.append(os.getloadavg()[0])
+            log(f"  {mode}: {tps[mode][-1]:.0f} TPS (load {loads[-1]:.1f})")
+    alone = statistics.median(tps["alone"])
+    rows = [[m, " / ".join(f"{t:.0f}" for t in tps[m]), f"{statistics.median(tps[m]):.0f}",
+             f"{statistics.median(tps[m]) / alone:.2f}x", str(audits[m])] for m in modes]
+    print(table(["pgbench (TPC-B, 4 clients)", "TPS per round", "median", "vs alone", "audits run"], rows))
+    print(f"load average (1 min) after each run: {min(loads):.1f}-{max(loads):.1f}")
+    log(f"raw results: {save('audit-priority', {'tps': tps, 'audits': audits, 'load_1m': loads})}")
+
+
 def hold() -> None:
     """`BENCH_ONLY=hold`: build the 1x host, print DOCKER_HOST and the DSN, and keep both running
     until interrupted, so the audit can be profiled by hand (py-spy, -X importtime, time -v)."""
@@ -626,5 +688,5 @@ def hold() -> None:
 if __name__ == "__main__":
     # started in the background, SIGINT is ignored: SIGTERM then ends the run through its cleanup
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    MODES = {"postgres": postgres_only, "hold": hold, "compare": compare}
+    MODES = {"postgres": postgres_only, "hold": hold, "compare": compare, "priority": priority_beside}
     MODES.get(os.environ.get("BENCH_ONLY", ""), main)()
