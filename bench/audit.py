@@ -581,6 +581,21 @@ def compare() -> None:
     log(f"raw results: {path}")
 
 
+def compare_held() -> None:
+    """`BENCH_ONLY=compare-held DSN=... DOCKER_HOST=... PGDATA=... STEP=4 BEFORE=... AFTER=...`: the
+    same turns against the host `BENCH_ONLY=hold` keeps up (no build; STEP says its size)."""
+    import types
+
+    engine = types.SimpleNamespace(host=os.environ["DOCKER_HOST"])
+    step = int(os.environ.get("STEP", "1"))
+    host = types.SimpleNamespace(engine=engine, have=target(step))
+    env = dict(os.environ)
+    size = compare_size(host, os.environ["DSN"], env, step, Path(os.environ["PGDATA"]))  # type: ignore[arg-type]
+    print(compare_table([size]))
+    print(f"\nseconds by source, this tree: {size['after_seconds_by_source']}")
+    log(f"raw results: {save('audit-compare-held', {'machine': machine(), 'sizes': [size]})}")
+
+
 def compare_table(sizes: list[dict[str, Any]]) -> str:
     rows = []
     for s in sizes:
@@ -688,5 +703,6 @@ def hold() -> None:
 if __name__ == "__main__":
     # started in the background, SIGINT is ignored: SIGTERM then ends the run through its cleanup
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    MODES = {"postgres": postgres_only, "hold": hold, "compare": compare, "priority": priority_beside}
+    MODES = {"postgres": postgres_only, "hold": hold, "compare": compare, "priority": priority_beside,
+             "compare-held": compare_held}
     MODES.get(os.environ.get("BENCH_ONLY", ""), main)()
