@@ -34,10 +34,10 @@ import pytest
 from stackaudit.backups.dump import BackupError
 from stackaudit.backups.manifest import inventory
 from stackaudit.backups.mysql_dump import backup_database, choose_tools, run_drills
+from stackaudit.localmysql import server_user_args
 from stackaudit.localpg import free_port
 from stackaudit.mysqlconn import parse_url
 from tests.mariadb_image import DATADIR, IMAGE, build_image
-from tests.mysql_server import _user_args
 from tests.services import DockerEngine
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -90,7 +90,7 @@ def _wait_and_secure(engine: DockerEngine) -> None:
 def served(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerised]:
     build_image(docker_engine.host, tmp_path_factory.mktemp("mariadb-image"))
     directory = Path(tempfile.mkdtemp(prefix="sa-mariadb-ct-"))
-    user = _user_args(directory)
+    user = server_user_args(directory)
     install = subprocess.run(["mariadb-install-db", "--no-defaults", *user, f"--datadir={directory}/data",
                               "--auth-root-authentication-method=normal", "--skip-test-db"],
                              capture_output=True, text=True, check=False)
