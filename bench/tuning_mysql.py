@@ -46,7 +46,8 @@ def _env(name: str, default: str) -> str:
 
 
 # Every size can be overridden (SA_BENCH_HOSTS=4,23 in GiB; SA_BENCH_TABLES and SA_BENCH_ROWS, one
-# value for all hosts or one per host in the same order; SA_BENCH_SECONDS, SA_BENCH_ROUNDS).
+# value for all hosts or one per host in the same order; SA_BENCH_SECONDS, SA_BENCH_ROUNDS,
+# SA_BENCH_WORKLOADS=oltp_read_only for a rerun of one workload).
 # The full run: 4 tables x 1M rows (~0.9 GB, 7x the default pool) on the 4 GiB host, 8 x 2M (~3.6 GB,
 # 28x the default pool, more than a 4 GiB host could cache) on the 23 GiB host.
 HOSTS = tuple(int(g) * GiB for g in _env("HOSTS", "4" if QUICK else "4,23").split(","))
@@ -62,7 +63,7 @@ TABLE_SIZE = _per_host("ROWS", "100000" if QUICK else "1000000,2000000")
 SECONDS = int(_env("SECONDS", "20" if QUICK else "60"))
 ROUNDS = int(_env("ROUNDS", "2" if QUICK else "3"))
 THREADS = 8
-WORKLOADS = ("oltp_read_only", "oltp_read_write")
+WORKLOADS = tuple(_env("WORKLOADS", "oltp_read_only,oltp_read_write").split(","))
 CONFIGS = ("defaults", "mysqltuner", "stackaudit")
 PASSWORD = "bench-pw-5e1"
 SECURE = (f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{PASSWORD}'; CREATE USER IF NOT EXISTS "
@@ -291,7 +292,7 @@ def summary(result: dict[str, Any]) -> str:
             cells.append(f"{worst_bytes / GiB:.2f} GiB {verdict}")
             loads = [r["load_average"][k][0] for r in runs for k in ("before", "after")]
             cells.append(f"{min(loads):.1f}-{max(loads):.1f}")
-            cells.append(" / ".join("{:.0f}-{:.0f}".format(*(r["tps"][w] for w in WORKLOADS)) for r in runs))
+            cells.append(" / ".join("-".join(f"{r['tps'][w]:.0f}" for w in WORKLOADS) for r in runs))
             rows.append(cells)
         medians = {name: {w: _median(host, name, w) for w in WORKLOADS} for name in CONFIGS}
         lines.append(f"Host {host['memory_bytes'] // GiB} GiB, {host['tables']} x {host['table_size']} rows "
