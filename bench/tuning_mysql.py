@@ -69,7 +69,7 @@ PASSWORD = "bench-pw-5e1"
 SECURE = (f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{PASSWORD}'; CREATE USER IF NOT EXISTS "
           f"'root'@'127.0.0.1'; ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; "
           "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE sbtest;")
-ADJUST = re.compile(r"^([a-z_]+)\s*(?:should be\s*)?\((>=|>|=|~|<=)\s*([\d.]+)\s*([KMG]?)\)")
+ADJUST = re.compile(r"^([a-z_]+)\s*(?:should be\s*)?\((>=|>|=|~|<=)\s*([\d.]+)\s*([KMG]?)[),]")
 ASSIGN = re.compile(r"^([a-z_]+)\s*=\s*([A-Za-z0-9_]+)$")
 UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
 # Client rows MySQLTuner 1.9.9 divides by, when MariaDB 10.11.19 says 0 (see the module's doc).
