@@ -19,7 +19,7 @@ demo: venv
 
 # The same with a throwaway MariaDB (Debian's mariadb-server on loopback) instead of PostgreSQL.
 demo-mariadb: venv
-	./scripts/install-system-deps.sh
+	./scripts/install-system-deps.sh --mariadb
 	$(BIN)/pip install -q .
 	$(BIN)/stackaudit demo --mysql --out-dir .
 
