@@ -54,6 +54,7 @@ from stackaudit.redact import (
     note_names,
     redact_value,
     remember,
+    remember_env,
     scrub_data,
     secret_part,
     weak_reason,
@@ -114,6 +115,8 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
         project, environments = loaded
         projects.append(project)
         private_env[project["name"]] = environments
+        for service, environment in environments.items():
+            remember_env(f"compose:{project['name']}/{service}", environment)
     if failed and not projects:
         raise SourceUnavailable(f"no compose project could be read: {'; '.join(failed)}")
     ctx.private["compose_env"] = private_env
