@@ -23,8 +23,8 @@ from typing import Any
 
 from stackaudit import __version__
 from stackaudit.config import ALL_SOURCES, Settings
-from stackaudit.model import CollectionError, to_jsonable
 from stackaudit.facts.fingerprints import fingerprints, fleet_key
+from stackaudit.model import CollectionError, to_jsonable
 from stackaudit.redact import remember, scrub_data, secret_places
 
 FACTS_SCHEMA_VERSION = 1
@@ -106,7 +106,8 @@ def _fingerprints_of(value: Any) -> list[dict[str, str]] | None:
     if not isinstance(value, list):
         return None
     return [{"where": e["where"], "fingerprint": e["fingerprint"]} for e in value
-            if isinstance(e, dict) and isinstance(e.get("where"), str) and isinstance(e.get("fingerprint"), str)]
+            if isinstance(e, dict) and isinstance(e.get("where"), str)
+            and isinstance(e.get("fingerprint"), str)]
 
 
 @dataclass
