@@ -64,9 +64,9 @@ def _terminal_parts(report: FleetReport) -> list[object]:
 
 def _hosts_table(report: FleetReport) -> Table:
     table = Table(title="Hosts by severity", expand=True)
-    table.add_column("host", overflow="fold", ratio=2)
+    table.add_column("host", overflow="fold", ratio=1)
     table.add_column("status", no_wrap=True)
-    table.add_column("collected", overflow="fold", ratio=1)
+    table.add_column("collected", no_wrap=True)
     for severity in sorted(Severity, reverse=True):
         table.add_column(_ABBREVIATIONS[severity.label()], justify="right", no_wrap=True)
     for host in report.hosts:

@@ -189,7 +189,8 @@ def host_report(folder: HostFolder, settings: Settings, stale_after_seconds: flo
     error = folder.last_error
     taken = folder.snapshot_time
     if error is not None and (taken is None or error["failed_at"] > taken):
-        host.reason = f"{error['stage']} failed at {error['failed_at'].isoformat()}: {error['reason']}"
+        when = error["failed_at"].strftime("%Y-%m-%d %H:%M UTC")
+        host.reason = f"{error['stage']} ({when}): {error['reason']}"
     elif taken is None:
         host.reason = "no snapshot yet"
     elif (now - taken).total_seconds() > stale_after_seconds:
