@@ -245,16 +245,20 @@ def forget_all() -> None:
 
 
 def redact_dsn(text: str) -> str:
-    """postgres://u:pw@h/db -> postgres://u:***@h/db; `password=pw` -> `password=***`."""
-    for match in _URL_WITH_PASSWORD.finditer(text):
-        remember(match.group(3))
-    for match in _KEYWORD_PASSWORD.finditer(text):
-        remember(match.group(2).strip("'"))
-    for match in _FLAG_PASSWORD.finditer(text):
-        remember(match.group(2))
-    text = _URL_WITH_PASSWORD.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
-    text = _KEYWORD_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    return _FLAG_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    """postgres://u:pw@h/db -> postgres://u:***@h/db; `password=pw` -> `password=***`.
+
+    Each pattern is searched once and replaces only when it matched: a fleet report scrubs
+    megabytes of text in which nothing matches."""
+    urls = [m.group(3) for m in _URL_WITH_PASSWORD.finditer(text)]
+    keywords = [m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(text)]
+    flags = [m.group(2) for m in _FLAG_PASSWORD.finditer(text)]
+    for value in urls + keywords + flags:
+        remember(value)
+    if urls:
+        text = _URL_WITH_PASSWORD.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
+    if keywords:
+        text = _KEYWORD_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return _FLAG_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text) if flags else text
 
 
 def without_dotenv_values(message: str) -> str:
