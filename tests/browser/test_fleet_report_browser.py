@@ -38,7 +38,7 @@ def test_heatmap_and_host_findings(browser: Browser, fleet_file: str) -> None:
     heatmap = page.locator("table.heatmap")
     assert heatmap.is_visible()
     assert heatmap.locator("tbody tr").count() == 6
-    assert heatmap.locator("td.sev-medium").count() >= 1  # SYS004 on the loaded hosts
+    assert heatmap.locator("td.heat-medium").count() >= 1  # SYS004 on the loaded hosts
     page.get_by_role("link", name="web-3.example.org").click()
     assert page.evaluate("location.hash") == "#host-3"
     page.get_by_role("button", name="Expand all findings").click()
