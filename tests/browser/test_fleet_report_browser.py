@@ -40,7 +40,7 @@ def test_heatmap_and_host_findings(browser: Browser, fleet_file: str) -> None:
     assert heatmap.locator("tbody tr").count() == 6
     assert heatmap.locator("td.heat-medium").count() >= 1  # SYS004 on the loaded hosts
     page.get_by_role("link", name="web-3.example.org").click()
-    assert page.evaluate("location.hash") == "#host-3"
+    page.wait_for_function("location.hash === '#host-3'")  # waits on a loaded machine, fails if never
     page.get_by_role("button", name="Expand all findings").click()
     assert page.locator("details.finding[open]").count() == page.locator("details.finding").count() > 0
     assert [u for u in requests if not u.startswith("file:")] == []
