@@ -46,6 +46,7 @@ from stackaudit.facts.envfile import (
     references,
 )
 from stackaudit.facts.redisfiles import redis_from_files
+from stackaudit.facts.secretfiles import remember_secret_files
 from stackaudit.images import classify_project, parse_image
 from stackaudit.redact import (
     REDACTED,
@@ -209,6 +210,7 @@ def load_project(
     if model is None:
         return None
     literal = literal_secrets(builtin.raw_files, (spec.dir.name,))
+    remember_secret_files(model, spec.dir, error)
     origins = service_origins(builtin.raw_files, spec.dir)
     return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
                           (origins, invalid))

@@ -90,3 +90,18 @@ def test_fingerprints_survive_a_round_trip_and_old_snapshots_have_none() -> None
     assert Facts.from_json(old).secret_fingerprints is None
     odd = {**old, "secret_fingerprints": [{"where": 1}, "x", {"where": "w", "fingerprint": "f"}]}
     assert Facts.from_json(odd).secret_fingerprints == [{"where": "w", "fingerprint": "f"}]
+
+
+def test_a_compose_secrets_file_is_fingerprinted_never_stored(tmp_path: Path) -> None:
+    directory = tmp_path / "vault"
+    (directory / "secrets").mkdir(parents=True)
+    (directory / "secrets" / "db_password.txt").write_text(CANARY + "\n", encoding="utf-8")
+    (directory / "compose.yml").write_text(
+        "services:\n  db:\n    image: postgres:16\n    secrets: [db_password]\n    environment:\n"
+        "      POSTGRES_PASSWORD_FILE: /run/secrets/db_password\n"
+        "secrets:\n  db_password:\n    file: ./secrets/db_password.txt\n", encoding="utf-8")
+    output, payload = collect(directory, KEY)
+    assert CANARY not in output
+    places = {e["where"]: e["fingerprint"] for e in payload["secret_fingerprints"]}  # type: ignore[attr-defined]
+    expected = hmac.new(bytes.fromhex(KEY), CANARY.encode(), hashlib.sha256).hexdigest()[:16]
+    assert places == {f"compose:{directory}/secrets/db_password.txt:db_password": expected}
