@@ -49,6 +49,8 @@ class HostReport:
     collected_at: str | None = None
     snapshot: str | None = None  # file name of the newest snapshot
     reason: str | None = None  # why failed or stale; None when ok
+    stage: str | None = None  # last-error.json's, when that error is the host's status
+    failed_at: str | None = None
     findings: list[Finding] = field(default_factory=list)
     audited: bool = False  # a snapshot was read and audited (its findings count)
     # (what, subject) -> (value, chosen): what drift compares; `chosen` says someone set it
@@ -62,6 +64,7 @@ class HostReport:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "groups": list(self.groups),
                 "collected_at": self.collected_at, "snapshot": self.snapshot, "reason": self.reason,
+                "stage": self.stage, "failed_at": self.failed_at,
                 "audited": self.audited, "severity_counts": self.counts(),
                 "findings": to_jsonable(self.findings)}
 
@@ -190,6 +193,7 @@ def host_report(folder: HostFolder, settings: Settings, stale_after_seconds: flo
     taken = folder.snapshot_time
     if error is not None and (taken is None or error["failed_at"] > taken):
         when = error["failed_at"].strftime("%Y-%m-%d %H:%M UTC")
+        host.stage, host.failed_at = error["stage"], error["failed_at"].isoformat()
         host.reason = f"{error['stage']} ({when}): {error['reason']}"
     elif taken is None:
         host.reason = "no snapshot yet"

@@ -58,6 +58,9 @@ def test_statuses_ok_stale_failed_and_recovered(tmp_path: Path, base: dict[str, 
     assert hosts["broke"]["reason"].startswith("unreachable (")
     assert hosts["broke"]["reason"].endswith("): ssh: connect to host 127.0.0.9 port 22: Connection refused")
     assert hosts["broke"]["findings"]  # the older snapshot is still audited
+    assert hosts["broke"]["stage"] == "unreachable"
+    assert hosts["broke"]["failed_at"] == (NOW - timedelta(hours=1)).isoformat()
+    assert hosts["recovered"]["stage"] is None and hosts["old"]["failed_at"] is None
     assert hosts["never"]["reason"].endswith("no python3 on the host")
     assert hosts["never"]["audited"] is False and hosts["never"]["collected_at"] is None
     assert hosts["fresh"]["reason"] is None and hosts["recovered"]["reason"] is None
