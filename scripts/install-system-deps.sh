@@ -11,6 +11,7 @@ test_packages+=(openssh-client)  # ssh-keygen: real OpenSSH private keys for the
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
+[ "${1:-}" = "--mariadb" ] && want+=(mariadb-server)  # make demo-mariadb
 
 missing=()
 for pkg in "${want[@]}"; do
