@@ -105,3 +105,12 @@ def test_a_compose_secrets_file_is_fingerprinted_never_stored(tmp_path: Path) ->
     places = {e["where"]: e["fingerprint"] for e in payload["secret_fingerprints"]}  # type: ignore[attr-defined]
     expected = hmac.new(bytes.fromhex(KEY), CANARY.encode(), hashlib.sha256).hexdigest()[:16]
     assert places == {f"compose:{directory}/secrets/db_password.txt:db_password": expected}
+
+
+def test_dsn_passwords_given_on_the_command_line_are_fingerprinted(tmp_path: Path) -> None:
+    result = run("collect", "--sources", "postgres,redis", "--pg", f"postgresql://app:{CANARY}@127.0.0.1:1/app",
+                 "--redis", f"redis://:{CANARY}@127.0.0.1:1/0", env={"STACKAUDIT_FLEET_KEY": KEY})
+    assert result.returncode == 2  # nothing answers on port 1
+    assert CANARY not in result.stdout + result.stderr
+    places = {e["where"] for e in json.loads(result.stdout)["secret_fingerprints"]}
+    assert places == {"postgres:--pg", "redis:--redis"}
