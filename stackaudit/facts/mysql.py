@@ -63,6 +63,7 @@ def discover(ctx: CollectContext, home: Path | None = None) -> list[Target]:
             target = parse_url(ctx.settings.mysql_url)
         except MysqlUrlError as exc:
             raise SourceUnavailable(str(exc)) from None
+        remember(target.password, "mysql:--mysql")
         target.project, target.service = _service_for_port(ctx, target.port)
         return [target]
     stack = list(stack_targets(ctx))
