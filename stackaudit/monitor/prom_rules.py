@@ -25,6 +25,12 @@ from stackaudit.monitor import DAY_SECONDS
 PG_CONNECTIONS_RATIO = 0.9
 CHECK_STALE_SECONDS = 2 * 3600  # a 30-minute check that has not run for two hours is broken
 NODE_FS = 'fstype!~"tmpfs|overlay|squashfs|ramfs|nsfs",mountpoint!~"/run.*|/boot.*"'
+# Every alert names its host: with many hosts (`stackaudit fleet prometheus`) an alert without it
+# says nothing. `instance` is the scrape target's label; a metric's own `instance` label (the Redis or
+# MariaDB server) arrives as `exported_instance`, as Prometheus renames a clash when honor_labels is
+# false (its default): https://prometheus.io/docs/prometheus/latest/configuration/configuration/
+INSTANCE = "{{ $labels.instance }}"
+SERVER = "{{ $labels.exported_instance }}"
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class AlertRule:
             "for": self.for_,
             "labels": {"severity": self.severity, "code": self.code},
             "annotations": {
-                "summary": self.summary,
+                "summary": self.summary if INSTANCE in self.summary else f"{self.summary} on {INSTANCE}",
                 "description": self.description,
                 "explain": f"stackaudit explain {self.code}",
             },
@@ -159,7 +165,7 @@ def service_rules(settings: Settings) -> Iterator[AlertRule]:
         "MY101",
         f"stackaudit_mysql_connections_used_ratio >= {mysql:g}",
         "warning",
-        "MariaDB/MySQL {{ $labels.instance }} uses {{ $value | humanizePercentage }} of max_connections",
+        f"MariaDB/MySQL {SERVER} on {INSTANCE} uses {{{{ $value | humanizePercentage }}}} of max_connections",
         f"Sessions at or above {mysql * 100:g}% of max_connections: new ones will soon be refused.",
     )
     redis = settings.threshold("RDS003", "used_ratio")
@@ -168,7 +174,7 @@ def service_rules(settings: Settings) -> Iterator[AlertRule]:
         "RDS003",
         f"stackaudit_redis_memory_used_ratio >= {redis:g}",
         "warning",
-        "Redis {{ $labels.instance }} uses {{ $value | humanizePercentage }} of its limit",
+        f"Redis {SERVER} on {INSTANCE} uses {{{{ $value | humanizePercentage }}}} of its limit",
         f"Used memory at or above {redis * 100:g}% of maxmemory or the container limit.",
     )
     backup = settings.threshold("BAK001", "max_age_hours")
@@ -384,7 +390,7 @@ def dashboard(settings: Settings) -> dict[str, Any]:
         _panel(
             7,
             "Redis memory (RDS003)",
-            [(f"stackaudit_redis_memory_used_ratio{inst}", "{{instance}}")],
+            [(f"stackaudit_redis_memory_used_ratio{inst}", "{{exported_instance}}")],
             "percentunit",
             [(None, "green"), (settings.threshold("RDS003", "used_ratio"), "red")],
         ),
