@@ -81,7 +81,8 @@ def _playbook(root: Path) -> list[subprocess.CompletedProcess[str]]:
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_LOCAL_TEMP": str(root / "tmp"), "ANSIBLE_HOME": str(root / "ansible"),
            "ANSIBLE_PIPELINING": "True"}
-    command = [ansible_program("ansible-playbook"), "-i", str(root / "inventory.json"), str(root / "play.yml")]
+    command = [ansible_program("ansible-playbook"), "-i", str(root / "inventory.json"),
+               str(root / "play.yml")]
     # the second run (is it idempotent?) leaves out the host that fails anyway
     return [subprocess.run([*command, *limit], capture_output=True, text=True, env=env, timeout=600,
                            check=False) for limit in ([], ["--limit", "!nosystemd"])]
@@ -104,7 +105,8 @@ def recap(run: subprocess.CompletedProcess[str], host: str) -> dict[str, int]:
 def exec_start(unit: str) -> list[str]:
     """The command systemd runs: ExecStart= split as systemd does (quotes, %% and $$ undone)."""
     line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
-    return [word.replace("%%", "%").replace("$$", "$") for word in shlex.split(line.removeprefix("ExecStart="))]
+    words = shlex.split(line.removeprefix("ExecStart="))
+    return [word.replace("%%", "%").replace("$$", "$") for word in words]
 
 
 def verify(*units: Path) -> str:
