@@ -53,6 +53,7 @@ def fleet_prometheus(
     screen.print(table)
     if made.textfile_hosts:
         screen.print(f"textfile mode, scraped through node_exporter: {', '.join(made.textfile_hosts)}")
-    for path in written:
-        screen.print(f"wrote {path}")
-    screen.print(f"Check them: promtool check config {out / 'prometheus.yml'}")
+    screen.print("files written:")
+    for path in written:  # one path a line, never wrapped, so it can be copied
+        screen.print(f"  {path}", soft_wrap=True)
+    screen.print("`promtool check config prometheus.yml` checks the config and its rules there.")
