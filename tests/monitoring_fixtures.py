@@ -82,14 +82,16 @@ def running_prometheus(workdir: Path, rules: str) -> Iterator[PrometheusServer]:
 def prometheus_process(config: Path, workdir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """Prometheus with this config file, its data and log (prometheus.log) in `workdir`, serving on
     127.0.0.1:port; stopped on exit."""
-    with _server([PROMETHEUS_BIN, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-                  f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                 workdir / "prometheus.log") as process:
+    command = [PROMETHEUS_BIN, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    with server_process(command, workdir / "prometheus.log") as process:
         yield process
 
 
 @contextmanager
-def _server(command: list[str], log_file: Path) -> Iterator[subprocess.Popen[bytes]]:
+def server_process(command: list[str], log_file: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A program that runs until stopped, its output in `log_file`; terminated (killed after 20 s)
+    on exit."""
     with log_file.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -135,7 +137,7 @@ ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"  # Debian's prometheus-ale
 def alertmanager_process(config: Path, workdir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """Alertmanager with this config on 127.0.0.1:port, alone (no cluster port opened); stopped on
     exit. Its log is alertmanager.log in `workdir`."""
-    with _server([ALERTMANAGER_BIN, f"--config.file={config}", f"--storage.path={workdir / 'alertmanager'}",
-                  f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"],
-                 workdir / "alertmanager.log") as process:
+    command = [ALERTMANAGER_BIN, f"--config.file={config}", f"--storage.path={workdir / 'alertmanager'}",
+               f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"]
+    with server_process(command, workdir / "alertmanager.log") as process:
         yield process

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 from stackaudit.cli import app
 from stackaudit.localpg import free_port
 from tests.monitor.conftest import DISK_BYTES, SmallDisk
-from tests.monitoring_fixtures import alertmanager_process, api_get, prometheus_process
+from tests.monitoring_fixtures import alertmanager_process, api_get, prometheus_process, server_process
 
 pytestmark = pytest.mark.integration
 
@@ -85,15 +85,13 @@ def fast_copies(written: Path, run: Path, alertmanager_port: int) -> Path:
     return run / "prometheus.yml"
 
 
-def metrics_process(host: str, port: int, root: Path, mount: Path) -> subprocess.Popen[bytes]:
+def metrics_command(host: str, port: int, root: Path, mount: Path) -> list[str]:
+    """The host's `stackaudit metrics`, with a project whose config watches the host's disk."""
     project = root / host / "project"
     project.mkdir(parents=True)
     (project / "stackaudit.toml").write_text(f'[disk]\npaths = ["{mount}"]\n')
-    log = (root / host / "metrics.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "stackaudit", "metrics", "--listen", f"127.0.0.1:{port}", "-p", str(project),
-         "--sources", "host", "--state-dir", str(root / host / "state")],
-        stdout=log, stderr=subprocess.STDOUT)
+    return [sys.executable, "-m", "stackaudit", "metrics", "--listen", f"127.0.0.1:{port}",
+            "-p", str(project), "--sources", "host", "--state-dir", str(root / host / "state")]
 
 
 @pytest.fixture(scope="module")
@@ -114,21 +112,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             disk = stack.enter_context(tmpfs(root / host / "disk"))
             disk.fill(percent)
             mounts[host] = str(disk.path)
-            process = metrics_process(host, ports[host], root, disk.path)
-            stack.callback(_stop, process)
+            stack.enter_context(server_process(metrics_command(host, ports[host], root, disk.path),
+                                               root / host / "metrics.log"))
         stack.enter_context(alertmanager_process(root / "prom" / "alertmanager.yml", run, alertmanager_port))
         stack.enter_context(prometheus_process(config, run, prometheus_port))
         yield Fleet(f"http://127.0.0.1:{prometheus_port}", f"http://127.0.0.1:{alertmanager_port}",
                     {host: f"127.0.0.1:{port}" for host, port in ports.items()}, mounts, root / "prom")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def poll(what: str, probe: Callable[[], T | None]) -> T:
