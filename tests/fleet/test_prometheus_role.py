@@ -78,6 +78,7 @@ def _playbook(root: Path) -> list[subprocess.CompletedProcess[str]]:
         "- hosts: all\n  gather_facts: false\n  roles: [stackaudit_metrics]\n")
     for case in CASES:
         (root / case / "my 50% project").mkdir(parents=True)
+    (root / "timer" / "textfile").mkdir(mode=0o750)  # node_exporter's, already there: left as it is
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_LOCAL_TEMP": str(root / "tmp"), "ANSIBLE_HOME": str(root / "ansible"),
            "ANSIBLE_PIPELINING": "True"}
@@ -148,6 +149,7 @@ def test_the_textfile_mode_is_a_timer_on_systemd(applied: Applied) -> None:
     assert "OnCalendar=*:0/5" in applied.unit("timer", "stackaudit-metrics-textfile.timer")
     assert verify(*units.iterdir()) == ""
     assert not (applied.case("timer") / "cron.d" / "stackaudit-metrics").exists()
+    assert (applied.case("timer") / "textfile").stat().st_mode & 0o777 == 0o750
 
 
 def test_the_textfile_mode_is_a_cron_entry_without_systemd_and_it_writes_the_textfile(
