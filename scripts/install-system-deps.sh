@@ -12,6 +12,7 @@ test_packages+=(prometheus-alertmanager)  # fleet prometheus: amtool check-confi
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
+[ "${1:-}" = "--mariadb" ] && want+=(mariadb-server)  # make demo-mariadb
 
 missing=()
 for pkg in "${want[@]}"; do

@@ -23,10 +23,12 @@ from typing import Any
 
 from stackaudit import __version__
 from stackaudit.config import ALL_SOURCES, Settings
+from stackaudit.facts.fingerprints import fingerprints, fleet_key
 from stackaudit.model import CollectionError, to_jsonable
-from stackaudit.redact import scrub_data
+from stackaudit.redact import remember, scrub_data, secret_places
 
 FACTS_SCHEMA_VERSION = 1
+FLEET_KEY_WHERE = "STACKAUDIT_FLEET_KEY"
 
 
 class SourceUnavailable(Exception):
@@ -40,6 +42,8 @@ class Facts:
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[CollectionError] = field(default_factory=list)
     collected_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # {"where", "fingerprint"} per secret met, when STACKAUDIT_FLEET_KEY was set (facts/fingerprints.py)
+    secret_fingerprints: list[dict[str, str]] | None = None
 
     def has(self, source: str) -> bool:
         return source in self.data
@@ -56,13 +60,16 @@ class Facts:
         return "; ".join(reasons) if reasons else f"{source} was not collected"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        payload = {
             "schema_version": FACTS_SCHEMA_VERSION,
             "tool_version": __version__,
             "collected_at": self.collected_at,
             "data": scrub_data(self.data),
             "errors": scrub_data(to_jsonable(self.errors)),
         }
+        if self.secret_fingerprints is not None:
+            payload["secret_fingerprints"] = self.secret_fingerprints
+        return payload
 
     @classmethod
     def from_json(cls, payload: Any) -> Facts:
@@ -83,6 +90,7 @@ class Facts:
                                     e.get("invalid") is True)
                     for e in errors],
             collected_at=str(payload.get("collected_at", "")),
+            secret_fingerprints=_fingerprints_of(payload.get("secret_fingerprints")),
         )
 
     @classmethod
@@ -91,6 +99,15 @@ class Facts:
             return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"cannot read facts snapshot {path}: {exc}") from None
+
+
+def _fingerprints_of(value: Any) -> list[dict[str, str]] | None:
+    """The snapshot's fingerprints (entries of another shape left out); None when it has none."""
+    if not isinstance(value, list):
+        return None
+    return [{"where": e["where"], "fingerprint": e["fingerprint"]} for e in value
+            if isinstance(e, dict) and isinstance(e.get("where"), str)
+            and isinstance(e.get("fingerprint"), str)]
 
 
 @dataclass
@@ -150,7 +167,21 @@ def collect(settings: Settings, progress: Progress | None = None) -> Facts:
             run.finish(run.next_finished())
     finally:  # after an interrupt nothing more starts; running collectors end within their timeouts
         pool.shutdown(wait=False, cancel_futures=True)
-    return run.facts_in_order()
+    facts = run.facts_in_order()
+    add_fingerprints(facts)
+    return facts
+
+
+def add_fingerprints(facts: Facts, environ: dict[str, str] | None = None) -> None:
+    """The secrets this process met as keyed fingerprints, when the fleet gave a key."""
+    try:
+        key = fleet_key(environ)
+    except ValueError as exc:
+        facts.errors.append(CollectionError("fleet", FLEET_KEY_WHERE, str(exc)))
+        return
+    if key is not None:
+        remember(key.hex())  # the key is a secret too: scrubbed should it appear anywhere
+        facts.secret_fingerprints = fingerprints(key, secret_places())
 
 
 class _Run:

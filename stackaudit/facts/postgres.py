@@ -31,7 +31,7 @@ from stackaudit.facts import CollectContext, SourceUnavailable, local_servers
 from stackaudit.facts import postgres_sql as sql
 from stackaudit.images import service_product
 from stackaudit.peer import socket_owner
-from stackaudit.redact import redact_dsn, remember, scrub
+from stackaudit.redact import dsn_password, redact_dsn, remember, scrub
 
 SOURCE = "postgres"
 LOCAL_ORIGIN = "local cluster"
@@ -101,6 +101,7 @@ def find_target(ctx: CollectContext, environ: Mapping[str, str] | None = None) -
     environ = os.environ if environ is None else environ
     if ctx.settings.pg_dsn:
         redact_dsn(ctx.settings.pg_dsn)  # remembers the password for scrub()
+        remember(dsn_password(ctx.settings.pg_dsn), "postgres:--pg")
         return Target(ctx.settings.pg_dsn, "--pg", describe_conninfo(ctx.settings.pg_dsn))
     if any(environ.get(name) for name in ("PGHOST", "PGSERVICE", "PGDATABASE")):
         return Target("", "libpq environment", describe_environment(environ))

@@ -56,6 +56,7 @@ def discover(ctx: CollectContext) -> list[Target]:
     if not ctx.settings.redis_url:
         return stack
     target = Target(ctx.settings.redis_url)
+    remember(urlsplit(target.url).password, "redis:--redis")
     target.project, target.service = _stack_service_for_host(ctx.facts, urlsplit(target.url).hostname)
     same = next((s for s in stack if target.service and (s.project, s.service) == (target.project,
                                                                                     target.service)), None)
