@@ -247,6 +247,7 @@ TERMINAL_CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "schedule remove": (("schedule", "remove", "--dry-run", "--unit-dir", "{tmp}/units"), "stderr"),
     "monitoring rules": (("monitoring", "rules"), "ok"),
     "monitoring dashboard": (("monitoring", "dashboard"), "ok"),
+    "fleet prometheus": (("fleet", "prometheus", "-i", "web1,db1,", "--out", "{tmp}/prom"), "ok"),
     # these need a live target; without one they say so in one line, exit 2
     "backup": (("backup", "--pg", "postgresql://nobody@127.0.0.1:1/none", "--dest", "{tmp}/b"), "PostgreSQL"),
     "clean": (("clean",), "Docker engine"),

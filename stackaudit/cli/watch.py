@@ -36,7 +36,7 @@ from stackaudit.cli.common import (
 )
 from stackaudit.config import Settings
 from stackaudit.model import to_jsonable
-from stackaudit.monitor import MonitorOptions, parse_duration
+from stackaudit.monitor import METRICS_PORT, MonitorOptions, parse_duration
 from stackaudit.redact import remember
 from stackaudit.report.terminal import plain_console, styled, terminal_width
 
@@ -243,13 +243,14 @@ def watch(
 def _listen_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
-        fail(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9814")
+        fail(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:{METRICS_PORT}")
     return host.strip("[]"), int(port)
 
 
 @app.command()
 def metrics(
-    listen: Annotated[str | None, typer.Option("--listen", help="Serve /metrics on HOST:PORT.")] = None,
+    listen: Annotated[str | None, typer.Option(
+        "--listen", help=f"Serve /metrics on HOST:PORT (stackaudit's port is {METRICS_PORT}).")] = None,
     textfile: Annotated[
         Path | None, typer.Option("--textfile", help="Write stackaudit.prom into DIR and exit.")
     ] = None,
