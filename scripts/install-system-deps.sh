@@ -8,9 +8,11 @@ test_packages=(postgresql-15 postgresql-contrib redis-server docker.io container
                chromium busybox-static openssl git util-linux e2fsprogs
                pgbouncer time mariadb-server mariadb-client)  # time: /usr/bin/time -v, for make bench-*
 test_packages+=(openssh-client)  # ssh-keygen: real OpenSSH private keys for the SEC001/SEC002 tests
+test_packages+=(prometheus-alertmanager)  # fleet prometheus: amtool check-config, routes, a live Alertmanager
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
+[ "${1:-}" = "--mariadb" ] && want+=(mariadb-server)  # make demo-mariadb
 
 missing=()
 for pkg in "${want[@]}"; do
@@ -40,6 +42,10 @@ if command -v update-rc.d >/dev/null && [ -e /etc/init.d/mariadb ]; then
 fi
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl disable --now mariadb >/dev/null 2>&1 || true
+fi
+# Debian's prometheus-alertmanager enables a service of its own on 9093; the tests start their own.
+if [[ " ${missing[*]} " == *" prometheus-alertmanager "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
 fi
 # Debian's pgbouncer package enables a service of its own on 6432; the tests start their own.
 if [[ " ${missing[*]} " == *" pgbouncer "* ]] && [ -d /run/systemd/system ]; then

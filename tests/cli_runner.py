@@ -18,6 +18,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from stackaudit.cli import _load_commands, app
+from stackaudit.redact import forget_all
 
 Result = subprocess.CompletedProcess[str]
 
@@ -31,7 +32,10 @@ _load_commands()
 
 def invoke(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Result:
     """`stackaudit ARGS` in this process, in `cwd`, with `env` over the base environment. An
-    exception the CLI let through is added to stderr as its traceback, so "no Traceback" checks see it."""
+    exception the CLI let through is added to stderr as its traceback, so "no Traceback" checks see it.
+    Like a new process, the run starts with no remembered secrets (redact's registry, which the
+    snapshot's secret fingerprints are made of)."""
+    forget_all()
     before = os.getcwd()
     if cwd is not None:
         os.chdir(cwd)

@@ -66,8 +66,9 @@ from stackaudit.facts.compose.shape import (
     volume_shapes_of_service,
 )
 from stackaudit.facts.redisfiles import redis_from_files
+from stackaudit.facts.secretfiles import remember_secret_files
 from stackaudit.images import classify_project
-from stackaudit.redact import note_names
+from stackaudit.redact import note_names, remember_env
 
 __all__ = [
     "ALLOWED_TAGS", "COMPOSE_FILE_NAMES", "KNOWN_TOP_LEVEL", "LABEL_CONFIG_FILES", "LABEL_WORKING_DIR",
@@ -101,6 +102,8 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
         project, environments = loaded
         projects.append(project)
         private_env[project["name"]] = environments
+        for service, environment in environments.items():
+            remember_env(f"compose:{project['name']}/{service}", environment)
     if failed and not projects:
         raise SourceUnavailable(f"no compose project could be read: {'; '.join(failed)}")
     ctx.private["compose_env"] = private_env
@@ -157,6 +160,7 @@ def load_project(
     if model is None:
         return None
     literal = literal_secrets(builtin.raw_files, (spec.dir.name,))
+    remember_secret_files(model, spec.dir, error)
     origins = service_origins(builtin.raw_files, spec.dir)
     return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
                           (origins, invalid))
