@@ -8,6 +8,7 @@ test_packages=(postgresql-15 postgresql-contrib redis-server docker.io container
                chromium busybox-static openssl git util-linux e2fsprogs
                pgbouncer time mariadb-server mariadb-client)  # time: /usr/bin/time -v, for make bench-*
 test_packages+=(openssh-client)  # ssh-keygen: real OpenSSH private keys for the SEC001/SEC002 tests
+test_packages+=(openssh-server)  # sshd on loopback for the fleet collect tests (tests/sshd.py)
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
@@ -40,6 +41,10 @@ if command -v update-rc.d >/dev/null && [ -e /etc/init.d/mariadb ]; then
 fi
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl disable --now mariadb >/dev/null 2>&1 || true
+fi
+# Debian's openssh-server enables sshd on port 22; the fleet tests start their own on loopback.
+if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now ssh >/dev/null 2>&1 || true
 fi
 # Debian's pgbouncer package enables a service of its own on 6432; the tests start their own.
 if [[ " ${missing[*]} " == *" pgbouncer "* ]] && [ -d /run/systemd/system ]; then

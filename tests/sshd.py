@@ -43,10 +43,10 @@ class SshServer:
     def known_hosts(self) -> Path:
         return self.directory / "known_hosts"
 
-    def host_vars(self, address: str) -> str:
-        """The inventory variables that reach `address` through this server (INI syntax)."""
-        return (f"ansible_host={address} ansible_port={self.port} ansible_user={self.user} "
-                f"ansible_ssh_common_args='-F {self.ssh_config}'")
+    def host_vars(self, address: str) -> dict[str, str | int]:
+        """The inventory variables that reach `address` through this server."""
+        return {"ansible_host": address, "ansible_port": self.port, "ansible_user": self.user,
+                "ansible_ssh_common_args": f"-F {self.ssh_config}"}
 
     def trust_wrong_key(self, address: str) -> None:
         """known_hosts says `address` has another host key: ssh must refuse to connect there."""

@@ -27,8 +27,8 @@ def fleet_collect(
                      ] = None,
     vault_password_file: Annotated[Path | None, typer.Option(
         "--vault-password-file", help="Passed to ansible-playbook, for a vaulted stackaudit_pg_dsn.")] = None,
-    ask_vault_pass: Annotated[bool, typer.Option("--ask-vault-pass", help="Ansible asks for the vault password.")
-                              ] = False,
+    ask_vault_pass: Annotated[bool, typer.Option(
+        "--ask-vault-pass", help="Ansible asks for the vault password.")] = False,
     output_format: OutputOpt = Output.terminal,
 ) -> None:
     """Collect a redacted snapshot of every inventory host over SSH; exit 0 all, 1 some failed, 2 none.
@@ -51,7 +51,8 @@ def fleet_collect(
         if result.status == "collected":
             console.print(styled("✓", "green", f" {result.host} collected ({done[0]} done)"), highlight=False)
         else:
-            console.print(styled("✗", "red", f" {result.host} {result.stage}: {result.reason}"), highlight=False)
+            console.print(styled("✗", "red", f" {result.host} {result.stage}: {result.reason}"),
+                          highlight=False)
 
     console.print(f"collecting with Ansible into {out} …", highlight=False)
     try:

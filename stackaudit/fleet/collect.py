@@ -77,7 +77,7 @@ def collect(options: CollectOptions, on_result: Callable[[HostResult], None] = l
         options=options.ansible_options,
         extra_vars={"stackaudit_out": str(out), "stackaudit_build": house.build,
                     "stackaudit_wheelhouse": str(house.tar), "stackaudit_fleet_key_file": str(out / KEY_FILE),
-                    "stackaudit_controller_python": "%d.%d" % sys.version_info[:2]})
+                    "stackaudit_controller_python": "{}.{}".format(*sys.version_info[:2])})
     results: dict[str, HostResult] = {}
     known = {h.name for h in hosts}
     for event in runner.events(run):
@@ -89,7 +89,7 @@ def collect(options: CollectOptions, on_result: Callable[[HostResult], None] = l
         results[result.host] = result
         on_result(result)
     for host in sorted(known - set(results)):
-        missing = HostResult(host, "failed", stage="collect", reason="Ansible reported no result for this host")
+        missing = HostResult(host, "failed", stage="collect", reason="Ansible gave no result for the host")
         write_error(out, missing)
         results[host] = missing
         on_result(missing)

@@ -110,7 +110,8 @@ def _build(tar: Path, source: Path | None) -> None:
         wheels, seed = Path(work) / "wheels", Path(work) / "seed"
         pins = Path(work) / "constraints.txt"
         pins.write_text(constraints())
-        _pip_wheel(wheels, "--no-deps", str(source) if source is not None else f"{DISTRIBUTION}=={__version__}")
+        own_source = str(source) if source is not None else f"{DISTRIBUTION}=={__version__}"
+        _pip_wheel(wheels, "--no-deps", own_source)
         own = str(next(wheels.glob(f"{DISTRIBUTION}-*.whl")))
         deps = [own, "--constraint", str(pins)]
         if _seed_from_earlier(tar, seed):
@@ -137,7 +138,8 @@ def _pip_wheel(wheels: Path, *args: str) -> None:
     except (OSError, subprocess.TimeoutExpired) as error:
         raise FleetError(f"could not build the wheelhouse: {error}") from None
     if done.returncode != 0:
-        errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")] or done.stderr.splitlines()
+        lines = done.stderr.splitlines()
+        errors = [line for line in lines if line.startswith("ERROR")] or lines
         tail = " / ".join(errors[-3:]) or "no output"
         raise FleetError(f"pip could not build the wheelhouse of stackaudit {__version__}: {scrub(tail)}")
 

@@ -44,8 +44,9 @@ def reason_of(result: dict[str, Any]) -> str:
     if message and not message.startswith("non-zero return code"):
         return message
     for stream in ("stderr", "stdout"):
-        lines = [line for line in (ANSI.sub("", raw).strip() for raw in str(result.get(stream) or "").splitlines())
-                 if line and not SSH_NOISE.match(line)]
+        text = ANSI.sub("", str(result.get(stream) or ""))
+        stripped = (raw.strip() for raw in text.splitlines())
+        lines = [line for line in stripped if line and not SSH_NOISE.match(line)]
         if lines:
             return " / ".join(lines[-3:])
     return message or f"failed with return code {result.get('rc')}"
