@@ -69,7 +69,7 @@ def collect(options: CollectOptions, on_result: Callable[[HostResult], None] = l
             ) -> list[HostResult]:
     """Collect every host the inventory (and --limit) names; each result goes to `on_result` as it
     comes. A host that fails never stops the others; a run Ansible cannot start is a FleetError."""
-    hosts = read_inventory(options.inventory, options.limit)
+    hosts = read_inventory(options.inventory, options.limit, options.ansible_options)
     out = prepare(options.out, hosts)
     house = wheelhouse(options.cache)
     run = runner.PlaybookRun(
