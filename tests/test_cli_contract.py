@@ -177,6 +177,8 @@ JSON_CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "restore-drill": (("restore-drill", "--dest", "{tmp}/backups", "--format", "json"), "backup"),
     "apply": (("apply", "{tmp}/no-plan.json", "--format", "json"), "plan"),
     "rollback": (("rollback", "no-such-journal", "--format", "json"), "journal"),
+    "fleet collect": (("fleet", "collect", "-i", "{tmp}/no-inventory.ini", "--out", "{tmp}/fleet", "--format",
+                       "json"), "ansible-inventory"),
 }
 
 

@@ -13,7 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,23 +57,30 @@ def ansible_program(name: str) -> str:
     return found
 
 
-def read_inventory(inventory: Path, limit: str | None = None) -> list[InventoryHost]:
-    """The inventory's hosts (those `limit` selects), sorted by name."""
-    command = [ansible_program("ansible-inventory"), "-i", str(inventory), "--list"]
-    if limit:
-        command += ["--limit", limit]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=INVENTORY_TIMEOUT_S,
-                              env={**os.environ, **STRICT_INVENTORY}, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise FleetError(f"could not run ansible-inventory on {inventory}: {error}") from None
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise FleetError(f"ansible-inventory could not read {inventory}: {reason}")
-    try:
-        listing = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        raise FleetError(f"ansible-inventory printed no JSON for {inventory}") from None
+def read_inventory(inventory: Path, limit: str | None = None,
+                   options: Sequence[str] = ()) -> list[InventoryHost]:
+    """The inventory's hosts (those `limit` selects), sorted by name. `options` go to
+    ansible-inventory as they are (--vault-password-file FILE, --ask-vault-pass)."""
+    with tempfile.TemporaryDirectory(prefix="stackaudit-inventory-") as work:
+        # --output, not stdout: Ansible logs what it displays (log_path), and the listing holds every
+        # host variable, vaulted secrets decrypted.
+        listed = Path(work) / "inventory.json"
+        command = [ansible_program("ansible-inventory"), "-i", str(inventory), "--list",
+                   "--output", str(listed), *options]
+        if limit:
+            command += ["--limit", limit]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=INVENTORY_TIMEOUT_S,
+                                  env={**os.environ, **STRICT_INVENTORY}, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise FleetError(f"could not run ansible-inventory on {inventory}: {error}") from None
+        if done.returncode != 0:
+            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise FleetError(f"ansible-inventory could not read {inventory}: {reason}")
+        try:
+            listing = json.loads(listed.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            raise FleetError(f"ansible-inventory printed no JSON for {inventory}") from None
     hosts = hosts_of(listing)
     if not hosts:
         raise FleetError(f"no hosts in {inventory}" + (f" match --limit {limit}" if limit else ""))
