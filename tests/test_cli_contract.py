@@ -254,6 +254,9 @@ TERMINAL_CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "restore-drill": (("restore-drill", "--dest", "{tmp}/backups"), "backup"),
     "apply": (("apply", "{tmp}/no-plan.json"), "plan"),
     "rollback": (("rollback", "no-such-journal"), "journal"),
+    # its output over real hosts is tested in tests/fleet/test_collect.py (sshd fixture)
+    "fleet collect": (("fleet", "collect", "-i", "{tmp}/no-inventory.ini", "--out", "{tmp}/fleet"),
+                      "ansible-inventory"),
 }
 # Files they print (YAML, JSON, unit files) keep their own line lengths.
 FILE_CONTENT = {"monitoring rules", "monitoring dashboard", "schedule install"}
