@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo demo-mariadb test lint typecheck unit venv clean bench bench-deps bench-tuning bench-audit bench-watch bench-backup bench-tuning-mysql
+.PHONY: demo demo-mariadb test lint typecheck unit venv clean bench bench-deps bench-tuning bench-audit bench-watch bench-backup bench-tuning-mysql bench-fleet
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,9 @@ bench-watch: bench-deps
 
 bench-backup: bench-deps
 	QUICK=$(QUICK) $(BIN)/python -m bench.backup
+
+bench-fleet: bench-deps
+	QUICK=$(QUICK) $(BIN)/python -m bench.fleet
 
 clean:
 	rm -rf $(VENV) build *.egg-info report.md report.json report.html
