@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit venv clean bench bench-deps bench-tuning bench-audit bench-watch bench-backup bench-tuning-mysql
+.PHONY: demo demo-mariadb test lint typecheck unit venv clean bench bench-deps bench-tuning bench-audit bench-watch bench-backup bench-tuning-mysql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ demo: venv
 	./scripts/install-system-deps.sh
 	$(BIN)/pip install -q ".[demo]"
 	$(BIN)/stackaudit demo --out-dir .
+
+# The same with a throwaway MariaDB (Debian's mariadb-server on loopback) instead of PostgreSQL.
+demo-mariadb: venv
+	./scripts/install-system-deps.sh --mariadb
+	$(BIN)/pip install -q .
+	$(BIN)/stackaudit demo --mysql --out-dir .
 
 # Install everything the tests need (Debian packages, the package with its test extras) and run
 # lint, type checks and the whole suite. The fixtures start PostgreSQL 15 and 18, Redis, dockerd,

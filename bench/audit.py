@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +90,10 @@ class Host:
             conn.execute("ANALYZE")
 
 
-def time_v(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], int, str]:
+def time_v(args: list[str], env: dict[str, str] | None = None,
+           cwd: str | None = None) -> tuple[dict[str, float], int, str]:
     """One run under /usr/bin/time -v: wall, CPU (user + sys) and peak RSS; its exit code and stderr."""
-    result = run(["/usr/bin/time", "-v", *args], env=env)
+    result = run(["/usr/bin/time", "-v", *args], env=env, cwd=cwd)
     text = result.stderr
 
     def field(label: str) -> float:
@@ -229,7 +233,7 @@ def pgbench_beside_audits(cluster: Any, dsn: str, env: dict[str, str],
     results: dict[str, list[float]] = {"alone": [], "with audit": []}
     others: dict[str, list[float]] = {"alone": [], "with audit": []}
     audits_done = []
-    for _round in range(2):
+    for _round in range(int(os.environ.get("PGBENCH_ROUNDS", "2"))):
         for mode in ("alone", "with audit"):
             stop = threading.Event()
 
@@ -448,5 +452,257 @@ def print_postgres_rows(scaling: list[dict[str, Any]], locked: dict[str, Any]) -
           f"reported: {locked['errors']}")
 
 
+# ------------------------------------------------------------------------------------------------
+# Before / after (issue #17, leftovers): `BEFORE=DIR BENCH_ONLY=compare .venv/bin/python -m bench.audit`
+# DIR is an export of the earlier tree (`git archive <commit> | tar -x -C DIR`); BEFORE_PATH is put in
+# front of it on PYTHONPATH (the earlier dependency pins, e.g. `pip install --target` typer 0.29).
+# At each size the earlier and the current audit and `docker system df -v` run in turns (ABAB),
+# each audit under /usr/bin/time -v, with the load average recorded beside every run.
+# ------------------------------------------------------------------------------------------------
+
+COMPARE_ROUNDS = 3 if QUICK else 7
+
+
+def compare_env(base: dict[str, str], name: str) -> dict[str, str]:
+    """The environment that runs the `before` tree's stackaudit, or the `after` one: AFTER=DIR, an
+    export too, so editing the checkout during the run changes nothing (default: this checkout)."""
+    tree = os.environ.get("BEFORE") if name == "before" else os.environ.get("AFTER")
+    if not tree:
+        return base
+    extra = os.environ.get("BEFORE_PATH") if name == "before" else None
+    return {**base, "PYTHONPATH": ":".join(p for p in (extra, tree) if p)}
+
+
+def server_sessions(conn: psycopg.Connection[Any]) -> float:
+    """Sessions the cluster has had (pg_stat_database.sessions, PostgreSQL 14+)."""
+    row = conn.execute("SELECT coalesce(sum(sessions), 0) FROM pg_stat_database").fetchone()
+    return float(row[0]) if row else float("nan")
+
+
+def server_cpu_seconds(data_dir: Path) -> float:
+    """CPU used so far by the cluster's postmaster and its live backends (the audit's sessions end
+    with their audit, so they are counted through the postmaster's reaped children too)."""
+    import psutil
+
+    pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    parent = psutil.Process(pid)
+    for process in (parent, *parent.children(recursive=True)):
+        with suppress(psutil.Error):
+            t = process.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def compare_size(host: Host, dsn: str, env: dict[str, str], step: int,
+                 data_dir: Path | None = None) -> dict[str, Any]:
+    command = [str(Path(STACKAUDIT).parent / "python"), "-m", "stackaudit", "audit", "--pg", dsn,
+               "--format", "json", "--state-dir", "/var/tmp/sa-bench-audit-state"]
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    dfs: list[float] = []
+    counters = psycopg.connect(dsn, autocommit=True)  # one session for the counters, opened before
+    for turn in range(COMPARE_ROUNDS):
+        order = ("before", "after") if turn % 2 == 0 else ("after", "before")
+        for name in order:
+            out = f"/var/tmp/sa-bench-audit-{name}.json"
+            # cwd "/": python -m puts the working directory first on sys.path, before PYTHONPATH
+            counters.execute("SELECT pg_stat_statements_reset()")
+            sessions_before = server_sessions(counters)
+            server_before = server_cpu_seconds(data_dir) if data_dir else float("nan")
+            figures, code, stderr = time_v([*command, "--out", out], cwd="/",
+                                           env=compare_env(env, name))
+            server_after = server_cpu_seconds(data_dir) if data_dir else float("nan")
+            figures["server_cpu_s"] = server_after - server_before
+            time.sleep(0.5)  # a session's end reaches pg_stat_database when its backend exits
+            figures["sessions"] = server_sessions(counters) - sessions_before
+            figures["statements"] = float(counters.execute(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                "WHERE query NOT ILIKE '%pg_stat_statements%' AND query NOT ILIKE '%pg_stat_database%'"
+            ).fetchone()[0])  # type: ignore[index]
+            if code not in (0, 1):
+                raise RuntimeError(f"{name} audit failed ({code}): {stderr[-1500:]}")
+            figures["load_1m"] = os.getloadavg()[0]
+            runs[name].append(figures)
+            dfs.append(docker_df_seconds(host.engine))
+
+    counters.close()
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    result: dict[str, Any] = {"step": step, "size": dict(host.have), "docker_df_s": statistics.median(dfs),
+                              "raw": runs, "raw_df_s": dfs,
+                              "after_seconds_by_source": source_seconds(dsn, host.engine.host)}
+    for name in runs:
+        result[name] = {key: med(name, key)
+                        for key in ("wall_s", "cpu_s", "peak_rss_mib", "load_1m", "server_cpu_s", "sessions",
+                                    "statements")}
+        result[name]["over_df"] = result[name]["wall_s"] / result["docker_df_s"]
+    result["after_over_before"] = {k: result["after"][k] / result["before"][k]
+                                   for k in ("wall_s", "cpu_s", "peak_rss_mib")}
+    return result
+
+
+def compare() -> None:
+    before = os.environ.get("BEFORE")
+    if not before:
+        raise SystemExit("BEFORE=DIR (an export of the earlier tree) is needed")
+    info = machine()
+    log(f"machine {info}")
+    steps = tuple(int(s) for s in os.environ.get("STEPS", "1,4").split(","))
+    engine = start_docker_engine()
+    sizes: list[dict[str, Any]] = []
+    try:
+        with running_cluster(18) as cluster:
+            with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE app")
+                conn.execute("CREATE DATABASE bench")
+            dsn = cluster.dsn("app")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            env = {**os.environ, "DOCKER_HOST": engine.host}
+            host = Host(engine, dsn)
+            for step in steps:
+                host.grow(target(step))
+                log(f"built {host.have}; comparing")
+                sizes.append(compare_size(host, dsn, env, step, cluster.data_dir))
+                log(f"  {({k: v for k, v in sizes[-1].items() if k != 'raw'})}")
+            wanted = os.environ.get("PGBENCH", "1") == "1"
+            beside = pgbench_beside_audits(cluster, dsn, env) if wanted else None
+    finally:
+        engine.stop()
+    print(compare_table(sizes))
+    print("\nseconds by source, this tree (one in-process collect; sources overlap): "
+          + "; ".join(f"{s['step']}x: {s['after_seconds_by_source']}" for s in sizes))
+    if beside:
+        print(f"\n{render_pgbench(beside)} (the audit's default priority: nice 10, idle I/O class)")
+    path = save("audit-compare", {"machine": info, "quick": QUICK, "before": before, "sizes": sizes,
+                                  "pgbench_beside_audits": beside, "load_average_at_end": os.getloadavg()})
+    log(f"raw results: {path}")
+
+
+def compare_held() -> None:
+    """`BENCH_ONLY=compare-held DSN=... DOCKER_HOST=... PGDATA=... STEP=4 BEFORE=... AFTER=...`: the
+    same turns against the host `BENCH_ONLY=hold` keeps up (no build; STEP says its size)."""
+    import types
+
+    engine = types.SimpleNamespace(host=os.environ["DOCKER_HOST"])
+    step = int(os.environ.get("STEP", "1"))
+    host = types.SimpleNamespace(engine=engine, have=target(step))
+    env = dict(os.environ)
+    size = compare_size(host, os.environ["DSN"], env, step, Path(os.environ["PGDATA"]))  # type: ignore[arg-type]
+    print(compare_table([size]))
+    print(f"\nseconds by source, this tree: {size['after_seconds_by_source']}")
+    log(f"raw results: {save('audit-compare-held', {'machine': machine(), 'sizes': [size]})}")
+
+
+def compare_table(sizes: list[dict[str, Any]]) -> str:
+    rows = []
+    for s in sizes:
+        have = s["size"]
+        for name in ("before", "after"):
+            r = s[name]
+            rows.append([f"{s['step']}x", f"{have['images']} / {have['containers']} / {have['tables']}", name,
+                         f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
+                         f"{s['docker_df_s']:.2f}", f"{r['over_df']:.1f}x", f"{r.get('server_cpu_s', 0):.2f}",
+                         f"{r.get('statements', 0):.0f} / {r.get('sessions', 0):.0f}", f"{r['load_1m']:.1f}"])
+        ratio = s["after_over_before"]
+        rows.append([f"{s['step']}x", "", "after / before", f"{ratio['wall_s']:.2f}x",
+                     f"{ratio['cpu_s']:.2f}x", f"{ratio['peak_rss_mib']:.2f}x", "", "", "", "", ""])
+    if len(sizes) > 1:
+        for name in ("before", "after"):
+            rows.append([f"{sizes[-1]['step']}x / {sizes[0]['step']}x", "", name,
+                         f"{sizes[-1][name]['wall_s'] / sizes[0][name]['wall_s']:.2f}x",
+                         f"{sizes[-1][name]['cpu_s'] / sizes[0][name]['cpu_s']:.2f}x", *[""] * 6])
+    return table(["size", "images / containers / tables", "tree", "audit wall s", "CPU s", "peak RSS MiB",
+                  "`docker system df -v` s", "audit / df", "server CPU s", "statements / sessions",
+                  "load (1 min)"], rows)
+
+
+def priority_beside() -> None:
+    """`BENCH_ONLY=priority DSN=... DOCKER_HOST=... PGDATA=...` against the host `BENCH_ONLY=hold`
+    keeps up: pgbench alone, beside back-to-back audits at normal priority (STACKAUDIT_NICE=0) and
+    beside audits at their default priority, in turns (the order rotated each round)."""
+    import types
+
+    dsn, data = os.environ["DSN"], Path(os.environ["PGDATA"])
+    pid_lines = (data / "postmaster.pid").read_text().splitlines()
+    cluster = types.SimpleNamespace(os_user=data.owner(), socket_dir=Path(pid_lines[4]),
+                                    port=int(pid_lines[3]))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench")
+        conn.execute("CREATE DATABASE bench")
+    from stackaudit.localpg import embedded_bin_dir
+
+    base = ["runuser", "-u", cluster.os_user, "--", str(embedded_bin_dir() / "pgbench"), "-h",
+            str(cluster.socket_dir), "-p", str(cluster.port), "-U", "postgres"]
+    subprocess.run([*base, "-i", "-s", "5", "-q", "bench"], capture_output=True, check=True)
+    normal = {**os.environ, "STACKAUDIT_NICE": "0"}
+    modes: dict[str, tuple[dict[str, str], tuple[str, ...]] | None] = {
+        "alone": None,
+        "audits, normal priority (STACKAUDIT_NICE=0)": (normal, ()),
+        "audits, nice 10 + idle I/O only (the earlier default)":
+            (normal, ("nice", "-n", "10", "ionice", "-c", "3")),
+        "audits, default (own session at autogroup nice 10)": ({**os.environ, "STACKAUDIT_NICE": "1"}, ()),
+    }
+    tps: dict[str, list[float]] = {m: [] for m in modes}
+    loads: list[float] = []
+    audits: dict[str, int] = {m: 0 for m in modes}
+    names = list(modes)
+    for turn in range(int(os.environ.get("PGBENCH_ROUNDS", "3"))):
+        for mode in names[turn % len(names):] + names[:turn % len(names)]:
+            stop = threading.Event()
+            how = modes[mode]
+
+            def loop(how: tuple[dict[str, str], tuple[str, ...]] | None = how, mode: str = mode,
+                     stop: threading.Event = stop) -> None:
+                while how is not None and not stop.is_set():
+                    env, prefix = how
+                    subprocess.run([*prefix, STACKAUDIT, "audit", "--pg", dsn, "--format", "json", "--out",
+                                    "/var/tmp/sa-bench-audit-loop.json", "--state-dir",
+                                    "/var/tmp/sa-bench-audit-state"], env=env, capture_output=True,
+                                   stdin=subprocess.DEVNULL)
+                    audits[mode] += 1
+
+            thread = threading.Thread(target=loop)
+            thread.start()
+            out = subprocess.run([*base, "-n", "-c", "4", "-j", "2", "-T", str(PGBENCH_SECONDS), "bench"],
+                                 capture_output=True, text=True, check=True).stdout
+            stop.set()
+            thread.join()
+            tps[mode].append(float(re.search(r"tps = ([\d.]+) \(without", out).group(1)))  # type: ignore[union-attr]
+            loads.append(os.getloadavg()[0])
+            log(f"  {mode}: {tps[mode][-1]:.0f} TPS (load {loads[-1]:.1f})")
+    alone = statistics.median(tps["alone"])
+    rows = [[m, " / ".join(f"{t:.0f}" for t in tps[m]), f"{statistics.median(tps[m]):.0f}",
+             f"{statistics.median(tps[m]) / alone:.2f}x", str(audits[m])] for m in modes]
+    print(table(["pgbench (TPC-B, 4 clients)", "TPS per round", "median", "vs alone", "audits run"], rows))
+    print(f"load average (1 min) after each run: {min(loads):.1f}-{max(loads):.1f}")
+    log(f"raw results: {save('audit-priority', {'tps': tps, 'audits': audits, 'load_1m': loads})}")
+
+
+def hold() -> None:
+    """`BENCH_ONLY=hold`: build the 1x host, print DOCKER_HOST and the DSN, and keep both running
+    until interrupted, so the audit can be profiled by hand (py-spy, -X importtime, time -v)."""
+    engine = start_docker_engine()
+    try:
+        with running_cluster(18) as cluster:
+            with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE app")
+            dsn = cluster.dsn("app")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            Host(engine, dsn).grow(target(int(os.environ.get("STEP", "1"))))
+            print(f"DOCKER_HOST={engine.host} DSN={dsn}", flush=True)
+            with suppress(KeyboardInterrupt):
+                threading.Event().wait()
+    finally:
+        engine.stop()
+
+
 if __name__ == "__main__":
-    postgres_only() if os.environ.get("BENCH_ONLY") == "postgres" else main()
+    # started in the background, SIGINT is ignored: SIGTERM then ends the run through its cleanup
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    MODES = {"postgres": postgres_only, "hold": hold, "compare": compare, "priority": priority_beside,
+             "compare-held": compare_held}
+    MODES.get(os.environ.get("BENCH_ONLY", ""), main)()

@@ -13,6 +13,7 @@ each HTTP request.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import statistics
@@ -116,5 +117,95 @@ def main() -> None:
     log(f"raw results: {save('watch', result)}")
 
 
+# ------------------------------------------------------------------------------------------------
+# Scrape latency, before / after (issue #17): `BEFORE=DIR [BEFORE_PATH=...] [AFTER=DIR]
+# BENCH_ONLY=scrape .venv/bin/python -m bench.watch`. Two `metrics --listen` servers (the earlier
+# tree and this one, exports as in bench/audit.py's compare), both on the same cluster with
+# `--cache 5s`, so their checks refresh during the run, and a bare server of fixed bytes (the floor);
+# then SCRAPES scrapes of each in turns (ABC, BCA, ...), each timed, with the load average beside.
+# ------------------------------------------------------------------------------------------------
+
+SCRAPES = 50 if QUICK else 200
+# The floor: a bare standard-library server answering the same way with fixed bytes, scraped in the
+# same turns: what this machine's scheduler allows at the moment, whatever the server does.
+FLOOR_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+BODY = b"# TYPE stackaudit_x gauge\\nstackaudit_x 1.0\\n" * 60
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", str(len(BODY))); self.end_headers()
+        self.wfile.write(BODY)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+SCRAPE_GAP = 0.1  # seconds between two scrapes: 200 pairs span several cache refreshes
+
+
+def tree_env(name: str) -> dict[str, str]:
+    tree = os.environ.get("BEFORE") if name == "before" else os.environ.get("AFTER")
+    extra = os.environ.get("BEFORE_PATH") if name == "before" else None
+    path = ":".join(p for p in (extra, tree) if p)
+    return {**os.environ, **({"PYTHONPATH": path} if path else {})}
+
+
+def scrape_latency() -> None:
+    info = machine()
+    state = Path(tempfile.mkdtemp(prefix="sa-bench-scrape-"))
+    times: dict[str, list[float]] = {"before": [], "after": [], "floor": []}
+    loads: list[float] = []
+    servers: dict[str, subprocess.Popen[bytes]] = {}
+    with running_cluster(18) as cluster:
+        common = ["--pg", cluster.dsn(), "--sources", "host,postgres", "--cache", "5s",
+                  "--state-dir", str(state)]
+        urls = {}
+        try:
+            python = str(Path(STACKAUDIT).parent / "python")
+            for name in times:
+                port = free_port()
+                args = ([python, "-c", FLOOR_SERVER, str(port)] if name == "floor" else
+                        [python, "-m", "stackaudit", "metrics", "--listen", f"127.0.0.1:{port}", *common])
+                servers[name] = subprocess.Popen(  # cwd "/": the tree on PYTHONPATH, not this checkout
+                    args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=tree_env(name), cwd="/")
+                urls[name] = f"http://127.0.0.1:{port}/metrics"
+            for name, url in urls.items():  # the first scrape waits for the first check: not counted
+                wait_for_first(url, servers[name])
+            names = list(times)
+            for turn in range(SCRAPES):
+                for name in names[turn % 3:] + names[:turn % 3]:  # each one first in turn
+                    times[name].append(scrape(urls[name])[0])
+                    time.sleep(SCRAPE_GAP)
+                loads.append(os.getloadavg()[0])
+        finally:
+            for process in servers.values():
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            shutil.rmtree(state, ignore_errors=True)
+    rows = []
+    for name, values in times.items():
+        ms = sorted(v * 1000 for v in values)
+        rows.append([name, f"{statistics.median(ms):.1f}", f"{ms[int(len(ms) * 0.95)]:.1f}", f"{ms[-1]:.0f}",
+                     str(sum(v > 20 for v in ms)), str(len(ms))])
+    print(table(["tree", "scrape ms p50", "p95", "max", "over 20 ms", "scrapes"], rows))
+    print(f"load average (1 min) during the scrapes: {min(loads):.1f}-{max(loads):.1f}")
+    log(f"raw results: {save('scrape', {'machine': info, 'times_s': times, 'load_1m': loads})}")
+
+
+def wait_for_first(url: str, server: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            scrape(url)
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 if __name__ == "__main__":
-    main()
+    scrape_latency() if os.environ.get("BENCH_ONLY") == "scrape" else main()

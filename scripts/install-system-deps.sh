@@ -9,9 +9,11 @@ test_packages=(postgresql-15 postgresql-contrib redis-server docker.io container
                pgbouncer time mariadb-server mariadb-client)  # time: /usr/bin/time -v, for make bench-*
 test_packages+=(openssh-client)  # ssh-keygen: real OpenSSH private keys for the SEC001/SEC002 tests
 test_packages+=(openssh-server)  # sshd on loopback for the fleet collect tests (tests/sshd.py)
+test_packages+=(prometheus-alertmanager)  # fleet prometheus: amtool check-config, routes, a live Alertmanager
 
 want=("${demo_packages[@]}")
 [ "${1:-}" = "--test" ] && want+=("${test_packages[@]}")
+[ "${1:-}" = "--mariadb" ] && want+=(mariadb-server)  # make demo-mariadb
 
 missing=()
 for pkg in "${want[@]}"; do
@@ -45,6 +47,10 @@ fi
 # Debian's openssh-server enables sshd on port 22; the fleet tests start their own on loopback.
 if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ -d /run/systemd/system ]; then
   systemctl disable --now ssh >/dev/null 2>&1 || true
+fi
+# Debian's prometheus-alertmanager enables a service of its own on 9093; the tests start their own.
+if [[ " ${missing[*]} " == *" prometheus-alertmanager "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
 fi
 # Debian's pgbouncer package enables a service of its own on 6432; the tests start their own.
 if [[ " ${missing[*]} " == *" pgbouncer "* ]] && [ -d /run/systemd/system ]; then

@@ -5,6 +5,11 @@ so slow queries can be shown), seeds a small finance-like schema with the usual 
 index, a duplicate one, a table read by sequential scans, a sort that spills, dead tuples), copies the
 example compose project shaped like the reference report's server, audits all of it and writes
 report.md and report.json. Everything it starts is stopped and removed afterwards.
+
+`stackaudit demo --mysql` does the same for MariaDB: Debian's mariadb-server started on loopback
+(stackaudit.localmysql) with MariaDB's defaults plus statement digests and a binary log, the same
+schema with MariaDB's problems (a redundant index, an account without a password, root reachable
+from any host, a binary log that never expires, a slow statement), audited with the host.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import psycopg
 
 from stackaudit.config import Settings
 from stackaudit.fsutil import atomic_write
+from stackaudit.localmysql import LocalMariaDB
 from stackaudit.localpg import LocalCluster, embedded_bin_dir
 from stackaudit.pipeline import audit
 from stackaudit.redact import scrub
@@ -71,6 +77,41 @@ WORKLOAD_SQL = (
 )
 
 
+# MariaDB's defaults, plus what the audit reads (digests) and what most servers have (a binary log,
+# here without expiry: MY501).
+MYSQL_DEMO_OPTIONS = {"performance-schema": "ON", "log-bin": "binlog", "server-id": "1",
+                      "skip-name-resolve": "ON"}
+MYSQL_SEED_SQL = (
+    f"CREATE DATABASE {DEMO_DATABASE}",
+    f"USE {DEMO_DATABASE}",
+    "CREATE TABLE accounts (id INT AUTO_INCREMENT PRIMARY KEY, owner VARCHAR(40) NOT NULL, "
+    "kind VARCHAR(10) NOT NULL, created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+    "CREATE TABLE entries (id BIGINT AUTO_INCREMENT PRIMARY KEY, account_id INT NOT NULL, "
+    "amount DECIMAL(12,2) NOT NULL, memo CHAR(64) NOT NULL, booked_on DATE NOT NULL, "
+    "KEY entries_memo_idx (memo), "  # never read: MY301 (as information on a young server)
+    "KEY entries_account_idx (account_id), "  # a left prefix of the next one: MY302
+    "KEY entries_account_booked_idx (account_id, booked_on))",
+    "INSERT INTO accounts (owner, kind) SELECT CONCAT('owner ', seq), ELT(1 + seq % 3, 'checking', "
+    "'savings', 'credit') FROM seq_1_to_5000",
+    "INSERT INTO entries (account_id, amount, memo, booked_on) SELECT 1 + seq % 5000, (seq % 1000) / 7, "
+    "MD5(seq), DATE '2024-01-01' + INTERVAL seq % 700 DAY FROM seq_1_to_150000",
+    # slow by construction (SLEEP), not by the machine's speed: MY402 names it on any machine
+    "CREATE FUNCTION month_end_statement(account INT) RETURNS DECIMAL(14,2) READS SQL DATA BEGIN "
+    "DO SLEEP(0.15); RETURN (SELECT COALESCE(SUM(amount), 0) FROM entries WHERE account_id = account); END",
+    "CREATE USER 'reporting'@'localhost'",  # no password: MY601
+    "GRANT SELECT ON maybe_production.* TO 'reporting'@'localhost'",
+    "CREATE USER 'root'@'%' IDENTIFIED BY 'demo-root-anywhere-not-for-production'",  # MY603
+    "ANALYZE TABLE accounts, entries",
+)
+MYSQL_WORKLOAD_SQL = (
+    [f"SELECT COUNT(*), SUM(amount) FROM entries WHERE booked_on = DATE '2024-03-01' + INTERVAL {i} DAY"
+     for i in range(30)]
+    + [f"SELECT month_end_statement({account})" for account in range(1, 7)]
+    + ["SELECT a.kind, COUNT(*) FROM accounts a JOIN entries e ON e.account_id = a.id GROUP BY 1"]
+)
+MYSQL_DEMO_PASSWORD = "demo-mariadb-root-not-for-production"
+
+
 @dataclass(frozen=True)
 class DemoResult:
     report: Report
@@ -111,6 +152,13 @@ def example_project(workdir: Path) -> Path:
     return target
 
 
+def seed_mysql(server: LocalMariaDB) -> None:
+    with server.connect() as conn, conn.cursor() as cur:
+        for statement in (*MYSQL_SEED_SQL, *MYSQL_WORKLOAD_SQL):
+            cur.execute(statement)
+            cur.fetchall()
+
+
 def run_demo(out_dir: Path, settings: Settings) -> DemoResult:
     """Start, seed, audit, write the reports, and clean up."""
     workdir = Path(tempfile.mkdtemp(prefix="stackaudit-demo-"))
@@ -120,10 +168,27 @@ def run_demo(out_dir: Path, settings: Settings) -> DemoResult:
             project = example_project(workdir)
             demo_settings = settings.with_overrides(pg_dsn=dsn, project_dirs=(project,))
             report = audit(demo_settings)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        markdown_path, json_path = out_dir / "report.md", out_dir / "report.json"
-        atomic_write(markdown_path, scrub(markdown.render(report)).encode())
-        atomic_write(json_path, json_report.render(report).encode())
-        return DemoResult(report, markdown_path, json_path)
+        return write_reports(report, out_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_mysql_demo(out_dir: Path, settings: Settings) -> DemoResult:
+    """The MariaDB variant: start, seed, audit the server and the host, write the reports, clean up."""
+    server = LocalMariaDB(Path(tempfile.mkdtemp(prefix="stackaudit-demo-")), MYSQL_DEMO_PASSWORD,
+                          dict(MYSQL_DEMO_OPTIONS))
+    try:
+        server.start()
+        seed_mysql(server)
+        report = audit(settings.with_overrides(mysql_url=server.url(database=DEMO_DATABASE)))
+    finally:
+        server.stop()  # and removes its folder
+    return write_reports(report, out_dir)
+
+
+def write_reports(report: Report, out_dir: Path) -> DemoResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown_path, json_path = out_dir / "report.md", out_dir / "report.json"
+    atomic_write(markdown_path, scrub(markdown.render(report)).encode())
+    atomic_write(json_path, json_report.render(report).encode())
+    return DemoResult(report, markdown_path, json_path)

@@ -5,13 +5,13 @@ backups and the apply step (a helper: it reads nothing by itself)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pymysql
-import pymysql.cursors
-
 from stackaudit.redact import remember
+
+if TYPE_CHECKING:
+    import pymysql
 
 MYSQL_PORT = 3306
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
@@ -61,6 +61,9 @@ def parse_url(url: str) -> Target:
 
 
 def connect(target: Target, timeout: float) -> pymysql.connections.Connection[Any]:
+    import pymysql  # lazy: start-up (PyMySQL and its cryptography cost 0.07 s and 20 MiB: only to connect)
+    import pymysql.cursors  # lazy: start-up
+
     return pymysql.connect(host=target.host or "localhost", port=target.port, user=target.user,
                            password=target.password or "", database=target.database,
                            unix_socket=target.unix_socket, connect_timeout=max(1, int(timeout)),

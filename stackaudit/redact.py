@@ -74,6 +74,9 @@ _ONE_WORD = re.compile(r"([\W\d_]*)([A-Za-z]{3,12})[\W\d_]*")
 _MAX_LEFTOVER_LETTERS = 3  # besides known words: "db", "pw", "app" add no real guessing work
 
 _known_secrets: set[str] = set()
+# Where each remembered value was met ("env:/srv/app/.env:DB_PASSWORD" -> value), in this process
+# only: `stackaudit collect` turns them into keyed fingerprints (facts/fingerprints.py), never output.
+_places: dict[str, str] = {}
 _names: set[str] = set()  # service, project and image names the report shows (never scrubbed)
 _scrubbed: list[list[str]] = []  # the values scrub replaces, longest first (cached until a change)
 _MIN_SCRUB_LENGTH = 6  # shorter values ("1", "on", "wrong") would blank out ordinary words
@@ -200,31 +203,62 @@ def is_guessable(value: str) -> bool:
     return weak_reason(value) not in (None, f"shorter than {MIN_SECRET_LENGTH} characters")
 
 
-def remember(value: str | None) -> None:
-    """Note a secret value so that `scrub` removes it from any output."""
+def remember(value: str | None, where: str | None = None) -> None:
+    """Note a secret value so that `scrub` removes it from any output; `where` (names only, never
+    the value) says where it was met, for the fleet's secret-reuse check. A guessable value is not
+    fingerprinted either: its reuse is reported as weak already, and a fingerprint of a common word
+    could be looked up by whoever holds the fleet key."""
     if value and not is_guessable(value):
         _known_secrets.add(value)
         _scrubbed.clear()
+        if where:
+            _places[where] = value
+
+
+def remember_env(where: str, env: Mapping[str, str | None]) -> None:
+    """Remember every secret of an environment, each at `where:KEY`."""
+    for key, value in env.items():
+        if value is not None and holds_secret(key, value):
+            remember(secret_part(key, value), f"{where}:{key}")
+
+
+def dsn_password(text: str) -> str | None:
+    """The password of a URL or of a libpq keyword string (`password=...`), else None."""
+    found = url_password(text)
+    if found is None:
+        match = _KEYWORD_PASSWORD.search(text)
+        found = match.group(2).strip("'") if match else None
+    return found
+
+
+def secret_places() -> dict[str, str]:
+    """Where each remembered secret was met (see `remember`), sorted by place."""
+    return dict(sorted(_places.items()))
 
 
 def forget_all() -> None:
     """Clear the remembered values (a new audit in a long-lived process, and test isolation)."""
     _known_secrets.clear()
+    _places.clear()
     _names.clear()
     _scrubbed.clear()
 
 
 def redact_dsn(text: str) -> str:
-    """postgres://u:pw@h/db -> postgres://u:***@h/db; `password=pw` -> `password=***`."""
-    for match in _URL_WITH_PASSWORD.finditer(text):
-        remember(match.group(3))
-    for match in _KEYWORD_PASSWORD.finditer(text):
-        remember(match.group(2).strip("'"))
-    for match in _FLAG_PASSWORD.finditer(text):
-        remember(match.group(2))
-    text = _URL_WITH_PASSWORD.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
-    text = _KEYWORD_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    return _FLAG_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    """postgres://u:pw@h/db -> postgres://u:***@h/db; `password=pw` -> `password=***`.
+
+    Each pattern is searched once and replaces only when it matched: a fleet report scrubs
+    megabytes of text in which nothing matches."""
+    urls = [m.group(3) for m in _URL_WITH_PASSWORD.finditer(text)]
+    keywords = [m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(text)]
+    flags = [m.group(2) for m in _FLAG_PASSWORD.finditer(text)]
+    for value in urls + keywords + flags:
+        remember(value)
+    if urls:
+        text = _URL_WITH_PASSWORD.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
+    if keywords:
+        text = _KEYWORD_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return _FLAG_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text) if flags else text
 
 
 def without_dotenv_values(message: str) -> str:

@@ -53,7 +53,8 @@ SERVICE_FIXTURES = frozenset({
 # Programs that are servers, or need one of the Debian service packages (promtool is Prometheus').
 SERVICE_PROGRAMS = frozenset({
     "postgres", "postmaster", "pg_ctl", "initdb", "redis-server", "dockerd", "containerd", "prometheus",
-    "promtool", "alertmanager", "chromium", "sshd", "weed", "rclone", "mariadbd", "mysqld",
+    "promtool", "alertmanager", "prometheus-alertmanager", "amtool", "chromium", "sshd", "weed", "rclone",
+    "mariadbd", "mysqld",
     "mariadb-install-db", "mysql_install_db", "pgbouncer",
 })
 _running: list[pytest.Item | None] = []  # the test being set up or run; None while torn down

@@ -72,33 +72,41 @@ def running_prometheus(workdir: Path, rules: str) -> Iterator[PrometheusServer]:
     rules_file.write_text(rules)
     config = workdir / "prometheus.yml"
     config.write_text(_config(port, down_port, rules_file))
-    log = (workdir / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            PROMETHEUS_BIN,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = PrometheusServer(f"http://127.0.0.1:{port}", port, f"127.0.0.1:{down_port}", process)
-    try:
+    with prometheus_process(config, workdir, port) as process:
+        server = PrometheusServer(f"http://127.0.0.1:{port}", port, f"127.0.0.1:{down_port}", process)
         _wait_until_settled(server, workdir / "prometheus.log")
         yield server
-    finally:
-        process.terminate()
+
+
+@contextmanager
+def prometheus_process(config: Path, workdir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Prometheus with this config file, its data and log (prometheus.log) in `workdir`, serving on
+    127.0.0.1:port; stopped on exit."""
+    command = [PROMETHEUS_BIN, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    with server_process(command, workdir / "prometheus.log") as process:
+        yield process
+
+
+@contextmanager
+def server_process(command: list[str], log_file: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A program that runs until stopped, its output in `log_file`; terminated (killed after 20 s)
+    on exit."""
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def _get(url: str) -> dict[str, object]:
+def api_get(url: str) -> dict[str, object]:
+    """The `data` of a Prometheus HTTP API answer."""
     with urllib.request.urlopen(url, timeout=2) as response:
         data: dict[str, object] = json.loads(response.read())["data"]
         return data
@@ -110,8 +118,8 @@ def _wait_until_settled(server: PrometheusServer, log: Path) -> None:
         if server.process.poll() is not None:
             raise RuntimeError(f"prometheus exited: {log.read_text()[-2000:]}")
         try:
-            targets = _get(server.url + "/api/v1/targets")["activeTargets"]
-            groups = _get(server.url + "/api/v1/rules")["groups"]
+            targets = api_get(server.url + "/api/v1/targets")["activeTargets"]
+            groups = api_get(server.url + "/api/v1/rules")["groups"]
         except OSError:
             time.sleep(0.2)
             continue
@@ -120,3 +128,16 @@ def _wait_until_settled(server: PrometheusServer, log: Path) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError(f"prometheus did not scrape its targets within {START_TIMEOUT_SECONDS}s")
+
+
+ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"  # Debian's prometheus-alertmanager
+
+
+@contextmanager
+def alertmanager_process(config: Path, workdir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Alertmanager with this config on 127.0.0.1:port, alone (no cluster port opened); stopped on
+    exit. Its log is alertmanager.log in `workdir`."""
+    command = [ALERTMANAGER_BIN, f"--config.file={config}", f"--storage.path={workdir / 'alertmanager'}",
+               f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"]
+    with server_process(command, workdir / "alertmanager.log") as process:
+        yield process

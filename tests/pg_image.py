@@ -215,10 +215,10 @@ def write_rootfs(target: Path) -> Path:
     return target
 
 
-def import_image(docker_host: str, rootfs: Path, tag: str = IMAGE) -> str:
+def import_image(docker_host: str, rootfs: Path, tag: str = IMAGE, changes: tuple[str, ...] = CHANGES) -> str:
     """`docker import` the tarball as `tag` into the engine at `docker_host`; returns the image id."""
     args = ["docker", "-H", docker_host, "import"]
-    for change in CHANGES:
+    for change in changes:
         args += ["-c", change]
     with rootfs.open("rb") as handle:
         result = subprocess.run([*args, "-", tag], stdin=handle, capture_output=True, text=True, check=False)

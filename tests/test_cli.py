@@ -192,6 +192,59 @@ PRIORITY_PROBE = ("import os, psutil\n"
                   "print(os.getpriority(os.PRIO_PROCESS, 0), int(psutil.Process().ionice().ioclass))")
 
 
+# Records the priority when the CLI framework is first imported, then runs a real `stackaudit audit`.
+IMPORT_PRIORITY_PROBE = """
+import os, sys
+seen = []
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "typer" and not seen:
+            seen.append(os.getpriority(os.PRIO_PROCESS, 0))
+sys.meta_path.insert(0, Watch())
+sys.argv = ["stackaudit", "audit", "--sources", "host", "--format", "json"]
+from stackaudit.__main__ import main
+try:
+    main()
+except SystemExit:
+    pass
+print("PRIORITY", seen[0])
+"""
+
+
+def test_an_audit_is_below_the_services_before_its_imports(tmp_path: Path) -> None:
+    """The CLI framework and the collectors are imported at the lower priority too (they are a third
+    of an audit's CPU): `stackaudit.__main__` lowers it first."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_PRIORITY_PROBE], capture_output=True, text=True,
+                          env={**os.environ, "STACKAUDIT_NICE": "1", "STACKAUDIT_STATE_DIR": str(tmp_path)},
+                          cwd=tmp_path, timeout=120)
+    lowered = max(10, os.getpriority(os.PRIO_PROCESS, 0))
+    assert done.stdout.splitlines()[-1] == f"PRIORITY {lowered}", done.stderr
+
+
+AUTOGROUP_PROBE = ("import os\n"
+                   "from stackaudit.priority import below_the_services\n"
+                   "below_the_services()\n"
+                   "print(os.getsid(0) == os.getpid(), open('/proc/self/autogroup').read().split()[-1])")
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroup scheduling here")
+def test_from_a_script_an_audit_is_a_session_of_its_own_at_nice_10_on_a_terminal_it_stays() -> None:
+    """Autogroup shares CPU between sessions before nice counts: a script's audit takes its own
+    session at nice 10; one on a terminal stays in the user's session (Ctrl-C reaches it)."""
+    env = {**os.environ, "STACKAUDIT_NICE": "1"}
+    scripted = subprocess.run([sys.executable, "-c", AUTOGROUP_PROBE], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert scripted == ["True", "10"]
+    primary, secondary = os.openpty()
+    try:
+        on_terminal = subprocess.run([sys.executable, "-c", AUTOGROUP_PROBE], stdin=secondary,
+                                     capture_output=True, text=True, check=True, env=env).stdout.split()
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert on_terminal[0] == "False"  # and its session's autogroup keeps the nice it had
+
+
 def test_observing_commands_run_below_the_services_unless_told_not_to() -> None:
     import psutil
 

@@ -144,6 +144,15 @@ def project_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def fleet_of(snapshot: Path) -> Path:
+    """A fleet directory (`fleet collect`'s layout) holding the snapshot for one host."""
+    fleet = snapshot.parent / "fleet"
+    if not fleet.exists():
+        (fleet / "host-1").mkdir(parents=True)
+        shutil.copy(snapshot, fleet / "host-1" / "20261203T142400Z.json")
+    return fleet
+
+
 # (arguments, what is expected: "json" = exit 0/1 and parseable JSON; else exit 2 and this error text)
 JSON_CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "audit": (("audit", "--sources", "host", "--format", "json"), "json"),
@@ -158,6 +167,7 @@ JSON_CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "tune mysql": (("tune", "mysql", "--facts", "{snapshot}", "--memory", "4GiB", "--format", "json"),
                    "json"),
     "backup list": (("backup", "list", "--dest", "{tmp}/backups", "--format", "json"), "json"),
+    "fleet report": (("fleet", "report", "{fleet}", "--format", "json"), "json"),
     "schedule install": (("schedule", "install", "--dry-run", "--unit-dir", "{tmp}/units", "--format",
                           "json"), "json"),
     "schedule remove": (("schedule", "remove", "--dry-run", "--unit-dir", "{tmp}/units", "--format",
@@ -201,7 +211,8 @@ def _json_case(case: str) -> object:
 def test_format_json_parses_or_fails_clearly(case: str, tmp_path: Path, project_snapshot: Path,
                                              request: pytest.FixtureRequest) -> None:
     args, expected = JSON_CASES[case]
-    values = {"snapshot": str(project_snapshot), "tmp": str(tmp_path), "redis": ""}
+    values = {"snapshot": str(project_snapshot), "tmp": str(tmp_path), "redis": "",
+              "fleet": str(fleet_of(project_snapshot))}
     if "{redis}" in args:
         redis_factory: Callable[..., RedisServer] = request.getfixturevalue("redis_factory")
         values["redis"] = redis_factory({"maxmemory": "64mb"}).url
@@ -233,10 +244,12 @@ TERMINAL_CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "tune redis": (("tune", "redis", "--redis", "{redis}"), "ok"),
     "tune mysql": (("tune", "mysql", "--facts", "{snapshot}", "--memory", "4GiB"), "ok"),
     "backup list": (("backup", "list", "--dest", "{tmp}/backups"), "ok"),
+    "fleet report": (("fleet", "report", "{fleet}"), "ok"),
     "schedule install": (("schedule", "install", "--dry-run", "--unit-dir", "{tmp}/units"), "ok"),
     "schedule remove": (("schedule", "remove", "--dry-run", "--unit-dir", "{tmp}/units"), "stderr"),
     "monitoring rules": (("monitoring", "rules"), "ok"),
     "monitoring dashboard": (("monitoring", "dashboard"), "ok"),
+    "fleet prometheus": (("fleet", "prometheus", "-i", "web1,db1,", "--out", "{tmp}/prom"), "ok"),
     # these need a live target; without one they say so in one line, exit 2
     "backup": (("backup", "--pg", "postgresql://nobody@127.0.0.1:1/none", "--dest", "{tmp}/b"), "PostgreSQL"),
     "clean": (("clean",), "Docker engine"),
@@ -300,7 +313,8 @@ def _terminal_case(case: str) -> object:
 def test_terminal_output_is_printed_once_and_readable_at_80_columns(
         case: str, tmp_path: Path, project_snapshot: Path, request: pytest.FixtureRequest) -> None:
     args, expected = TERMINAL_CASES[case]
-    values = {"snapshot": str(project_snapshot), "tmp": str(tmp_path), "redis": ""}
+    values = {"snapshot": str(project_snapshot), "tmp": str(tmp_path), "redis": "",
+              "fleet": str(fleet_of(project_snapshot))}
     if "{redis}" in args:
         redis_factory: Callable[..., RedisServer] = request.getfixturevalue("redis_factory")
         values["redis"] = redis_factory({"maxmemory": "64mb"}).url

@@ -60,6 +60,17 @@ def test_audit_of_the_host_alone_imports_no_docker_or_psycopg(tmp_path: Path) ->
     assert not modules & {"docker", "psycopg"}, modules
 
 
+def test_a_full_audit_loads_no_sdk_or_driver_it_does_not_use(tmp_path: Path) -> None:
+    """Every source, on a host with a local (unix socket) Docker engine and no Redis or MariaDB: the
+    Docker SDK (requests), redis-py, PyMySQL and typer 0.29's pydantic stay out of the process."""
+    result, modules = run_cli(tmp_path, "audit", "--format", "json", "--pg",
+                              "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    assert result.returncode in (0, 1, 2), result.stderr
+    errors = {e["source"]: e["why"] for e in json.loads(result.stdout)["collection_errors"]}
+    assert {"docker", "redis", "mysql"} <= set(errors), errors  # each one looked, and found none
+    assert not modules & {"docker", "requests", "urllib3", "redis", "pymysql", "pydantic"}, modules
+
+
 def test_every_command_is_in_the_lazy_table() -> None:
     """COMMANDS names, for each top-level command, every module that registers part of it."""
     load_commands()

@@ -12,8 +12,15 @@ A drill restores the dump into a scratch database `stackaudit_drill_<db>_<time>`
 / `mysql` client, counts the rows of every table, compares them with the manifest, and always drops
 the scratch database.
 
-The password reaches the client tools only in a 0600 `--defaults-extra-file` that is removed after
-the run: never argv (visible in `ps`), never the environment of other children.
+When the host has no mariadb-dump/mysqldump (or --container names the server's container), the
+dump and the drill's restore run inside the server's container with `docker exec` (the image has
+the matching tools), streaming through the docker CLI's stdout/stdin, as the PostgreSQL backups do.
+Row counts and the scratch database go through PyMySQL from the host as before.
+
+The password reaches host tools only in a 0600 `--defaults-extra-file` that is removed after the
+run; tools in a container get it as MYSQL_PWD copied from the docker CLI's environment (`-e
+MYSQL_PWD`, no value in argv; MariaDB's and MySQL's clients read it,
+https://mariadb.com/kb/en/mariadb-environment-variables/). Never argv (visible in `ps`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,15 +67,74 @@ INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)` VALUES ?")
 CREATE = re.compile(rb"^CREATE TABLE `((?:[^`]|``)+)`")
 QUOTED = re.compile(rb"'(?:[^'\\]|\\.)*'", re.DOTALL)
 RESTORE_TIMEOUT_SECONDS = 24 * 3600
+ToolChoice = Callable[[str], "Tools"]  # the server's version -> where the tools run
 
 
-def find_tool(names: tuple[str, ...]) -> str:
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    raise BackupError(f"no {' or '.join(names)} on this host: install mariadb-client (Debian) or "
-                      "mysql-client")
+@dataclass(frozen=True)
+class Tools:
+    """Where the dump and client tools run: host paths, or names inside the server's container."""
+
+    dump: str
+    client: str
+    container: str | None = None
+    docker_host: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "docker-exec" if self.container else "host"
+
+    def describe(self, tool: str) -> str:
+        return f"{Path(tool).name} (docker exec {self.container})" if self.container else \
+            f"{Path(tool).name} ({tool})"
+
+    @contextmanager
+    def command(self, tool: str, target: Target, args: list[str], stdin: bool = False
+                ) -> Iterator[tuple[list[str], dict[str, str]]]:
+        """(argv, env) for `tool args`: the password in a 0600 file on the host, or in MYSQL_PWD
+        for the docker CLI to copy into the exec (inside the container: its default socket)."""
+        env = {k: v for k, v in os.environ.items() if k != "MYSQL_PWD"}
+        if self.container is None:
+            with client_options(target) as options:
+                yield [tool, *options, *args], env
+            return
+        if target.password is not None:
+            env["MYSQL_PWD"] = target.password
+        if self.docker_host:
+            env["DOCKER_HOST"] = self.docker_host
+        docker = shutil.which("docker") or "docker"
+        yield [docker, "exec", *(["-i"] if stdin else []), "-e", "MYSQL_PWD", self.container, tool,
+               f"--user={target.user}", *args], env
+
+
+def container_tools(version: str) -> tuple[str, str]:
+    """The tools an image of this server has: MariaDB 10.5+ names them mariadb-*, and MariaDB
+    11's images dropped the mysql* names; MySQL and older MariaDB have mysqldump/mysql."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    release = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if "mariadb" in version.lower() and release >= (10, 5):
+        return "mariadb-dump", "mariadb"
+    return "mysqldump", "mysql"
+
+
+def choose_tools(version: str, container: str | None = None, docker_host: str | None = None,
+                 prefer_container: bool = False,
+                 find_container: Callable[[], tuple[str | None, str | None]] | None = None) -> Tools:
+    """Host tools, else `docker exec` into the server's container (first when `prefer_container`:
+    the user named it with --container); `find_container` is asked only when needed."""
+    if not (container and prefer_container):
+        dump, client = _which(DUMP_TOOLS), _which(CLIENT_TOOLS)
+        if dump and client:
+            return Tools(dump, client)
+        if container is None and find_container is not None:
+            container, docker_host = find_container()
+    if container:
+        return Tools(*container_tools(version), container=container, docker_host=docker_host)
+    raise BackupError(f"no {' or '.join(DUMP_TOOLS)} on this host and the server is not known to run in "
+                      "a container: install mariadb-client (Debian) or mysql-client, or pass --container")
+
+
+def _which(names: tuple[str, ...]) -> str | None:
+    return next((path for name in names if (path := shutil.which(name))), None)
 
 
 @contextmanager
@@ -161,7 +228,7 @@ def _name(quoted: bytes) -> str:
 # ---------------------------------------------------------------- one backup
 
 
-def backup_database(target: Target, database: str, dest: Path, *,
+def backup_database(target: Target, database: str, dest: Path, *, tools: ToolChoice | None = None,
                     now: Callable[[], datetime] | None = None) -> Manifest:
     """Dump one database into `dest`. Never raises for a failed backup: the manifest says why."""
     clock = now or (lambda: datetime.now(UTC))
@@ -171,7 +238,7 @@ def backup_database(target: Target, database: str, dest: Path, *,
                         verified=False, started_at=iso(started), format=MYSQL_FORMAT,
                         tool_version=f"stackaudit {__version__}")
     try:
-        _run_backup(target, manifest, dest)
+        _run_backup(target, manifest, dest, tools or choose_tools)
     except BaseException as exc:
         partial_path(dest, manifest.id).unlink(missing_ok=True)
         dump_path(dest, manifest.id).unlink(missing_ok=True)
@@ -189,14 +256,13 @@ def backup_database(target: Target, database: str, dest: Path, *,
     return manifest
 
 
-def _run_backup(target: Target, manifest: Manifest, dest: Path) -> None:
+def _run_backup(target: Target, manifest: Manifest, dest: Path, tools: ToolChoice) -> None:
     partial, final = partial_path(dest, manifest.id), dump_path(dest, manifest.id)
     manifest.server_version = server_version(target)
-    tool = find_tool(DUMP_TOOLS)
-    manifest.client, manifest.client_mode = f"{Path(tool).name} ({tool})", "host"
-    with client_options(target) as options:
-        argv = [tool, *options, *DUMP_OPTIONS, "--", manifest.database]
-        manifest.bytes, manifest.sha256 = stream_dump(argv, dict(os.environ), partial)
+    chosen = tools(manifest.server_version)
+    manifest.client, manifest.client_mode = chosen.describe(chosen.dump), chosen.mode
+    with chosen.command(chosen.dump, target, [*DUMP_OPTIONS, "--", manifest.database]) as (argv, env):
+        manifest.bytes, manifest.sha256 = stream_dump(argv, env, partial)
     os.replace(partial, final)
     fsync_dir(dest)
     manifest.file = final.name
@@ -220,12 +286,14 @@ def _finish(manifest: Manifest, clock: Callable[[], datetime], monotonic: float)
 
 
 def run_backups(target: Target, dest: Path, databases: list[str] | None = None,
-                progress: Callable[[str, Manifest | None], None] | None = None) -> list[Manifest]:
+                progress: Callable[[str, Manifest | None], None] | None = None,
+                tools: ToolChoice | None = None) -> list[Manifest]:
+    """`tools`: the server's version -> Tools (default: choose_tools, host tools or nothing)."""
     results = []
     for name in databases or list_databases(target):
         if progress:
             progress(name, None)
-        manifest = backup_database(target, name, dest)
+        manifest = backup_database(target, name, dest, tools=tools)
         if progress:
             progress(name, manifest)
         results.append(manifest)
@@ -248,11 +316,11 @@ def count_rows(target: Target, database: str) -> dict[str, int]:
     return counts
 
 
-def restore(target: Target, path: Path, scratch: str) -> tuple[bool, float, str | None]:
-    tool = find_tool(CLIENT_TOOLS)
+def restore(target: Target, path: Path, scratch: str, tools: Tools) -> tuple[bool, float, str | None]:
     began = time.monotonic()
-    with client_options(target) as options, path.open("rb") as handle:
-        result = subprocess.run([tool, *options, f"--database={scratch}"], stdin=handle, capture_output=True,
+    with tools.command(tools.client, target, [f"--database={scratch}"], stdin=True) as (argv, env), \
+            path.open("rb") as handle:
+        result = subprocess.run(argv, stdin=handle, capture_output=True, env=env,
                                 timeout=RESTORE_TIMEOUT_SECONDS, check=False)
     seconds = round(time.monotonic() - began, 3)
     if result.returncode == 0:
@@ -260,14 +328,14 @@ def restore(target: Target, path: Path, scratch: str) -> tuple[bool, float, str 
     return False, seconds, scrub(result.stderr.decode("utf-8", "replace").strip()[-800:]) or "no message"
 
 
-def run_drill(target: Target, dest: Path, manifest: Manifest,
-              now: Callable[[], datetime] | None = None) -> DrillRecord:
+def run_drill(target: Target, dest: Path, manifest: Manifest, now: Callable[[], datetime] | None = None,
+              tools: ToolChoice | None = None) -> DrillRecord:
     clock = now or (lambda: datetime.now(UTC))
     started = clock()
     record = DrillRecord(id=f"drill-{manifest.id}-{started:%Y%m%dT%H%M%SZ}", backup_id=manifest.id,
                          database=manifest.database, started_at=iso(started))
     try:
-        _drill(target, dest, manifest, record, started)
+        _drill(target, dest, manifest, record, started, tools or choose_tools)
     except (BackupError, OSError, pymysql.err.MySQLError) as exc:
         record.error = scrub(str(exc) if isinstance(exc, BackupError) else f"{exc.__class__.__name__}: {exc}")
     record.ok = bool(record.error is None and record.checksum_ok and record.restore_ok
@@ -277,7 +345,8 @@ def run_drill(target: Target, dest: Path, manifest: Manifest,
     return record
 
 
-def _drill(target: Target, dest: Path, manifest: Manifest, record: DrillRecord, started: datetime) -> None:
+def _drill(target: Target, dest: Path, manifest: Manifest, record: DrillRecord, started: datetime,
+           tools: ToolChoice) -> None:
     if not manifest.file or not (dest / manifest.file).is_file():
         raise BackupError(f"backup {manifest.id} has no dump file in {dest}")
     path = dest / manifest.file
@@ -286,10 +355,11 @@ def _drill(target: Target, dest: Path, manifest: Manifest, record: DrillRecord, 
     if scratch == manifest.database:
         raise BackupError("refusing to restore over the source database")
     record.server_version = server_version(target)
+    chosen = tools(record.server_version)
     _admin(target, f"CREATE DATABASE `{scratch}`")
     record.scratch_database = scratch
     try:
-        record.restore_ok, record.restore_seconds, error = restore(target, path, scratch)
+        record.restore_ok, record.restore_seconds, error = restore(target, path, scratch, chosen)
         if not record.restore_ok:
             raise BackupError(f"restore failed: {error}")
         restored = {f"{manifest.database}.{t}": n for t, n in count_rows(target, scratch).items()}
@@ -314,7 +384,8 @@ def _drop(target: Target, scratch: str) -> bool:
 
 
 def run_drills(target: Target, dest: Path, backup: str | None = None,
-               progress: Callable[[Manifest, DrillRecord | None], None] | None = None) -> list[DrillRecord]:
+               progress: Callable[[Manifest, DrillRecord | None], None] | None = None,
+               tools: ToolChoice | None = None) -> list[DrillRecord]:
     """Drill the backup named, or the newest verified MariaDB/MySQL backup of each database."""
     manifests = [m for m in inventory(dest).manifests if m.format == MYSQL_FORMAT]
     chosen = choose_backups(manifests, backup)
@@ -325,7 +396,7 @@ def run_drills(target: Target, dest: Path, backup: str | None = None,
     for manifest in chosen:
         if progress:
             progress(manifest, None)
-        record = run_drill(target, dest, manifest)
+        record = run_drill(target, dest, manifest, tools=tools)
         if progress:
             progress(manifest, record)
         records.append(record)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -33,6 +34,9 @@ from stackaudit.mysqlconn import Target
 from stackaudit.report.terminal import plain_console, styled
 from stackaudit.units import format_bytes
 
+if TYPE_CHECKING:
+    from stackaudit.backups.mysql_dump import Tools
+
 backup_app = typer.Typer(
     help="Dump PostgreSQL with a verified checksum, keep generations, copy offsite.\n\n"
          "Example: stackaudit backup --pg postgresql://postgres@127.0.0.1/postgres --dest /srv/backups",
@@ -59,8 +63,8 @@ def backup(
     s3_endpoint: Annotated[str | None, typer.Option(
         "--s3-endpoint", help="S3-compatible endpoint URL (else STACKAUDIT_S3_ENDPOINT).")] = None,
     container: Annotated[str | None, typer.Option(
-        "--container", help="Run pg_dump inside this container (default: only when the host has no "
-                            "client of the server's version).")] = None,
+        "--container", help="Run pg_dump (or mariadb-dump/mysqldump) inside this container (default: "
+                            "only when the host has no client of the server's version).")] = None,
     jobs: Annotated[int, typer.Option(
         "--jobs", min=1, help="pg_dump workers for large databases: N > 1 writes the directory format "
                               "(pg_dump -Fd -j N, a sha256 per file; the drill restores with -j N).")] = 1,
@@ -111,7 +115,9 @@ def _run_backups(settings: Settings, folder: Path, wanted: list[str] | None, con
     if mysql:
         from stackaudit.backups.mysql_dump import run_backups as run_mysql_backups  # lazy: start-up
 
-        return run_mysql_backups(mysql_target(settings), folder, wanted, progress=_backup_progress)
+        target = mysql_target(settings)
+        return run_mysql_backups(target, folder, wanted, progress=_backup_progress,
+                                 tools=_mysql_tools(settings, target, container))
     return run_backups(settings, folder, wanted, container, progress=_backup_progress,
                        find_container=lambda: _find_container(settings), jobs=jobs)
 
@@ -189,7 +195,7 @@ def restore_drill(
     backup_id: Annotated[str | None, typer.Option("--backup", help="Backup id (default: the newest "
                                                                    "verified of each database).")] = None,
     container: Annotated[str | None, typer.Option(
-        "--container", help="Run pg_restore inside this container.")] = None,
+        "--container", help="Run pg_restore (or mariadb/mysql) inside this container.")] = None,
     fmt: FormatOpt = Output.terminal,
     config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
@@ -204,7 +210,9 @@ def restore_drill(
         if mysql is not None:
             from stackaudit.backups.mysql_dump import run_drills as run_mysql_drills  # lazy: start-up
 
-            records = run_mysql_drills(mysql_target(settings), folder, backup_id, progress=_drill_progress)
+            target = mysql_target(settings)
+            records = run_mysql_drills(target, folder, backup_id, progress=_drill_progress,
+                                       tools=_mysql_tools(settings, target, container))
         else:
             records = run_drills(settings, folder, backup_id, container, progress=_drill_progress)
     except (BackupError, OSError) as exc:
@@ -255,6 +263,27 @@ def mysql_target(settings: Settings) -> Target:
     if not found:
         fail("no MariaDB/MySQL server: give --mysql mysql://user:password@host:port/")
     return found[0]
+
+
+def _mysql_tools(settings: Settings, target: Target, container: str | None) -> Callable[[str], Tools]:
+    """Host tools, or `docker exec` into --container or the server's container (asked of the
+    docker facts only when the host has no tools)."""
+    from stackaudit.backups.mysql_dump import choose_tools  # lazy: start-up
+
+    def find() -> tuple[str | None, str | None]:
+        from stackaudit.facts import CollectContext, Facts, collect_source  # lazy: start-up
+        from stackaudit.facts.mysql import runs_in  # lazy: start-up
+
+        ctx = CollectContext(settings=settings, facts=Facts())
+        try:
+            collect_source(ctx, "docker")
+        except Exception:  # noqa: BLE001 - discovery is a best effort
+            return None, None
+        found = runs_in(ctx.facts.get("docker"), target).get("container")
+        return (str(found), settings.docker_host) if found else (None, None)
+
+    return lambda version: choose_tools(version, container, settings.docker_host,
+                                        prefer_container=container is not None, find_container=find)
 
 
 def _find_container(settings: Settings) -> tuple[str | None, str | None]:

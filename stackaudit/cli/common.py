@@ -13,6 +13,7 @@ import typer
 from stackaudit.config import ConfigError, Settings, load_settings, parse_code_list, parse_sources
 from stackaudit.fsutil import atomic_write
 from stackaudit.model import Severity, to_jsonable
+from stackaudit.priority import below_the_services as below_the_services  # the commands call it too
 from stackaudit.redact import scrub, scrub_data
 from stackaudit.report.terminal import plain_console, styled
 
@@ -20,24 +21,6 @@ if TYPE_CHECKING:  # the collector is imported when a command collects, not at s
     from stackaudit.facts import Facts
 
 console = plain_console(stderr=True, soft_wrap=True)  # progress and messages; results: stdout or --out
-
-
-def below_the_services() -> None:
-    """Observing commands (audit, collect, check) run below the services they look at: CPU nice 10
-    and the idle I/O class, as `stackaudit schedule`'s units do, so beside a busy database they take
-    spare CPU and disk time first. STACKAUDIT_NICE=0 keeps the normal priority."""
-    import os  # lazy: start-up
-
-    if os.environ.get("STACKAUDIT_NICE", "1") == "0":
-        return
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) < 10:
-            os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0))
-        import psutil  # lazy: start-up
-
-        psutil.Process().ionice(psutil.IOPRIO_CLASS_IDLE)
-    except (OSError, AttributeError, ValueError):
-        pass  # not Linux, or not allowed: the audit still runs, at the priority it was given
 
 
 class Format(enum.StrEnum):

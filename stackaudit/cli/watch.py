@@ -36,7 +36,7 @@ from stackaudit.cli.common import (
 )
 from stackaudit.config import Settings
 from stackaudit.model import to_jsonable
-from stackaudit.monitor import MonitorOptions, parse_duration
+from stackaudit.monitor import METRICS_PORT, MonitorOptions, parse_duration
 from stackaudit.redact import remember
 from stackaudit.report.terminal import plain_console, styled, terminal_width
 
@@ -243,13 +243,14 @@ def watch(
 def _listen_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
-        fail(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9814")
+        fail(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:{METRICS_PORT}")
     return host.strip("[]"), int(port)
 
 
 @app.command()
 def metrics(
-    listen: Annotated[str | None, typer.Option("--listen", help="Serve /metrics on HOST:PORT.")] = None,
+    listen: Annotated[str | None, typer.Option(
+        "--listen", help=f"Serve /metrics on HOST:PORT (stackaudit's port is {METRICS_PORT}).")] = None,
     textfile: Annotated[
         Path | None, typer.Option("--textfile", help="Write stackaudit.prom into DIR and exit.")
     ] = None,
@@ -270,7 +271,7 @@ def metrics(
     Example: stackaudit metrics --listen 127.0.0.1:9814
     Example: stackaudit metrics --textfile /var/lib/prometheus/node-exporter
     """
-    from stackaudit.monitor.loop import check_in_child, read_only_check  # lazy: start-up
+    from stackaudit.monitor.loop import exposition_in_child, read_only_check  # lazy: start-up
     from stackaudit.monitor.metrics import CheckCollector, serve, write_textfile  # lazy: start-up
 
     if (listen is None) == (textfile is None):
@@ -279,8 +280,8 @@ def metrics(
         config, project_dir, pg, redis, sources, None, None, None, state_dir, disk_path, None
     )
 
-    def produce() -> Any:  # a child per check: scrapes meanwhile are served without waiting
-        return check_in_child(settings)
+    def produce() -> bytes:  # a child per check renders the exposition: scrapes only copy bytes
+        return exposition_in_child(settings)
 
     if textfile is not None:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from typing import Any
 
 from stackaudit import __version__
 from stackaudit.config import ALL_SOURCES, Settings
+from stackaudit.facts.fingerprints import fingerprints, fleet_key
 from stackaudit.model import CollectionError, to_jsonable
-from stackaudit.redact import scrub_data
+from stackaudit.redact import remember, scrub_data, secret_places
 
 FACTS_SCHEMA_VERSION = 1
+FLEET_KEY_WHERE = "STACKAUDIT_FLEET_KEY"
 
 
 class SourceUnavailable(Exception):
@@ -40,6 +43,8 @@ class Facts:
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[CollectionError] = field(default_factory=list)
     collected_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # {"where", "fingerprint"} per secret met, when STACKAUDIT_FLEET_KEY was set (facts/fingerprints.py)
+    secret_fingerprints: list[dict[str, str]] | None = None
 
     def has(self, source: str) -> bool:
         return source in self.data
@@ -56,13 +61,16 @@ class Facts:
         return "; ".join(reasons) if reasons else f"{source} was not collected"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        payload = {
             "schema_version": FACTS_SCHEMA_VERSION,
             "tool_version": __version__,
             "collected_at": self.collected_at,
             "data": scrub_data(self.data),
             "errors": scrub_data(to_jsonable(self.errors)),
         }
+        if self.secret_fingerprints is not None:
+            payload["secret_fingerprints"] = self.secret_fingerprints
+        return payload
 
     @classmethod
     def from_json(cls, payload: Any) -> Facts:
@@ -83,6 +91,7 @@ class Facts:
                                     e.get("invalid") is True)
                     for e in errors],
             collected_at=str(payload.get("collected_at", "")),
+            secret_fingerprints=_fingerprints_of(payload.get("secret_fingerprints")),
         )
 
     @classmethod
@@ -91,6 +100,15 @@ class Facts:
             return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"cannot read facts snapshot {path}: {exc}") from None
+
+
+def _fingerprints_of(value: Any) -> list[dict[str, str]] | None:
+    """The snapshot's fingerprints (entries of another shape left out); None when it has none."""
+    if not isinstance(value, list):
+        return None
+    return [{"where": e["where"], "fingerprint": e["fingerprint"]} for e in value
+            if isinstance(e, dict) and isinstance(e.get("where"), str)
+            and isinstance(e.get("fingerprint"), str)]
 
 
 @dataclass
@@ -107,10 +125,17 @@ class CollectContext:
     private: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     errors: list[CollectionError] | None = None
+    finished: dict[str, threading.Event] = field(default_factory=dict)
 
     def error(self, where: str, why: str, source: str | None = None, invalid: bool = False) -> None:
         sink = self.facts.errors if self.errors is None else self.errors
         sink.append(CollectionError(source or self.source, where, why, invalid))
+
+    def wait_for(self, *sources: str) -> None:
+        """Block until these sources are done (those this collection runs at all; see LATER)."""
+        for source in sources:
+            if source in self.finished:
+                self.finished[source].wait()
 
 
 Progress = Callable[[str, str], None]  # (source, state) where state is "start" | "done" | "failed"
@@ -123,13 +148,21 @@ AFTER: dict[str, tuple[str, ...]] = {
     "docker": (),
     "compose": ("docker",),  # projects found from the containers' labels
     "env": ("compose",),
-    "postgres": ("docker", "compose"),  # targets and credentials from the stack
+    "postgres": (),  # the stack's targets and credentials: ctx.wait_for (LATER)
     "app": ("host", "docker", "compose", "postgres"),  # live sessions cross-check the estimate
     "redis": ("docker", "compose", "app"),  # whether a queue or a cache uses it
     "pgbouncer": ("docker", "compose", "app"),  # the stack's poolers and the apps' login users
     "monitoring": ("docker", "compose"),
     "tls": ("docker", "compose"),
     "backups": (),
+}
+
+
+# Sources a collector may need only for part of its work: it starts at once and calls
+# ctx.wait_for(...) where it does (postgres needs the stack only to find its server when no DSN was
+# given, and to say which container runs it: with --pg its queries overlap the docker source).
+LATER: dict[str, tuple[str, ...]] = {
+    "postgres": ("docker", "compose"),
 }
 
 
@@ -149,8 +182,24 @@ def collect(settings: Settings, progress: Progress | None = None) -> Facts:
             run.start_ready(pool)
             run.finish(run.next_finished())
     finally:  # after an interrupt nothing more starts; running collectors end within their timeouts
+        for done in run.done.values():
+            done.set()  # and none of them waits for a source that will never finish
         pool.shutdown(wait=False, cancel_futures=True)
-    return run.facts_in_order()
+    facts = run.facts_in_order()
+    add_fingerprints(facts)
+    return facts
+
+
+def add_fingerprints(facts: Facts, environ: dict[str, str] | None = None) -> None:
+    """The secrets this process met as keyed fingerprints, when the fleet gave a key."""
+    try:
+        key = fleet_key(environ)
+    except ValueError as exc:
+        facts.errors.append(CollectionError("fleet", FLEET_KEY_WHERE, str(exc)))
+        return
+    if key is not None:
+        remember(key.hex())  # the key is a secret too: scrubbed should it appear anywhere
+        facts.secret_fingerprints = fingerprints(key, secret_places())
 
 
 class _Run:
@@ -160,7 +209,9 @@ class _Run:
         self.wanted, self.progress = wanted, progress
         self.facts = Facts()
         private: dict[str, Any] = {}
-        self.contexts = {s: CollectContext(settings, self.facts, private, s, errors=[]) for s in wanted}
+        self.done = {s: threading.Event() for s in wanted}
+        self.contexts = {s: CollectContext(settings, self.facts, private, s, errors=[], finished={
+            w: self.done[w] for w in LATER.get(s, ()) if w in self.done}) for s in wanted}
         self.waiting = {s: set(after(s)) & set(wanted) for s in wanted}
         self.running: dict[Future[dict[str, Any] | None], str] = {}
         self.imported: set[str] = set()
@@ -193,6 +244,7 @@ class _Run:
                 self.facts.data[source] = data
             for needs in self.waiting.values():
                 needs.discard(source)
+            self.done[source].set()
             if self.progress:  # bad input (a file Compose would refuse) fails its source too
                 bad_input = any(e.invalid for e in self.contexts[source].errors or [])
                 self.progress(source, "done" if data is not None and not bad_input else "failed")

@@ -46,6 +46,7 @@ from stackaudit.facts.envfile import (
     references,
 )
 from stackaudit.facts.redisfiles import redis_from_files
+from stackaudit.facts.secretfiles import remember_secret_files
 from stackaudit.images import classify_project, parse_image
 from stackaudit.redact import (
     REDACTED,
@@ -54,6 +55,7 @@ from stackaudit.redact import (
     note_names,
     redact_value,
     remember,
+    remember_env,
     scrub_data,
     secret_part,
     weak_reason,
@@ -114,6 +116,8 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
         project, environments = loaded
         projects.append(project)
         private_env[project["name"]] = environments
+        for service, environment in environments.items():
+            remember_env(f"compose:{project['name']}/{service}", environment)
     if failed and not projects:
         raise SourceUnavailable(f"no compose project could be read: {'; '.join(failed)}")
     ctx.private["compose_env"] = private_env
@@ -206,6 +210,7 @@ def load_project(
     if model is None:
         return None
     literal = literal_secrets(builtin.raw_files, (spec.dir.name,))
+    remember_secret_files(model, spec.dir, error)
     origins = service_origins(builtin.raw_files, spec.dir)
     return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
                           (origins, invalid))

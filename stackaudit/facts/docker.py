@@ -1,8 +1,9 @@
 """Docker engine facts: what uses the disk (images, volumes, logs, build cache) and how containers run.
 
-Everything is read through the Docker SDK against `settings.docker_host`, DOCKER_HOST or the local
-socket, and every call carries `settings.timeout_seconds` (DockerClient(timeout=...)): a hung or
-stopped daemon becomes `SourceUnavailable` or a `ctx.error`, never a hang.
+Everything is read from the engine at `settings.docker_host`, DOCKER_HOST or the local socket: a
+unix socket through `facts.docker_api.LocalEngine` (the standard library), any other engine through
+the Docker SDK. Every call carries `settings.timeout_seconds`: a hung or stopped daemon becomes
+`SourceUnavailable` or a `ctx.error`, never a hang.
 
 `snapshot(client, ...)` is the read; the shaping helpers below it are pure so that `remediation.clean`
 can plan from saved facts and re-plan from a fresh light snapshot right before each removal.
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from stackaudit.config import Settings
 from stackaudit.facts import CollectContext, SourceUnavailable
+from stackaudit.facts.docker_api import EngineClient, LocalEngine
 from stackaudit.facts.host import parse_cgroup_self, parse_mounts
 
 if TYPE_CHECKING:
@@ -107,15 +109,31 @@ def connect(settings: Settings) -> docker.DockerClient:
     return client
 
 
-def describe(exc: BaseException) -> str:
-    """A short reason: timeouts and refused sockets said plainly, API errors by their explanation."""
-    import docker.errors  # lazy: start-up (only after a call failed, so already loaded)
-    import requests  # lazy: start-up
+def connect_reader(settings: Settings) -> docker.DockerClient | LocalEngine:
+    """What the collector reads through: the standard-library client on a unix socket (the SDK's
+    import alone is a tenth of a second), the SDK for any other engine; SourceUnavailable if down."""
+    base_url = docker_host(settings)
+    if not base_url.startswith("unix://"):
+        return connect(settings)
+    client = LocalEngine(base_url, settings.timeout_seconds)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - socket and HTTP errors all mean "unreachable"
+        client.close()
+        raise SourceUnavailable(f"cannot reach the Docker engine at {base_url}: {describe(exc)}") from None
+    return client
 
-    if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+
+def describe(exc: BaseException) -> str:
+    """A short reason: timeouts and refused sockets said plainly, API errors by their explanation
+    (the SDK's APIError and LocalEngine's EngineAPIError both carry one)."""
+    timeout_names = ("Timeout", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError")  # requests, urllib3
+    if (isinstance(exc, TimeoutError) or type(exc).__name__ in timeout_names
+            or "timed out" in str(exc).lower()):
         return "no answer within the timeout (is the daemon hung?)"
-    if isinstance(exc, docker.errors.APIError) and exc.explanation:
-        return str(exc.explanation)
+    explanation = getattr(exc, "explanation", None)
+    if explanation:
+        return str(explanation)
     text = str(exc)
     for hint in ("No such file or directory", "Connection refused", "Permission denied"):
         if hint in text:
@@ -134,7 +152,7 @@ def call(what: str, func: Callable[[], T]) -> T:
 
 
 @contextmanager
-def longer_timeout(client: docker.DockerClient, factor: int) -> Iterator[None]:
+def longer_timeout(client: EngineClient, factor: int) -> Iterator[None]:
     previous = client.api.timeout
     client.api.timeout = previous * factor
     try:
@@ -146,7 +164,7 @@ def longer_timeout(client: docker.DockerClient, factor: int) -> Iterator[None]:
 # ---------------------------------------------------------------- collection
 
 def collect(ctx: CollectContext) -> dict[str, Any]:
-    client = connect(ctx.settings)
+    client = connect_reader(ctx.settings)
     cgroups = local_cgroups(ctx.settings) if docker_host(ctx.settings).startswith("unix://") else None
     try:
         data = snapshot(client, light=False, on_error=ctx.error, cgroups=cgroups)
@@ -166,7 +184,7 @@ def _ignore(where: str, why: str) -> None:
     """Light snapshots (re-checks before a removal) do without the optional parts."""
 
 
-def snapshot(client: docker.DockerClient, light: bool = True, runtime: bool | None = None,
+def snapshot(client: EngineClient, light: bool = True, runtime: bool | None = None,
              on_error: ErrorSink = _ignore, cgroups: Cgroups | None = None) -> dict[str, Any]:
     """Engine, containers, images and volumes.
 
@@ -177,13 +195,14 @@ def snapshot(client: docker.DockerClient, light: bool = True, runtime: bool | No
     `cgroups` (a local engine) reads memory and CPU from the cgroup files instead of the stats API.
     """
     now = datetime.now(UTC)
+    pending_df = None if light else df_beside(client, on_error)
     engine = read_engine(client, on_error)
-    df = {} if light else read_df(client, on_error)
     containers = read_containers(client, now)
     if runtime if runtime is not None else not light:
         if cgroups is not None and not cgroups.serves(engine):
             cgroups = None  # the engine's cgroup version is not ours: another host behind the socket
         add_runtime_details(client, containers, on_error, cgroups, engine.get("cgroup_driver"))
+    df = {} if pending_df is None else pending_df()
     store = ImageStore.of(engine) if cgroups is not None else None  # a local engine's files
     images = read_images(client, df, containers, light, on_error, store)
     history = {} if light else volume_history(client, on_error)
@@ -196,7 +215,7 @@ def snapshot(client: docker.DockerClient, light: bool = True, runtime: bool | No
     return data
 
 
-def read_engine(client: docker.DockerClient, on_error: ErrorSink) -> dict[str, Any]:
+def read_engine(client: EngineClient, on_error: ErrorSink) -> dict[str, Any]:
     version = call("engine version", client.api.version)
     info = call("engine info", client.api.info)
     return {
@@ -213,7 +232,29 @@ def read_engine(client: docker.DockerClient, on_error: ErrorSink) -> dict[str, A
     }
 
 
-def read_df(client: docker.DockerClient, on_error: ErrorSink) -> dict[str, Any]:
+def df_beside(client: EngineClient, on_error: ErrorSink) -> Callable[[], dict[str, Any]]:
+    """`system df` (the engine walks every volume and layer: the slowest call at 800 images) on a
+    connection of its own while the containers are read, where the client allows one; what it
+    returns gives the result, and its error (if any) at that point, so the order stays fixed."""
+    if not isinstance(client, LocalEngine):
+        return partial(read_df, client, on_error)  # the SDK's client: after the rest, as it was
+    errors: list[tuple[str, str]] = []
+    own = LocalEngine(f"unix://{client.path}", client.timeout)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker-df")
+    future = pool.submit(read_df, own, lambda where, why: errors.append((where, why)))
+    pool.shutdown(wait=False)
+
+    def result() -> dict[str, Any]:
+        try:
+            return future.result()
+        finally:
+            own.close()
+            for where, why in errors:
+                on_error(where, why)
+    return result
+
+
+def read_df(client: EngineClient, on_error: ErrorSink) -> dict[str, Any]:
     try:
         with longer_timeout(client, DF_TIMEOUT_FACTOR):
             result: dict[str, Any] = call("system df", client.api.df)
@@ -225,7 +266,7 @@ def read_df(client: docker.DockerClient, on_error: ErrorSink) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- containers
 
-def read_containers(client: docker.DockerClient, now: datetime) -> list[dict[str, Any]]:
+def read_containers(client: EngineClient, now: datetime) -> list[dict[str, Any]]:
     listed = call("list containers", lambda: client.api.containers(all=True))
 
     def inspect(entry: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -353,7 +394,7 @@ def published_ports(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return ports
 
 
-def add_runtime_details(client: docker.DockerClient, containers: list[dict[str, Any]],
+def add_runtime_details(client: EngineClient, containers: list[dict[str, Any]],
                         on_error: ErrorSink, cgroups: Cgroups | None = None,
                         driver: str | None = None) -> None:
     """Memory in use and CPU time (running containers only) and the json-file log's size on disk.
@@ -368,7 +409,7 @@ def add_runtime_details(client: docker.DockerClient, containers: list[dict[str, 
         container["log"]["size_bytes"], container["log"]["size_error"] = log_size(container["log"])
 
 
-def stats_usage(client: docker.DockerClient, containers: list[dict[str, Any]], on_error: ErrorSink) -> None:
+def stats_usage(client: EngineClient, containers: list[dict[str, Any]], on_error: ErrorSink) -> None:
     """One-shot stats for each container, all in flight together; one deadline for all of them."""
     if not containers:
         return
@@ -551,7 +592,7 @@ def repository_of(reference: str | None) -> str | None:
     return reference
 
 
-def read_images(client: docker.DockerClient, df: Mapping[str, Any], containers: list[dict[str, Any]],
+def read_images(client: EngineClient, df: Mapping[str, Any], containers: list[dict[str, Any]],
                 light: bool, on_error: ErrorSink, store: ImageStore | None = None) -> list[dict[str, Any]]:
     """Every image, from the list plus what only its config has (creation time to the nanosecond,
     VOLUMEs, layers): read from a local engine's image store, else one inspect (and one history,
@@ -676,7 +717,7 @@ def image_record(attrs: Mapping[str, Any], df_entry: Mapping[str, Any] | None,
     }
 
 
-def image_layers(client: docker.DockerClient, attrs: Mapping[str, Any],
+def image_layers(client: EngineClient, attrs: Mapping[str, Any],
                  on_error: ErrorSink) -> list[dict[str, Any]] | None:
     """Each layer's diff id and size, so bytes freed can be counted layer by layer.
 
@@ -734,16 +775,17 @@ def repository_releases(images: list[dict[str, Any]], containers: list[dict[str,
 
 # ---------------------------------------------------------------- volumes
 
-def read_volumes(client: docker.DockerClient, df: Mapping[str, Any], containers: list[dict[str, Any]],
+def read_volumes(client: EngineClient, df: Mapping[str, Any], containers: list[dict[str, Any]],
                  images: list[dict[str, Any]], history: Mapping[str, dict[str, Any]]
                  ) -> list[dict[str, Any]]:
     listed = call("list volumes", lambda: client.api.volumes()).get("Volumes") or []
+    listed.sort(key=lambda v: str(v.get("Name")))  # the engine lists them in Go map order: random
     usage = {v["Name"]: (v.get("UsageData") or {}) for v in df.get("Volumes") or []}
     return [volume_record(v, usage.get(v["Name"]), containers, images, history.get(v["Name"]))
             for v in listed]
 
 
-def volume_history(client: docker.DockerClient, on_error: ErrorSink) -> dict[str, dict[str, Any]]:
+def volume_history(client: EngineClient, on_error: ErrorSink) -> dict[str, dict[str, Any]]:
     """Volume -> the last container the engine saw mount it, from the engine's event buffer.
 
     The daemon keeps only its most recent events in memory (lost on restart), so this is a hint for

@@ -119,7 +119,7 @@ def file_facts(ctx: CollectContext, path: Path, project: str | None) -> dict[str
     entries, errors = parse_dotenv_lenient(text, mapping_lookup({}))
     for error in errors:
         ctx.error(f"{path}:{error.line}", error.why)
-    facts.update(key_facts(entries, project_names(ctx, project)))
+    facts.update(key_facts(entries, project_names(ctx, project), where=f"env:{path}"))
     return facts
 
 
@@ -147,8 +147,10 @@ def stat_facts(ctx: CollectContext, path: Path) -> dict[str, Any]:
     }
 
 
-def key_facts(entries: list[EnvEntry], names: Iterable[str | None] = ()) -> dict[str, Any]:
-    """The keys, those whose value is a secret (by name and value), and the guessable ones."""
+def key_facts(entries: list[EnvEntry], names: Iterable[str | None] = (), where: str | None = None
+              ) -> dict[str, Any]:
+    """The keys, those whose value is a secret (by name and value), and the guessable ones; each
+    secret is remembered at `where:KEY` (for the fleet's fingerprints)."""
     keys = list(dict.fromkeys(e.key for e in entries))
     own = tuple(names)
     secret = [e for e in entries if e.value is not None and holds_secret(e.key, e.value)]
@@ -157,7 +159,7 @@ def key_facts(entries: list[EnvEntry], names: Iterable[str | None] = ()) -> dict
     weak = []
     for entry in sorted(secret + empty, key=lambda e: e.line):
         part = secret_part(entry.key, entry.value or "")
-        remember(part)
+        remember(part, f"{where}:{entry.key}" if where else None)
         reason = weak_reason(part, own)
         if reason:
             weak.append({"key": entry.key, "line": entry.line, "reason": reason})

@@ -24,9 +24,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import pymysql
-import pymysql.cursors
-
 from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts.phpfpm import php_fpm_clients
 from stackaudit.facts.postgres import container_ips
@@ -66,6 +63,7 @@ def discover(ctx: CollectContext, home: Path | None = None) -> list[Target]:
             target = parse_url(ctx.settings.mysql_url)
         except MysqlUrlError as exc:
             raise SourceUnavailable(str(exc)) from None
+        remember(target.password, "mysql:--mysql")
         target.project, target.service = _service_for_port(ctx, target.port)
         return [target]
     stack = list(stack_targets(ctx))
@@ -210,6 +208,8 @@ def summary(instances: list[dict[str, Any]]) -> dict[str, Any]:
 
 def read_instance(ctx: CollectContext, target: Target, window_seconds: float = STATUS_WINDOW_SECONDS
                   ) -> dict[str, Any] | None:
+    import pymysql  # lazy: start-up (the driver only once there is a server to read)
+
     try:
         conn = connect(target, ctx.settings.timeout_seconds)
     except pymysql.err.MySQLError as exc:
@@ -299,6 +299,8 @@ class _Reader:
         self.ctx, self.conn, self.where = ctx, conn, where
 
     def rows(self, name: str, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        import pymysql  # lazy: start-up (loaded by connect() already)
+
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, args)
@@ -441,16 +443,35 @@ def read_binlog(reader: _Reader, variables: Mapping[str, str]) -> dict[str, Any]
 
 
 def read_accounts(reader: _Reader) -> list[dict[str, Any]]:
-    """User, host, plugin and whether it has a password: never the hash itself."""
-    rows = reader.rows("accounts", """
-        SELECT User AS user, Host AS host, plugin,
-               (authentication_string = '' OR authentication_string IS NULL) AS empty_auth
-        FROM mysql.user""")
+    """User, host, plugin, whether it is locked and whether it has a password: never the hash
+    itself. A locked account cannot log in (MariaDB 10.4+ ships 'mariadb.sys'@'localhost' locked
+    with an empty password), so it does not count as one without a password."""
+    rows = reader.rows("accounts", f"""
+        SELECT u.User AS user, u.Host AS host, u.plugin, ({_locked_sql(reader)}) AS locked,
+               (u.authentication_string = '' OR u.authentication_string IS NULL) AS empty_auth
+        FROM mysql.user u""")
     passwordless_plugins = ("", "mysql_native_password", "caching_sha2_password", "sha256_password",
                             "mysql_old_password", "ed25519", "parsec")
     return [{"user": str(r["user"]), "host": str(r["host"]), "plugin": str(r.get("plugin") or ""),
-             "no_password": bool(r["empty_auth"]) and str(r.get("plugin") or "") in passwordless_plugins}
+             "locked": bool(r["locked"]),
+             "no_password": bool(r["empty_auth"]) and not r["locked"]
+             and str(r.get("plugin") or "") in passwordless_plugins}
             for r in rows]
+
+
+def _locked_sql(reader: _Reader) -> str:
+    """MySQL 5.7.6+ has mysql.user.account_locked; MariaDB 10.4+ keeps the lock in
+    mysql.global_priv's JSON (https://mariadb.com/kb/en/mysql-global_priv-table/); older: none."""
+    found = {(str(r["t"]), str(r["c"])) for r in reader.rows("accounts", """
+        SELECT TABLE_NAME AS t, COLUMN_NAME AS c FROM information_schema.COLUMNS
+        WHERE TABLE_SCHEMA = 'mysql' AND ((TABLE_NAME = 'user' AND COLUMN_NAME = 'account_locked')
+              OR (TABLE_NAME = 'global_priv' AND COLUMN_NAME = 'Priv'))""")}
+    if ("user", "account_locked") in found:
+        return "u.account_locked = 'Y'"
+    if ("global_priv", "Priv") in found:
+        return ("SELECT COALESCE(MAX(JSON_VALUE(g.Priv, '$.account_locked') IN ('1', 'true')), 0) "
+                "FROM mysql.global_priv g WHERE g.User = u.User AND g.Host = u.Host")
+    return "0"
 
 
 def read_schemas(reader: _Reader) -> list[dict[str, Any]]:

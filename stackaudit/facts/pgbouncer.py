@@ -30,7 +30,7 @@ from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts.pooler import PGBOUNCER_DEFAULTS, URL_VARIABLES, is_pgbouncer
 from stackaudit.facts.postgres import classify_connection_error, container_ips
 from stackaudit.network import local_address
-from stackaudit.redact import redact_dsn, remember, scrub
+from stackaudit.redact import dsn_password, redact_dsn, remember, scrub
 
 ADMIN_DATABASE = "pgbouncer"
 EXAMPLE_DSN = "postgresql://USER@HOST:6432/pgbouncer (the password in it, PGPASSWORD or .pgpass)"
@@ -91,6 +91,7 @@ def find_targets(ctx: CollectContext) -> list[Target]:
     if ctx.settings.pgbouncer_dsn:
         dsn = ctx.settings.pgbouncer_dsn
         redact_dsn(dsn)  # remembers the password for scrub()
+        remember(dsn_password(dsn), "pgbouncer:--pgbouncer")
         try:
             pg_conninfo.conninfo_to_dict(dsn)
         except psycopg.ProgrammingError as exc:

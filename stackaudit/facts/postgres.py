@@ -31,7 +31,7 @@ from stackaudit.facts import CollectContext, SourceUnavailable, local_servers
 from stackaudit.facts import postgres_sql as sql
 from stackaudit.images import service_product
 from stackaudit.peer import socket_owner
-from stackaudit.redact import redact_dsn, remember, scrub
+from stackaudit.redact import dsn_password, redact_dsn, remember, scrub
 
 SOURCE = "postgres"
 LOCAL_ORIGIN = "local cluster"
@@ -78,6 +78,7 @@ def collect(ctx: CollectContext) -> dict[str, Any]:
         raise SourceUnavailable(f"{exc}; {target.hint}" if target.hint else str(exc)) from None
     if target.local_clusters:
         data["local_clusters"] = list(target.local_clusters)
+    ctx.wait_for("docker", "compose")
     data["runs_in"] = runs_in(ctx.facts.get("docker"), target, data)
     data["summary"] = summarise(data)
     return data
@@ -101,9 +102,11 @@ def find_target(ctx: CollectContext, environ: Mapping[str, str] | None = None) -
     environ = os.environ if environ is None else environ
     if ctx.settings.pg_dsn:
         redact_dsn(ctx.settings.pg_dsn)  # remembers the password for scrub()
+        remember(dsn_password(ctx.settings.pg_dsn), "postgres:--pg")
         return Target(ctx.settings.pg_dsn, "--pg", describe_conninfo(ctx.settings.pg_dsn))
     if any(environ.get(name) for name in ("PGHOST", "PGSERVICE", "PGDATABASE")):
         return Target("", "libpq environment", describe_environment(environ))
+    ctx.wait_for("docker", "compose")
     targets = list(compose_targets(ctx.facts.get("compose"), ctx.facts.get("docker"),
                                    ctx.private.get("compose_env", {})))
     if targets:
@@ -635,6 +638,7 @@ def collect_database(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any
     for table in tables or []:
         table.pop("tables_total", None)
     report_locked(ctx, name, tables or [], indexes)
+    add_duplicate_definitions(ctx, conn, where, indexes)
     return {
         "tables_total": total,
         "tables": tables or [],
@@ -662,9 +666,27 @@ def report_locked(ctx: CollectContext, database: str, tables: list[dict[str, Any
                   "statistics were read; sizes and index definitions are left empty)")
 
 
+def add_duplicate_definitions(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], where: str,
+                              indexes: list[dict[str, Any]]) -> None:
+    """The definitions of both sides of each duplicate, in one statement: indexes() reads them only
+    for never-scanned indexes (pg_get_indexdef for every index was half of its time)."""
+    by_name = {(i["schema"], i["table"], i["index"]): i for i in indexes}
+    wanted = {id(x): x for d in find_duplicate_indexes(indexes)
+              for x in (by_name[(d["schema"], d["table"], d["index"])],
+                        by_name[(d["schema"], d["table"], d["covered_by"])])
+              if x.get("definition") is None and x.get("oid") is not None}
+    if not wanted:
+        return
+    oids = sorted(int(x["oid"]) for x in wanted.values())
+    found = {r["oid"]: r["definition"] for r in run(ctx, conn, where + "index definitions",
+                                                     sql.INDEX_DEFINITIONS, (oids,)) or []}
+    for index in wanted.values():
+        index["definition"] = found.get(index["oid"])
+
+
 def public_index(index: Mapping[str, Any]) -> dict[str, Any]:
     """The index as facts show it (catalog internals used for duplicate detection left out)."""
-    hidden = {"column_numbers", "opclasses", "collations", "options", "key_columns"}
+    hidden = {"column_numbers", "opclasses", "collations", "options", "key_columns", "oid"}
     backs = bool(index.get("constraint_type")) or bool(index.get("is_primary"))
     return {**{k: v for k, v in index.items() if k not in hidden}, "backs_constraint": backs}
 

@@ -22,6 +22,7 @@ from typing import Any
 # The host variables the controller may read (never stackaudit_pg_dsn or any other secret).
 PUBLIC_VARIABLES = (
     "ansible_host", "stackaudit_project_dirs", "stackaudit_sources", "stackaudit_metrics_port",
+    "stackaudit_metrics_mode", "stackaudit_metrics_address",  # fleet prometheus: how each is scraped
 )
 # Ansible's own groups, which say nothing about a host.
 IMPLICIT_GROUPS = frozenset({"all", "ungrouped"})

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from stackaudit import units
 
 DAY_SECONDS = 86400.0
+# The port `stackaudit metrics --listen` documents: `fleet prometheus` targets it unless a host's
+# stackaudit_metrics_port says otherwise, and the role stackaudit_metrics listens on it.
+METRICS_PORT = 9814
 
 
 def parse_duration(text: str) -> float:

@@ -9,8 +9,9 @@ check needed stays in memory between checks. Between checks the loop looks in th
 and starts a child (`--run flush`) only when a notification is due.
 
 `stackaudit metrics --listen` uses the same kind of child for each check it serves
-(`check_in_child`): the check's work then never holds the server's GIL, so a scrape that arrives
-during a check is answered from the previous result at once.
+(`exposition_in_child`, `--run exposition`): the child renders the exposition text and the server
+keeps those bytes, so the check's work never holds the server's GIL and a scrape, during a check
+or not, is answered by copying the previous bytes.
 
 The settings can hold a DSN password and alert tokens: they reach the loop through an inherited
 pipe and each child on its stdin, pickled, never in argv or the environment.
@@ -116,9 +117,14 @@ def notifications_due(state_dir: Path) -> bool:
         return False
 
 
-def check_in_child(settings: Any, timeout_seconds: float = 600.0) -> Any:
-    """A `run_check` result (read-only: no alerts) computed in a child process and pickled back."""
-    child = subprocess.Popen([sys.executable, "-m", "stackaudit.monitor.loop", "--run", "result"],
+def exposition_in_child(settings: Any, timeout_seconds: float = 600.0) -> bytes:
+    """The Prometheus exposition text of a read-only check, rendered in a child: what `metrics
+    --listen` serves as it is (the server process never loads the collectors or rules)."""
+    return _child_output("exposition", settings, timeout_seconds)
+
+
+def _child_output(mode: str, settings: Any, timeout_seconds: float) -> bytes:
+    child = subprocess.Popen([sys.executable, "-m", "stackaudit.monitor.loop", "--run", mode],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         out, _ = child.communicate(pickle.dumps((settings, None, None)), timeout=timeout_seconds)
@@ -128,7 +134,7 @@ def check_in_child(settings: Any, timeout_seconds: float = 600.0) -> Any:
         raise RuntimeError(f"the check did not finish in {timeout_seconds:.0f} s") from None
     if child.returncode != 0:
         raise RuntimeError(f"the check failed (child exit status {child.returncode})")
-    return pickle.loads(out)  # our own child's output, over a private pipe
+    return out
 
 
 def run_child(mode: str, payload: bytes, timeout_seconds: float) -> int:
@@ -167,8 +173,10 @@ def child_main(mode: str) -> int:
             from stackaudit.monitor.check import flush_pending  # lazy: start-up
 
             flush_pending(settings, options)
-        elif mode == "result":
-            sys.stdout.buffer.write(pickle.dumps(read_only_check(settings)))
+        elif mode == "exposition":
+            from stackaudit.monitor.metrics import exposition  # lazy: start-up
+
+            sys.stdout.buffer.write(exposition(read_only_check(settings)))
             sys.stdout.buffer.flush()
         else:
             report_pass(settings, options, textfile)

@@ -1,9 +1,10 @@
 """Prometheus metrics of the check: served over HTTP or written for node_exporter's textfile collector.
 
-A custom collector (prometheus client_python's documented pattern for values computed on scrape:
-https://prometheus.github.io/client_python/collector/custom/) runs a quick check, at most every
-`max_age_seconds`, and turns its measurements into gauges. It reads the history for the forecast but
-never writes it: `check`/`watch` are the one writer.
+Each check's measurements become gauges (prometheus client_python's custom-collector pattern:
+https://prometheus.github.io/client_python/collector/custom/), rendered once into the exposition
+text when the check lands; a scrape is answered with those bytes and computes nothing
+(`CheckCollector`, `serve`). It reads the history for the forecast but never writes it:
+`check`/`watch` are the one writer.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from stackaudit.fsutil import atomic_write
-from stackaudit.monitor.check import CheckResult
 from stackaudit.redact import scrub
+
+if TYPE_CHECKING:  # a type only: `metrics --listen` serves bytes and never loads the check itself
+    from stackaudit.monitor.check import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -110,24 +115,28 @@ def _check_info(result: CheckResult) -> Iterator[Metric]:
     yield up
 
 
-class CheckCollector(Collector):
-    """Serves the last check result; a scrape never waits for a check, except the very first.
+class CheckCollector:
+    """Serves the last check's exposition; a scrape never waits for a check, except the very first.
 
-    When the result is older than `max_age_seconds`, a scrape starts a new check on a thread and
-    gets the previous result at once (Prometheus' scrape timeout is 10 s by default, a check can
-    take longer; the answer must not depend on it). A failed refresh keeps the previous result.
+    `produce` returns a CheckResult, or its exposition already rendered (what `metrics --listen`
+    gets from its child, so this process never loads the rules or unpickles a report). The bytes
+    are made once per check, off the request path. When they are older than `max_age_seconds`, a
+    scrape starts a new check on a thread and gets the previous bytes at once (Prometheus' scrape
+    timeout is 10 s by default, a check can take longer; the answer must not depend on it). A
+    failed refresh keeps the previous result.
     """
 
-    def __init__(self, produce: Callable[[], CheckResult], max_age_seconds: float = 30.0) -> None:
+    def __init__(self, produce: Callable[[], CheckResult | bytes], max_age_seconds: float = 30.0) -> None:
         self.produce = produce
         self.max_age_seconds = max_age_seconds
         self._lock = threading.Lock()
-        self._last: tuple[float, CheckResult] | None = None
+        self._last: tuple[float, bytes] | None = None
         self._refreshing = False
         self._ready = threading.Event()  # set once the first check has finished (or failed)
         self._error: str | None = None
 
-    def current(self) -> CheckResult:
+    def current(self) -> bytes:
+        """The exposition text of the last check (starting a new check when it is stale)."""
         with self._lock:
             stale = self._last is None or time.monotonic() - self._last[0] >= self.max_age_seconds
             if stale and not self._refreshing:
@@ -141,21 +150,16 @@ class CheckCollector(Collector):
 
     def _refresh(self) -> None:
         try:
-            result = self.produce()
+            produced = self.produce()
+            body = produced if isinstance(produced, bytes) else exposition(produced)
         except Exception as exc:  # noqa: BLE001 - the previous result stays; the next scrape retries
             log.error("metrics check failed: %s: %s", exc.__class__.__name__, scrub(str(exc)))
             with self._lock:
                 self._error, self._refreshing = scrub(str(exc)), False
         else:
             with self._lock:
-                self._last, self._refreshing = (time.monotonic(), result), False
+                self._last, self._refreshing = (time.monotonic(), body), False
         self._ready.set()
-
-    def describe(self) -> list[Metric]:
-        return []  # do not run a check when the collector is registered
-
-    def collect(self) -> Iterator[Metric]:
-        yield from families(self.current())
 
 
 class ResultCollector(Collector):
@@ -187,9 +191,29 @@ def write_textfile(directory: Path, result: CheckResult, name: str = TEXTFILE_NA
     return path
 
 
-def serve(collector: Collector, host: str, port: int, stop: threading.Event) -> None:
-    """Serve /metrics on host:port until `stop` is set."""
-    server, thread = start_http_server(port, addr=host, registry=registry_for(collector))
+def serve(collector: CheckCollector, host: str, port: int, stop: threading.Event) -> None:
+    """Serve the collector's bytes on host:port (any path, as client_python's server does) until
+    `stop` is set."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            try:
+                body, status = collector.current(), 200
+            except RuntimeError as exc:
+                body, status = f"{exc}\n".encode(), 503
+            self.send_response(status)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST if status == 200 else "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Scrapes are not logged (client_python's server is quiet too)."""
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
     try:
         stop.wait()
     finally:

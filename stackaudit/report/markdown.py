@@ -63,7 +63,7 @@ def _area(report: Report, key: str, title: str, prefixes: tuple[str, ...]) -> st
     lines = [f"## {title}", ""]
     for source, summary in facts.items():
         lines += [f"### Measured ({source})", "", "| fact | value |", "|---|---|"]
-        lines += [f"| {_cell(k)} | {_cell(_value(v))} |" for k, v in summary.items()]
+        lines += [f"| {table_cell(k)} | {table_cell(_value(v))} |" for k, v in summary.items()]
         lines.append("")
     if findings:
         lines += ["### Findings", ""]
@@ -79,8 +79,8 @@ def _finding(finding: Finding) -> str:
              finding.message, ""]
     if finding.evidence:
         lines += ["| evidence | observed | expected | source |", "|---|---|---|---|"]
-        lines += [f"| {_cell(e.key)} | {_cell(_value(e.observed))} | {_cell(_value(e.expected))} "
-                  f"| {e.source} |" for e in finding.evidence]
+        lines += [f"| {table_cell(e.key)} | {table_cell(_value(e.observed))} | "
+                  f"{table_cell(_value(e.expected))} | {e.source} |" for e in finding.evidence]
         lines.append("")
     lines.append(f"- **Recommendation**: {rec.summary}")
     if rec.action:
@@ -157,5 +157,6 @@ def _value(value: Any) -> str:
     return format_value(value)
 
 
-def _cell(text: str) -> str:
+def table_cell(text: str) -> str:
+    """Text for a Markdown table cell: pipes escaped, on one line."""
     return text.replace("|", "\\|").replace("\n", " ")

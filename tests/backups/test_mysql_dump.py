@@ -9,7 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from stackaudit.backups.manifest import inventory
-from stackaudit.backups.mysql_dump import MYSQL_FORMAT, backup_database, inspect_dump, run_drill
+from stackaudit.backups.mysql_dump import (
+    MYSQL_FORMAT,
+    Tools,
+    backup_database,
+    choose_tools,
+    container_tools,
+    inspect_dump,
+    run_drill,
+)
 from stackaudit.cli import _load_commands, app
 from stackaudit.mysqlconn import parse_url
 from tests.mysql_server import ROOT_PASSWORD, MariaDBServer
@@ -30,6 +38,36 @@ SEED = (
     f"CREATE VIEW {DB}.v_orders AS SELECT id FROM {DB}.orders",
 )
 EXPECTED = {f"{DB}.orders": 1000, f"{DB}.we`ird": 2, f"{DB}.empty_one": 0}
+
+
+@pytest.mark.parametrize(("version", "tools"), [
+    ("10.11.19-MariaDB", ("mariadb-dump", "mariadb")),
+    ("11.4.2-MariaDB-ubu2404", ("mariadb-dump", "mariadb")),  # 11.x images have no mysql* names
+    ("10.4.34-MariaDB", ("mysqldump", "mysql")),
+    ("8.0.36", ("mysqldump", "mysql")),
+    ("8.4.0-commercial", ("mysqldump", "mysql")),
+])
+def test_the_tools_a_servers_image_has(version: str, tools: tuple[str, str]) -> None:
+    assert container_tools(version) == tools
+
+
+def test_a_named_container_wins_over_host_tools_and_the_finder_is_not_asked() -> None:
+    def finder() -> tuple[str | None, str | None]:
+        raise AssertionError("not needed")
+
+    chosen = choose_tools("10.11.19-MariaDB", "db-1", "unix:///d.sock", prefer_container=True,
+                          find_container=finder)
+    assert chosen == Tools("mariadb-dump", "mariadb", "db-1", "unix:///d.sock")
+    assert choose_tools("10.11.19-MariaDB", find_container=finder).mode == "host"  # this host has them
+
+
+def test_in_a_container_the_password_is_only_in_the_docker_clis_environment() -> None:
+    target = parse_url("mysql://app:s3cr%27t@127.0.0.1:3306/")
+    with Tools("mysqldump", "mysql", "db-1", "unix:///d.sock").command("mysqldump", target, ["shop"],
+                                                                      stdin=True) as (argv, env):
+        assert argv[1:] == ["exec", "-i", "-e", "MYSQL_PWD", "db-1", "mysqldump", "--user=app", "shop"]
+        assert env["MYSQL_PWD"] == "s3cr't" and env["DOCKER_HOST"] == "unix:///d.sock"
+        assert not any("s3cr" in a for a in argv)
 
 
 def invoke(*args: str) -> tuple[int, str]:

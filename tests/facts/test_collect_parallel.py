@@ -20,7 +20,7 @@ import pytest
 
 import stackaudit.facts as facts_pkg
 from stackaudit.config import ALL_SOURCES, Settings
-from stackaudit.facts import CollectContext, Facts, after, collect
+from stackaudit.facts import LATER, CollectContext, Facts, after, collect
 
 Collector = Callable[[CollectContext], dict[str, Any] | None]
 EXAMPLE = Path(__file__).parents[2] / "stackaudit" / "examples" / "reference-stack"
@@ -104,7 +104,33 @@ def test_a_source_nobody_declared_waits_for_every_source_before_it() -> None:
     assert after("host") == () and after("docker") == ()
     assert after("no-such-source") == ALL_SOURCES
     for source in ALL_SOURCES:  # only earlier sources: the order can never wait in a circle
-        assert all(ALL_SOURCES.index(s) < ALL_SOURCES.index(source) for s in after(source)), source
+        waits = (*after(source), *LATER.get(source, ()))
+        assert all(ALL_SOURCES.index(s) < ALL_SOURCES.index(source) for s in waits), source
+
+
+def test_postgres_runs_beside_docker_and_waits_for_the_stack_only_where_it_reads_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker finishes only once postgres has started (run one after the other, docker would give up
+    waiting); ctx.wait_for then hands postgres the docker and compose facts."""
+    started = threading.Event()
+    seen: dict[str, Any] = {}
+
+    def docker(ctx: CollectContext) -> dict[str, Any]:
+        seen["postgres had started"] = started.wait(GUARD)
+        return {"containers": []}
+
+    def postgres(ctx: CollectContext) -> dict[str, Any]:
+        started.set()
+        ctx.wait_for("docker", "compose")
+        seen["then it saw"] = set(ctx.facts.data)
+        return {}
+
+    use(monkeypatch, {"docker": docker, "compose": lambda ctx: {"projects": []}, "postgres": postgres})
+    facts = collect(Settings(sources=("docker", "compose", "postgres")))
+    assert seen == {"postgres had started": True, "then it saw": {"docker", "compose"}}
+    assert list(facts.data) == ["docker", "compose", "postgres"]
+    alone = CollectContext(settings=Settings(), facts=Facts())
+    alone.wait_for("docker")  # a collector run on its own (collect_source) never waits
 
 
 @pytest.mark.integration

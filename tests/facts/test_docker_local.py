@@ -32,6 +32,7 @@ from stackaudit.facts.docker import (
     read_engine,
     read_images,
 )
+from stackaudit.facts.docker_api import EngineAPIError, LocalEngine
 from tests.services import DockerEngine
 
 FIXTURES = Path(__file__).parent / "cgroup_fixtures"
@@ -177,3 +178,30 @@ def test_an_image_store_of_another_engine_is_not_believed(tmp_path: Path) -> Non
     assert store is not None
     assert store.image({"Id": "sha256:" + "ab" * 32}, light=True) is None
     assert ImageStore.of({"data_root": str(tmp_path), "storage_driver": "overlay2"}) is None
+
+
+@pytest.mark.integration
+def test_the_standard_library_reader_sees_what_the_sdk_sees(docker_engine: DockerEngine,
+                                                             running: dict[str, Any]) -> None:
+    """A local engine is read through docker_api.LocalEngine: the snapshot it gives equals the SDK's,
+    key for key (uptimes and the live memory/CPU figures aside: they move between the two reads)."""
+    settings = Settings(docker_host=docker_engine.host)
+    cgroups = local_cgroups(settings)
+
+    def snapshot_of(client: Any) -> dict[str, Any]:
+        try:
+            data = docker_facts.snapshot(client, light=False, cgroups=cgroups)
+        finally:
+            client.close()
+        for c in data["containers"]:
+            for moving in ("uptime_seconds", "memory_usage_bytes", "cpu_usage_seconds"):
+                c.pop(moving)
+        return data
+
+    reader = docker_facts.connect_reader(settings)
+    assert isinstance(reader, LocalEngine)
+    assert snapshot_of(reader) == snapshot_of(connect(settings))
+    assert [v["name"] for v in snapshot_of(reader)["volumes"]] == sorted(
+        v["name"] for v in snapshot_of(reader)["volumes"])  # the engine's own order is random
+    with pytest.raises(EngineAPIError, match="No such container"):
+        LocalEngine(docker_engine.host, 5).inspect_container("no-such-container")

@@ -107,6 +107,9 @@ def test_reads_a_live_mariadb(mariadb: MariaDBServer) -> None:
     accounts = {(a["user"], a["host"]): a for a in inst["accounts"]}
     assert accounts[("nopass", "%")]["no_password"] is True
     assert accounts[("root", "127.0.0.1")]["no_password"] is False
+    # MariaDB 10.4+ ships it locked with an empty password: it cannot log in, MY601 must not list it
+    assert accounts[("mariadb.sys", "localhost")]["locked"] is True
+    assert accounts[("mariadb.sys", "localhost")]["no_password"] is False
     assert any(d["query"] and "facts_shop" in d["query"] for d in inst["digests"])
     assert inst["derived"]["tmp_disk_tables"] >= 1
     assert inst["binlog"]["enabled"] is True and inst["binlog"]["files"] >= 1

@@ -40,3 +40,30 @@ def test_demo_writes_both_reports_with_measured_findings(tmp_path: Path) -> None
     # The server it started is gone.
     assert "stackaudit-demo-" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
                                                     text=True).stdout
+
+
+def test_mariadb_demo_writes_both_reports_with_measured_findings(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+           "STACKAUDIT_STATE_DIR": str(tmp_path / "state")}
+    command = [sys.executable, "-m", "stackaudit", "demo", "--mysql", "--out-dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "audit done:" in result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    by_code: dict[str, list[str]] = {}
+    for finding in report["findings"]:
+        by_code.setdefault(finding["code"], []).append(finding["message"])
+    # Seeded: the redundant index, the passwordless and any-host accounts, a binary log without
+    # expiry, and the statement slow by construction (SLEEP), which MY402 names on any machine.
+    assert any("entries_account_idx" in m for m in by_code["MY302"])
+    assert [m for m in by_code["MY601"] if "'reporting'@'localhost'" in m]
+    assert not [m for m in by_code["MY601"] if "mariadb.sys" in m]  # locked: it cannot log in
+    assert "MY603" in by_code and "MY501" in by_code
+    assert any("month_end_statement" in m for m in by_code["MY402"])
+    assert report["facts"]["mysql"]["servers"][0]["version"].startswith("10.11")
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Executive summary" in markdown and "MY302" in markdown
+    for secret in ("demo-mariadb-root-not-for-production", "demo-root-anywhere-not-for-production"):
+        assert secret not in markdown and secret not in json.dumps(report)
+    assert "stackaudit-demo-" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                    text=True).stdout

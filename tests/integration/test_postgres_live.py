@@ -144,6 +144,12 @@ def test_collected_facts_have_the_agreed_shape(seeded: str, pg_cluster: LocalClu
     assert big["seq_scan"] >= 12 and big["live_tuples"] > 250_000
     pkey = next(i for i in own["indexes"] if i["index"] == "big_pkey")
     assert pkey["backs_constraint"] and pkey["is_primary"]
+    # definitions are read where a finding shows them: never-scanned indexes and both sides of a duplicate
+    assert pkey["definition"] is None and "oid" not in pkey
+    assert all(d["definition"] and d["covered_by_definition"] for d in own["duplicate_indexes"])
+    unused = [i for i in own["indexes"]
+              if i["idx_scan"] == 0 and not i["backs_constraint"] and not i["is_unique"]]
+    assert unused and all(str(i["definition"]).startswith("CREATE INDEX") for i in unused)
     slow = next(s for s in data["statements"]["top"] if "pg_sleep" in s["query"])
     assert slow["calls"] == 5 and slow["mean_exec_ms"] >= 100 and slow["total_plan_ms"] is None
     assert data["summary"]["duplicate_indexes"] >= 1 and data["summary"]["pg_stat_statements"] is True

@@ -194,3 +194,17 @@ def test_a_scrape_never_waits_for_a_check_after_the_first(small_disk: SmallDisk,
         release.set()
         stop.set()
         thread.join(timeout=10)
+
+
+def test_a_produced_exposition_is_served_as_it_is_and_made_once() -> None:
+    """What `metrics --listen` gets from its child (bytes) is what every scrape gets: no scrape
+    renders anything, and within max_age no scrape runs another check."""
+    calls: list[int] = []
+
+    def produce() -> bytes:
+        calls.append(1)
+        return b"# TYPE stackaudit_x gauge\nstackaudit_x 1.0\n"
+
+    collector = CheckCollector(produce, max_age_seconds=3600)
+    assert collector.current() == collector.current() == produce()
+    assert len(calls) == 2  # the collector's one check, and the call in the assertion

@@ -49,7 +49,10 @@ def test_rules_fire_at_the_rule_thresholds(tmp_path: Path) -> None:
             {
                 "interval": "1m",
                 "input_series": [
-                    {"series": 'stackaudit_disk_used_ratio{mountpoint="/",holds="root"}', "values": "0.8x30"},
+                    {
+                        "series": 'stackaudit_disk_used_ratio{mountpoint="/",holds="root",instance="h1"}',
+                        "values": "0.8x30",
+                    },
                     {
                         "series": 'stackaudit_disk_used_ratio{mountpoint="/srv/data",holds="extra"}',
                         "values": "0.8x30",
@@ -59,10 +62,13 @@ def test_rules_fire_at_the_rule_thresholds(tmp_path: Path) -> None:
                         "values": "0.7x30",
                     },
                     {
-                        "series": 'stackaudit_disk_forecast_seconds_to_full{mountpoint="/var"}',
+                        "series": 'stackaudit_disk_forecast_seconds_to_full{mountpoint="/var",instance="h1"}',
                         "values": "432000x60",
                     },
-                    {"series": 'stackaudit_backup_age_seconds{database="app"}', "values": "100000x10"},
+                    {
+                        "series": 'stackaudit_backup_age_seconds{database="app",instance="h1"}',
+                        "values": "100000x10",
+                    },
                 ],
                 "alert_rule_test": [
                     {
@@ -75,9 +81,10 @@ def test_rules_fire_at_the_rule_thresholds(tmp_path: Path) -> None:
                                     "code": "SYS001",
                                     "mountpoint": "/",
                                     "holds": "root",
+                                    "instance": "h1",
                                 },
                                 "exp_annotations": {
-                                    "summary": "Disk / (root) is 80% full",
+                                    "summary": "Disk / (root) is 80% full on h1",
                                     "description": "Used share at or above 75% (critical at 85%).",
                                     "explain": "stackaudit explain SYS001",
                                 },
@@ -91,9 +98,10 @@ def test_rules_fire_at_the_rule_thresholds(tmp_path: Path) -> None:
                         "alertname": "StackauditDiskFullSoon",
                         "exp_alerts": [
                             {
-                                "exp_labels": {"severity": "warning", "code": "SYS001", "mountpoint": "/var"},
+                                "exp_labels": {"severity": "warning", "code": "SYS001", "mountpoint": "/var",
+                                               "instance": "h1"},
                                 "exp_annotations": {
-                                    "summary": "Disk /var full in 5d 0h 0m 0s at the recent rate",
+                                    "summary": "Disk /var full in 5d 0h 0m 0s at the recent rate on h1",
                                     "description": "The fill-rate forecast reaches 100% within 14 days.",
                                     "explain": "stackaudit explain SYS001",
                                 },
@@ -105,9 +113,10 @@ def test_rules_fire_at_the_rule_thresholds(tmp_path: Path) -> None:
                         "alertname": "StackauditBackupStale",
                         "exp_alerts": [
                             {
-                                "exp_labels": {"severity": "critical", "code": "BAK001", "database": "app"},
+                                "exp_labels": {"severity": "critical", "code": "BAK001", "database": "app",
+                                               "instance": "h1"},
                                 "exp_annotations": {
-                                    "summary": "Newest verified backup of app is 1d 3h 46m 40s old",
+                                    "summary": "Newest verified backup of app is 1d 3h 46m 40s old on h1",
                                     "description": "No verified backup in the last 26 hours.",
                                     "explain": "stackaudit explain BAK001",
                                 },
@@ -140,6 +149,7 @@ def test_every_rule_names_a_code_and_its_explain_command() -> None:
         assert re.fullmatch(r"[A-Z]{2,3}\d{3}", rule["labels"]["code"])
         assert rule["annotations"]["explain"] == f"stackaudit explain {rule['labels']['code']}"
         assert rule["labels"]["severity"] in ("warning", "critical")
+        assert "{{ $labels.instance }}" in rule["annotations"]["summary"], rule["alert"]  # which host
 
 
 def test_dashboard_command_prints_grafana_json() -> None:
