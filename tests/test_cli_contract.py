@@ -254,6 +254,9 @@ TERMINAL_CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "backup": (("backup", "--pg", "postgresql://nobody@127.0.0.1:1/none", "--dest", "{tmp}/b"), "PostgreSQL"),
     "clean": (("clean",), "Docker engine"),
     "verify": (("verify",), "--pg"),
+    # its terminal output over real SSH hosts: tests/fleet/test_collect.py
+    "fleet collect": (("fleet", "collect", "-i", "{tmp}/no-inventory.ini", "--out", "{tmp}/fleet"),
+                      "ansible-inventory"),
     "restore-drill": (("restore-drill", "--dest", "{tmp}/backups"), "backup"),
     "apply": (("apply", "{tmp}/no-plan.json"), "plan"),
     "rollback": (("rollback", "no-such-journal"), "journal"),
