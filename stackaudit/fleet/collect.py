@@ -26,15 +26,16 @@ from typing import Any
 
 from stackaudit.fleet import runner
 from stackaudit.fleet.inventory import FleetError, InventoryHost, read_inventory
+from stackaudit.fleet.snapshots import GROUPS, LAST_ERROR, TIME_FORMAT
 from stackaudit.fleet.wheelhouse import wheelhouse
 from stackaudit.fsutil import atomic_write, fsync_dir
 from stackaudit.redact import scrub
 
 KEY_FILE = ".fleet-key"
 INCOMING = ".incoming"
-ERROR_FILE = "last-error.json"
-GROUPS_FILE = "groups.json"
-SNAPSHOT_TIME = "%Y%m%dT%H%M%SZ"
+ERROR_FILE = LAST_ERROR
+GROUPS_FILE = GROUPS
+SNAPSHOT_TIME = TIME_FORMAT  # the report reads the names this writes
 STAGES = ("unreachable", "install", "collect", "fetch")
 
 
