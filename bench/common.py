@@ -56,6 +56,15 @@ def save(name: str, payload: dict[str, Any], stamped: bool = True) -> Path:
     return path
 
 
+def tree_rss(process: psutil.Process) -> int:
+    """RSS of a process and all its children (a child may end while we count it)."""
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        with suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
 def log(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 

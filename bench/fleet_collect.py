@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from bench.common import QUICK, STACKAUDIT, log, machine, save, table
+from bench.common import QUICK, STACKAUDIT, log, machine, save, table, tree_rss
 from tests.sshd import start_sshd
 
 ADDRESS = "127.0.0.2"
@@ -48,14 +48,6 @@ def inventory(root: Path, hostvars: dict[str, Any], count: int) -> Path:
     path = root / f"hosts-{count}.yml"
     path.write_text(json.dumps({"all": {"children": {"bench": {"hosts": hosts}}}}))
     return path
-
-
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
-    for p in [process, *process.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
 
 
 def collect(root: Path, hosts: Path, forks: int, env: dict[str, str]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ each HTTP request.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -26,21 +25,13 @@ from typing import Any
 
 import psutil
 
-from bench.common import QUICK, STACKAUDIT, log, machine, save, table
+from bench.common import QUICK, STACKAUDIT, log, machine, save, table, tree_rss
 from stackaudit.localpg import free_port
 from tests.services import running_cluster
 
 INTERVAL = "5s" if QUICK else "30s"
 DURATION = 120 if QUICK else 600
 SAMPLE_EVERY = 5.0
-
-
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
-    for p in [process, *process.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
 
 
 def tree_cpu(process: psutil.Process) -> float:

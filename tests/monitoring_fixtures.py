@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stackaudit.localpg import free_port
+from tests.services import end_process
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 START_TIMEOUT_SECONDS = 60.0
@@ -97,12 +98,7 @@ def server_process(command: list[str], log_file: Path) -> Iterator[subprocess.Po
         try:
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            end_process(process, grace_s=20)
 
 
 def api_get(url: str) -> dict[str, object]:

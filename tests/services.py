@@ -82,14 +82,19 @@ class RedisServer:
         stop_process(self.process, self.directory)
 
 
-def stop_process(process: subprocess.Popen[bytes], directory: Path) -> None:
-    """Terminate a server the tests started (kill it after 10 s) and remove its folder."""
+def end_process(process: subprocess.Popen[Any], grace_s: float = 10) -> None:
+    """Terminate a process the tests started; kill it if it is still there after `grace_s`."""
     process.terminate()
     try:
-        process.wait(10)
+        process.wait(grace_s)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+def stop_process(process: subprocess.Popen[bytes], directory: Path) -> None:
+    """End a server the tests started and remove its folder."""
+    end_process(process)
     shutil.rmtree(directory, ignore_errors=True)
 
 

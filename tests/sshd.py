@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stackaudit.localpg import free_port
+from tests.services import stop_process
 
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")  # compiled into Debian's sshd; the package makes it at start
@@ -59,13 +60,7 @@ class SshServer:
         self.known_hosts.write_text("\n".join(lines) + "\n")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        stop_process(self.process, self.directory)
 
 
 def keygen(path: Path) -> None:

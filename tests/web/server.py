@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from tests.report.report_facts import sample_facts
+from tests.services import end_process
 
 
 def free_port() -> int:
@@ -53,12 +54,7 @@ def serve(tmp: Path, *args: str, token: str | None = None) -> Iterator[Served]:
         wait_until_up(url, process)
         yield Served(url, state, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
 
 
 def wait_until_up(url: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
