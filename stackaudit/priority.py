@@ -6,6 +6,7 @@ are a third of an audit's CPU), and the commands do again (idempotent) for other
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -23,11 +24,17 @@ def below_the_services() -> None:
         if os.getpriority(os.PRIO_PROCESS, 0) < 10:
             os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0))
         own_autogroup()
-        import psutil  # lazy: start-up
-
-        psutil.Process().ionice(psutil.IOPRIO_CLASS_IDLE)
     except (OSError, AttributeError, ValueError):
         pass  # not Linux, or not allowed: the audit still runs, at the priority it was given
+    idle_io_class()
+
+
+def idle_io_class() -> None:
+    import psutil  # lazy: start-up
+
+    # psutil's AccessDenied is not an OSError; there is no ionice outside Linux
+    with contextlib.suppress(psutil.Error, OSError, AttributeError, ValueError):
+        psutil.Process().ionice(psutil.IOPRIO_CLASS_IDLE)
 
 
 def own_autogroup(autogroup: Path = Path("/proc/self/autogroup")) -> bool:

@@ -12,6 +12,7 @@ can plan from saved facts and re-plan from a fresh light snapshot right before e
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -138,7 +139,8 @@ def describe(exc: BaseException) -> str:
     for hint in ("No such file or directory", "Connection refused", "Permission denied"):
         if hint in text:
             return hint.lower()
-    if "RemoteDisconnected" in text or "Connection reset" in text:
+    closed = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)  # LocalEngine's
+    if isinstance(exc, closed) or "RemoteDisconnected" in text or "Connection reset" in text:
         return "the engine closed the connection (it stopped or crashed during the call)"
     return f"{exc.__class__.__name__}: {text}"[:300]
 
