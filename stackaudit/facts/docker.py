@@ -139,7 +139,8 @@ def describe(exc: BaseException) -> str:
     for hint in ("No such file or directory", "Connection refused", "Permission denied"):
         if hint in text:
             return hint.lower()
-    closed = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)  # LocalEngine's
+    # LocalEngine's own: RemoteDisconnected is a ConnectionResetError; a cut body is an IncompleteRead
+    closed = (ConnectionResetError, BrokenPipeError, http.client.IncompleteRead, http.client.BadStatusLine)
     if isinstance(exc, closed) or "RemoteDisconnected" in text or "Connection reset" in text:
         return "the engine closed the connection (it stopped or crashed during the call)"
     return f"{exc.__class__.__name__}: {text}"[:300]

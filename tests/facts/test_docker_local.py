@@ -10,6 +10,7 @@ daemon started with its own --cgroup-parent (found through the container's /proc
 
 from __future__ import annotations
 
+import http.client
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from stackaudit.facts.docker import (
     add_runtime_details,
     cgroup_path,
     connect,
+    describe,
     local_cgroups,
     read_containers,
     read_df,
@@ -205,3 +207,15 @@ def test_the_standard_library_reader_sees_what_the_sdk_sees(docker_engine: Docke
         v["name"] for v in snapshot_of(reader)["volumes"])  # the engine's own order is random
     with pytest.raises(EngineAPIError, match="No such container"):
         LocalEngine(docker_engine.host, 5).inspect_container("no-such-container")
+
+
+@pytest.mark.parametrize("error", [
+    http.client.RemoteDisconnected("Remote end closed connection without response"),
+    http.client.IncompleteRead(b"{", 10),
+    ConnectionResetError(104, "Connection reset by peer"),
+    BrokenPipeError(32, "Broken pipe"),
+])
+def test_an_engine_that_hangs_up_mid_call_is_said_in_plain_words(error: Exception) -> None:
+    """The standard-library client raises these when the daemon dies under a call (the SDK wraps
+    them in text): both read as the engine closing the connection, not as a class name."""
+    assert describe(error) == "the engine closed the connection (it stopped or crashed during the call)"
