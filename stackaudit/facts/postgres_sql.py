@@ -59,7 +59,7 @@ ORDER BY seqno
 # https://www.postgresql.org/docs/current/routine-vacuuming.html#VACUUM-FOR-WRAPAROUND
 # https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-DATABASE-VIEW
 DATABASES = f"""SELECT {TAG}
-       d.datname AS name,
+       d.datname AS name, d.oid::bigint AS oid,
        d.datallowconn AS allow_connections,
        d.datistemplate AS is_template,
        CASE WHEN has_database_privilege(d.oid, 'CONNECT') OR pg_has_role('pg_read_all_stats', 'USAGE')
