@@ -161,3 +161,32 @@ def test_runs_in_matches_the_container_publishing_the_port() -> None:
                                                "project": "shop", "memory_limit_bytes": 2 * 1024**3}
     other = pgf.Target("host=127.0.0.1 port=5999", "--pg", "x")
     assert pgf.runs_in(docker, other, {"data_directory": {"local": False}})["kind"] == "unknown"
+
+
+def _data_directory(root: Path) -> Path:
+    """A data directory's layout: two databases under base/, WAL, and a file at the top."""
+    for rel, size in (("PG_VERSION", 3), ("base/1/1259", 8192), ("base/1/PG_VERSION", 3),
+                      ("base/16384/16385", 40960), ("pg_wal/000000010000000000000001", 1000),
+                      ("global/pg_control", 8192)):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * size)
+    (root / "pg_tblspc").mkdir()
+    return root
+
+
+def test_data_directory_size_counts_base_from_the_database_sizes(tmp_path: Path) -> None:
+    data = _data_directory(tmp_path)
+    walked = pgf.directory_size(data, deadline=float("inf"))
+    assert walked == 3 + 8192 + 3 + 40960 + 1000 + 8192
+    # the server's pg_database_size() stands for base/<oid> (here deliberately not the files' bytes,
+    # to show base/16384 is not walked); a database without a size (no CONNECT) is walked
+    sizes = {16384: 50_000, 1: None, None: 7}
+    assert pgf.data_directory_size(data, sizes, float("inf")) == walked - 40960 + 50_000
+
+
+def test_data_directory_size_walks_everything_when_a_tablespace_exists(tmp_path: Path) -> None:
+    data = _data_directory(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    (data / "pg_tblspc" / "16500").symlink_to(tmp_path / "elsewhere")
+    assert pgf.data_directory_size(data, {16384: 50_000}, float("inf")) == pgf.directory_size(
+        data, float("inf"))

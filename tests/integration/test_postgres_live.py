@@ -137,6 +137,10 @@ def test_collected_facts_have_the_agreed_shape(seeded: str, pg_cluster: LocalClu
     view = "pg_stat_checkpointer" if major >= 17 else "pg_stat_bgwriter"
     assert data["checkpoints"]["view"] == view and data["checkpoints"]["checkpoints_timed"] is not None
     assert data["data_directory"]["method"] == "filesystem" and data["data_directory"]["size_bytes"] > 0
+    # base/<oid> is counted from pg_database_size(), not walked: the same bytes as a walk of it all
+    assert "oid" not in data["databases"][0]
+    assert abs(data["data_directory"]["size_bytes"] - stackaudit.facts.postgres.directory_size(
+        pg_cluster.data_dir, float("inf"))) < 1024**2
     assert data["runs_in"]["kind"] == "host"
     own = data["per_database"][data["current_database"]]
     assert own["stats_since_basis"] == "database_created"
