@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from stackaudit.config import Settings
@@ -117,3 +118,33 @@ def test_probe_target_finds_a_large_file_on_the_same_filesystem() -> None:
     target = host_facts.probe_target("/", ["root"])
     assert target is not None
     assert os.stat(target).st_dev == os.stat("/").st_dev
+
+
+def _walked_largest(tops: list[str], dev: int, limit: int) -> str | None:
+    """The reference: os.walk's order and notion of a file, as probe_target walked before."""
+    best, best_size, seen = None, host_facts.PROBE_MIN_FILE, 0
+    for top in tops:
+        for root, _, files in os.walk(top):
+            for name in files:
+                seen += 1
+                if seen > limit:
+                    return best
+                st = os.lstat(os.path.join(root, name))
+                if st.st_dev == dev and st.st_size > best_size and stat.S_ISREG(st.st_mode):
+                    best, best_size = os.path.join(root, name), st.st_size
+    return best
+
+
+def test_largest_file_walks_like_os_walk_up_to_its_limit(tmp_path: Path) -> None:
+    for i, rel in enumerate(("a/one", "a/deep/two", "b/three", "b/small", "c/four", "top")):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as file:  # sparse: a large size costs no disk
+            file.truncate(host_facts.PROBE_MIN_FILE + (i + 1) * 4096 if rel != "b/small" else 10)
+    (tmp_path / "a" / "to-c").symlink_to(tmp_path / "c")  # a link to a directory is not walked
+    (tmp_path / "b" / "to-top").symlink_to(tmp_path / "top")  # a link to a file counts, never wins
+    (tmp_path / "c" / "empty").mkdir()
+    tops, dev = [str(tmp_path / "a"), str(tmp_path), "/nonexistent"], os.stat(tmp_path).st_dev
+    found = [host_facts._largest_file(tops, dev, limit) for limit in range(0, 16)]
+    assert found == [_walked_largest(tops, dev, limit) for limit in range(0, 16)]
+    assert found[-1] == str(tmp_path / "top") and None in found
