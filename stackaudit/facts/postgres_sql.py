@@ -175,6 +175,11 @@ def tables(limit: int) -> str:
     size. A table whose heap, TOAST or indexes are under an ACCESS EXCLUSIVE lock is not sized (the
     size would wait for the lock); `locked_by_pid` names the session and the sizes stay NULL.
     `tables_total` counts every user table.
+
+    The ranking reads only names and pages of every table (the view's statistics columns go unused,
+    so the planner leaves them out); the statistics are read for the `limit` chosen ones, whose oids
+    the `= ANY (ARRAY(...))` pushes into the view's grouped scan (an index scan of 500 rows instead
+    of the statistics of every table: a third of this query at 8,000 tables).
     """
     return f"""WITH {TAG}
 {_LOCKED},
@@ -185,7 +190,7 @@ index_pages AS (
   LEFT JOIN locked lk ON lk.oid = i.indexrelid
   GROUP BY i.indrelid
 ), candidates AS (
-  SELECT s.*, c.reloptions, count(*) OVER () AS tables_total,
+  SELECT s.relid, c.reloptions, count(*) OVER () AS tables_total,
          coalesce(lk.pid, tk.pid, ip.locked_pid, tip.locked_pid) AS locked_by_pid
   FROM pg_stat_user_tables s
   JOIN pg_class c ON c.oid = s.relid
@@ -197,6 +202,10 @@ index_pages AS (
   ORDER BY c.relpages::bigint + coalesce(t.relpages, 0) + coalesce(ip.pages, 0) DESC,
            s.schemaname, s.relname
   LIMIT {int(limit)}
+), chosen AS (
+  SELECT s.*, k.reloptions, k.tables_total, k.locked_by_pid
+  FROM pg_stat_user_tables s JOIN candidates k ON k.relid = s.relid
+  WHERE s.relid = ANY (ARRAY(SELECT relid FROM candidates))
 )
 SELECT s.schemaname AS schema, s.relname AS table, s.n_live_tup AS live_tuples,
        s.n_dead_tup AS dead_tuples, s.n_mod_since_analyze AS modified_since_analyze,
@@ -206,7 +215,7 @@ SELECT s.schemaname AS schema, s.relname AS table, s.n_live_tup AS live_tuples,
        CASE WHEN s.locked_by_pid IS NULL THEN pg_relation_size(s.relid) END AS table_bytes,
        CASE WHEN s.locked_by_pid IS NULL THEN pg_total_relation_size(s.relid) END AS total_bytes,
        s.reloptions AS options, s.locked_by_pid, s.tables_total
-FROM candidates s
+FROM chosen s
 ORDER BY total_bytes DESC NULLS LAST, s.schemaname, s.relname
 """
 
