@@ -211,12 +211,10 @@ class Watch:
             seen.append(os.getpriority(os.PRIO_PROCESS, 0))
 sys.meta_path.insert(0, Watch())
 sys.argv = ["stackaudit", "audit", "--sources", "host", "--format", "json"]
+import atexit
+atexit.register(lambda: print("PRIORITY", seen[0]))  # the entry point ends the process itself
 from stackaudit.__main__ import main
-try:
-    main()
-except SystemExit:
-    pass
-print("PRIORITY", seen[0])
+main()
 """
 
 

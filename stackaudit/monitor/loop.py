@@ -11,7 +11,8 @@ and starts a child (`--run flush`) only when a notification is due.
 `stackaudit metrics --listen` uses the same kind of child for each check it serves
 (`exposition_in_child`, `--run exposition`): the child renders the exposition text and the server
 keeps those bytes, so the check's work never holds the server's GIL and a scrape, during a check
-or not, is answered by copying the previous bytes.
+or not, is answered by copying the previous bytes. Each child lowers its priority as the observing
+commands do (`stackaudit.priority`: nice 10, idle I/O, a session of its own at autogroup nice 10).
 
 The settings can hold a DSN password and alert tokens: they reach the loop through an inherited
 pipe and each child on its stdin, pickled, never in argv or the environment.
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stackaudit.priority import below_the_services
 from stackaudit.redact import scrub
 
 log = logging.getLogger("stackaudit.watch")
@@ -165,6 +167,10 @@ def child_main(mode: str) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     settings, options, textfile = pickle.loads(sys.stdin.buffer.read())
+    # a check observes, as `stackaudit check` does: below the services, and below the `metrics`
+    # server that started it, whose scrapes then get the CPU first (the tail of their latency was
+    # the check's child competing with them at the same priority, in the same session)
+    below_the_services()
     setup_logging(logging.INFO)
     for url in settings.alert_urls:
         remember(url)

@@ -196,6 +196,10 @@ def serve(collector: CheckCollector, host: str, port: int, stop: threading.Event
     `stop` is set."""
 
     class Handler(BaseHTTPRequestHandler):
+        # buffered: the headers and the body leave in one write when the handler finishes, not as a
+        # small header segment that waits for the client's ACK before the body (Nagle)
+        wbufsize = 1 << 16
+
         def do_GET(self) -> None:
             try:
                 body, status = collector.current(), 200

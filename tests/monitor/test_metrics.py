@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -208,3 +209,31 @@ def test_a_produced_exposition_is_served_as_it_is_and_made_once() -> None:
     collector = CheckCollector(produce, max_age_seconds=3600)
     assert collector.current() == collector.current() == produce()
     assert len(calls) == 2  # the collector's one check, and the call in the assertion
+
+
+# The child `metrics --listen` starts for each check, with its priority read as it exits.
+CHILD_PRIORITY_PROBE = """
+import atexit, os, sys
+atexit.register(lambda: sys.stderr.write(
+    f"PRIORITY {os.getpriority(os.PRIO_PROCESS, 0)} {os.getsid(0) == os.getpid()}\\n"))
+from stackaudit.monitor.loop import main
+sys.exit(main(["--run", "exposition"]))
+"""
+
+
+def test_the_check_child_of_metrics_runs_below_the_server(tmp_path: Path) -> None:
+    """The check behind `metrics --listen` observes like `stackaudit check`: nice 10 and (from a
+    pipe, not a terminal) a session of its own, so the server's scrapes get the CPU first."""
+    settings = Settings(sources=("host",), state_dir=tmp_path)
+    done = subprocess.run([sys.executable, "-c", CHILD_PRIORITY_PROBE],
+                          input=pickle.dumps((settings, None, None)), capture_output=True,
+                          env={**os.environ, "STACKAUDIT_NICE": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "stackaudit_check_duration_seconds" in samples_names(done.stdout.decode())
+    lowered = max(10, os.getpriority(os.PRIO_PROCESS, 0))
+    own_session = Path("/proc/self/autogroup").exists()
+    assert done.stderr.decode().splitlines()[-1] == f"PRIORITY {lowered} {own_session}"
+
+
+def samples_names(text: str) -> set[str]:
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
