@@ -109,14 +109,15 @@ def main() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Scrape latency, before / after (issue #17): `BEFORE=DIR [BEFORE_PATH=...] [AFTER=DIR]
-# BENCH_ONLY=scrape .venv/bin/python -m bench.watch`. Two `metrics --listen` servers (the earlier
-# tree and this one, exports as in bench/audit.py's compare), both on the same cluster with
-# `--cache 5s`, so their checks refresh during the run, and a bare server of fixed bytes (the floor);
-# then SCRAPES scrapes of each in turns (ABC, BCA, ...), each timed, with the load average beside.
+# Scrape latency against the floor (issue #17): `BENCH_ONLY=scrape .venv/bin/python -m bench.watch`
+# runs this tree's `metrics --listen` (`--cache 5s` on a PostgreSQL cluster, so its checks refresh
+# during the run) beside a bare server of fixed bytes (the floor: what the machine allows), and
+# scrapes both SCRAPES times in turns (AB, BA, ...), each timed, with the load average beside.
+# `BEFORE=DIR [BEFORE_PATH=...] [AFTER=DIR]` adds the earlier tree's server as a third (exports as
+# in bench/audit.py's compare). SCRAPES=N changes the count.
 # ------------------------------------------------------------------------------------------------
 
-SCRAPES = 50 if QUICK else 200
+SCRAPES = int(os.environ.get("SCRAPES", "50" if QUICK else "200"))
 # The floor: a bare standard-library server answering the same way with fixed bytes, scraped in the
 # same turns: what this machine's scheduler allows at the moment, whatever the server does.
 FLOOR_SERVER = """
@@ -144,7 +145,8 @@ def tree_env(name: str) -> dict[str, str]:
 def scrape_latency() -> None:
     info = machine()
     state = Path(tempfile.mkdtemp(prefix="sa-bench-scrape-"))
-    times: dict[str, list[float]] = {"before": [], "after": [], "floor": []}
+    trees = ("before", "after") if os.environ.get("BEFORE") else ("after",)
+    times: dict[str, list[float]] = {**{name: [] for name in trees}, "floor": []}
     loads: list[float] = []
     servers: dict[str, subprocess.Popen[bytes]] = {}
     with running_cluster(18) as cluster:
@@ -164,7 +166,7 @@ def scrape_latency() -> None:
                 wait_for_first(url, servers[name])
             names = list(times)
             for turn in range(SCRAPES):
-                for name in names[turn % 3:] + names[:turn % 3]:  # each one first in turn
+                for name in names[turn % len(names):] + names[:turn % len(names)]:  # each first in turn
                     times[name].append(scrape(urls[name])[0])
                     time.sleep(SCRAPE_GAP)
                 loads.append(os.getloadavg()[0])

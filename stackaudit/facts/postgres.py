@@ -342,8 +342,13 @@ def _one_line(exc: BaseException) -> str:
     return scrub(text[0]) if text else exc.__class__.__name__
 
 
+_AS_THEY_ARE = frozenset({type(None), str, int, float, bool})  # most values: no conversion to try
+
+
 def jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+    if type(value) in _AS_THEY_ARE:
+        return value
+    if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
