@@ -359,6 +359,7 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
                    "ports": [{"host_ip": p.get("host_ip"), "host_port": p.get("published"),
                               "container_port": p.get("target")} for p in service.get("ports") or []],
                    "privileged": bool(service.get("privileged")), "network_mode": service.get("network_mode"),
+                   "pid_mode": service.get("pid_mode"), "ipc_mode": service.get("ipc_mode"),
                    "sockets": [v.get("source") for v in service.get("volumes") or []
                                if str(v.get("source") or "") in DOCKER_SOCKETS],
                    "cap_add": service.get("cap_add") or [],
@@ -374,6 +375,7 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
                "product": service_product({"image": container.get("image"), "name": container.get("name")}),
                "ports": [p for p in container.get("ports") or [] if p.get("host_port")],
                "privileged": bool(container.get("privileged")), "network_mode": container.get("network_mode"),
+               "pid_mode": container.get("pid_mode"), "ipc_mode": container.get("ipc_mode"),
                "sockets": [m.get("source") for m in container.get("mounts") or []
                            if str(m.get("source") or "") in DOCKER_SOCKETS],
                "cap_add": container.get("cap_add") or [],
@@ -905,6 +907,11 @@ def host_access(service: dict[str, Any]) -> tuple[list[str], bool]:
         root_grade = root_grade or writable
     if host_net:
         issues.append("uses the host network")
+    if service.get("pid_mode") == "host":
+        issues.append("shares the host's processes (pid: host)")
+        root_grade = root_grade or "SYS_PTRACE" in caps  # it can then trace any host process
+    if service.get("ipc_mode") == "host":
+        issues.append("shares the host's IPC namespace and /dev/shm (ipc: host)")
     return issues, root_grade
 
 
@@ -915,9 +922,10 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Containers (compose services or running containers) with a hold on the host: the Docker socket
     mounted, privileged, capabilities added with `cap_add` (SYS_ADMIN, SYS_MODULE, SYS_RAWIO,
     DAC_READ_SEARCH, ALL; NET_ADMIN, SYS_PTRACE, BPF), bind mounts of the host's `/`, `/etc`,
-    `/root`, `/proc`, `/sys`, `/lib/modules`, `/dev`, `/boot` or Docker's own data, or the host
-    network. Monitoring and maintenance agents that need this (cAdvisor, node-exporter, promtail,
-    watchtower, traefik's docker provider...) are reported at INFO so the exposure stays known.
+    `/root`, `/proc`, `/sys`, `/lib/modules`, `/dev`, `/boot` or Docker's own data, the host
+    network, or the host's processes (`pid: host`) or IPC namespace (`ipc: host`). Monitoring and
+    maintenance agents that need this (cAdvisor, node-exporter, promtail, watchtower, traefik's
+    docker provider...) are reported at INFO so the exposure stays known.
 
     ## Why it matters
     The Docker socket is root on the host: whoever controls the container can start a privileged
@@ -927,12 +935,16 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     (`/proc/sys/kernel/core_pattern` runs a program as root on the host); `/lib/modules` gives the
     kernel's modules to load. NET_ADMIN on the host network rewrites the host's firewall. On the host
     network a container's ports bypass Docker's isolation and can reach services bound to loopback.
+    With `pid: host` it sees every host process and its command line (passwords passed as arguments
+    included) and, with the KILL capability Docker grants by default, can signal any of them; with
+    SYS_PTRACE as well it can trace them, which is root on the host. `ipc: host` shares the host's
+    System V shared memory and `/dev/shm`.
 
     ## Recommendation
-    Remove the socket mount, `privileged: true`, the capabilities or the host mounts unless the
-    service needs them; give an agent a filtered socket (tecnativa/docker-socket-proxy with only the
-    API sections it reads), mount only the files it reads, read-only, and precise `cap_add:` /
-    `devices:` instead of privileged.
+    Remove the socket mount, `privileged: true`, the capabilities, the host mounts or the shared
+    `pid:` / `ipc:` namespaces unless the service needs them; give an agent a filtered socket
+    (tecnativa/docker-socket-proxy with only the API sections it reads), mount only the files it
+    reads, read-only, and precise `cap_add:` / `devices:` instead of privileged.
 
     ## Estimated effect
     A compromised container no longer means a compromised host.
@@ -947,6 +959,9 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - Docker docs, "Runtime privilege and Linux capabilities":
       https://docs.docker.com/engine/containers/run/#runtime-privilege-and-linux-capabilities
     - capabilities(7): https://man7.org/linux/man-pages/man7/capabilities.7.html
+    - Docker docs, "PID settings (--pid)" and "IPC settings (--ipc)":
+      https://docs.docker.com/engine/containers/run/#pid-settings---pid
+    - ptrace(2), "Ptrace access mode checking": https://man7.org/linux/man-pages/man2/ptrace.2.html
     - OWASP Docker Security Cheat Sheet (rules 1, 2 and 3):
       https://cheatsheetseries.owasp.org/cheatsheets/Docker_Security_Cheat_Sheet.html
     """

@@ -194,6 +194,9 @@ def test_legacy_file_names_and_service_settings() -> None:
     assert (app["image_repository"], app["image_tag"]) == ("localhost:5000/app", "edge")
     assert app["mem_limit_bytes"] == int(1.5 * 1024**3) and app["replicas"] == 3 and app["cpus"] == 2.0
     assert app["privileged"] is True and app["network_mode"] == "host"
+    assert (app["pid_mode"], app["ipc_mode"]) == ("host", "host")
+    build_only = proj["services"]["build-only"]
+    assert (build_only["pid_mode"], build_only["ipc_mode"]) == (None, None)
     assert app["healthcheck"]["interval_seconds"] == 90.0
     assert app["healthcheck"]["start_period_seconds"] == 120
     assert app["entrypoint"] == ["/docker-entrypoint.sh", "--verbose"]

@@ -612,6 +612,29 @@ def test_sec008_fires_on_running_containers_with_cap_add() -> None:
     assert severity == Severity.HIGH and "SYS_MODULE" in message and "/proc read-only" in message
 
 
+def test_sec008_fires_on_the_hosts_process_and_ipc_namespaces() -> None:
+    data = compose(
+        service("debug", "shop/debug:1", pid_mode="host"),
+        service("tracer", "shop/tracer:1", pid_mode="host", cap_add=["SYS_PTRACE"]),
+        service("shm", "shop/shm:1", ipc_mode="host"),
+        service("sidecar", "shop/sidecar:1", pid_mode="service:web", ipc_mode="shareable"),
+        service("node-exporter", "prom/node-exporter:v1.8.2", pid_mode="host"),
+    )
+    hits = {s: (sev, m) for s, sev, m in run("SEC008", data)}
+    assert hits["shop/debug"] == (Severity.MEDIUM, "shop/debug shares the host's processes (pid: host).")
+    assert hits["shop/tracer"][0] == Severity.HIGH  # SYS_PTRACE over every host process
+    assert hits["shop/shm"][0] == Severity.MEDIUM and "ipc: host" in hits["shop/shm"][1]
+    assert "shop/sidecar" not in hits  # another container's namespace is not the host's
+    assert hits["shop/node-exporter"][0] == Severity.INFO
+
+
+def test_sec008_reads_pid_host_from_running_containers() -> None:
+    data = {"docker": {"containers": [{"name": "legacy", "image": "shop/legacy:1", "compose_project": None,
+                                       "compose_service": None, "pid_mode": "host", "ipc_mode": "private"}]}}
+    ((_, severity, message),) = run("SEC008", data)
+    assert severity == Severity.MEDIUM and message == "legacy shares the host's processes (pid: host)."
+
+
 # --- SEC009: each product's version rules ---------------------------------------------------------------
 
 
