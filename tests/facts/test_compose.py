@@ -356,3 +356,48 @@ def test_canary_secrets_never_appear_in_collected_data(tmp_path: Path) -> None:
     assert kinds == {("SECRET_KEY_BASE", "literal"), ("MAIL_PASSWORD", "default"),
                      ("DATABASE_URL", "literal")}
     assert ctx.private["compose_env"]["canary"]["app"]["DB_PASSWORD"] == canaries["dotenv"]
+
+
+def test_include_reads_the_included_applications_and_says_what_it_cannot(tmp_path: Path) -> None:
+    """`include:` copies each included application's services in (the corpus case compares them with
+    Compose's own model); a loop, a name the project already has and a missing file are each said
+    in plain words, and the rest of the project is still read."""
+    (tmp_path / "compose.yaml").write_text(
+        "include:\n  - parts/db.yaml\n  - parts/loop.yaml\n  - parts/missing.yaml\n"
+        "services:\n  web:\n    image: shop/web:1\n  db:\n    image: postgres:16.4\n")
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "db.yaml").write_text("services:\n  db:\n    image: postgres:17.2\n"
+                                                "  cache:\n    image: redis:7.4.1\n")
+    (tmp_path / "parts" / "loop.yaml").write_text("include:\n  - ../compose.yaml\n"
+                                                  "services:\n  worker:\n    image: shop/worker:1\n")
+    errors: list[tuple[str, str]] = []
+    loaded = load_project(ProjectSpec(tmp_path, []), lambda where, why: errors.append((where, why)),
+                          use_binary=False)
+    assert loaded is not None
+    project = loaded[0]
+    assert sorted(project["services"]) == ["cache", "db", "web", "worker"]
+    assert project["services"]["db"]["image"] == "postgres:16.4"  # the project's own, not the included one
+    parts = tmp_path / "parts"
+    assert project["included_files"] == [str(parts / "db.yaml"), str(parts / "loop.yaml")]
+    reasons = " | ".join(why for _, why in errors)
+    assert "included service 'db' is already defined by the project" in reasons
+    assert "loops back to a file that includes it" in reasons
+    assert "missing.yaml" in " ".join(where + why for where, why in errors)
+
+
+def test_include_that_fans_out_is_bounded(tmp_path: Path) -> None:
+    """Each file includes the next one twice: 2^20 loads unbounded; at most MAX_INCLUDED_FILES."""
+    from stackaudit.facts.compose.loader import MAX_INCLUDED_FILES
+
+    for level in range(20):
+        nxt = f"f{level + 1}.yaml"
+        (tmp_path / f"f{level}.yaml").write_text(
+            f"include:\n  - {nxt}\n  - path: {nxt}\n    project_directory: .\n"
+            f"services:\n  s{level}:\n    image: shop/s{level}:1\n")
+    (tmp_path / "f20.yaml").write_text("services:\n  last:\n    image: shop/last:1\n")
+    errors: list[tuple[str, str]] = []
+    loaded = load_project(ProjectSpec(tmp_path, [tmp_path / "f0.yaml"]),
+                          lambda where, why: errors.append((where, why)), use_binary=False)
+    assert loaded is not None and "s0" in loaded[0]["services"]
+    assert len(loaded[0]["included_files"]) <= MAX_INCLUDED_FILES
+    assert any(f"more than {MAX_INCLUDED_FILES} included files" in why for _, why in errors)

@@ -162,8 +162,10 @@ def load_project(
     literal = literal_secrets(builtin.raw_files, (spec.dir.name,))
     remember_secret_files(model, spec.dir, error)
     origins = service_origins(builtin.raw_files, spec.dir)
-    return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
-                          (origins, invalid))
+    project, environments = _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
+                                           (origins, invalid))
+    project["included_files"] = [str(f) for f in builtin.included_files]  # through `include:`
+    return project, environments
 
 
 def _project_facts(
