@@ -7,6 +7,7 @@ facts are read defensively, since those collectors may not give every key.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -522,12 +523,17 @@ def datastore_no_auth(facts: Facts, settings: Settings, derived: Derived) -> Ite
     A Redis that cannot be read live is judged from its files: no `requirepass` in its command flags
     or mounted redis.conf (a `user default ... nopass` line counts as none), bitnami's
     `ALLOW_EMPTY_PASSWORD=yes` without REDIS_PASSWORD; the official image has no password unless
-    one is set (it is built with protected mode off).
+    one is set (it is built with protected mode off). An open Redis is HIGH when other hosts can
+    reach it (published on all interfaces, the host network, or a server outside the stack whose
+    bind address is unknown; a published one is CRITICAL under datastore-port-public) and MEDIUM
+    when only the containers on its compose networks, and with a loopback port the host's own
+    processes, can.
 
     ## Why it matters
     Any process that reaches an unauthenticated datastore owns its data; with Redis that includes
-    writing files on the server (CONFIG SET dir). md5 password hashes can be replayed and are
-    deprecated since PostgreSQL 18. A superuser app can drop any database, read files with
+    writing files on the server (CONFIG SET dir). Inside a compose network that still means every
+    other container: a server-side request forgery in the app reaches it. md5 password hashes can
+    be replayed and are deprecated since PostgreSQL 18. A superuser app can drop any database, read files with
     COPY ... FROM and run programs (COPY ... PROGRAM), so one SQL injection becomes a server takeover.
 
     ## Recommendation
@@ -563,24 +569,49 @@ def _redis_auth(facts: Facts, derived: Derived) -> Iterator[Hit]:
     judged = {(i.get("project"), i.get("service")) for i in live}
     views = [i for i in derived.redis_instances
              if i.get("from_files") and (i.get("project"), i.get("service")) not in judged]
+    services = {(s["project"], s["name"]): s for s in stack_services(facts)}
     for instance in [*live, *views]:
         if instance.get("auth_required") is not False:
             continue
         name = instance.get("service") or instance.get("target")
+        severity, who = _redis_reach(services.get((instance.get("project"), instance.get("service"))))
         source = "redis"
         if instance.get("from_files"):
             source = str(instance.get("auth_source") or "compose")
             message = (f"Redis {instance.get('project')}/{name} runs without a password: its files set none "
-                       f"({source}), so anything that reaches its port can read and change the data.")
+                       f"({source}), so {who} can read and change the data.")
         else:
-            message = f"Redis {name} ({instance.get('target')}) accepts commands without a password."
+            message = (f"Redis {name} ({instance.get('target')}) accepts commands without a password: "
+                       f"{who} can read and change the data.")
         yield Hit(f"redis {name}", message,
                   Recommendation("Set requirepass (or ACL users) and put the password in the clients' URLs.",
                                  "Reaching the port is no longer enough to read or change the data.",
                                  Risk.CONFIRM, 20, Phase.NOW, 'command: ["redis-server", "--requirepass", '
                                  '"${REDIS_PASSWORD:?}"]'),
                   [Evidence(source, "target", instance.get("target")),
-                   Evidence(source, "auth_required", False, True)])
+                   Evidence(source, "auth_required", False, True)], severity=severity)
+
+
+def _redis_reach(service: dict[str, Any] | None) -> tuple[Severity, str]:
+    """Who reaches an unauthenticated Redis, from how its service is published: HIGH when other
+    hosts can (or when it is not a service of the stack: its bind address is not known), MEDIUM
+    when only the host's processes and the containers on its networks can."""
+    host_network = service is not None and service["network_mode"] == "host"
+    if service is None or _public_ports(service) or (host_network and not _redis_binds_loopback(service)):
+        return Severity.HIGH, "anything that reaches its port"
+    if service["ports"] or host_network:
+        return Severity.MEDIUM, ("every process of the host (its port is on loopback) and every "
+                                 "container on its networks")
+    return Severity.MEDIUM, "every container on its networks (a request forgery in one of them is enough)"
+
+
+def _redis_binds_loopback(service: dict[str, Any]) -> bool:
+    """`redis-server --bind 127.0.0.1 ::1`: every address after --bind (up to the next flag) is loopback."""
+    argv = [str(a) for a in service["command"] or []]
+    if "--bind" not in argv:
+        return False
+    addresses = list(itertools.takewhile(lambda a: not a.startswith("--"), argv[argv.index("--bind") + 1:]))
+    return bool(addresses) and all(LOOPBACK.match(a.lstrip("-")) for a in addresses)
 
 
 def _postgres_trust_env(facts: Facts) -> Iterator[Hit]:

@@ -135,6 +135,35 @@ def test_sec005_silent_with_requirepass_or_when_the_live_server_asks_for_one(tmp
     assert run("SEC005", tmp_path, REFERENCE, redis=live(auth_required=True)) == []
 
 
+def test_sec005_grades_an_open_redis_by_who_can_reach_it(tmp_path: Path) -> None:
+    """Unpublished (the official Immich / Nextcloud / Mastodon layouts): the other containers only,
+    MEDIUM. On loopback or bound to it on the host network: the host's processes too, MEDIUM.
+    Published on all interfaces or on the host network: HIGH (SEC004 adds the CRITICAL)."""
+    default = "redis-server --maxmemory-policy allkeys-lru"
+
+    def graded(extra: str, command: str = default) -> tuple[str, str]:
+        text = REFERENCE.replace(f"command: {default}", f"command: {command}")
+        text = text.replace("        mem_limit: 512m\n", f"        mem_limit: 512m\n{extra}", 1)
+        [finding] = run("SEC005", tmp_path, text)
+        return finding.severity.label(), finding.message.split(", so ")[1]
+
+    assert graded("") == ("medium", "every container on its networks (a request forgery in one of them is "
+                                    "enough) can read and change the data.")
+    assert graded('        ports: ["127.0.0.1:6379:6379"]\n')[0] == "medium"
+    assert "every process of the host" in graded('        ports: ["127.0.0.1:6379:6379"]\n')[1]
+    assert graded('        ports: ["6379:6379"]\n') == ("high", "anything that reaches its port can read and "
+                                                         "change the data.")
+    assert graded("        network_mode: host\n")[0] == "high"
+    on_loopback = "redis-server --bind 127.0.0.1 -::1 --port 6380"
+    assert graded("        network_mode: host\n", on_loopback)[0] == "medium"
+
+
+def test_sec005_is_high_for_a_live_redis_outside_the_stack(tmp_path: Path) -> None:
+    [finding] = run("SEC005", tmp_path, "services: {}\n",
+                    redis=live(project=None, service=None, auth_required=False))
+    assert finding.severity.label() == "high" and "anything that reaches its port" in finding.message
+
+
 def test_sec005_bitnami_allow_empty_password(tmp_path: Path) -> None:
     text = ("services:\n  cache:\n    image: bitnami/redis:7.2\n    environment:\n"
             "      ALLOW_EMPTY_PASSWORD: 'yes'\n")
