@@ -527,7 +527,7 @@ def datastore_no_auth(facts: Facts, settings: Settings, derived: Derived) -> Ite
     reach it (published on all interfaces, the host network, or a server outside the stack whose
     bind address is unknown; a published one is CRITICAL under datastore-port-public) and MEDIUM
     when only the containers on its compose networks, and with a loopback port the host's own
-    processes, can.
+    processes, can; PostgreSQL's `trust` is CRITICAL and HIGH on the same lines.
 
     ## Why it matters
     Any process that reaches an unauthenticated datastore owns its data; with Redis that includes
@@ -574,7 +574,9 @@ def _redis_auth(facts: Facts, derived: Derived) -> Iterator[Hit]:
         if instance.get("auth_required") is not False:
             continue
         name = instance.get("service") or instance.get("target")
-        severity, who = _redis_reach(services.get((instance.get("project"), instance.get("service"))))
+        service = services.get((instance.get("project"), instance.get("service")))
+        severity = Severity.HIGH if _reached_from_other_hosts(service) else Severity.MEDIUM
+        who = _who_reaches(service)
         source = "redis"
         if instance.get("from_files"):
             source = str(instance.get("auth_source") or "compose")
@@ -592,22 +594,29 @@ def _redis_auth(facts: Facts, derived: Derived) -> Iterator[Hit]:
                    Evidence(source, "auth_required", False, True)], severity=severity)
 
 
-def _redis_reach(service: dict[str, Any] | None) -> tuple[Severity, str]:
-    """Who reaches an unauthenticated Redis, from how its service is published: HIGH when other
-    hosts can (or when it is not a service of the stack: its bind address is not known), MEDIUM
-    when only the host's processes and the containers on its networks can."""
+def _reached_from_other_hosts(service: dict[str, Any] | None) -> bool:
+    """Whether other hosts reach this datastore: published on all interfaces, on the host network
+    without a loopback bind, or not a service of the stack (its bind address is not known)."""
     host_network = service is not None and service["network_mode"] == "host"
-    if service is None or _public_ports(service) or (host_network and not _redis_binds_loopback(service)):
-        return Severity.HIGH, "anything that reaches its port"
-    if service["ports"] or host_network:
-        return Severity.MEDIUM, ("every process of the host (its port is on loopback) and every "
-                                 "container on its networks")
-    return Severity.MEDIUM, "every container on its networks (a request forgery in one of them is enough)"
+    return service is None or bool(_public_ports(service)) or (host_network and not _binds_loopback(service))
 
 
-def _redis_binds_loopback(service: dict[str, Any]) -> bool:
-    """`redis-server --bind 127.0.0.1 ::1`: every address after --bind (up to the next flag) is loopback."""
+def _who_reaches(service: dict[str, Any] | None) -> str:
+    if _reached_from_other_hosts(service):
+        return "anything that reaches its port"
+    if service is not None and (service["ports"] or service["network_mode"] == "host"):
+        return "every process of the host (its port is on loopback) and every container on its networks"
+    return "every container on its networks (a request forgery in one of them is enough)"
+
+
+def _binds_loopback(service: dict[str, Any]) -> bool:
+    """The server's own flags bind it to loopback only: `redis-server --bind 127.0.0.1 -::1` (every
+    address up to the next flag), `postgres -c listen_addresses=localhost`."""
     argv = [str(a) for a in service["command"] or []]
+    for arg in argv:
+        if arg.startswith("listen_addresses="):
+            addresses = arg.partition("=")[2].strip("'\"").split(",")
+            return all(LOOPBACK.match(a.strip()) for a in addresses)
     if "--bind" not in argv:
         return False
     addresses = list(itertools.takewhile(lambda a: not a.startswith("--"), argv[argv.index("--bind") + 1:]))
@@ -619,15 +628,14 @@ def _postgres_trust_env(facts: Facts) -> Iterator[Hit]:
         method = str(service["environment"].get("POSTGRES_HOST_AUTH_METHOD") or "")
         if method.lower() != "trust":
             continue
-        yield Hit(_label(service), f"{_label(service)} sets POSTGRES_HOST_AUTH_METHOD=trust: every "
-                                   "connection from another container or host is accepted without a "
-                                   "password.",
+        yield Hit(_label(service), f"{_label(service)} sets POSTGRES_HOST_AUTH_METHOD=trust: "
+                                   f"{_who_reaches(service)} can connect as any role without a password.",
                   Recommendation("Remove POSTGRES_HOST_AUTH_METHOD and set POSTGRES_PASSWORD.",
                                  "PostgreSQL asks every network client for a password.", Risk.CONFIRM, 20,
                                  Phase.NOW, "POSTGRES_HOST_AUTH_METHOD: scram-sha-256"),
                   [_location(service),
                    Evidence("compose", "POSTGRES_HOST_AUTH_METHOD", "trust", "scram-sha-256")],
-                  severity=Severity.CRITICAL)
+                  severity=Severity.CRITICAL if _reached_from_other_hosts(service) else Severity.HIGH)
 
 
 def _postgres_hba(facts: Facts) -> Iterator[Hit]:

@@ -284,7 +284,20 @@ def test_sec005_fires_on_postgres_trust_md5_and_superuser_app() -> None:
     hits = run("SEC005", data)
     subjects = [s for s, _, _ in hits]
     assert subjects == ["shop/db", "pg_hba pg_hba.conf:99", "postgres password_encryption", "shop/web"]
-    assert hits[0][1] == Severity.CRITICAL and "connects to db as shop" in hits[3][2]
+    assert hits[0][1] == Severity.HIGH and "connects to db as shop" in hits[3][2]  # db: not published
+    assert "every container on its networks (a request forgery" in hits[0][2]
+
+
+def test_sec005_trust_is_critical_once_other_hosts_reach_the_server() -> None:
+    trust = {"POSTGRES_HOST_AUTH_METHOD": "trust"}
+    published = compose(service("db", "postgres:16.4", environment=trust,
+                                ports=[{"host_ip": None, "published": "5432", "target": 5432}]))
+    [(_, severity, message)] = run("SEC005", published)
+    assert severity == Severity.CRITICAL and "anything that reaches its port can connect" in message
+    local = compose(service("db", "postgres:16.4", environment=trust, network_mode="host",
+                            command=["postgres", "-c", "listen_addresses=localhost"]))
+    [(_, severity, message)] = run("SEC005", local)
+    assert severity == Severity.HIGH and "every process of the host" in message
 
 
 def test_sec005_silent_with_scram_and_an_app_role() -> None:
