@@ -401,3 +401,25 @@ def test_include_that_fans_out_is_bounded(tmp_path: Path) -> None:
     assert loaded is not None and "s0" in loaded[0]["services"]
     assert len(loaded[0]["included_files"]) <= MAX_INCLUDED_FILES
     assert any(f"more than {MAX_INCLUDED_FILES} included files" in why for _, why in errors)
+
+
+def test_include_of_remote_resources_is_named_and_home_paths_expand(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    (home / "stacks").mkdir(parents=True)
+    (home / "stacks" / "cache.yaml").write_text("services:\n  cache:\n    image: redis:7.4.1\n")
+    monkeypatch.setenv("HOME", str(home))
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "compose.yaml").write_text(
+        "include:\n  - https://github.com/acme/stack.git#main:compose.yaml\n"
+        "  - oci://docker.io/acme/stack:latest\n  - ~/stacks/cache.yaml\n"
+        "services:\n  web:\n    image: shop/web:1\n")
+    errors: list[tuple[str, str]] = []
+    loaded = load_project(ProjectSpec(project, []), lambda where, why: errors.append((where, why)),
+                          use_binary=False)
+    assert loaded is not None and sorted(loaded[0]["services"]) == ["cache", "web"]
+    assert [why for _, why in errors] == [
+        "include of the remote resource https://github.com/acme/stack.git#main:compose.yaml is not read "
+        "(local files only)",
+        "include of the remote resource oci://docker.io/acme/stack:latest is not read (local files only)"]

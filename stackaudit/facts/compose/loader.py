@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ KNOWN_TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "secret
                    "models"}
 # What `include` copies from an included application into the including one (compose-spec, "Include").
 INCLUDED_RESOURCES = ("services", "networks", "volumes", "secrets", "configs")
+REMOTE_RESOURCE = re.compile(r"^([a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
 MAX_INCLUDED_FILES = 64  # in all, nested includes too: a file that includes itself twice over is refused
 
 
@@ -109,13 +111,11 @@ class BuiltinLoader:
         env_file as defaults under this environment) and copy its resources in; a name this
         project already has stays this project's, as Compose refuses to merge them. Evaluated after
         the files were merged, as Compose does."""
-        entries = model.pop("include", None)
-        for entry in as_list(entries):
+        where = str(files[0])
+        for entry in as_list(model.pop("include", None)):
             spec = {"path": entry} if isinstance(entry, str) else entry if isinstance(entry, dict) else {}
-            paths = [absolute(self.project_dir / str(p)) for p in as_list(spec.get("path")) if p]
-            where = str(files[0])
+            paths = self._include_paths(spec, where)
             if not paths:
-                self.error(where, f"include entry {entry!r} names no file (ignored)")
                 continue
             if any(p in self.including or p in files for p in paths):
                 self.error(where, f"include of {paths[0]} loops back to a file that includes it (ignored)")
@@ -125,6 +125,17 @@ class BuiltinLoader:
                 return
             self.include_budget[0] -= len(paths)
             self._copy_resources(model, self._included_model(spec, paths, files), paths[0])
+
+    def _include_paths(self, spec: Mapping[str, Any], where: str) -> list[Path]:
+        """The local files of one `include` entry ([] when there are none to read, said why)."""
+        named = [str(p) for p in as_list(spec.get("path")) if p]
+        remote = [p for p in named if REMOTE_RESOURCE.match(p)]
+        if remote:  # Compose 2.26+ fetches git and OCI includes; an audit reads local files only
+            self.error(where, f"include of the remote resource {remote[0]} is not read (local files only)")
+            return []
+        if not named:
+            self.error(where, f"include entry {dict(spec)!r} names no file (ignored)")
+        return [absolute(self.project_dir / os.path.expanduser(p)) for p in named]
 
     def _included_model(self, spec: Mapping[str, Any], paths: list[Path],
                         files: list[Path]) -> dict[str, Any]:
