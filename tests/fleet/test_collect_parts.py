@@ -14,6 +14,7 @@ import pytest
 from stackaudit.fleet import runner
 from stackaudit.fleet.collect import (
     HostResult,
+    Tally,
     exit_code,
     fleet_key,
     prepare,
@@ -78,6 +79,46 @@ def test_a_fetched_file_that_is_not_a_snapshot_is_a_fetch_failure(tmp_path: Path
     assert result is not None and (result.status, result.stage) == ("failed", "fetch")
 
 
+def test_a_metrics_host_is_done_when_its_role_is_and_a_role_failure_keeps_the_snapshot(
+        tmp_path: Path) -> None:
+    out = prepare(tmp_path, [InventoryHost(h, ()) for h in ("plain", "metered", "broken")])
+    for host in ("plain", "metered", "broken"):
+        (out / host / ".incoming" / "snapshot.json").write_text(json.dumps(
+            {"schema_version": 1, "collected_at": "2026-12-03T14:24:00+00:00", "data": {}}))
+    seen: list[HostResult] = []
+    tally = Tally(out, {"plain", "metered", "broken"}, {"metered", "broken"}, seen.append)
+    for event in ({"event": "collected", "host": "plain"}, {"event": "collected", "host": "metered"},
+                  {"event": "collected", "host": "broken"}):
+        tally.take(event)
+    assert [r.host for r in seen] == ["plain"]  # the metrics hosts wait for their role
+    tally.take({"event": "metrics-done", "host": "metered"})
+    tally.take({"event": "failed", "host": "broken", "stage": "metrics",
+                "reason": "There was an issue creating /x/textfile: Not a directory"})
+    tally.finish()
+    assert [(r.host, r.status, r.stage) for r in seen] == [
+        ("plain", "collected", None), ("metered", "collected", None), ("broken", "failed", "metrics")]
+    broken = tally.results["broken"]
+    assert broken.snapshot == out / "broken" / "20261203T142400Z.json" and broken.snapshot.exists()
+    error = json.loads((out / "broken" / "last-error.json").read_text())
+    assert (error["stage"], error["reason"]) == (
+        "metrics", "There was an issue creating /x/textfile: Not a directory")
+    assert not (out / "metered" / "last-error.json").exists()
+    assert exit_code(list(tally.results.values())) == 1
+
+
+def test_a_metrics_failure_the_inventory_did_not_announce_still_fails_the_host(tmp_path: Path) -> None:
+    out = prepare(tmp_path, [InventoryHost("web1", ())])
+    (out / "web1" / ".incoming" / "snapshot.json").write_text(json.dumps({"schema_version": 1, "data": {}}))
+    seen: list[HostResult] = []
+    tally = Tally(out, {"web1"}, set(), seen.append)
+    tally.take({"event": "collected", "host": "web1"})
+    tally.take({"event": "failed", "host": "web1", "stage": "metrics", "reason": "no systemd"})
+    tally.take({"event": "failed", "host": "web1", "stage": "collect", "reason": "the cleanup"})
+    tally.finish()
+    assert [(r.status, r.stage) for r in seen] == [("collected", None), ("failed", "metrics")]
+    assert tally.results["web1"].snapshot is not None
+
+
 def test_a_failure_is_written_redacted_with_its_stage(tmp_path: Path) -> None:
     out = prepare(tmp_path, [InventoryHost("db1", ())])
     reason = "could not connect to postgresql://app:Hunter2-Secret-99@10.0.0.5/app"
@@ -95,6 +136,7 @@ def test_the_callback_names_the_stage_and_hides_what_no_log_hides() -> None:
     plugin = callback()
     assert plugin.stage_of("stackaudit_install : install: ship the wheelhouse") == "install"
     assert plugin.stage_of("fetch: the snapshot") == "fetch"
+    assert plugin.stage_of("stackaudit_metrics : metrics: the unit folder") == "metrics"
     assert plugin.stage_of("Gathering Facts") == "collect"
     assert plugin.reason_of({"censored": "hidden", "msg": "secret"}) == plugin.HIDDEN
     script = {"msg": "non-zero return code", "rc": 1, "stderr": "Shared connection to h closed.\r\n",

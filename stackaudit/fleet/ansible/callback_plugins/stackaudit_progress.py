@@ -65,8 +65,11 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
         if not ignore_errors:
-            self._emit(event="failed", host=result._host.get_name(), stage=stage_of(result._task.get_name()),
-                       reason=reason_of(result._result))
+            name = result._task.get_name()
+            stage, reason = stage_of(name), reason_of(result._result)
+            if stage == "metrics":  # a role of many tasks: say which one ("the unit folder: ...")
+                reason = f"{name.rsplit(' : ', 1)[-1].split(':', 1)[-1].strip()}: {reason}"
+            self._emit(event="failed", host=result._host.get_name(), stage=stage, reason=reason)
 
     def v2_runner_on_unreachable(self, result: Any) -> None:
         self._emit(event="failed", host=result._host.get_name(), stage="unreachable",
