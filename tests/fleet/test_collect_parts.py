@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -29,8 +30,12 @@ ANSIBLE_DIR = runner.ansible_dir()
 
 
 def callback() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "stackaudit_progress", ANSIBLE_DIR / "callback_plugins" / "stackaudit_progress.py")
+    return callback_like("callback_plugins", "stackaudit_progress.py")
+
+
+def callback_like(folder: str, name: str) -> ModuleType:
+    """A plugin file of the shipped ansible folder, loaded as Ansible loads it (not a package)."""
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), ANSIBLE_DIR / folder / name)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -169,11 +174,39 @@ def test_nothing_shipped_weakens_host_key_checking(weakening: str) -> None:
 
 def test_the_secrets_travel_on_stdin_under_no_log() -> None:
     tasks = (ANSIBLE_DIR / "roles" / "stackaudit_collect" / "tasks" / "main.yml").read_text()
-    carrier = tasks[tasks.index("ansible.builtin.command:"):tasks.index("register: stackaudit_run")]
-    assert "stdin:" in carrier and "no_log: true" in carrier
+    carrier = tasks[tasks.index("stackaudit_collect:"):tasks.index("register: stackaudit_run")]
+    assert "stdin:" in carrier and "no_log: true" in carrier and "environment:" not in carrier
     argv = carrier[carrier.index("argv:"):carrier.index("stdin:")]
     assert "stackaudit_pg_dsn" not in argv and "fleet_key" not in argv
-    assert "STACKAUDIT_PG_DSN" not in carrier[carrier.index("environment:"):]
+    action = callback_like("action_plugins", "stackaudit_collect.py")
+    assert "$dsn" in action.SCRIPT and "STACKAUDIT_PG_DSN=" in action.SCRIPT  # read from stdin only
+
+
+def test_the_collect_action_writes_the_snapshot_privately_by_a_rename(tmp_path: Path) -> None:
+    action = callback_like("action_plugins", "stackaudit_collect.py")
+    dest = tmp_path / "snapshot.json"
+    assert action.write_private(str(dest), '{"schema_version": 1}') is None
+    assert dest.read_text() == '{"schema_version": 1}' and dest.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["snapshot.json"]  # no temp file left
+    assert "cannot write" in action.write_private(str(tmp_path / "missing" / "s.json"), "{}")
+
+
+def test_the_collect_script_runs_the_command_and_always_removes_the_hosts_copy(tmp_path: Path) -> None:
+    """The remote script as the host's /bin/sh runs it: secrets from stdin, the snapshot after the
+    marker exactly as written, the file removed after a success and after a failure."""
+    action = callback_like("action_plugins", "stackaudit_collect.py")
+    snapshot = tmp_path / "host.snapshot.json"
+    writer = ('printf "%s" "{\\"key\\": \\"${#STACKAUDIT_FLEET_KEY}\\", \\"dsn\\": '
+              '\\"${STACKAUDIT_PG_DSN:-none}\\"}" > "$1"; echo wrote "$1"')
+    ran = subprocess.run(["sh", "-c", action.SCRIPT, "stackaudit", str(snapshot), "sh", "-c", writer, "x",
+                          str(snapshot)], input="ab12\npostgresql://u:Secret-9@h/db\n", capture_output=True,
+                         text=True, check=True)
+    assert ran.stdout == action.MARKER + "\n" + '{"key": "4", "dsn": "postgresql://u:Secret-9@h/db"}'
+    assert "wrote" in ran.stderr and not snapshot.exists()
+    failed = subprocess.run(["sh", "-c", action.SCRIPT, "stackaudit", str(snapshot), "sh", "-c",
+                             'echo partial > "$1"; exit 3', "x", str(snapshot)], input="ab12\n\n",
+                            capture_output=True, text=True)
+    assert failed.returncode == 3 and action.MARKER not in failed.stdout and not snapshot.exists()
 
 
 def test_a_development_build_changes_with_its_sources(tmp_path: Path) -> None:
