@@ -7,6 +7,7 @@ a fixture tree (the same idea as prometheus client_python's `proc=` argument).
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import platform
@@ -401,9 +402,9 @@ def _data_holders(ctx: CollectContext, mountpoints: list[str]) -> dict[str, set[
     wanted["extra"] = [str(p) for p in ctx.settings.disk_paths]
     if ctx.settings.backup_dest is not None:
         wanted["backups"].append(str(ctx.settings.backup_dest))
-    docker_root = ctx.facts.get("docker").get("engine", {}).get("data_root")
-    if docker_root:  # collected before us when the docker source ran first
-        wanted["docker"] = [docker_root]
+    docker_root = configured_docker_root()
+    if docker_root:
+        wanted["docker"] = [docker_root, *wanted["docker"][1:]]
     holders: dict[str, set[str]] = {}
     for role, paths in wanted.items():
         for path in paths:
@@ -411,6 +412,20 @@ def _data_holders(ctx: CollectContext, mountpoints: list[str]) -> dict[str, set[
                 continue
             holders.setdefault(mount_for(os.path.realpath(path), mountpoints), set()).add(role)
     return holders
+
+
+def configured_docker_root(daemon_json: Path = Path("/etc/docker/daemon.json")) -> str | None:
+    """The `data-root` the daemon's own config file sets ("graph" before Docker 17.05), read here
+    rather than waiting for the docker source: the host's facts must not depend on which source
+    finished first (dockerd docs, "Daemon configuration file")."""
+    try:
+        if not daemon_json.is_file() or daemon_json.stat().st_size > 1 << 20:
+            return None
+        config = json.loads(daemon_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    root = config.get("data-root") or config.get("graph") if isinstance(config, dict) else None
+    return root if isinstance(root, str) and root.startswith("/") else None
 
 
 def statvfs_usage(mountpoint: str, ctx: CollectContext) -> dict[str, Any] | None:

@@ -148,3 +148,17 @@ def test_largest_file_walks_like_os_walk_up_to_its_limit(tmp_path: Path) -> None
     found = [host_facts._largest_file(tops, dev, limit) for limit in range(0, 16)]
     assert found == [_walked_largest(tops, dev, limit) for limit in range(0, 16)]
     assert found[-1] == str(tmp_path / "top") and None in found
+
+
+def test_dockers_data_root_comes_from_its_config_file_not_from_the_docker_source(tmp_path: Path) -> None:
+    """Read from daemon.json, the host's facts are the same whichever source finishes first."""
+    configured_docker_root = host_facts.configured_docker_root
+    daemon = tmp_path / "daemon.json"
+    assert configured_docker_root(daemon) is None  # no file: the default paths
+    daemon.write_text('{"data-root": "/srv/docker", "log-driver": "local"}')
+    assert configured_docker_root(daemon) == "/srv/docker"
+    daemon.write_text('{"graph": "/data/docker"}')  # before Docker 17.05
+    assert configured_docker_root(daemon) == "/data/docker"
+    for bad in ("{not json", '["/srv"]', '{"data-root": "relative"}', '{"data-root": 7}'):
+        daemon.write_text(bad)
+        assert configured_docker_root(daemon) is None
