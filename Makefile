@@ -24,13 +24,16 @@ demo-mariadb: venv
 	$(BIN)/stackaudit demo --mysql --out-dir .
 
 # Install everything the tests need (Debian packages, the package with its test extras) and run
-# lint, type checks and the whole suite. The fixtures start PostgreSQL 15 and 18, Redis, dockerd,
-# Prometheus and Chromium themselves and stop them afterwards.
+# lint, type checks and the whole suite: the unit tests (`make unit`, on every core), then the
+# integration tests (both run even if the first part fails). The fixtures start PostgreSQL 15 and 18,
+# Redis, dockerd, Prometheus and Chromium themselves and stop them afterwards.
 test: venv
 	./scripts/install-system-deps.sh --test
 	$(BIN)/pip install -q -e ".[test]"
 	$(MAKE) lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(MAKE) unit; unit=$$?; \
+	$(BIN)/pytest -q -p no:cacheprovider -m integration; integration=$$?; \
+	test $$unit = 0 && test $$integration = 0
 
 lint:
 	$(BIN)/ruff check .
@@ -40,9 +43,12 @@ typecheck:
 	$(BIN)/mypy
 
 # Every test that needs no service (PostgreSQL, Redis, dockerd, Prometheus, Chromium, ...): those are
-# marked `integration`, and tests/conftest.py fails an unmarked test that asks for one.
+# marked `integration`, and tests/conftest.py fails an unmarked test that asks for one. They run on
+# every core (pytest-xdist), a file per worker at a time: a module's fixtures are set up once. The
+# integration tests run in one process (`make test`): their session-wide services start once.
+WORKERS ?= auto
 unit:
-	$(BIN)/pytest -q -p no:cacheprovider -m "not integration"
+	$(BIN)/pytest -q -p no:cacheprovider -m "not integration" -n $(WORKERS) --dist loadfile
 
 # Benchmarks (not tests): run by hand as root, print ratios measured side by side, write raw numbers
 # to bench/results/. QUICK=1 gives a smoke run of a few minutes each. See docs/benchmarks.md.
