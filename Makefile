@@ -44,11 +44,16 @@ typecheck:
 
 # Every test that needs no service (PostgreSQL, Redis, dockerd, Prometheus, Chromium, ...): those are
 # marked `integration`, and tests/conftest.py fails an unmarked test that asks for one. They run on
-# every core (pytest-xdist), a file per worker at a time: a module's fixtures are set up once. The
-# integration tests run in one process (`make test`): their session-wide services start once.
+# every core (pytest-xdist), a file per worker at a time (a module's fixtures are set up once), the
+# slowest files first (SLOW_FIRST in tests/conftest.py). The integration tests run in one process
+# (`make test`): their session-wide services start once.
+# Python writes its bytecode (to the ignored __pycache__/) even where the environment says not to
+# (PYTHONDONTWRITEBYTECODE=1): every CLI process a test starts would compile the package again.
 WORKERS ?= auto
+unit: export PYTHONDONTWRITEBYTECODE =
 unit:
-	$(BIN)/pytest -q -p no:cacheprovider -m "not integration" -n $(WORKERS) --dist loadfile
+	$(BIN)/pytest -q -p no:cacheprovider -m "not integration" -n $(WORKERS) --dist loadfile \
+		--no-loadscope-reorder
 
 # Benchmarks (not tests): run by hand as root, print ratios measured side by side, write raw numbers
 # to bench/results/. QUICK=1 gives a smoke run of a few minutes each. See docs/benchmarks.md.
