@@ -143,6 +143,7 @@ _DERIVED_WORDS: tuple[tuple[str, str], ...] = (
     ("postgres", "postgres"), ("postgis", "postgres"), ("timescale", "postgres"), ("pgvector", "postgres"),
     ("pgautoupgrade", "postgres"), ("supabase/postgres", "postgres"), ("spilo", "postgres"),
     ("pgvecto", "postgres"), ("vectorchord", "postgres"), ("paradedb", "postgres"),
+    ("citusdata/citus", "postgres"), ("apache/age", "postgres"),  # PostgreSQL with an extension
     ("redis", "redis"), ("valkey", "redis"), ("keydb", "redis"), ("dragonfly", "redis"),
     ("mariadb", "mysql"), ("mysql", "mysql"), ("percona", "mysql"),
     ("mongo", "mongo"), ("elasticsearch", "elasticsearch"), ("opensearch", "elasticsearch"),

@@ -29,6 +29,9 @@ def svc(name: str, **fields: Any) -> dict[str, Any]:
     (svc("mariadb", image="lscr.io/linuxserver/mariadb:11"), "mysql"),
     (svc("redis", build=True), "redis"),  # a local build named after the datastore
     (svc("database", image="tensorchord/pgvecto-rs:pg14-v0.2.0"), "postgres"),
+    (svc("coordinator", image="citusdata/citus:12.1"), "postgres"),
+    (svc("graph", image="apache/age:release_PG16_1.5.0"), "postgres"),
+    (svc("database", image="ghcr.io/immich-app/postgres:14-vectorchord0.4.3-pgvectors0.2.0"), "postgres"),
     (svc("database", image="ghcr.io/acme/pg-custom:1", command=["postgres", "-c", "x=1"],
          healthcheck={"test": ["CMD-SHELL", "pg_isready"]}), "postgres"),
     (svc("redis", image="redis:7", command="redis-server --save 60 1",

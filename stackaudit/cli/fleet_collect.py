@@ -82,7 +82,7 @@ def print_summary(results: list[HostResult]) -> None:
     table.add_column("status", no_wrap=True)
     table.add_column("snapshot or reason", ratio=1, overflow="fold")
     for r in results:
-        detail = r.snapshot.name if r.snapshot else f"{r.stage}: {r.reason}"
+        detail = f"{r.stage}: {r.reason}" if r.status == "failed" else r.snapshot.name if r.snapshot else ""
         table.add_row(r.host, r.status, detail)
     collected = sum(r.status == "collected" for r in results)
     output = plain_console(width=terminal_width())

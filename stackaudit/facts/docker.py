@@ -334,6 +334,8 @@ def container_record(attrs: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "privileged": bool(host.get("Privileged")),
         "cap_add": sorted({str(c).upper().removeprefix("CAP_") for c in host.get("CapAdd") or []}),
         "network_mode": host.get("NetworkMode"),
+        "pid_mode": host.get("PidMode") or None,
+        "ipc_mode": host.get("IpcMode") or None,
         "created": attrs.get("Created"),
         "started_at": started_at,
         "finished_at": _real_time(state.get("FinishedAt")),

@@ -7,7 +7,8 @@ The folder it fills (the contract the fleet report reads):
       <inventory_hostname>/  0700
         <UTC time>.json      0600, what `stackaudit collect --out` wrote, e.g. 20261203T142400Z.json
         last-error.json      the last failure: host, failed_at, stage, reason (kept after a success;
-                             the report compares its time with the newest snapshot's)
+                             the report compares its time with the newest snapshot's). The stage
+                             "metrics" comes after a good snapshot: the report audits it
         groups.json          the host's inventory groups, written by every collect of the host
         .incoming/           where Ansible fetches a snapshot before it is moved into place
 """
@@ -19,7 +20,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,16 @@ INCOMING = ".incoming"
 ERROR_FILE = LAST_ERROR
 GROUPS_FILE = GROUPS
 SNAPSHOT_TIME = TIME_FORMAT  # the report reads the names this writes
-STAGES = ("unreachable", "install", "collect", "fetch")
+# "metrics": the role stackaudit_metrics failed after the snapshot was fetched (the snapshot is kept)
+STAGES = ("unreachable", "install", "collect", "fetch", "metrics")
+METRICS_MODE = "stackaudit_metrics_mode"  # set on a host: the playbook applies stackaudit_metrics
 
 
 @dataclass(frozen=True)
 class HostResult:
     host: str
     status: str  # "collected" | "failed"
-    snapshot: Path | None = None
+    snapshot: Path | None = None  # also of a host that failed at "metrics"
     stage: str | None = None  # of a failure: one of STAGES
     reason: str | None = None
 
@@ -79,22 +82,66 @@ def collect(options: CollectOptions, on_result: Callable[[HostResult], None] = l
         extra_vars={"stackaudit_out": str(out), "stackaudit_build": house.build,
                     "stackaudit_wheelhouse": str(house.tar), "stackaudit_fleet_key_file": str(out / KEY_FILE),
                     "stackaudit_controller_python": "{}.{}".format(*sys.version_info[:2])})
-    results: dict[str, HostResult] = {}
-    known = {h.name for h in hosts}
+    tally = Tally(out, {h.name for h in hosts}, {h.name for h in hosts if METRICS_MODE in h.variables},
+                  on_result)
     for event in runner.events(run):
-        result = result_of(event, out)
-        if result is None or result.host not in known or result.host in results:
-            continue  # a second failure of a host (its cleanup) says nothing new
+        tally.take(event)
+    tally.finish()
+    return [tally.results[h.name] for h in hosts]
+
+
+@dataclass
+class Tally:
+    """Every host's result as the events come. A host that also runs the role stackaudit_metrics is
+    done when that role is: its snapshot is put in place at the fetch and kept when the role fails
+    (the host then failed at the stage "metrics", with a good snapshot)."""
+
+    out: Path
+    known: set[str]
+    with_metrics: set[str]
+    on_result: Callable[[HostResult], None]
+    results: dict[str, HostResult] = field(default_factory=dict)
+    waiting: dict[str, HostResult] = field(default_factory=dict)  # fetched; the metrics role runs
+
+    def take(self, event: dict[str, Any]) -> None:
+        host = str(event.get("host") or "")
+        if host not in self.known or (host in self.results and not self._late_metrics_failure(event)):
+            return  # a second failure of a host (its cleanup) says nothing new
+        if event.get("event") == "metrics-done":
+            if host in self.waiting:
+                self._done(self.waiting.pop(host))
+            return
+        result = result_of(event, self.out)
+        if result is None:
+            return
+        fetched = self.waiting.pop(host, None) or self.results.get(host)
+        if result.status == "failed" and fetched is not None:
+            result = replace(result, snapshot=fetched.snapshot)
+        if result.status == "collected" and host in self.with_metrics:
+            self.waiting[host] = result
+        else:
+            self._done(result)
+
+    def _late_metrics_failure(self, event: dict[str, Any]) -> bool:
+        """The metrics role failed on a host whose variable the inventory listing did not show (set
+        where only the play sees it): its result turns from collected to failed."""
+        host = str(event.get("host"))
+        return (event.get("event") == "failed" and event.get("stage") == "metrics"
+                and self.results[host].status == "collected")
+
+    def _done(self, result: HostResult) -> None:
         if result.status == "failed":
-            write_error(out, result)
-        results[result.host] = result
-        on_result(result)
-    for host in sorted(known - set(results)):
-        missing = HostResult(host, "failed", stage="collect", reason="Ansible gave no result for the host")
-        write_error(out, missing)
-        results[host] = missing
-        on_result(missing)
-    return [results[h.name] for h in hosts]
+            write_error(self.out, result)
+        self.results[result.host] = result
+        self.on_result(result)
+
+    def finish(self) -> None:
+        for result in list(self.waiting.values()):  # the role did not run after all: the collect stands
+            self._done(result)
+        self.waiting.clear()
+        for host in sorted(self.known - set(self.results)):
+            self._done(HostResult(host, "failed", stage="collect",
+                                  reason="Ansible gave no result for the host"))
 
 
 def prepare(out: Path, hosts: Iterable[InventoryHost]) -> Path:

@@ -21,6 +21,7 @@ from stackaudit.report.markdown import table_cell as md_cell
 from stackaudit.report.terminal import STYLES, plain_console, terminal_width
 
 STATUS_STYLES = {"ok": "green", "failed": "bold red", "stale": "yellow"}
+LOOK_AT_TITLE = "Hosts not current or with a problem"  # failed, stale, or a metrics role that failed
 _ABBREVIATIONS = {"critical": "crit", "high": "high", "medium": "med", "low": "low", "info": "info"}
 
 
@@ -58,7 +59,7 @@ def _terminal_parts(report: FleetReport) -> list[object]:
     parts.append(_drift_table(report) if report.drift else Text("No drift inside any group."))
     if report.secret_reuse:
         parts.append(_reuse_table(report))
-    if report.not_current():
+    if report.to_look_at():
         parts.append(_not_current_table(report))
     parts.append(Text("Explain a code: stackaudit explain CODE · one host in full: "
                       "stackaudit audit --facts DIR/HOST/SNAPSHOT.json", style="dim"))
@@ -115,11 +116,11 @@ def _reuse_table(report: FleetReport) -> Table:
 
 
 def _not_current_table(report: FleetReport) -> Table:
-    table = Table(title="Hosts not current", expand=True)
+    table = Table(title=LOOK_AT_TITLE, expand=True)
     table.add_column("host", overflow="fold")
     table.add_column("status", no_wrap=True)
     table.add_column("why", overflow="fold", ratio=3)
-    for host in report.not_current():
+    for host in report.to_look_at():
         table.add_row(host.name, Text(host.status, style=STATUS_STYLES[host.status]), host.reason or "")
     return table
 
@@ -147,9 +148,9 @@ def render_markdown(report: FleetReport) -> str:
         lines += ["", "## One secret on several hosts", ""]
         lines += [f"- {', '.join(r.hosts)}: " + "; ".join(f"{h} `{w}`" for h, w in r.places)
                   for r in report.secret_reuse]
-    if report.not_current():
-        lines += ["", "## Hosts not current", ""]
-        lines += [f"- **{h.name}** ({h.status}): {h.reason}" for h in report.not_current()]
+    if report.to_look_at():
+        lines += ["", f"## {LOOK_AT_TITLE}", ""]
+        lines += [f"- **{h.name}** ({h.status}): {h.reason}" for h in report.to_look_at()]
     lines += ["", "## Findings per host", ""]
     for host in (h for h in report.hosts if h.findings):
         lines += [f"### {host.name}", ""]
@@ -170,7 +171,7 @@ def environment() -> Environment:
 def render_html(report: FleetReport) -> str:
     codes = [c.code for c in report.by_code]
     page = environment().get_template("fleet.html.j2").render(
-        fleet=report, headline=headline(report), codes=codes,
+        fleet=report, look_at_title=LOOK_AT_TITLE, headline=headline(report), codes=codes,
         heatmap=[(h, heat_row(h, codes)) for h in report.hosts if h.audited],
         numbered=[(i, h, list(enumerate(h.findings))) for i, h in enumerate(report.hosts) if h.findings])
     return scrub(page)

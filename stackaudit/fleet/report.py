@@ -27,6 +27,9 @@ from stackaudit.pipeline import audit
 FLEET_REPORT_SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "stale")
 DEFAULT_STALE = "2d"
+# last-error.json's stage when the role stackaudit_metrics failed after a good snapshot was fetched:
+# the host's status comes from that snapshot, the failure is its reason (fleet.collect writes it).
+METRICS_STAGE = "metrics"
 # pg_settings sources that mean nobody chose the value (PostgreSQL docs, "pg_settings": source).
 _UNSET_SOURCES = frozenset({"default", "override", "client", "session", None})
 # Settings that name this very server (paths, ports, its name): different on every host by design.
@@ -38,6 +41,26 @@ _IDENTITY_SETTINGS = frozenset({
 # Redis CONFIG keys that change how it behaves (memory, eviction, persistence).
 _REDIS_SETTINGS = ("maxmemory", "maxmemory-policy", "appendonly", "appendfsync", "save")
 
+# MariaDB/MySQL variables compared whatever their origin: the sizes that decide memory, connections
+# and redo (MySQL 8.0.30+ sizes redo by innodb_redo_log_capacity, the others by the log file size).
+_MYSQL_KEY_SETTINGS = frozenset({
+    "innodb_buffer_pool_size", "max_connections", "innodb_log_file_size", "innodb_redo_log_capacity",
+    "innodb_log_files_in_group", "innodb_flush_log_at_trx_commit", "sync_binlog", "tmp_table_size",
+    "max_heap_table_size", "table_open_cache", "thread_cache_size", "sql_mode",
+})
+_MYSQL_UNSET_ORIGINS = frozenset({"auto", "compiled", "compile-time"})
+# Variables that name this very server or change as it runs: different on every host by design.
+_MYSQL_IDENTITY = frozenset({
+    "hostname", "port", "socket", "datadir", "basedir", "tmpdir", "pid_file", "log_error", "server_id",
+    "server_uuid", "bind_address", "report_host", "report_port", "general_log_file", "slow_query_log_file",
+    "log_bin_basename", "log_bin_index", "relay_log", "relay_log_basename", "relay_log_index",
+    "innodb_data_home_dir", "innodb_log_group_home_dir", "plugin_dir", "secure_file_priv",
+    "character_sets_dir", "lc_messages_dir", "version", "version_comment", "version_compile_machine",
+    "version_compile_os", "version_malloc_library", "version_source_revision", "version_ssl_library",
+    "timestamp", "system_time_zone", "wsrep_node_name", "wsrep_node_address", "wsrep_sst_receive_address",
+})
+_MYSQL_IDENTITY_PREFIXES = ("gtid_", "ssl_", "wsrep_provider_")
+
 DriftKey = tuple[str, str]  # (what, subject): ("PostgreSQL setting", "work_mem")
 
 
@@ -48,7 +71,7 @@ class HostReport:
     groups: tuple[str, ...]
     collected_at: str | None = None
     snapshot: str | None = None  # file name of the newest snapshot
-    reason: str | None = None  # why failed or stale; None when ok
+    reason: str | None = None  # why failed or stale; of an ok host, its metrics failure; else None
     stage: str | None = None  # last-error.json's, when that error is the host's status
     failed_at: str | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -135,6 +158,10 @@ class FleetReport:
     def not_current(self) -> list[HostReport]:
         return [h for h in self.hosts if h.status != "ok"]
 
+    def to_look_at(self) -> list[HostReport]:
+        """Hosts not current, and current ones with a reason (their metrics role failed)."""
+        return [h for h in self.hosts if h.status != "ok" or h.reason]
+
     def exit_code(self, fail_on: Severity) -> int:
         """2 when no host could be audited; 1 for a finding at or above fail_on or a host not ok."""
         if not self.audited:
@@ -195,16 +222,26 @@ def host_report(folder: HostFolder, settings: Settings, stale_after_seconds: flo
         when = error["failed_at"].strftime("%Y-%m-%d %H:%M UTC")
         host.stage, host.failed_at = error["stage"], error["failed_at"].isoformat()
         host.reason = f"{error['stage']} ({when}): {error['reason']}"
+        if error["stage"] == METRICS_STAGE and host.audited:
+            _status_by_age(host, taken, stale_after_seconds, now)  # the snapshot before it is good
     elif taken is None:
         host.reason = "no snapshot yet"
-    elif (now - taken).total_seconds() > stale_after_seconds:
-        host.status = "stale"
-        host.reason = f"newest snapshot is {age((now - taken).total_seconds())} old"
     else:
-        host.status = "ok"
+        _status_by_age(host, taken, stale_after_seconds, now)
     if folder.problem:  # a groups.json or last-error.json that could not be used
         host.reason = f"{host.reason}; {folder.problem}" if host.reason else folder.problem
     return host
+
+
+def _status_by_age(host: HostReport, taken: datetime | None, stale_after_seconds: float,
+                   now: datetime) -> None:
+    """ok, or stale when the newest snapshot is too old; a reason already there (metrics) stays."""
+    if taken is not None and (now - taken).total_seconds() > stale_after_seconds:
+        host.status = "stale"
+        stale = f"newest snapshot is {age((now - taken).total_seconds())} old"
+        host.reason = f"{stale}; {host.reason}" if host.reason else stale
+    else:
+        host.status = "ok"
 
 
 def _audit_into(host: HostReport, path: Path, root: Path, settings: Settings) -> None:
@@ -253,14 +290,37 @@ def drift_values(facts: Facts) -> dict[DriftKey, tuple[str, bool]]:
             if key in config:
                 values[("Redis setting", f"{subject} {key}")] = (str(config[key]), True)
     for instance in _list(facts.get("mysql").get("instances")):
-        if instance.get("version"):
-            subject = str(instance.get("service") or instance.get("target") or "mysql")
-            values[("MariaDB/MySQL version", subject)] = (str(instance["version"]), True)
+        values.update(_mysql_values(instance))
     for service in iter_services(facts):
         if isinstance(service, Mapping) and service.get("image"):
             subject = f"{service.get('project')}/{service.get('name')}"
             values[("image", subject)] = (str(service["image"]), True)
     return values
+
+
+def _mysql_values(instance: Mapping[str, Any]) -> dict[DriftKey, tuple[str, bool]]:
+    """A MariaDB/MySQL server's flavour and version, and its variables: chosen when its origin says
+    someone set it (facts/mysql.py read_origins), the key sizes always."""
+    subject = str(instance.get("service") or instance.get("target") or "mysql")
+    values: dict[DriftKey, tuple[str, bool]] = {}
+    if instance.get("version"):
+        flavour = "MariaDB" if instance.get("flavor") == "mariadb" else "MySQL"
+        values[("MariaDB/MySQL version", subject)] = (f"{flavour} {instance['version']}", True)
+    origins = _mapping(instance.get("origins"))
+    for name, value in _mapping(instance.get("variables")).items():
+        name = str(name).lower()
+        if name in _MYSQL_IDENTITY or name.startswith(_MYSQL_IDENTITY_PREFIXES):
+            continue
+        chosen = name in _MYSQL_KEY_SETTINGS or _mysql_chosen(origins.get(name))
+        values[("MariaDB/MySQL setting", f"{subject} {name}")] = (str(value), chosen)
+    return values
+
+
+def _mysql_chosen(origin: Any) -> bool:
+    """MariaDB's "config"/"command-line"/"sql" and MySQL's "global"/"explicit"/"persisted"/
+    "dynamic"/"command_line" (with a file's path after them) are someone's choice; "auto" is the
+    server sizing itself and no origin is the compiled default."""
+    return bool(origin) and str(origin).split(" ", 1)[0] not in _MYSQL_UNSET_ORIGINS
 
 
 def _setting_text(setting: Mapping[str, Any]) -> str:

@@ -80,8 +80,8 @@ def render(report: Report, width: int | None = None) -> str:
 
 def _renderable(report: Report) -> Group:
     host = report.facts.get("host")
-    title = Text(f"stackaudit {report.tool_version} · {host.get('hostname', '')} · {report.generated_at}",
-                 style="bold")
+    heading = [f"stackaudit {report.tool_version}", host.get("hostname"), report.generated_at]
+    title = Text(" · ".join(str(p) for p in heading if p), style="bold")  # no host source: no name
     counts = Text("  ".join(f"{label}: {n}" for label, n in report.counts().items()))
     findings = Table(title="Findings", show_lines=False, expand=True)
     for column in ("severity", "code", "subject", "finding", "fix (risk, phase)"):

@@ -1,5 +1,5 @@
-"""App-server rules: pools against threads, concurrency against cores, PgBouncer's limits and the
-PostgreSQL connection budget (APP, PG101)."""
+"""App-server rules: pools against threads, concurrency against cores, PgBouncer's limits, PHP-FPM's
+children against the container's memory, and the PostgreSQL connection budget (APP, PG101)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from stackaudit.tuning.appserver import (
     pooler_connections,
     process_connections,
 )
+from stackaudit.units import format_bytes
 
 
 def _processes(facts: Facts) -> list[Mapping[str, Any]]:
@@ -466,3 +467,89 @@ def _prepared_statements_hit(pooler: Mapping[str, Any], preparing: list[Mapping[
                        risk=Risk.CONFIRM, effort_minutes=15, phase=Phase.NOW,
                        action="max_prepared_statements = 200" if supported else "prepared_statements: false"),
         evidence)
+
+
+# PHP stops a request at memory_limit; a quarter of it is a common working size for a CMS request
+# (WordPress asks for 40M-64M: wp-includes/default-constants.php WP_MEMORY_LIMIT), so a worst case
+# four times the container limit overruns it even when no child comes near its limit.
+FPM_HIGH_FACTOR = 4
+
+
+@rule("APP006", "php-fpm-children-exceed-memory", Severity.MEDIUM, needs=("compose",))
+def fpm_children_exceed_memory(facts: Facts, settings: Settings) -> Iterator[Hit]:
+    """
+    ## What it checks
+    PHP-FPM services with a container memory limit (compose `mem_limit` or
+    `deploy.resources.limits.memory`): the sum over their pools of pm.max_children x the
+    memory_limit each child may reach, against the limit of one container. The pools come from
+    the pool files the service mounts (else the php image's www.conf: 5 children), memory_limit
+    from a pool's `php_admin_value[memory_limit]`, the mounted php.ini / conf.d files, the image
+    (nextcloud: PHP_MEMORY_LIMIT, 512M) or PHP's default (128M). HIGH when the worst case is four
+    times the limit or more, so that even children at a quarter of memory_limit overrun it.
+
+    ## Why it matters
+    Under a burst of traffic every child runs a request at once. When their memory can outgrow
+    the container, the kernel's OOM killer ends a child or the master mid-request: 502 errors for
+    every request in flight, and with `restart:` a crash loop at each peak, which looks like a
+    slow site rather than a memory problem. Fewer children queue requests instead.
+
+    ## Recommendation
+    Set pm.max_children to what fits, (container limit) / (memory per child), using the children's
+    real size (`ps -o rss` of the php-fpm children under load) or memory_limit to be safe; or give
+    the container the memory its children can use; or lower memory_limit.
+
+    ## Estimated effect
+    Peaks queue in FPM's backlog instead of killing the pool.
+
+    ## Fix safety
+    A pool change needs an FPM reload (`docker compose kill -s USR2` or a restart): safe. Fewer
+    children lower the peak throughput of CPU-bound pages.
+
+    ## References
+    - PHP manual, "FPM configuration" (pm.max_children):
+      https://www.php.net/manual/en/install.fpm.configuration.php
+    - PHP manual, "Description of core php.ini directives" (memory_limit, default 128M):
+      https://www.php.net/manual/en/ini.core.php#ini.memory-limit
+    - Docker docs, "Resource constraints" (memory limits and the OOM killer):
+      https://docs.docker.com/engine/containers/resource_constraints/
+    """
+    for project in facts.get("compose").get("projects") or []:
+        for name, service in sorted((project.get("services") or {}).items()):
+            fpm, limit = service.get("php_fpm"), service.get("mem_limit_bytes")
+            if not isinstance(fpm, Mapping) or not limit:
+                continue
+            pools = {n: p for n, p in (fpm.get("pools") or {}).items()
+                     if p.get("max_children") and p.get("memory_limit_bytes")}
+            worst = sum(p["max_children"] * p["memory_limit_bytes"] for p in pools.values())
+            if worst > limit:
+                yield _fpm_memory_hit(f"{project.get('name')}/{name}", service, pools, worst)
+
+
+def _fpm_memory_hit(subject: str, service: Mapping[str, Any], pools: Mapping[str, Mapping[str, Any]],
+                    worst: int) -> Hit:
+    limit = int(service["mem_limit_bytes"])
+    largest = max(p["memory_limit_bytes"] for p in pools.values())
+    fits = max(1, limit // largest)
+    children = sum(p["max_children"] for p in pools.values())
+    shown = ", ".join(f"{n} {p['max_children']} x {format_bytes(p['memory_limit_bytes'])}"
+                      for n, p in sorted(pools.items()))
+    origins = service.get("origins") or {}
+    limit_origin = origins.get("mem_limit") or origins.get("deploy.resources.limits.memory") or "compose"
+    evidence = [Evidence(limit_origin, "mem_limit_bytes", limit),  # the source says which file and line
+                Evidence("compose", "php_fpm_worst_case_bytes", worst, f"<= {limit}")]
+    for pool_name, pool in sorted(pools.items()):
+        evidence += [Evidence(str(pool.get("source")), f"{pool_name}.max_children", pool["max_children"]),
+                     Evidence(str(pool.get("memory_limit_source")), f"{pool_name}.memory_limit_bytes",
+                              pool["memory_limit_bytes"])]
+    return Hit(
+        subject,
+        f"{subject} runs up to {children} PHP-FPM children ({shown}, memory_limit): "
+        f"{format_bytes(worst)} at worst in a {format_bytes(limit)} container limit, "
+        f"{worst / limit:.1f}x what it may use.",
+        Recommendation(f"Lower pm.max_children to about {fits} ({format_bytes(limit)} / "
+                       f"{format_bytes(largest)}), or measure the children's real size and size it from "
+                       f"that, or raise the container limit to {format_bytes(worst)}.",
+                       "Peaks queue in FPM's backlog instead of OOM-killing the pool.",
+                       Risk.CONFIRM, 20, Phase.WEEK, f"pm.max_children = {fits}"),
+        evidence,
+        severity=Severity.HIGH if worst >= FPM_HIGH_FACTOR * limit else None)

@@ -7,6 +7,7 @@ facts are read defensively, since those collectors may not give every key.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -359,6 +360,7 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
                    "ports": [{"host_ip": p.get("host_ip"), "host_port": p.get("published"),
                               "container_port": p.get("target")} for p in service.get("ports") or []],
                    "privileged": bool(service.get("privileged")), "network_mode": service.get("network_mode"),
+                   "pid_mode": service.get("pid_mode"), "ipc_mode": service.get("ipc_mode"),
                    "sockets": [v.get("source") for v in service.get("volumes") or []
                                if str(v.get("source") or "") in DOCKER_SOCKETS],
                    "cap_add": service.get("cap_add") or [],
@@ -374,6 +376,7 @@ def stack_services(facts: Facts) -> Iterator[dict[str, Any]]:
                "product": service_product({"image": container.get("image"), "name": container.get("name")}),
                "ports": [p for p in container.get("ports") or [] if p.get("host_port")],
                "privileged": bool(container.get("privileged")), "network_mode": container.get("network_mode"),
+               "pid_mode": container.get("pid_mode"), "ipc_mode": container.get("ipc_mode"),
                "sockets": [m.get("source") for m in container.get("mounts") or []
                            if str(m.get("source") or "") in DOCKER_SOCKETS],
                "cap_add": container.get("cap_add") or [],
@@ -520,12 +523,17 @@ def datastore_no_auth(facts: Facts, settings: Settings, derived: Derived) -> Ite
     A Redis that cannot be read live is judged from its files: no `requirepass` in its command flags
     or mounted redis.conf (a `user default ... nopass` line counts as none), bitnami's
     `ALLOW_EMPTY_PASSWORD=yes` without REDIS_PASSWORD; the official image has no password unless
-    one is set (it is built with protected mode off).
+    one is set (it is built with protected mode off). An open Redis is HIGH when other hosts can
+    reach it (published on all interfaces, the host network, or a server outside the stack whose
+    bind address is unknown; a published one is CRITICAL under datastore-port-public) and MEDIUM
+    when only the containers on its compose networks, and with a loopback port the host's own
+    processes, can; PostgreSQL's `trust` is CRITICAL and HIGH on the same lines.
 
     ## Why it matters
     Any process that reaches an unauthenticated datastore owns its data; with Redis that includes
-    writing files on the server (CONFIG SET dir). md5 password hashes can be replayed and are
-    deprecated since PostgreSQL 18. A superuser app can drop any database, read files with
+    writing files on the server (CONFIG SET dir). Inside a compose network that still means every
+    other container: a server-side request forgery in the app reaches it. md5 password hashes can
+    be replayed and are deprecated since PostgreSQL 18. A superuser app can drop any database, read files with
     COPY ... FROM and run programs (COPY ... PROGRAM), so one SQL injection becomes a server takeover.
 
     ## Recommendation
@@ -561,24 +569,58 @@ def _redis_auth(facts: Facts, derived: Derived) -> Iterator[Hit]:
     judged = {(i.get("project"), i.get("service")) for i in live}
     views = [i for i in derived.redis_instances
              if i.get("from_files") and (i.get("project"), i.get("service")) not in judged]
+    services = {(s["project"], s["name"]): s for s in stack_services(facts)}
     for instance in [*live, *views]:
         if instance.get("auth_required") is not False:
             continue
         name = instance.get("service") or instance.get("target")
+        service = services.get((instance.get("project"), instance.get("service")))
+        severity = Severity.HIGH if _reached_from_other_hosts(service) else Severity.MEDIUM
+        who = _who_reaches(service)
         source = "redis"
         if instance.get("from_files"):
             source = str(instance.get("auth_source") or "compose")
             message = (f"Redis {instance.get('project')}/{name} runs without a password: its files set none "
-                       f"({source}), so anything that reaches its port can read and change the data.")
+                       f"({source}), so {who} can read and change the data.")
         else:
-            message = f"Redis {name} ({instance.get('target')}) accepts commands without a password."
+            message = (f"Redis {name} ({instance.get('target')}) accepts commands without a password: "
+                       f"{who} can read and change the data.")
         yield Hit(f"redis {name}", message,
                   Recommendation("Set requirepass (or ACL users) and put the password in the clients' URLs.",
                                  "Reaching the port is no longer enough to read or change the data.",
                                  Risk.CONFIRM, 20, Phase.NOW, 'command: ["redis-server", "--requirepass", '
                                  '"${REDIS_PASSWORD:?}"]'),
                   [Evidence(source, "target", instance.get("target")),
-                   Evidence(source, "auth_required", False, True)])
+                   Evidence(source, "auth_required", False, True)], severity=severity)
+
+
+def _reached_from_other_hosts(service: dict[str, Any] | None) -> bool:
+    """Whether other hosts reach this datastore: published on all interfaces, on the host network
+    without a loopback bind, or not a service of the stack (its bind address is not known)."""
+    host_network = service is not None and service["network_mode"] == "host"
+    return service is None or bool(_public_ports(service)) or (host_network and not _binds_loopback(service))
+
+
+def _who_reaches(service: dict[str, Any] | None) -> str:
+    if _reached_from_other_hosts(service):
+        return "anything that reaches its port"
+    if service is not None and (service["ports"] or service["network_mode"] == "host"):
+        return "every process of the host (its port is on loopback) and every container on its networks"
+    return "every container on its networks (a request forgery in one of them is enough)"
+
+
+def _binds_loopback(service: dict[str, Any]) -> bool:
+    """The server's own flags bind it to loopback only: `redis-server --bind 127.0.0.1 -::1` (every
+    address up to the next flag), `postgres -c listen_addresses=localhost`."""
+    argv = [str(a) for a in service["command"] or []]
+    for arg in argv:
+        if arg.startswith("listen_addresses="):
+            addresses = arg.partition("=")[2].strip("'\"").split(",")
+            return all(LOOPBACK.match(a.strip()) for a in addresses)
+    if "--bind" not in argv:
+        return False
+    addresses = list(itertools.takewhile(lambda a: not a.startswith("--"), argv[argv.index("--bind") + 1:]))
+    return bool(addresses) and all(LOOPBACK.match(a.lstrip("-")) for a in addresses)
 
 
 def _postgres_trust_env(facts: Facts) -> Iterator[Hit]:
@@ -586,15 +628,14 @@ def _postgres_trust_env(facts: Facts) -> Iterator[Hit]:
         method = str(service["environment"].get("POSTGRES_HOST_AUTH_METHOD") or "")
         if method.lower() != "trust":
             continue
-        yield Hit(_label(service), f"{_label(service)} sets POSTGRES_HOST_AUTH_METHOD=trust: every "
-                                   "connection from another container or host is accepted without a "
-                                   "password.",
+        yield Hit(_label(service), f"{_label(service)} sets POSTGRES_HOST_AUTH_METHOD=trust: "
+                                   f"{_who_reaches(service)} can connect as any role without a password.",
                   Recommendation("Remove POSTGRES_HOST_AUTH_METHOD and set POSTGRES_PASSWORD.",
                                  "PostgreSQL asks every network client for a password.", Risk.CONFIRM, 20,
                                  Phase.NOW, "POSTGRES_HOST_AUTH_METHOD: scram-sha-256"),
                   [_location(service),
                    Evidence("compose", "POSTGRES_HOST_AUTH_METHOD", "trust", "scram-sha-256")],
-                  severity=Severity.CRITICAL)
+                  severity=Severity.CRITICAL if _reached_from_other_hosts(service) else Severity.HIGH)
 
 
 def _postgres_hba(facts: Facts) -> Iterator[Hit]:
@@ -905,6 +946,11 @@ def host_access(service: dict[str, Any]) -> tuple[list[str], bool]:
         root_grade = root_grade or writable
     if host_net:
         issues.append("uses the host network")
+    if service.get("pid_mode") == "host":
+        issues.append("shares the host's processes (pid: host)")
+        root_grade = root_grade or "SYS_PTRACE" in caps  # it can then trace any host process
+    if service.get("ipc_mode") == "host":
+        issues.append("shares the host's IPC namespace and /dev/shm (ipc: host)")
     return issues, root_grade
 
 
@@ -915,9 +961,10 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     Containers (compose services or running containers) with a hold on the host: the Docker socket
     mounted, privileged, capabilities added with `cap_add` (SYS_ADMIN, SYS_MODULE, SYS_RAWIO,
     DAC_READ_SEARCH, ALL; NET_ADMIN, SYS_PTRACE, BPF), bind mounts of the host's `/`, `/etc`,
-    `/root`, `/proc`, `/sys`, `/lib/modules`, `/dev`, `/boot` or Docker's own data, or the host
-    network. Monitoring and maintenance agents that need this (cAdvisor, node-exporter, promtail,
-    watchtower, traefik's docker provider...) are reported at INFO so the exposure stays known.
+    `/root`, `/proc`, `/sys`, `/lib/modules`, `/dev`, `/boot` or Docker's own data, the host
+    network, or the host's processes (`pid: host`) or IPC namespace (`ipc: host`). Monitoring and
+    maintenance agents that need this (cAdvisor, node-exporter, promtail, watchtower, traefik's
+    docker provider...) are reported at INFO so the exposure stays known.
 
     ## Why it matters
     The Docker socket is root on the host: whoever controls the container can start a privileged
@@ -927,12 +974,16 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     (`/proc/sys/kernel/core_pattern` runs a program as root on the host); `/lib/modules` gives the
     kernel's modules to load. NET_ADMIN on the host network rewrites the host's firewall. On the host
     network a container's ports bypass Docker's isolation and can reach services bound to loopback.
+    With `pid: host` it sees every host process and its command line (passwords passed as arguments
+    included) and, with the KILL capability Docker grants by default, can signal any of them; with
+    SYS_PTRACE as well it can trace them, which is root on the host. `ipc: host` shares the host's
+    System V shared memory and `/dev/shm`.
 
     ## Recommendation
-    Remove the socket mount, `privileged: true`, the capabilities or the host mounts unless the
-    service needs them; give an agent a filtered socket (tecnativa/docker-socket-proxy with only the
-    API sections it reads), mount only the files it reads, read-only, and precise `cap_add:` /
-    `devices:` instead of privileged.
+    Remove the socket mount, `privileged: true`, the capabilities, the host mounts or the shared
+    `pid:` / `ipc:` namespaces unless the service needs them; give an agent a filtered socket
+    (tecnativa/docker-socket-proxy with only the API sections it reads), mount only the files it
+    reads, read-only, and precise `cap_add:` / `devices:` instead of privileged.
 
     ## Estimated effect
     A compromised container no longer means a compromised host.
@@ -947,6 +998,9 @@ def container_host_access(facts: Facts, settings: Settings) -> Iterator[Hit]:
     - Docker docs, "Runtime privilege and Linux capabilities":
       https://docs.docker.com/engine/containers/run/#runtime-privilege-and-linux-capabilities
     - capabilities(7): https://man7.org/linux/man-pages/man7/capabilities.7.html
+    - Docker docs, "PID settings (--pid)" and "IPC settings (--ipc)":
+      https://docs.docker.com/engine/containers/run/#pid-settings---pid
+    - ptrace(2), "Ptrace access mode checking": https://man7.org/linux/man-pages/man2/ptrace.2.html
     - OWASP Docker Security Cheat Sheet (rules 1, 2 and 3):
       https://cheatsheetseries.owasp.org/cheatsheets/Docker_Security_Cheat_Sheet.html
     """

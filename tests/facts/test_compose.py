@@ -194,6 +194,9 @@ def test_legacy_file_names_and_service_settings() -> None:
     assert (app["image_repository"], app["image_tag"]) == ("localhost:5000/app", "edge")
     assert app["mem_limit_bytes"] == int(1.5 * 1024**3) and app["replicas"] == 3 and app["cpus"] == 2.0
     assert app["privileged"] is True and app["network_mode"] == "host"
+    assert (app["pid_mode"], app["ipc_mode"]) == ("host", "host")
+    build_only = proj["services"]["build-only"]
+    assert (build_only["pid_mode"], build_only["ipc_mode"]) == (None, None)
     assert app["healthcheck"]["interval_seconds"] == 90.0
     assert app["healthcheck"]["start_period_seconds"] == 120
     assert app["entrypoint"] == ["/docker-entrypoint.sh", "--verbose"]
@@ -353,3 +356,70 @@ def test_canary_secrets_never_appear_in_collected_data(tmp_path: Path) -> None:
     assert kinds == {("SECRET_KEY_BASE", "literal"), ("MAIL_PASSWORD", "default"),
                      ("DATABASE_URL", "literal")}
     assert ctx.private["compose_env"]["canary"]["app"]["DB_PASSWORD"] == canaries["dotenv"]
+
+
+def test_include_reads_the_included_applications_and_says_what_it_cannot(tmp_path: Path) -> None:
+    """`include:` copies each included application's services in (the corpus case compares them with
+    Compose's own model); a loop, a name the project already has and a missing file are each said
+    in plain words, and the rest of the project is still read."""
+    (tmp_path / "compose.yaml").write_text(
+        "include:\n  - parts/db.yaml\n  - parts/loop.yaml\n  - parts/missing.yaml\n"
+        "services:\n  web:\n    image: shop/web:1\n  db:\n    image: postgres:16.4\n")
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "db.yaml").write_text("services:\n  db:\n    image: postgres:17.2\n"
+                                                "  cache:\n    image: redis:7.4.1\n")
+    (tmp_path / "parts" / "loop.yaml").write_text("include:\n  - ../compose.yaml\n"
+                                                  "services:\n  worker:\n    image: shop/worker:1\n")
+    errors: list[tuple[str, str]] = []
+    loaded = load_project(ProjectSpec(tmp_path, []), lambda where, why: errors.append((where, why)),
+                          use_binary=False)
+    assert loaded is not None
+    project = loaded[0]
+    assert sorted(project["services"]) == ["cache", "db", "web", "worker"]
+    assert project["services"]["db"]["image"] == "postgres:16.4"  # the project's own, not the included one
+    parts = tmp_path / "parts"
+    assert project["included_files"] == [str(parts / "db.yaml"), str(parts / "loop.yaml")]
+    reasons = " | ".join(why for _, why in errors)
+    assert "included service 'db' is already defined by the project" in reasons
+    assert "loops back to a file that includes it" in reasons
+    assert "missing.yaml" in " ".join(where + why for where, why in errors)
+
+
+def test_include_that_fans_out_is_bounded(tmp_path: Path) -> None:
+    """Each file includes the next one twice: 2^20 loads unbounded; at most MAX_INCLUDED_FILES."""
+    from stackaudit.facts.compose.loader import MAX_INCLUDED_FILES
+
+    for level in range(20):
+        nxt = f"f{level + 1}.yaml"
+        (tmp_path / f"f{level}.yaml").write_text(
+            f"include:\n  - {nxt}\n  - path: {nxt}\n    project_directory: .\n"
+            f"services:\n  s{level}:\n    image: shop/s{level}:1\n")
+    (tmp_path / "f20.yaml").write_text("services:\n  last:\n    image: shop/last:1\n")
+    errors: list[tuple[str, str]] = []
+    loaded = load_project(ProjectSpec(tmp_path, [tmp_path / "f0.yaml"]),
+                          lambda where, why: errors.append((where, why)), use_binary=False)
+    assert loaded is not None and "s0" in loaded[0]["services"]
+    assert len(loaded[0]["included_files"]) <= MAX_INCLUDED_FILES
+    assert any(f"more than {MAX_INCLUDED_FILES} included files" in why for _, why in errors)
+
+
+def test_include_of_remote_resources_is_named_and_home_paths_expand(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    (home / "stacks").mkdir(parents=True)
+    (home / "stacks" / "cache.yaml").write_text("services:\n  cache:\n    image: redis:7.4.1\n")
+    monkeypatch.setenv("HOME", str(home))
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "compose.yaml").write_text(
+        "include:\n  - https://github.com/acme/stack.git#main:compose.yaml\n"
+        "  - oci://docker.io/acme/stack:latest\n  - ~/stacks/cache.yaml\n"
+        "services:\n  web:\n    image: shop/web:1\n")
+    errors: list[tuple[str, str]] = []
+    loaded = load_project(ProjectSpec(project, []), lambda where, why: errors.append((where, why)),
+                          use_binary=False)
+    assert loaded is not None and sorted(loaded[0]["services"]) == ["cache", "web"]
+    assert [why for _, why in errors] == [
+        "include of the remote resource https://github.com/acme/stack.git#main:compose.yaml is not read "
+        "(local files only)",
+        "include of the remote resource oci://docker.io/acme/stack:latest is not read (local files only)"]

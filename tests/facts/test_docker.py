@@ -51,7 +51,7 @@ def scene(docker_engine: DockerEngine) -> dict[str, Any]:
                           restart_policy={"Name": "always"},
                           command=["sh", "-c", f"yes {LOG_LINE} | head -c 2000000; sleep 3600"],
                           log_config={"type": "json-file", "config": {}})
-    e.run_container(ids["v1"], f"{P}-old", detach_running=False)
+    e.run_container(ids["v1"], f"{P}-old", detach_running=False, pid_mode="host", ipc_mode="host")
     pgdata = e.client.volumes.create(f"{P}-pgdata", labels={"com.docker.compose.project": P,
                                                             "com.docker.compose.volume": "pgdata"})
     Path(pgdata.attrs["Mountpoint"], "PG_VERSION").write_text("15\n")
@@ -122,6 +122,8 @@ def test_container_facts(facts: Facts) -> None:
     old = _container(facts, f"{P}-old")
     assert old["state"] == "created" and old["memory_limit_bytes"] is None
     assert old["memory_usage_bytes"] is None and old["uptime_seconds"] is None
+    assert (old["pid_mode"], old["ipc_mode"]) == ("host", "host")  # SEC008 reads them
+    assert web["pid_mode"] is None and web["ipc_mode"] in ("private", "shareable")  # the daemon's default
 
 
 def test_volume_facts_and_database_look(facts: Facts) -> None:

@@ -81,3 +81,17 @@ def with_secrets(payload: dict[str, Any], key: bytes, places: dict[str, str]) ->
     facts = Facts.from_json(payload)
     facts.secret_fingerprints = fingerprints(key, places)
     return facts.to_json()
+
+
+def with_mysql(payload: dict[str, Any], version: str = "10.11.6-MariaDB", flavor: str = "mariadb",
+               origins: dict[str, str] | None = None, **variables: str) -> dict[str, Any]:
+    """The snapshot with one MariaDB/MySQL server of the collector's shape (tests/rules/test_mysql.py),
+    its version and variables (with their origins: facts/mysql.py read_origins) changed."""
+    from tests.rules.test_mysql import instance  # the agreed facts shape
+
+    server = instance(version=version, flavor=flavor)
+    server["variables"].update(variables)
+    server["origins"].update(origins or {})
+    copied = copy.deepcopy(payload)
+    copied["data"]["mysql"] = {"instances": [server]}
+    return copied

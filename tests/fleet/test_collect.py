@@ -1,6 +1,9 @@
 """`stackaudit fleet collect` end to end: a real sshd on loopback addresses, real Ansible, three hosts
 that differ (each its own compose project and PostgreSQL cluster, through its host variables), one
-host that is down and one whose host key does not match known_hosts.
+host that is down, one whose host key does not match known_hosts, and one whose stackaudit_metrics
+role fails after its snapshot was fetched (a textfile folder that cannot be made). web1 and web2
+share one secret, so the fleet key's fingerprints (checked against an HMAC computed here) must
+meet in `fleet report`'s secret reuse.
 
 The expensive parts run once for the module (one sshd, the wheelhouse, the venv on the "hosts",
 which are aliases of this machine and share one venv, so its install is also the concurrent-aliases
@@ -9,6 +12,8 @@ case the flock is for); each test reads the runs' results.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -29,9 +34,11 @@ GOOD = ("web1", "web2", "db1")
 BAD = ("badkey", "down")
 ADDRESSES = {"web1": "127.0.0.2", "web2": "127.0.0.3", "db1": "127.0.0.4", "badkey": "127.0.0.5",
              "down": "127.0.0.6"}  # nothing listens on .6
+METRICS = "metrics1"  # web1's address; its metrics role fails after the fetch
 CANARIES = {host: f"Canary-{host}-7Qx2vLp9Zr" for host in GOOD}
+SHARED = "Shared-Canary-4Rk8pWz2QyN"  # REDIS_PASSWORD of web1 and web2
 GROUPS = {"web1": ["prod", "web"], "web2": ["prod", "web"], "badkey": ["prod", "web"], "db1": ["db", "prod"],
-          "down": ["db", "prod"]}
+          "down": ["db", "prod"], METRICS: ["prod", "web"]}
 Result = subprocess.CompletedProcess[str]
 
 
@@ -75,7 +82,8 @@ def project(root: Path, host: str) -> Path:
         "services:\n  db:\n    image: postgres:16\n    environment:\n"
         "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n"
         f"  {host}-app:\n    image: nginx:1.27\n")
-    (directory / ".env").write_text(f"POSTGRES_PASSWORD={CANARIES[host]}\n")
+    shared = f"REDIS_PASSWORD={SHARED}\n" if host in ("web1", "web2") else ""
+    (directory / ".env").write_text(f"POSTGRES_PASSWORD={CANARIES[host]}\n{shared}")
     (directory / ".env").chmod(0o600)
     return directory
 
@@ -97,8 +105,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, ssh_server: SshServer, pg15:
     hostvars = {host: {**ssh_server.host_vars(ADDRESSES[host]), **common} for host in ADDRESSES}
     for host in GOOD:
         hostvars[host].update(stackaudit_project_dirs=[str(projects[host])], stackaudit_pg_dsn=dsns[host])
+    hostvars[METRICS] = {**hostvars["web1"], **metrics_vars(root)}
     inventory = {"all": {"children": {
-        "prod": {"children": {"web": {"hosts": {h: hostvars[h] for h in ("web1", "web2", "badkey")}},
+        "prod": {"children": {"web": {"hosts": {h: hostvars[h] for h in ("web1", "web2", "badkey", METRICS)}},
                               "db": {"hosts": {h: hostvars[h] for h in ("db1", "down")}}}}}}}
     (root / "hosts.yml").write_text(json.dumps(inventory, indent=2))  # JSON is YAML
     # Ansible's and the wheelhouse's files in the test's folder, never in ~/.ansible or ~/.cache.
@@ -107,6 +116,17 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, ssh_server: SshServer, pg15:
            "ANSIBLE_HOME": str(root / "ansible-home"), "ANSIBLE_REMOTE_TMP": str(root / "remote-tmp"),
            "ANSIBLE_LOG_PATH": str(root / "ansible.log"), "STACKAUDIT_STATE_DIR": str(root / "state")}
     return Fleet(root, root / "out", root / "hosts.yml", env, projects, databases, venv)
+
+
+def metrics_vars(root: Path) -> dict[str, object]:
+    """The role stackaudit_metrics in mode textfile, in the test's folder, failing at the textfile
+    folder (under a regular file: not even root can make it)."""
+    (root / "a-file").write_text("")
+    return {"stackaudit_sources": "host", "stackaudit_metrics_mode": "textfile",
+            "stackaudit_textfile_dir": str(root / "a-file" / "textfile"), "stackaudit_metrics_become": False,
+            "stackaudit_metrics_systemctl": False, "stackaudit_metrics_scheduler": "cron",
+            "stackaudit_metrics_env_dir": str(root / "metrics-etc"),
+            "stackaudit_metrics_cron_file": str(root / "metrics-cron" / "stackaudit-metrics")}
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +138,10 @@ def runs(fleet: Fleet) -> dict[str, Result]:
     good = fleet.run("--limit", ",".join(GOOD), "--forks", "3", "--format", "json")
     reinstalled = marker.exists() and marker.stat().st_mtime_ns != installed_at
     bad = fleet.run("--limit", ",".join(BAD), "--format", "json")
-    return {"all": everyone, "good": good, "bad": bad,
+    report = subprocess.run([sys.executable, "-m", "stackaudit", "fleet", "report", str(fleet.out),
+                             "--format", "json"], capture_output=True, text=True, env=fleet.env,
+                            cwd=fleet.root, timeout=300)
+    return {"all": everyone, "good": good, "bad": bad, "report": report,
             "reinstalled": subprocess.CompletedProcess([], int(reinstalled), "", "")}
 
 
@@ -177,7 +200,7 @@ def test_no_canary_anywhere(fleet: Fleet, runs: dict[str, Result]) -> None:
               "ansible.log": (fleet.root / "ansible.log").read_text() if (fleet.root / "ansible.log").exists()
               else "",
               **{f"{name} output": r.stdout + r.stderr for name, r in runs.items()}}
-    for canary in CANARIES.values():
+    for canary in (*CANARIES.values(), SHARED):
         for where, text in places.items():
             assert canary not in text, where
 
@@ -186,8 +209,8 @@ def test_terminal_output_lists_every_host_within_80_columns(runs: dict[str, Resu
     result = runs["all"]
     lines = result.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines), result.stdout
-    assert "3 of 5 hosts collected" in result.stdout
-    for host in (*GOOD, *BAD):
+    assert "3 of 6 hosts collected" in result.stdout
+    for host in (*GOOD, *BAD, METRICS):
         assert host in result.stdout and host in result.stderr  # summary, and progress as it went
     assert "✓ web1 collected" in result.stderr and "✗ down unreachable" in result.stderr
 
@@ -201,3 +224,39 @@ def test_json_output_and_an_installed_build_is_left_alone(runs: dict[str, Result
     assert (bad["collected"], bad["failed"]) == (0, 2)
     assert {h["stage"] for h in bad["hosts"]} == {"unreachable"}
     assert runs["reinstalled"].returncode == 0  # the second run found the build and installed nothing
+
+
+def test_a_metrics_role_failure_after_the_fetch_fails_the_host_and_keeps_its_snapshot(
+        fleet: Fleet, runs: dict[str, Result]) -> None:
+    error = json.loads((fleet.out / METRICS / "last-error.json").read_text())
+    assert error["stage"] == "metrics", error
+    # the task that failed, then its error
+    assert error["reason"] == "is node_exporter's textfile folder there: Not a directory"
+    assert len(snapshots(fleet, METRICS)) == 1  # fetched before the role ran, moved into place
+    assert f"✗ {METRICS} metrics: " in runs["all"].stderr
+    summary = next(line for line in runs["all"].stdout.splitlines() if line.lstrip().startswith(METRICS))
+    assert "failed" in summary and "metrics:" in summary
+    host = next(h for h in json.loads(runs["report"].stdout)["hosts"] if h["name"] == METRICS)
+    assert (host["status"], host["stage"], host["audited"]) == ("ok", "metrics", True)
+    assert host["reason"].startswith("metrics (") and "Not a directory" in host["reason"]
+
+
+def test_the_fleet_key_reaches_each_host_and_never_leaves_the_controller(
+        fleet: Fleet, runs: dict[str, Result]) -> None:
+    key = (fleet.out / ".fleet-key").read_text().strip()
+    newest = {host: json.loads(snapshots(fleet, host)[-1].read_text()) for host in (*GOOD, METRICS)}
+    assert all("secret_fingerprints" in payload for payload in newest.values())
+    places = {e["where"]: e["fingerprint"] for e in newest["db1"]["secret_fingerprints"]}
+    expected = hmac.new(bytes.fromhex(key), CANARIES["db1"].encode(), hashlib.sha256).hexdigest()[:16]
+    assert places[f"env:{fleet.projects['db1']}/.env:POSTGRES_PASSWORD"] == expected
+    shared = {host: {e["fingerprint"] for e in newest[host]["secret_fingerprints"]
+                     if e["where"].endswith(".env:REDIS_PASSWORD")} for host in ("web1", "web2")}
+    assert shared["web1"] == shared["web2"] and len(shared["web1"]) == 1
+    reuse = json.loads(runs["report"].stdout)["secret_reuse"]
+    redis = [r for r in reuse if any(p["where"].endswith(".env:REDIS_PASSWORD") for p in r["places"])]
+    assert [r["hosts"] for r in redis] == [["web1", "web2"]]
+    texts = {str(p): p.read_text(errors="replace") for p in fleet.out.rglob("*")
+             if p.is_file() and p.name != ".fleet-key"}
+    texts["ansible.log"] = (fleet.root / "ansible.log").read_text()
+    texts.update({f"{name} output": r.stdout + r.stderr for name, r in runs.items()})
+    assert [where for where, text in texts.items() if key in text] == []

@@ -18,7 +18,7 @@ from stackaudit.fleet.render import render_html, render_json, render_markdown, r
 from stackaudit.fleet.report import FleetReport, build
 from stackaudit.fleet.snapshots import MAX_SNAPSHOT_BYTES
 from stackaudit.units import parse_duration
-from tests.fleet.report_dirs import reference_snapshot, variant, with_secrets, write_host
+from tests.fleet.report_dirs import reference_snapshot, variant, with_mysql, with_secrets, write_host
 from tests.test_cli import run
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -97,6 +97,64 @@ def test_drift_inside_a_group_not_across_groups(tmp_path: Path, base: dict[str, 
     assert sorted((v["value"], v["hosts"]) for v in version["values"]) == [("17.2", ["web2"]),
                                                                            ("18.0", ["web1"])]
     # db1 and db2 agree with each other; 16.6 against web's versions is across groups: no drift
+
+
+def test_a_metrics_failure_after_a_good_snapshot_keeps_the_host_ok_with_the_reason(
+        tmp_path: Path, base: dict[str, Any]) -> None:
+    metrics_error = {"failed_at": (NOW - timedelta(minutes=59)).isoformat(), "stage": "metrics",
+                     "reason": "There was an issue creating /srv/x/textfile: Not a directory"}
+    write_host(tmp_path, "metered", base, ["web"], NOW - timedelta(hours=1), error=metrics_error)
+    write_host(tmp_path, "old", base, ["web"], NOW - timedelta(days=3),
+               error={**metrics_error,
+                      "failed_at": (NOW - timedelta(days=3) + timedelta(minutes=1)).isoformat()})
+    write_host(tmp_path, "never", None, ["web"], error=metrics_error)  # no snapshot: failed as before
+    report = report_of(tmp_path)
+    hosts = hosts_by_name(report)
+    metered = hosts["metered"]
+    assert (metered["status"], metered["stage"], metered["audited"]) == ("ok", "metrics", True)
+    assert metered["reason"].startswith("metrics (")
+    assert metered["reason"].endswith("textfile: Not a directory")
+    assert metered["failed_at"] == metrics_error["failed_at"]
+    assert metered["findings"] == hosts_by_name(report_of_one(tmp_path, base))["clean"]["findings"]
+    assert hosts["old"]["status"] == "stale" and "metrics (" in hosts["old"]["reason"]
+    assert hosts["never"]["status"] == "failed"
+    for text in (render_terminal(report, 80), render_markdown(report), render_html(report)):
+        assert "Hosts not current or with a problem" in text and "textfile: Not a directory" in text
+
+
+def report_of_one(tmp_path: Path, payload: dict[str, Any]) -> FleetReport:
+    alone = tmp_path / "alone"
+    write_host(alone, "clean", payload, ["web"], NOW - timedelta(hours=1))
+    return report_of(alone)
+
+
+def test_mariadb_and_mysql_drift_in_versions_and_set_variables(tmp_path: Path, base: dict[str, Any]) -> None:
+    write_host(tmp_path, "m1", with_mysql(base, origins={"innodb_buffer_pool_size": "config"},
+                                          long_query_time="2.000000", hostname="m1", port="3306"), ["db"])
+    write_host(tmp_path, "m2", with_mysql(base, version="11.4.2-MariaDB",
+                                          innodb_buffer_pool_size=str(4 * 2**30),
+                                          origins={"long_query_time": "config"}, long_query_time="10.000000",
+                                          hostname="m2", port="3307"), ["db"])
+    write_host(tmp_path, "m3", with_mysql(base, version="8.4.3", flavor="mysql", hostname="m3",
+                                          sort_buffer_size="262144"), ["other"])
+    write_host(tmp_path, "m4", with_mysql(base, version="8.4.3", flavor="mysql", sort_buffer_size="1048576",
+                                          origins={"sort_buffer_size": "auto"}), ["other"])
+    report = report_of(tmp_path)
+    drifts = {(d["group"], d["what"], d["subject"]): d["values"] for d in report.to_json()["drift"]}
+    mysql = {key: values for key, values in drifts.items() if key[1].startswith("MariaDB/MySQL")}
+    assert set(mysql) == {("db", "MariaDB/MySQL version", "db"),
+                          ("db", "MariaDB/MySQL setting", "db innodb_buffer_pool_size"),
+                          ("db", "MariaDB/MySQL setting", "db long_query_time")}
+    # hostname and port name the server; m3/m4's sort_buffer_size differs but nobody set it (auto)
+    assert sorted((v["value"], v["hosts"]) for v in mysql[("db", "MariaDB/MySQL version", "db")]) == [
+        ("MariaDB 10.11.6-MariaDB", ["m1"]), ("MariaDB 11.4.2-MariaDB", ["m2"])]
+    assert mysql[("db", "MariaDB/MySQL setting", "db innodb_buffer_pool_size")] == [
+        {"value": str(2 * 2**30), "hosts": ["m1"]}, {"value": str(4 * 2**30), "hosts": ["m2"]}]
+    terminal, markdown, html = render_terminal(report, 80), render_markdown(report), render_html(report)
+    assert "MariaDB/MySQL setting db long_query_time" in markdown and "MariaDB 11.4.2-MariaDB" in markdown
+    assert "MariaDB/MySQL setting <code>db long_query_time</code>" in html
+    assert "MariaDB 11.4.2-MariaDB" in html
+    assert all(word in terminal for word in ("MariaDB/MySQL", "long_query_time", "11.4.2-MariaDB"))
 
 
 def test_secret_reuse_through_fingerprints_and_another_key_shares_nothing(

@@ -17,3 +17,12 @@ def test_brackets_in_findings_and_errors_are_shown_not_parsed() -> None:
     text = terminal.render(report, width=400)
     assert "[/var/log/app]" in text and "[bold]not a style[/bold]" in text and "[Errno 13]" in text
     assert "[/proc/pressure]" in text and "[/] unreadable" in text
+
+
+def test_the_title_names_the_host_and_leaves_it_out_when_the_host_was_not_read() -> None:
+    report = sample_report()
+    hostname = report.facts.get("host").get("hostname")
+    assert terminal.render(report, width=200).splitlines()[0].split(" · ")[1] == hostname
+    del report.facts.data["host"]
+    title = terminal.render(report, width=200).splitlines()[0]
+    assert title == f"stackaudit {report.tool_version} · {report.generated_at}"  # no empty "·  ·"

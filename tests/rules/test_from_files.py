@@ -135,6 +135,35 @@ def test_sec005_silent_with_requirepass_or_when_the_live_server_asks_for_one(tmp
     assert run("SEC005", tmp_path, REFERENCE, redis=live(auth_required=True)) == []
 
 
+def test_sec005_grades_an_open_redis_by_who_can_reach_it(tmp_path: Path) -> None:
+    """Unpublished (the official Immich / Nextcloud / Mastodon layouts): the other containers only,
+    MEDIUM. On loopback or bound to it on the host network: the host's processes too, MEDIUM.
+    Published on all interfaces or on the host network: HIGH (SEC004 adds the CRITICAL)."""
+    default = "redis-server --maxmemory-policy allkeys-lru"
+
+    def graded(extra: str, command: str = default) -> tuple[str, str]:
+        text = REFERENCE.replace(f"command: {default}", f"command: {command}")
+        text = text.replace("        mem_limit: 512m\n", f"        mem_limit: 512m\n{extra}", 1)
+        [finding] = run("SEC005", tmp_path, text)
+        return finding.severity.label(), finding.message.split(", so ")[1]
+
+    assert graded("") == ("medium", "every container on its networks (a request forgery in one of them is "
+                                    "enough) can read and change the data.")
+    assert graded('        ports: ["127.0.0.1:6379:6379"]\n')[0] == "medium"
+    assert "every process of the host" in graded('        ports: ["127.0.0.1:6379:6379"]\n')[1]
+    assert graded('        ports: ["6379:6379"]\n') == ("high", "anything that reaches its port can read and "
+                                                         "change the data.")
+    assert graded("        network_mode: host\n")[0] == "high"
+    on_loopback = "redis-server --bind 127.0.0.1 -::1 --port 6380"
+    assert graded("        network_mode: host\n", on_loopback)[0] == "medium"
+
+
+def test_sec005_is_high_for_a_live_redis_outside_the_stack(tmp_path: Path) -> None:
+    [finding] = run("SEC005", tmp_path, "services: {}\n",
+                    redis=live(project=None, service=None, auth_required=False))
+    assert finding.severity.label() == "high" and "anything that reaches its port" in finding.message
+
+
 def test_sec005_bitnami_allow_empty_password(tmp_path: Path) -> None:
     text = ("services:\n  cache:\n    image: bitnami/redis:7.2\n    environment:\n"
             "      ALLOW_EMPTY_PASSWORD: 'yes'\n")
@@ -204,3 +233,46 @@ def test_the_redis_advice_covers_a_redis_known_from_its_files(tmp_path: Path) ->
     assert advice.service == "redis" and advice.policy == "noeviction"
     assert advice.compose_command() == ["redis-server", "--maxmemory", "307mb", "--maxmemory-policy",
                                         "noeviction"]
+
+
+WORDPRESS = """\
+    services:
+      wordpress:
+        image: wordpress:6.6-php8.2-fpm
+        volumes:
+          - ./www.conf:/usr/local/etc/php-fpm.d/www.conf:ro
+        deploy:
+          resources:
+            limits:
+              memory: 512M
+    """
+
+
+def test_app006_fires_when_the_fpm_children_can_outgrow_the_container(tmp_path: Path) -> None:
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "stack" / "www.conf").write_text("[www]\npm = dynamic\npm.max_children = 50\n")
+    [finding] = run("APP006", tmp_path, WORDPRESS)
+    assert finding.severity.label() == "high"  # 12.5x: even at a quarter of memory_limit it overruns
+    assert finding.message == ("stack/wordpress runs up to 50 PHP-FPM children (www 50 x 128.0 MiB, "
+                               "memory_limit): 6.2 GiB at worst in a 512.0 MiB container limit, 12.5x "
+                               "what it may use.")
+    assert finding.recommendation.action == "pm.max_children = 4"
+    assert sources(finding)["mem_limit_bytes"] == "compose.yml:9"
+    assert sources(finding)["www.max_children"].endswith("www.conf:3 (www.conf)")
+    (tmp_path / "stack" / "www.conf").write_text("[www]\npm.max_children = 6\n")
+    [finding] = run("APP006", tmp_path, WORDPRESS)  # 768 MiB in 512 MiB: possible, not certain
+    assert finding.severity.label() == "medium"
+
+
+def test_app006_silent_when_the_children_fit_or_nothing_bounds_them(tmp_path: Path) -> None:
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "stack" / "www.conf").write_text("[www]\npm.max_children = 4\n")
+    assert run("APP006", tmp_path, WORDPRESS) == []  # 4 x 128 MiB = the limit
+    (tmp_path / "stack" / "www.conf").write_text("[www]\npm.max_children = 50\n")
+    assert run("APP006", tmp_path, WORDPRESS.replace("memory: 512M", "memory: 8G")) == []
+    unlimited = WORDPRESS.replace("        deploy:\n          resources:\n            limits:\n"
+                                  "              memory: 512M\n", "")
+    assert run("APP006", tmp_path, unlimited) == []  # no container limit: the host's budget (SYS) judges
+    apache = WORDPRESS.replace("6.6-php8.2-fpm", "6.6-php8.2-apache").replace(
+        "          - ./www.conf:/usr/local/etc/php-fpm.d/www.conf:ro\n", "")
+    assert run("APP006", tmp_path, apache) == []

@@ -284,7 +284,20 @@ def test_sec005_fires_on_postgres_trust_md5_and_superuser_app() -> None:
     hits = run("SEC005", data)
     subjects = [s for s, _, _ in hits]
     assert subjects == ["shop/db", "pg_hba pg_hba.conf:99", "postgres password_encryption", "shop/web"]
-    assert hits[0][1] == Severity.CRITICAL and "connects to db as shop" in hits[3][2]
+    assert hits[0][1] == Severity.HIGH and "connects to db as shop" in hits[3][2]  # db: not published
+    assert "every container on its networks (a request forgery" in hits[0][2]
+
+
+def test_sec005_trust_is_critical_once_other_hosts_reach_the_server() -> None:
+    trust = {"POSTGRES_HOST_AUTH_METHOD": "trust"}
+    published = compose(service("db", "postgres:16.4", environment=trust,
+                                ports=[{"host_ip": None, "published": "5432", "target": 5432}]))
+    [(_, severity, message)] = run("SEC005", published)
+    assert severity == Severity.CRITICAL and "anything that reaches its port can connect" in message
+    local = compose(service("db", "postgres:16.4", environment=trust, network_mode="host",
+                            command=["postgres", "-c", "listen_addresses=localhost"]))
+    [(_, severity, message)] = run("SEC005", local)
+    assert severity == Severity.HIGH and "every process of the host" in message
 
 
 def test_sec005_silent_with_scram_and_an_app_role() -> None:
@@ -610,6 +623,29 @@ def test_sec008_fires_on_running_containers_with_cap_add() -> None:
                                        "mounts": [{"type": "bind", "source": "/proc", "rw": False}]}]}}
     ((_, severity, message),) = run("SEC008", data)
     assert severity == Severity.HIGH and "SYS_MODULE" in message and "/proc read-only" in message
+
+
+def test_sec008_fires_on_the_hosts_process_and_ipc_namespaces() -> None:
+    data = compose(
+        service("debug", "shop/debug:1", pid_mode="host"),
+        service("tracer", "shop/tracer:1", pid_mode="host", cap_add=["SYS_PTRACE"]),
+        service("shm", "shop/shm:1", ipc_mode="host"),
+        service("sidecar", "shop/sidecar:1", pid_mode="service:web", ipc_mode="shareable"),
+        service("node-exporter", "prom/node-exporter:v1.8.2", pid_mode="host"),
+    )
+    hits = {s: (sev, m) for s, sev, m in run("SEC008", data)}
+    assert hits["shop/debug"] == (Severity.MEDIUM, "shop/debug shares the host's processes (pid: host).")
+    assert hits["shop/tracer"][0] == Severity.HIGH  # SYS_PTRACE over every host process
+    assert hits["shop/shm"][0] == Severity.MEDIUM and "ipc: host" in hits["shop/shm"][1]
+    assert "shop/sidecar" not in hits  # another container's namespace is not the host's
+    assert hits["shop/node-exporter"][0] == Severity.INFO
+
+
+def test_sec008_reads_pid_host_from_running_containers() -> None:
+    data = {"docker": {"containers": [{"name": "legacy", "image": "shop/legacy:1", "compose_project": None,
+                                       "compose_service": None, "pid_mode": "host", "ipc_mode": "private"}]}}
+    ((_, severity, message),) = run("SEC008", data)
+    assert severity == Severity.MEDIUM and message == "legacy shares the host's processes (pid: host)."
 
 
 # --- SEC009: each product's version rules ---------------------------------------------------------------

@@ -65,6 +65,7 @@ from stackaudit.facts.compose.shape import (
     volume_shapes,
     volume_shapes_of_service,
 )
+from stackaudit.facts.phpfpm import runs_php_fpm, service_pools
 from stackaudit.facts.redisfiles import redis_from_files
 from stackaudit.facts.secretfiles import remember_secret_files
 from stackaudit.images import classify_project
@@ -162,8 +163,10 @@ def load_project(
     literal = literal_secrets(builtin.raw_files, (spec.dir.name,))
     remember_secret_files(model, spec.dir, error)
     origins = service_origins(builtin.raw_files, spec.dir)
-    return _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
-                          (origins, invalid))
+    project, environments = _project_facts(spec.dir, files, parser, model, builtin_model, env, literal,
+                                           (origins, invalid))
+    project["included_files"] = [str(f) for f in builtin.included_files]  # through `include:`
+    return project, environments
 
 
 def _project_facts(
@@ -213,10 +216,13 @@ def _project_facts(
 
 
 def _stamp_kinds(services: dict[str, dict[str, Any]], raws: Mapping[str, Mapping[str, Any]]) -> None:
-    """The one classification of every service (images.classify_project), and for a Redis what its
-    files say (redisfiles), so rules can judge it without a live server."""
+    """The one classification of every service (images.classify_project), and what the files of a
+    Redis (redisfiles) or a PHP-FPM (phpfpm: pools, children, memory_limit) say, so rules can judge
+    them without a live server."""
     for service_name, found in classify_project(services).items():
         service = services[service_name]
         service.update(kind=found.kind, product=found.product, kind_evidence=list(found.evidence))
         if found.product == "redis":
             service["redis_files"] = redis_from_files(raws[service_name], service, service["origins"])
+        if runs_php_fpm(service):
+            service["php_fpm"] = {"pools": service_pools(service)}

@@ -67,22 +67,26 @@ def absolute(path: Path) -> Path:
 
 def project_environment(project_dir: Path, error: ErrorSink) -> dict[str, str]:
     """What Compose interpolates with: the project's .env, overridden by the process environment."""
-    dotenv = project_dir / ".env"
-    values: dict[str, str] = {}
-    if dotenv.is_file():
-        try:
-            text = dotenv.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            error(str(dotenv), f"cannot read: {exc.__class__.__name__}: {exc}")
-        else:
-            entries, errors = parse_dotenv_lenient(text, mapping_lookup(os.environ))
-            for bad in errors:
-                error(f"{dotenv}:{bad.line}", bad.why)
-            values = as_dict(entries)
-            for entry in entries:
-                if holds_secret(entry.key, entry.value):
-                    remember(entry.value)
-    return {**values, **os.environ}
+    return {**dotenv_defaults(project_dir / ".env", error), **os.environ}
+
+
+def dotenv_defaults(dotenv: Path, error: ErrorSink) -> dict[str, str]:
+    """The values of a .env file that Compose interpolates with (nothing when there is no regular
+    file: a FIFO would block); its secrets are remembered so that redaction hides them."""
+    if not dotenv.is_file():
+        return {}
+    try:
+        text = dotenv.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        error(str(dotenv), f"cannot read: {exc.__class__.__name__}: {exc}")
+        return {}
+    entries, errors = parse_dotenv_lenient(text, mapping_lookup(os.environ))
+    for bad in errors:
+        error(f"{dotenv}:{bad.line}", bad.why)
+    for entry in entries:
+        if holds_secret(entry.key, entry.value):
+            remember(entry.value)
+    return as_dict(entries)
 
 
 def find_compose_files(project_dir: Path, env: Mapping[str, str]) -> list[Path]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import YAMLError
 
 from stackaudit.facts import not_a_regular_file
-from stackaudit.facts.compose.files import ErrorSink, absolute, default_project_name
+from stackaudit.facts.compose.files import ErrorSink, absolute, default_project_name, dotenv_defaults
 from stackaudit.facts.compose.raw import (
     MAX_COMPOSE_BYTES,
     MAX_DEPTH,
@@ -40,6 +41,10 @@ from stackaudit.facts.envfile import (
 
 KNOWN_TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "secrets", "configs", "include",
                    "models"}
+# What `include` copies from an included application into the including one (compose-spec, "Include").
+INCLUDED_RESOURCES = ("services", "networks", "volumes", "secrets", "configs")
+REMOTE_RESOURCE = re.compile(r"^([a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
+MAX_INCLUDED_FILES = 64  # in all, nested includes too: a file that includes itself twice over is refused
 
 
 class _Reset:
@@ -59,8 +64,12 @@ class Override:
 class BuiltinLoader:
     """Load, interpolate, extend and merge compose files into a model shaped like `config`'s."""
 
-    def __init__(self, project_dir: Path, env: Mapping[str, str], error: ErrorSink) -> None:
+    def __init__(self, project_dir: Path, env: Mapping[str, str], error: ErrorSink,
+                 including: tuple[Path, ...] = (), include_budget: list[int] | None = None) -> None:
         self.project_dir = project_dir
+        self.including = including  # the files whose `include` led here, outermost first
+        self.include_budget = include_budget if include_budget is not None else [MAX_INCLUDED_FILES]
+        self.included_files: list[Path] = []
         self.env = dict(env)
         self.lookup: Lookup = mapping_lookup(self.env)
         self.error = error
@@ -94,7 +103,72 @@ class BuiltinLoader:
             services[name] = self._finish_service(name, service)
         merged["services"] = services
         merged["name"] = self._project_name(merged)
+        self._include(merged, files)
         return merged
+
+    def _include(self, model: dict[str, Any], files: list[Path]) -> None:
+        """Load each `include` entry as an application of its own (its project directory, its
+        env_file as defaults under this environment) and copy its resources in; a name this
+        project already has stays this project's, as Compose refuses to merge them. Evaluated after
+        the files were merged, as Compose does."""
+        where = str(files[0])
+        for entry in as_list(model.pop("include", None)):
+            spec = {"path": entry} if isinstance(entry, str) else entry if isinstance(entry, dict) else {}
+            paths = self._include_paths(spec, where)
+            if not paths:
+                continue
+            if any(p in self.including or p in files for p in paths):
+                self.error(where, f"include of {paths[0]} loops back to a file that includes it (ignored)")
+                continue
+            if self.include_budget[0] < len(paths):  # shared by every nested loader of the project
+                self.error(where, f"more than {MAX_INCLUDED_FILES} included files: the rest is ignored")
+                return
+            self.include_budget[0] -= len(paths)
+            self._copy_resources(model, self._included_model(spec, paths, files), paths[0])
+
+    def _include_paths(self, spec: Mapping[str, Any], where: str) -> list[Path]:
+        """The local files of one `include` entry ([] when there are none to read, said why)."""
+        named = [str(p) for p in as_list(spec.get("path")) if p]
+        remote = [p for p in named if REMOTE_RESOURCE.match(p)]
+        if remote:  # Compose 2.26+ fetches git and OCI includes; an audit reads local files only
+            self.error(where, f"include of the remote resource {remote[0]} is not read (local files only)")
+            return []
+        if not named:
+            self.error(where, f"include entry {dict(spec)!r} names no file (ignored)")
+        return [absolute(self.project_dir / os.path.expanduser(p)) for p in named]
+
+    def _included_model(self, spec: Mapping[str, Any], paths: list[Path],
+                        files: list[Path]) -> dict[str, Any]:
+        project_dir = (absolute(self.project_dir / str(spec["project_directory"]))
+                       if spec.get("project_directory") else paths[0].parent)
+        env_files = [absolute(self.project_dir / str(f)) for f in as_list(spec.get("env_file"))]
+        defaults: dict[str, str] = {}
+        for env_file in env_files or [project_dir / ".env"]:
+            if env_files and not env_file.is_file():
+                self.error(str(files[0]), f"include env_file {env_file} not found")
+            defaults.update(dotenv_defaults(env_file, self.error))
+        sub = BuiltinLoader(project_dir, {**defaults, **self.env}, self.error, (*self.including, *files),
+                            self.include_budget)
+        included = sub.load(paths) or {}
+        self.raw_files += sub.raw_files  # their lines, origins and literal secrets count too
+        self.refused += sub.refused
+        self.invalid += sub.invalid
+        self.unsafe = self.unsafe or sub.unsafe
+        self.included_files = list(dict.fromkeys([*self.included_files, *sub.raw_paths()]))
+        return included
+
+    def raw_paths(self) -> list[Path]:
+        return [raw.path for raw in self.raw_files]
+
+    def _copy_resources(self, model: dict[str, Any], included: Mapping[str, Any], source: Path) -> None:
+        for kind in INCLUDED_RESOURCES:
+            mine = model.setdefault(kind, {}) if isinstance(model.get(kind, {}), dict) else {}
+            for name, value in (included.get(kind) or {}).items():
+                if name in mine:
+                    self.error(str(source), f"included {kind[:-1]} {name!r} is already defined by the "
+                                            "project: the project's is kept (Compose refuses to merge them)")
+                    continue
+                mine[name] = value
 
     def _read_yaml(self, path: Path) -> CommentedMap | None:
         odd = not_a_regular_file(path)
@@ -148,8 +222,6 @@ class BuiltinLoader:
                 self.error(f"{path}:{line_of(tree, key)}", f"unknown top-level key {key!r} (ignored)")
                 continue
             model[key] = self._plain(tree[key], path, line_of(tree, key))
-        if "include" in model:
-            self.error(str(path), "`include` is not supported by the builtin parser (ignored)")
         services = model.get("services")
         if services is None:
             model["services"] = {}

@@ -53,6 +53,8 @@ def service_shape(name: str, project: str, svc: Mapping[str, Any], env_files: li
         "logging": _logging(svc.get("logging")),
         "profiles": [str(p) for p in svc.get("profiles") or []],
         "network_mode": str(svc["network_mode"]) if svc.get("network_mode") else None,
+        "pid_mode": str(svc["pid"]) if svc.get("pid") else None,  # "host" shares the host's PIDs
+        "ipc_mode": str(svc["ipc"]) if svc.get("ipc") else None,
         "container_name": str(svc["container_name"]) if svc.get("container_name") else None,
         "network_aliases": _network_aliases(svc.get("networks")),
         "privileged": bool(svc.get("privileged")),

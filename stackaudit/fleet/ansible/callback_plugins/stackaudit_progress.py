@@ -3,8 +3,9 @@ controller as the run goes. It prints a host's name, stage and Ansible's message
 results or task arguments.
 
 Events: {"event": "collected", "host", "path"} when a host's snapshot is fetched;
-{"event": "failed", "host", "stage", "reason"} when a task fails or the host is unreachable;
-{"event": "done"} at the end of the play.
+{"event": "metrics-done", "host"} when the role stackaudit_metrics ended well on a host (its last
+task, after its handlers); {"event": "failed", "host", "stage", "reason"} when a task fails or the
+host is unreachable; {"event": "done"} at the end of the play.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ DOCUMENTATION = """
     short_description: one JSON line per host result, for stackaudit fleet collect
     description: prints host names, stages and Ansible's failure messages, never variables
 """
-STAGES = ("install", "collect", "fetch")
+STAGES = ("install", "collect", "fetch", "metrics")
+METRICS_DONE = "metrics: done"  # the last task of the role stackaudit_metrics
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 SSH_NOISE = re.compile(r"^Shared connection to \S+ closed\.$")
 HIDDEN = "the task's output is hidden (no_log)"
@@ -63,16 +65,22 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
         if not ignore_errors:
-            self._emit(event="failed", host=result._host.get_name(), stage=stage_of(result._task.get_name()),
-                       reason=reason_of(result._result))
+            name = result._task.get_name()
+            stage, reason = stage_of(name), reason_of(result._result)
+            if stage == "metrics":  # a role of many tasks: say which one ("the unit folder: ...")
+                reason = f"{name.rsplit(' : ', 1)[-1].split(':', 1)[-1].strip()}: {reason}"
+            self._emit(event="failed", host=result._host.get_name(), stage=stage, reason=reason)
 
     def v2_runner_on_unreachable(self, result: Any) -> None:
         self._emit(event="failed", host=result._host.get_name(), stage="unreachable",
                    reason=reason_of(result._result))
 
     def v2_runner_on_ok(self, result: Any) -> None:
-        if stage_of(result._task.get_name()) == "fetch":
+        name = result._task.get_name()
+        if stage_of(name) == "fetch":
             self._emit(event="collected", host=result._host.get_name(), path=result._result.get("dest"))
+        elif name.rsplit(" : ", 1)[-1] == METRICS_DONE:
+            self._emit(event="metrics-done", host=result._host.get_name())
 
     def v2_playbook_on_stats(self, stats: Any) -> None:
         self._emit(event="done")
