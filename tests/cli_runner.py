@@ -14,7 +14,11 @@ import subprocess
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import typer
+import typer.main
+import typer.testing
 from typer.testing import CliRunner
 
 from stackaudit.cli import _load_commands, app
@@ -28,6 +32,21 @@ Result = subprocess.CompletedProcess[str]
 BASE_ENV = {"DOCKER_HOST": "unix:///nonexistent/docker.sock", "STACKAUDIT_NICE": "0", "COLUMNS": "120"}
 
 _load_commands()
+
+_built: dict[tuple[int, int, int], Any] = {}  # typer's (vendored) click command
+
+
+def _command_built_once(typer_app: typer.Typer) -> Any:
+    """typer's runner turns the app into click commands on every invoke (inspecting each command's
+    signature: ~70 ms here, most of a short run). A process builds them once too, so the runner
+    builds them once per app (and again if commands were added since)."""
+    key = (id(typer_app), len(typer_app.registered_commands), len(typer_app.registered_groups))
+    if key not in _built:
+        _built[key] = typer.main.get_command(typer_app)
+    return _built[key]
+
+
+typer.testing._get_command = _command_built_once  # type: ignore[assignment]  # for every CliRunner
 
 
 def invoke(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Result:

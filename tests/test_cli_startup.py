@@ -31,8 +31,11 @@ main()
 
 def run_cli(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "STACKAUDIT_"))}
+    # STACKAUDIT_NICE=0: a child at the lowest priority waits behind every busy process (the other
+    # test worker's too) on a loaded machine; the lowering is tested in test_cli.py and imports
+    # only psutil, which no case here rules out.
     env.update(HOME=str(tmp_path), DOCKER_HOST="unix:///nonexistent/docker.sock",
-               STACKAUDIT_STATE_DIR=str(tmp_path / "state"))
+               STACKAUDIT_STATE_DIR=str(tmp_path / "state"), STACKAUDIT_NICE="0")
     result = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True, text=True,
                             env=env, cwd=tmp_path, timeout=120)
     last = result.stderr.strip().splitlines()[-1]

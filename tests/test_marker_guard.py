@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import _programs
 
@@ -38,12 +41,16 @@ def test_programs_behind_a_wrapper_are_seen_and_user_names_are_not() -> None:
     assert _programs(["/usr/bin/psql", "-U", "postgres"]) == {"psql"}
 
 
-def test_unmarked_tests_that_need_a_service_fail_loudly(tmp_path: Path) -> None:
+# In one process (the integration run of `make test`) and in a pytest-xdist worker (`make unit`),
+# where the hooks and the audit hook run in each worker, not in the controller (one worker is
+# enough: each runs the same hooks on its own).
+@pytest.mark.parametrize("workers", [(), ("-n", "1")], ids=["one-process", "xdist-worker"])
+def test_unmarked_tests_that_need_a_service_fail_loudly(tmp_path: Path, workers: tuple[str, ...]) -> None:
     test_file = tmp_path / "test_unmarked.py"
     test_file.write_text(UNMARKED)
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
                              "tests.conftest", "--rootdir", str(tmp_path), "-c", "/dev/null", "-o",
-                             "markers=integration: a service", str(test_file)],
+                             "markers=integration: a service", *workers, str(test_file)],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     out = result.stdout
     assert result.returncode == 1, out
@@ -51,3 +58,4 @@ def test_unmarked_tests_that_need_a_service_fail_loudly(tmp_path: Path) -> None:
     assert f"test_asks_for_redis {unmarked} (fixtures redis_factory)" in out
     assert f"test_starts_a_server {unmarked} (it starts redis-server)" in out
     assert "1 failed, 2 passed, 1 error" in out, out
+    assert not workers or re.search(r"^\[gw0\] linux", out, re.M)  # reported from the worker

@@ -12,6 +12,7 @@ call, or a parametrize argument.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -207,6 +208,7 @@ def _test_functions(tree: ast.Module) -> Iterator[ast.FunctionDef]:
             yield node
 
 
+@functools.cache  # read when a test asks, once: not at import by every pytest-xdist worker
 def assertions_per_code() -> dict[str, dict[str, list[str]]]:
     """code -> {"fires": [test ids], "silent": [test ids]}."""
     found: dict[str, dict[str, list[str]]] = {code: {"fires": [], "silent": []} for code in RULES}
@@ -224,8 +226,6 @@ def assertions_per_code() -> dict[str, dict[str, list[str]]]:
                 found[code]["silent"].append(where)
     return found
 
-
-ASSERTED = assertions_per_code()
 
 
 # ------------------------------------------------------------------ the catalogue
@@ -275,7 +275,7 @@ def test_reference_entries_are_read_with_their_continuation_lines() -> None:
 
 @pytest.mark.parametrize("code", sorted(RULES))
 def test_rule_has_a_firing_and_a_silent_test(code: str) -> None:
-    asserted = ASSERTED[code]
+    asserted = assertions_per_code()[code]
     assert asserted["fires"], f"no test function asserts that {code} fires (finds a hit for it)"
     assert asserted["silent"], f"no test function asserts that {code} stays silent (no hit for it)"
 

@@ -1,8 +1,10 @@
 """Bad input gets a clear error and loses nothing: the real CLI against broken services and files.
 
-Every case runs `python -m stackaudit` as a user would and checks the contract: the exit code, no
-traceback on stderr, JSON that parses, `collection_errors` naming what could not be read, and the
-rest of the audit (other sources' facts and findings) still there. Services are real (see
+Every case checks the contract: the exit code, no traceback on stderr, JSON that parses,
+`collection_errors` naming what could not be read, and the rest of the audit (other sources' facts
+and findings) still there. A case runs `python -m stackaudit` as a user would where the process is
+the point (a service that dies or hangs under it, a SIGKILL); the broken files and facts snapshots
+run in this process (tests/cli_runner.py: the same parsing, exit codes and output). Services are real (see
 tests/services.py); the ones a test breaks (a Docker engine it kills, a cluster it stops, a Redis it
 kills) are private to that test.
 """
@@ -31,6 +33,7 @@ import psycopg
 import pytest
 
 from stackaudit.localpg import LocalCluster
+from tests.cli_runner import invoke
 from tests.services import DockerEngine, RedisServer, create_database, running_cluster, start_docker_engine
 
 EXAMPLE = Path(__file__).parents[2] / "stackaudit" / "examples" / "reference-stack"
@@ -71,6 +74,13 @@ def run_many(tmp_path: Path, runs: dict[str, tuple[str, ...]]) -> dict[str, Run]
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(run_cli, tmp_path / name, *args) for name, args in runs.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+def run_in_process(tmp_path: Path, *args: str) -> Run:
+    """run_cli's command in this process, with the same private state folder."""
+    started = time.monotonic()
+    result = invoke(*args, env={"STACKAUDIT_STATE_DIR": str(tmp_path / "state")})
+    return Run(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
 
 
 def errors_of(report: dict[str, Any], source: str) -> list[dict[str, str]]:
@@ -503,15 +513,15 @@ BASELINE = "baseline"
 
 @pytest.fixture(scope="module")
 def file_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    """Every broken project audited at once (subprocesses in parallel keep the module fast)."""
+    """Every broken project audited, in this process."""
     root = tmp_path_factory.mktemp("projects")
     projects = {BASELINE: make_project(root, BASELINE)}
     for case, (breaks, *_rest) in FILE_CASES.items():
         projects[case] = make_project(root, case)
         breaks(projects[case])
 
-    return run_many(root, {case: ("audit", "--sources", "compose,env,app", "-p", str(project),
-                                  "--format", "json") for case, project in projects.items()})
+    return {case: run_in_process(root / case, "audit", "--sources", "compose,env,app", "-p", str(project),
+                                 "--format", "json") for case, project in projects.items()}
 
 
 @pytest.mark.parametrize("case", list(FILE_CASES))
@@ -525,7 +535,7 @@ def test_broken_project_files_are_named_and_the_rest_is_audited(file_runs: dict[
         named = [e for e in errors_of(report, source) if where in e["where"] and why in e["why"]]
         assert named, report["collection_errors"]
     else:
-        # read to the end: run_cli fails a run that outlives its limit (a quadratic parser would)
+        # read to the end: pytest's timeout fails a run that never ends (a quadratic parser's)
         assert not errors_of(report, "env"), report["collection_errors"]
     codes = {f["code"] for f in report["findings"]}
     baseline = {f["code"] for f in file_runs[BASELINE].report()["findings"]}
@@ -567,7 +577,7 @@ SNAPSHOT_CASES: dict[str, tuple[Callable[[dict[str, Any]], Any] | str, str]] = {
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("snapshot")
     out = root / "facts.json"
-    result = run_cli(root, "collect", "--sources", "host", "--out", str(out))
+    result = run_in_process(root, "collect", "--sources", "host", "--out", str(out))
     assert result.returncode == 0, result.stderr
     loaded: dict[str, Any] = json.loads(out.read_text())
     return loaded
@@ -586,7 +596,7 @@ def snapshot_runs(snapshot: dict[str, Any], tmp_path_factory: pytest.TempPathFac
     path = root / "wrong-types.json"
     path.write_text(json.dumps(_wrong_types(snapshot)))
     runs["wrong-types"] = ("audit", "--facts", str(path), "--format", "json")
-    return run_many(root, runs)
+    return {case: run_in_process(root / case, *args) for case, args in runs.items()}
 
 
 @pytest.mark.parametrize("case", list(SNAPSHOT_CASES))
