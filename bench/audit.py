@@ -621,8 +621,8 @@ def compare_table(sizes: list[dict[str, Any]]) -> str:
 
 def priority_beside() -> None:
     """`BENCH_ONLY=priority DSN=... DOCKER_HOST=... PGDATA=...` against the host `BENCH_ONLY=hold`
-    keeps up: pgbench alone, beside back-to-back audits at normal priority (STACKAUDIT_NICE=0) and
-    beside audits at their default priority, in turns (the order rotated each round)."""
+    keeps up: pgbench alone, beside back-to-back audits at normal priority (STACKAUDIT_NICE=0), at
+    earlier defaults and at their default priority, in turns (the order rotated each round)."""
     import types
 
     dsn, data = os.environ["DSN"], Path(os.environ["PGDATA"])
@@ -643,7 +643,12 @@ def priority_beside() -> None:
         "audits, normal priority (STACKAUDIT_NICE=0)": (normal, ()),
         "audits, nice 10 + idle I/O only (the earlier default)":
             (normal, ("nice", "-n", "10", "ionice", "-c", "3")),
-        "audits, default (own session at autogroup nice 10)": ({**os.environ, "STACKAUDIT_NICE": "1"}, ()),
+        "audits, own session at autogroup nice 10 (STACKAUDIT_NICE=10, the previous default)":
+            ({**os.environ, "STACKAUDIT_NICE": "10"}, ()),
+        "audits, own session at autogroup nice 19 (STACKAUDIT_NICE=19)":
+            ({**os.environ, "STACKAUDIT_NICE": "19"}, ()),
+        "audits, default (own session at autogroup nice 19, SCHED_IDLE)":
+            ({**os.environ, "STACKAUDIT_NICE": "1"}, ()),
     }
     tps: dict[str, list[float]] = {m: [] for m in modes}
     loads: list[float] = []

@@ -27,7 +27,7 @@ def main() -> None:
         sys.stdout.write(f"stackaudit {__version__}\n")
         return
     if sys.argv[1:2] and sys.argv[1] in OBSERVING_COMMANDS:
-        below_the_services()  # before the imports below: they run at the lower priority too
+        below_the_services(sys.argv[1])  # before the imports below: they run at the lower priority too
         gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     from stackaudit.cli import main as cli_main  # lazy: start-up
 

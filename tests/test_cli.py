@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from stackaudit.priority import nice_level
 from stackaudit.rules import load_all
 from tests.cli_runner import invoke
 
@@ -195,10 +196,19 @@ def test_text_that_looks_like_rich_markup_is_printed_as_it_is(tmp_path: Path) ->
     assert "[thresholds.APP002]" in run("rules").stdout
 
 
-PRIORITY_PROBE = ("import os, psutil\n"
+PRIORITY_PROBE = ("import os, sys, psutil\n"
                   "from stackaudit.cli.common import below_the_services\n"
-                  "below_the_services()\n"
-                  "print(os.getpriority(os.PRIO_PROCESS, 0), int(psutil.Process().ionice().ioclass))")
+                  "below_the_services(sys.argv[1])\n"
+                  "print(os.getpriority(os.PRIO_PROCESS, 0), int(psutil.Process().ionice().ioclass),\n"
+                  "      os.sched_getscheduler(0) == os.SCHED_IDLE)")
+
+
+def priority_after(command: str, nice: str) -> list[str]:
+    """The nice level, I/O class and idle scheduling class of a child that ran below_the_services,
+    unattended (stdin not a terminal)."""
+    return subprocess.run([sys.executable, "-c", PRIORITY_PROBE, command], capture_output=True, text=True,
+                          check=True, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "STACKAUDIT_NICE": nice}).stdout.split()
 
 
 # Records the priority when the CLI framework is first imported, then runs a real `stackaudit audit`.
@@ -224,27 +234,28 @@ def test_an_audit_is_below_the_services_before_its_imports(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-c", IMPORT_PRIORITY_PROBE], capture_output=True, text=True,
                           env={**os.environ, "STACKAUDIT_NICE": "1", "STACKAUDIT_STATE_DIR": str(tmp_path)},
                           cwd=tmp_path, timeout=120)
-    lowered = max(10, os.getpriority(os.PRIO_PROCESS, 0))
-    assert done.stdout.splitlines()[-1] == f"PRIORITY {lowered}", done.stderr
+    assert done.stdout.splitlines()[-1] == "PRIORITY 19", done.stderr
 
 
-AUTOGROUP_PROBE = ("import os\n"
+AUTOGROUP_PROBE = ("import os, sys\n"
                    "from stackaudit.priority import below_the_services\n"
-                   "below_the_services()\n"
+                   "below_the_services('audit')\n"
                    "autogroup = open('/proc/self/autogroup').read().split()\n"
                    # a session that never called setsid since boot is in the root group: an empty file
-                   "print(os.getsid(0) == os.getpid(), autogroup[-1] if autogroup else 'root-group')")
+                   "print(os.getsid(0) == os.getpid(), autogroup[-1] if autogroup else 'root-group',\n"
+                   "      os.sched_getscheduler(0) == os.SCHED_IDLE)")
 
 
 @pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroup scheduling here")
-def test_from_a_script_an_audit_is_a_session_of_its_own_at_nice_10_on_a_terminal_it_stays() -> None:
+def test_from_a_script_an_audit_is_an_idle_session_of_its_own_on_a_terminal_it_stays() -> None:
     """Autogroup shares CPU between sessions before nice counts: a script's audit takes its own
-    session at nice 10; one on a terminal stays in the user's session (Ctrl-C reaches it)."""
+    session at nice 19 and the idle scheduling class; one on a terminal stays in the user's session
+    (Ctrl-C reaches it) and in the normal class (the user is waiting for it)."""
     env = {**os.environ, "STACKAUDIT_NICE": "1"}
     scripted = subprocess.run([sys.executable, "-c", AUTOGROUP_PROBE], stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, env=env)
     assert scripted.returncode == 0, scripted.stderr
-    assert scripted.stdout.split() == ["True", "10"]
+    assert scripted.stdout.split() == ["True", "19", "True"]
     primary, secondary = os.openpty()
     try:
         on_terminal = subprocess.run([sys.executable, "-c", AUTOGROUP_PROBE], stdin=secondary,
@@ -253,15 +264,27 @@ def test_from_a_script_an_audit_is_a_session_of_its_own_at_nice_10_on_a_terminal
         os.close(primary)
         os.close(secondary)
     assert on_terminal.returncode == 0, on_terminal.stderr
-    assert on_terminal.stdout.split()[0] == "False"  # and its session's autogroup keeps the nice it had
+    # its session's autogroup keeps the nice it had
+    assert [on_terminal.stdout.split()[0], on_terminal.stdout.split()[2]] == ["False", "False"]
 
 
 def test_observing_commands_run_below_the_services_unless_told_not_to() -> None:
     import psutil
 
-    niced = subprocess.run([sys.executable, "-c", PRIORITY_PROBE], capture_output=True, text=True,
-                           check=True, env={**os.environ, "STACKAUDIT_NICE": "1"}).stdout.split()
-    assert niced == [str(max(10, os.getpriority(os.PRIO_PROCESS, 0))), str(int(psutil.IOPRIO_CLASS_IDLE))]
-    normal = subprocess.run([sys.executable, "-c", PRIORITY_PROBE], capture_output=True, text=True,
-                            check=True, env={**os.environ, "STACKAUDIT_NICE": "0"}).stdout.split()
-    assert normal == [str(os.getpriority(os.PRIO_PROCESS, 0)), str(int(psutil.Process().ionice().ioclass))]
+    idle_io = str(int(psutil.IOPRIO_CLASS_IDLE))
+    assert priority_after("audit", "1") == ["19", idle_io, "True"]
+    assert priority_after("collect", "on") == ["19", idle_io, "True"]  # a typo is the default
+    # the alerting path keeps the normal scheduling class, so it is not held up on a saturated host
+    assert priority_after("check", "1") == ["19", idle_io, "False"]
+    # a level chosen by the user is that level and nothing more
+    chosen = str(max(12, os.getpriority(os.PRIO_PROCESS, 0)))
+    assert priority_after("audit", "12") == [chosen, idle_io, "False"]
+    normal = priority_after("audit", "0")
+    assert normal == [str(os.getpriority(os.PRIO_PROCESS, 0)), str(int(psutil.Process().ionice().ioclass)),
+                      "False"]
+
+
+@pytest.mark.parametrize(("setting", "level"), [(None, None), ("1", None), ("0", 0), ("7", 7), ("19", 19),
+                                                ("20", None), ("-5", None), ("high", None), ("", None)])
+def test_stackaudit_nice_never_raises_the_priority_by_a_typo(setting: str | None, level: int | None) -> None:
+    assert nice_level(setting) == level

@@ -124,7 +124,7 @@ def audit(
 
     Example: stackaudit audit --project-dir /srv/app --format md --out report.md
     """
-    below_the_services()
+    below_the_services("audit")
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources, select, ignore,
                               fail_on, state_dir, tls_domains=tuple(domain) if domain else None,
                               prometheus_url=prometheus_url, pgbouncer_dsn=pgbouncer, mysql_url=mysql)
@@ -167,7 +167,7 @@ def collect_command(
 
     Example: stackaudit collect --project-dir /srv/app --out facts.json
     """
-    below_the_services()
+    below_the_services("collect")
     settings = build_settings(config, project_dir, compose_file, pg, redis, sources,
                               tls_domains=tuple(domain) if domain else None, prometheus_url=prometheus_url,
                               pgbouncer_dsn=pgbouncer, mysql_url=mysql)

@@ -172,7 +172,7 @@ def check(
 
     Example (cron): */30 * * * * stackaudit check --quiet
     """
-    below_the_services()
+    below_the_services("check")
     from stackaudit.monitor.check import run_pass  # lazy: start-up
     from stackaudit.monitor.metrics import write_textfile  # lazy: start-up
 

@@ -12,7 +12,8 @@ and starts a child (`--run flush`) only when a notification is due.
 (`exposition_in_child`, `--run exposition`): the child renders the exposition text and the server
 keeps those bytes, so the check's work never holds the server's GIL and a scrape, during a check
 or not, is answered by copying the previous bytes. Each child lowers its priority as the observing
-commands do (`stackaudit.priority`: nice 10, idle I/O, a session of its own at autogroup nice 10).
+commands do for `check` (`stackaudit.priority`: nice 19, idle I/O, a session of its own at autogroup
+nice 19, the normal scheduling class).
 
 The settings can hold a DSN password and alert tokens: they reach the loop through an inherited
 pipe and each child on its stdin, pickled, never in argv or the environment.
@@ -170,7 +171,7 @@ def child_main(mode: str) -> int:
     # a check observes, as `stackaudit check` does: below the services, and below the `metrics`
     # server that started it, whose scrapes then get the CPU first (the tail of their latency was
     # the check's child competing with them at the same priority, in the same session)
-    below_the_services()
+    below_the_services("check")
     setup_logging(logging.INFO)
     for url in settings.alert_urls:
         remember(url)

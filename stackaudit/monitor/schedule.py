@@ -148,7 +148,7 @@ def service_unit(job: Job, options: ScheduleOptions) -> str:
             f"ExecStart={shlex.join(options.argv(job))}",
             "# exit 1 means findings at or above --fail-on: the report is the result, not a failure",
             "SuccessExitStatus=1",
-            "Nice=10",
+            "Nice=19",  # as stackaudit.priority: the commands would raise it to 19 themselves
             "IOSchedulingClass=idle",
             "",
         ]

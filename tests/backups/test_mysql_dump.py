@@ -22,7 +22,7 @@ from stackaudit.cli import _load_commands, app
 from stackaudit.mysqlconn import parse_url
 from tests.mysql_server import ROOT_PASSWORD, MariaDBServer
 
-# audit/collect renice their process (nice 10): in-process runs must not renice pytest itself
+# audit/collect renice their process (nice 19): in-process runs must not renice pytest itself
 IN_PROCESS = {"STACKAUDIT_NICE": "0"}
 
 DB = "bk_shop"

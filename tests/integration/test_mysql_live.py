@@ -19,7 +19,7 @@ from stackaudit.rules import evaluate
 from stackaudit.tuning.units import parse_memory
 from tests.mysql_server import ROOT_PASSWORD, MariaDBServer
 
-# audit/collect renice their process (nice 10): in-process runs must not renice pytest itself
+# audit/collect renice their process (nice 19): in-process runs must not renice pytest itself
 IN_PROCESS = {"STACKAUDIT_NICE": "0"}
 
 pytestmark = pytest.mark.integration

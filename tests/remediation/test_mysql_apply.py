@@ -21,7 +21,7 @@ from stackaudit.tuning.mysql import MysqlTuning
 from stackaudit.tuning.postgres import Proposal
 from tests.mysql_server import MariaDBServer
 
-# audit/collect renice their process (nice 10): in-process runs must not renice pytest itself
+# audit/collect renice their process (nice 19): in-process runs must not renice pytest itself
 IN_PROCESS = {"STACKAUDIT_NICE": "0"}
 
 pytestmark = pytest.mark.integration
