@@ -273,13 +273,16 @@ PROBE_BLOCK = 4096
 
 
 PROBE_MIN_FILE = 16 * 1024 * 1024
+# 64 random 4 KiB reads spread over 16,384 blocks or more are as good a sample as over a larger file:
+# the walk stops at the first file this large (on this machine ~3,000 files walked instead of 20,000)
+PROBE_ENOUGH_FILE = 64 * 1024 * 1024
 PROBE_WALK_LIMIT = 20000
 PROBE_HINTS = {"postgres": DATA_PATHS["postgres"], "docker": DATA_PATHS["docker"],
                "root": ("/var/lib", "/usr/sbin", "/usr/lib")}
 
 
 def probe_target(mountpoint: str, holds: list[str]) -> str | None:
-    """The block device itself when it can be opened, else the largest file found on the mount.
+    """The block device itself when it can be opened, else a large file found on the mount.
 
     A bounded walk of where the data usually lives; only files on this same filesystem count.
     """
@@ -291,15 +294,16 @@ def probe_target(mountpoint: str, holds: list[str]) -> str | None:
     except OSError:
         return None
     tops = [top for role in holds for top in PROBE_HINTS.get(role, ())]
-    return _largest_file(tops, dev, PROBE_WALK_LIMIT)
+    return _large_file(tops, dev, PROBE_WALK_LIMIT)
 
 
-def _largest_file(tops: list[str], dev: int, limit: int) -> str | None:
-    """The largest regular file over PROBE_MIN_FILE on device `dev` among the first `limit` files
-    of a top-down walk of `tops` (os.walk's order and its idea of a file: anything that is not a
-    directory; links not followed). scandir's file types spare a stat per non-regular entry and
-    the path joins: the walk is most of the host source's time."""
-    best, best_size, seen = None, PROBE_MIN_FILE, 0
+def _large_file(tops: list[str], dev: int, limit: int, smallest: int = PROBE_MIN_FILE,
+                enough: int = PROBE_ENOUGH_FILE) -> str | None:
+    """The first regular file on device `dev` with `enough` bytes on disk, else the largest one over
+    `smallest` among the first `limit` files of a top-down walk of `tops` (os.walk's order and its idea
+    of a file: anything that is not a directory; links not followed). scandir's file types spare a
+    stat per non-regular entry and the path joins: the walk is most of the host source's time."""
+    best, best_size, seen = None, smallest, 0
     for top in tops:
         stack = [top]
         while stack:
@@ -317,9 +321,11 @@ def _largest_file(tops: list[str], dev: int, limit: int) -> str | None:
                 seen += 1
                 if seen > limit:
                     return best
-                size = _regular_size(entry, dev)
+                size = _bytes_on_disk(entry, dev)
                 if size > best_size:
                     best, best_size = entry.path, size
+                    if size >= enough:
+                        return best
             stack.extend(reversed(subdirs))  # depth first, in listing order, as os.walk goes
     return best
 
@@ -331,15 +337,16 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _regular_size(entry: os.DirEntry[str], dev: int) -> int:
-    """The size of a regular file on `dev`, else 0."""
+def _bytes_on_disk(entry: os.DirEntry[str], dev: int) -> int:
+    """The bytes a regular file on `dev` has on disk, else 0: a sparse file's holes are read from no
+    disk (O_DIRECT or not, the kernel returns zeros), so they would make the probe look fast."""
     try:
         if not entry.is_file(follow_symlinks=False):
             return 0
         st = entry.stat(follow_symlinks=False)
     except OSError:
         return 0
-    return st.st_size if st.st_dev == dev else 0
+    return min(st.st_size, st.st_blocks * 512) if st.st_dev == dev else 0
 
 
 def _mount_device(mountpoint: str) -> str | None:

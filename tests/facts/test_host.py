@@ -120,9 +120,12 @@ def test_probe_target_finds_a_large_file_on_the_same_filesystem() -> None:
     assert os.stat(target).st_dev == os.stat("/").st_dev
 
 
-def _walked_largest(tops: list[str], dev: int, limit: int) -> str | None:
-    """The reference: os.walk's order and notion of a file, as probe_target walked before."""
-    best, best_size, seen = None, host_facts.PROBE_MIN_FILE, 0
+SMALLEST, ENOUGH = 8192, 6 * 4096  # the walk's thresholds, scaled down to files a test can write
+
+
+def _walked(tops: list[str], dev: int, limit: int) -> str | None:
+    """The reference: os.walk's order and notion of a file, the bytes on disk, the first big enough."""
+    best, best_size, seen = None, SMALLEST, 0
     for top in tops:
         for root, _, files in os.walk(top):
             for name in files:
@@ -130,24 +133,41 @@ def _walked_largest(tops: list[str], dev: int, limit: int) -> str | None:
                 if seen > limit:
                     return best
                 st = os.lstat(os.path.join(root, name))
-                if st.st_dev == dev and st.st_size > best_size and stat.S_ISREG(st.st_mode):
-                    best, best_size = os.path.join(root, name), st.st_size
+                on_disk = min(st.st_size, st.st_blocks * 512)
+                if st.st_dev == dev and on_disk > best_size and stat.S_ISREG(st.st_mode):
+                    best, best_size = os.path.join(root, name), on_disk
+                    if on_disk >= ENOUGH:
+                        return best
     return best
 
 
-def test_largest_file_walks_like_os_walk_up_to_its_limit(tmp_path: Path) -> None:
-    for i, rel in enumerate(("a/one", "a/deep/two", "b/three", "b/small", "c/four", "top")):
-        path = tmp_path / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as file:  # sparse: a large size costs no disk
-            file.truncate(host_facts.PROBE_MIN_FILE + (i + 1) * 4096 if rel != "b/small" else 10)
+def _write(path: Path, size: int, sparse: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as file:
+        if sparse:
+            file.truncate(size)  # a size with no disk behind it
+        else:
+            file.write(os.urandom(size))
+        file.flush()
+        os.fsync(file.fileno())  # so st_blocks counts the bytes (delayed allocation otherwise)
+
+
+def test_large_file_walks_like_os_walk_up_to_its_limit(tmp_path: Path) -> None:
+    sizes = {"a/one": 3, "a/deep/two": 4, "b/three": 5, "b/small": 1, "c/four": 6, "top": 7}
+    for rel, blocks in sizes.items():
+        _write(tmp_path / rel, blocks * 4096)
+    _write(tmp_path / "a" / "deep" / "sparse", 64 * 4096, sparse=True)  # large, but no disk: never wins
     (tmp_path / "a" / "to-c").symlink_to(tmp_path / "c")  # a link to a directory is not walked
     (tmp_path / "b" / "to-top").symlink_to(tmp_path / "top")  # a link to a file counts, never wins
     (tmp_path / "c" / "empty").mkdir()
-    tops, dev = [str(tmp_path / "a"), str(tmp_path), "/nonexistent"], os.stat(tmp_path).st_dev
-    found = [host_facts._largest_file(tops, dev, limit) for limit in range(0, 16)]
-    assert found == [_walked_largest(tops, dev, limit) for limit in range(0, 16)]
-    assert found[-1] == str(tmp_path / "top") and None in found
+    tops = [str(tmp_path / top) for top in ("a", "b", "c", "")] + ["/nonexistent"]
+    dev = os.stat(tmp_path).st_dev
+    found = [host_facts._large_file(tops, dev, limit, SMALLEST, ENOUGH) for limit in range(0, 18)]
+    assert found == [_walked(tops, dev, limit) for limit in range(0, 18)]
+    assert None in found and str(tmp_path / "a" / "deep" / "sparse") not in found
+    # c/four is big enough: the walk ends there, before the larger `top` it would reach later
+    assert found[-1] == str(tmp_path / "c" / "four")
+    assert host_facts._large_file(tops, dev, 100, SMALLEST, enough=8 * 4096) == str(tmp_path / "top")
 
 
 def test_dockers_data_root_comes_from_its_config_file_not_from_the_docker_source(tmp_path: Path) -> None:
