@@ -166,6 +166,12 @@ LATER: dict[str, tuple[str, ...]] = {
 }
 
 
+# Sources whose time goes mostly to a database server's work (a new session's catalog reads, sizing
+# every relation): they start first, before the others' modules are imported, so that work overlaps
+# the CPU the other sources spend here (one interpreter lock: imports do not overlap each other).
+SERVER_BOUND = ("postgres", "mysql")
+
+
 def after(source: str) -> tuple[str, ...]:
     if source in AFTER:
         return AFTER[source]
@@ -217,8 +223,14 @@ class _Run:
         self.imported: set[str] = set()
 
     def start_ready(self, pool: ThreadPoolExecutor) -> None:
-        for source in [s for s in self.wanted if s in self.waiting and not self.waiting[s]]:
+        """Each ready collector's module is imported here, then it starts: the SERVER_BOUND ones
+        first, so their servers work while the next modules import."""
+        ready = [s for s in self.wanted if s in self.waiting and not self.waiting[s]]
+        for source in sorted(ready, key=lambda s: s not in SERVER_BOUND):
             del self.waiting[source]
+            if source not in self.imported:
+                self.imported.add(source)
+                _collector_for(source)
             if self.progress:
                 self.progress(source, "start")
             self.running[pool.submit(run_collector, self.contexts[source], source)] = source

@@ -67,6 +67,34 @@ def test_independent_sources_really_run_at_the_same_time(monkeypatch: pytest.Mon
     assert met == {"tls": True, "monitoring": True}
 
 
+def test_a_server_bound_source_is_running_before_the_other_modules_import(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """postgres comes after host and docker in ALL_SOURCES, yet it is imported first (every module
+    is, in the collecting thread) and already runs when their modules import: each stand-in import
+    waits for it (it would wait in vain had postgres been started after them)."""
+    postgres_runs = threading.Event()
+    imports: list[str] = []
+    running_at_import: dict[str, bool] = {}
+
+    def postgres(ctx: CollectContext) -> dict[str, Any]:
+        postgres_runs.set()
+        return {}
+
+    def importing(source: str) -> Collector | None:
+        if source not in imports:  # the first call imports; the collector's own call finds it
+            imports.append(source)
+            assert threading.current_thread() is threading.main_thread()
+        if source != "postgres":
+            running_at_import[source] = postgres_runs.wait(GUARD)
+        return postgres if source == "postgres" else (lambda ctx: {})
+
+    monkeypatch.setattr(facts_pkg, "_collector_for", importing)
+    facts = collect(Settings(sources=("host", "docker", "postgres", "backups")))
+    assert imports[0] == "postgres" and sorted(imports) == ["backups", "docker", "host", "postgres"]
+    assert running_at_import == {"host": True, "docker": True, "backups": True}
+    assert list(facts.data) == ["host", "docker", "postgres", "backups"]
+
+
 def test_order_of_facts_errors_and_progress_does_not_depend_on_who_finishes_first(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """monitoring (earlier in ALL_SOURCES) finishes only after tls and backups have finished."""
