@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 
 from stackaudit.facts import CollectContext, SourceUnavailable, local_servers
 from stackaudit.facts import postgres_sql as sql
+from stackaudit.facts.postgres_indexes import never_scanned
 from stackaudit.images import service_product
 from stackaudit.peer import socket_owner
 from stackaudit.redact import dsn_password, redact_dsn, remember, scrub
@@ -37,6 +38,7 @@ SOURCE = "postgres"
 LOCAL_ORIGIN = "local cluster"
 TABLE_LIMIT = 500  # per database, largest first: enough for every rule, bounded facts size
 INDEX_LIMIT = 2000
+DEFINED_UNUSED = 100  # never-scanned indexes whose definition is read, largest first
 STATEMENT_LIMIT = 25  # top N by total, by mean and by temp blocks (union)
 MAX_DATABASES = 50
 # Never queue behind another session's lock: statements that need one (sizes) give up after this.
@@ -678,7 +680,7 @@ def collect_database(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any
         table.pop("tables_total", None)
     report_locked(ctx, name, tables or [], indexes)
     duplicates = find_duplicate_indexes(indexes)
-    add_duplicate_definitions(ctx, conn, where, indexes, duplicates)
+    add_definitions(ctx, conn, where, indexes, duplicates)
     return {
         "tables_total": total,
         "tables": tables or [],
@@ -706,23 +708,24 @@ def report_locked(ctx: CollectContext, database: str, tables: list[dict[str, Any
                   "statistics were read; sizes and index definitions are left empty)")
 
 
-def add_duplicate_definitions(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], where: str,
-                              indexes: list[dict[str, Any]], duplicates: list[dict[str, Any]]) -> None:
-    """The definitions of both sides of each duplicate, in one statement, into the indexes and the
-    duplicates found in them: indexes() reads them only for never-scanned indexes (pg_get_indexdef
-    for every index was half of its time)."""
+def add_definitions(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], where: str,
+                    indexes: list[dict[str, Any]], duplicates: list[dict[str, Any]]) -> None:
+    """The definitions a finding may show, in one statement: both sides of each duplicate, and the
+    largest never-scanned indexes (DEFINED_UNUSED; PG301 shows 20 per database). Not of an index
+    under an ACCESS EXCLUSIVE lock: pg_get_indexdef would wait for it."""
     by_name = {(i["schema"], i["table"], i["index"]): i for i in indexes}
     pairs = [(d, by_name[(d["schema"], d["table"], d["index"])],
               by_name[(d["schema"], d["table"], d["covered_by"])]) for d in duplicates]
-    wanted = {id(x): x for _, index, cover in pairs for x in (index, cover)
-              if x.get("definition") is None and x.get("oid") is not None}
-    if not wanted:
-        return
-    oids = sorted(int(x["oid"]) for x in wanted.values())
-    found = {r["oid"]: r["definition"] for r in run(ctx, conn, where + "index definitions",
-                                                     sql.INDEX_DEFINITIONS, (oids,)) or []}
-    for index in wanted.values():
-        index["definition"] = found.get(index["oid"])
+    unused = sorted((i for i in indexes if never_scanned(i)), key=lambda i: i.get("size_bytes") or 0,
+                    reverse=True)[:DEFINED_UNUSED]
+    wanted = {id(x): x for x in [*unused, *(x for _, index, cover in pairs for x in (index, cover))]
+              if x.get("oid") is not None and x.get("locked_by_pid") is None}
+    if wanted:
+        oids = sorted(int(x["oid"]) for x in wanted.values())
+        found = {r["oid"]: r["definition"] for r in run(ctx, conn, where + "index definitions",
+                                                         sql.INDEX_DEFINITIONS, (oids,)) or []}
+        for index in wanted.values():
+            index["definition"] = found.get(index["oid"])
     for duplicate, index, cover in pairs:
         duplicate["definition"] = index.get("definition")
         duplicate["covered_by_definition"] = cover.get("definition")

@@ -12,6 +12,7 @@ from typing import Any
 
 from stackaudit.config import Settings
 from stackaudit.facts import Facts, iter_services
+from stackaudit.facts.postgres_indexes import never_scanned
 from stackaudit.images import service_product
 from stackaudit.model import Evidence, Hit, Phase, Recommendation, Risk, Severity
 from stackaudit.rules import rule
@@ -538,16 +539,10 @@ def unused_index(facts: Facts, settings: Settings) -> Iterator[Hit]:
     for database, info in _per_database(facts):
         age_days = (info.get("stats_age_seconds") or 0) / DAY
         candidates = [i for i in info.get("indexes", [])
-                      if _unused(i) and (i.get("size_bytes") or 0) >= min_bytes]
+                      if never_scanned(i) and (i.get("size_bytes") or 0) >= min_bytes]
         candidates.sort(key=lambda i: i.get("size_bytes") or 0, reverse=True)
         for index in candidates[:MAX_HITS_PER_DATABASE]:
             yield _unused_hit(database, info, index, age_days, min_days)
-
-
-def _unused(index: Mapping[str, Any]) -> bool:
-    return (index.get("idx_scan") == 0 and not index.get("is_unique") and not index.get("is_primary")
-            and not index.get("backs_constraint") and not index.get("constraint_type")
-            and index.get("is_valid") is not False)
 
 
 def _unused_hit(database: str, info: Mapping[str, Any], index: Mapping[str, Any], age_days: float,

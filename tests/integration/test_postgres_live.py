@@ -161,6 +161,20 @@ def test_collected_facts_have_the_agreed_shape(seeded: str, pg_cluster: LocalClu
     assert not any("/* stackaudit */" in s["query"] for s in data["statements"]["top"])
 
 
+def test_definitions_outside_the_never_scanned_cap_are_read_for_duplicates_only(
+        seeded: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no room for never-scanned indexes, the duplicate pair (big_kind, a left prefix of
+    big_kind_val) still gets both definitions; big_val, never scanned but no duplicate, gets none."""
+    monkeypatch.setattr(stackaudit.facts.postgres, "DEFINED_UNUSED", 0)
+    data, ctx = collect(seeded)
+    assert ctx.facts.errors == []
+    own = data["per_database"][data["current_database"]]
+    defined = {i["index"]: i["definition"] for i in own["indexes"] if i["table"] == "big"}
+    assert defined["big_kind_val"] == "CREATE INDEX big_kind_val ON public.big USING btree (kind, val)"
+    assert defined["big_kind"] == "CREATE INDEX big_kind ON public.big USING btree (kind)"
+    assert defined["big_val"] is None and defined["big_pkey"] is None
+
+
 def test_clean_database_makes_no_rule_fire(clean_dsn: str) -> None:
     data, ctx = collect(clean_dsn)
     assert data["current_database"] == CLEAN_DB and ctx.facts.errors == []

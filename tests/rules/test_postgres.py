@@ -232,6 +232,19 @@ def test_pg301_fires_with_size_and_statistics_age(pg: dict[str, Any]) -> None:
     assert "to restore: CREATE INDEX orders_note" in (hit.recommendation.action or "")
 
 
+def test_pg301_shows_no_more_indexes_than_the_collector_reads_definitions_for(pg: dict[str, Any]) -> None:
+    """The collector reads the definitions of the DEFINED_UNUSED largest never-scanned indexes
+    only: PG301 must never show one more (its action's "to restore" line needs it)."""
+    from stackaudit.facts.postgres import DEFINED_UNUSED
+
+    many = DEFINED_UNUSED + 5
+    pg["per_database"]["app"]["indexes"] += [unused(f"orders_n{i:03d}", (i + 1) * MB) for i in range(many)]
+    shown = hits(rules.unused_index, make_facts(pg))
+    assert 0 < len(shown) <= DEFINED_UNUSED
+    largest = {f"index app.public.orders_n{i:03d}" for i in range(many - DEFINED_UNUSED, many)}
+    assert {h.subject for h in shown} <= largest
+
+
 def test_pg301_fires_at_info_when_statistics_are_young(pg: dict[str, Any]) -> None:
     pg["per_database"]["app"].update(stats_age_seconds=2 * DAY, stats_since_basis="database_created")
     pg["per_database"]["app"]["indexes"].append(unused("orders_note", 250 * MB))
