@@ -7,18 +7,15 @@ table has exactly the rows the manifest counted in the dump's snapshot (or the s
 A flipped byte in a compressed dump usually breaks the restore; in an uncompressed one it can restore
 wrong data silently, which is why the checksum is checked as well.
 
-Records are JSON files in `<dest>/drills/` (beside the backups they prove, so whoever reads the
-backups, facts/backups.py included, sees the drills too), written atomically.
+Each drill leaves a record (records.py).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,6 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from stackaudit import __version__
 from stackaudit.backups.dump import (
     BackupError,
     Client,
@@ -36,51 +32,13 @@ from stackaudit.backups.dump import (
     count_rows,
     server_version,
 )
-from stackaudit.backups.manifest import DIRECTORY_FORMAT, DRILLS_DIR, Manifest, inventory, iso, parse_time
+from stackaudit.backups.manifest import DIRECTORY_FORMAT, Manifest, inventory, iso
+from stackaudit.backups.records import DrillRecord, save_record
 from stackaudit.config import Settings
-from stackaudit.fsutil import atomic_write
 from stackaudit.redact import scrub
 
 RESTORE_TIMEOUT_SECONDS = 24 * 3600
 MAX_IDENTIFIER = 63  # NAMEDATALEN - 1
-
-
-@dataclass
-class DrillRecord:
-    id: str
-    backup_id: str
-    database: str
-    started_at: str
-    ok: bool = False
-    finished_at: str | None = None
-    checksum_ok: bool | None = None
-    restore_ok: bool | None = None
-    restore_seconds: float | None = None
-    scratch_database: str | None = None
-    scratch_dropped: bool | None = None
-    counts_compared_with: str | None = None  # "manifest" (dump snapshot) | "source" (live now)
-    tables_checked: int = 0
-    rows_restored: int = 0
-    mismatches: list[dict[str, Any]] = field(default_factory=list)
-    server_version: str | None = None
-    tool_version: str = f"stackaudit {__version__}"
-    error: str | None = None
-
-    @property
-    def started(self) -> datetime:
-        return parse_time(self.started_at)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DrillRecord:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def drills_dir(dest: Path) -> Path:
-    return dest / DRILLS_DIR
 
 
 def scratch_name(database: str, started: datetime) -> str:
@@ -194,33 +152,6 @@ def _drop(admin: psycopg.Connection[Any], scratch: str) -> bool:
         return True
     except psycopg.Error:
         return False
-
-
-def save_record(dest: Path, record: DrillRecord) -> Path:
-    directory = drills_dir(dest)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{record.id}.json"
-    atomic_write(path, (json.dumps(record.to_json(), indent=2) + "\n").encode("utf-8"), mode=0o600)
-    return path
-
-
-def load_records(dest: Path) -> tuple[list[DrillRecord], list[str]]:
-    """Every drill record, oldest first, and the files that could not be read."""
-    records: list[DrillRecord] = []
-    unreadable: list[str] = []
-    directory = drills_dir(dest)
-    if not directory.is_dir():
-        return [], []
-    for path in sorted(directory.glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            record = DrillRecord.from_json(data)
-            record.started  # noqa: B018 - validates the timestamp
-            records.append(record)
-        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
-            unreadable.append(f"{path.name}: {exc}")
-    records.sort(key=lambda r: r.started)
-    return records, unreadable
 
 
 def choose_backups(manifests: list[Manifest], backup: str | None) -> list[Manifest]:

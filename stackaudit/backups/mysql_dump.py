@@ -42,7 +42,7 @@ from typing import Any
 import pymysql
 
 from stackaudit import __version__
-from stackaudit.backups.drill import DrillRecord, choose_backups, compare_counts, save_record, scratch_name
+from stackaudit.backups.drill import choose_backups, compare_counts, scratch_name
 from stackaudit.backups.dump import CHUNK_BYTES, BackupError, sha256_of, stream_dump
 from stackaudit.backups.manifest import (
     Manifest,
@@ -53,6 +53,7 @@ from stackaudit.backups.manifest import (
     partial_path,
     write_manifest,
 )
+from stackaudit.backups.records import DrillRecord, save_record
 from stackaudit.fsutil import fsync_dir
 from stackaudit.mysqlconn import SYSTEM_SCHEMAS, Target, connect, connection_error
 from stackaudit.redact import scrub

@@ -11,10 +11,11 @@ import typer
 from rich.table import Table
 
 from stackaudit.backups import Policy, apply_retention, resolve_dest
-from stackaudit.backups.drill import DrillRecord, run_drills
+from stackaudit.backups.drill import run_drills
 from stackaudit.backups.dump import BackupError, run_backups
 from stackaudit.backups.manifest import Manifest, inventory
 from stackaudit.backups.offsite import OffsiteError, parse_remote, send_backup
+from stackaudit.backups.records import DrillRecord
 from stackaudit.cli.app import app
 from stackaudit.cli.common import (
     ConfigOpt,

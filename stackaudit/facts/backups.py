@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from stackaudit.backups import resolve_dest
-from stackaudit.backups.drill import DrillRecord, load_records
 from stackaudit.backups.manifest import Inventory, Manifest, inventory
+from stackaudit.backups.records import DrillRecord, load_records
 from stackaudit.facts import CollectContext
 
 LISTED = 50  # newest backups and drills listed in the facts; the summaries cover all of them

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stackaudit.backups import find_verified_backup
-from stackaudit.backups.drill import load_records, run_drill
+from stackaudit.backups.drill import run_drill
 from stackaudit.backups.dump import (
     BackupError,
     Client,
@@ -21,6 +21,7 @@ from stackaudit.backups.dump import (
     list_databases,
 )
 from stackaudit.backups.manifest import inventory, read_manifest
+from stackaudit.backups.records import load_records
 from stackaudit.cli import app
 from stackaudit.config import Settings
 from tests.backups.seed import EXPECTED_COUNTS, database_of, seed, server_dsn

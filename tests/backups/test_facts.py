@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from stackaudit.backups.drill import DrillRecord, save_record
 from stackaudit.backups.manifest import Manifest, iso, partial_path, write_manifest
+from stackaudit.backups.records import DrillRecord, save_record
 from stackaudit.config import Settings
 from stackaudit.facts import CollectContext, Facts, collect
 from stackaudit.facts.backups import read_destination
