@@ -718,8 +718,8 @@ def add_definitions(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]
               by_name[(d["schema"], d["table"], d["covered_by"])]) for d in duplicates]
     unused = sorted((i for i in indexes if never_scanned(i)), key=lambda i: i.get("size_bytes") or 0,
                     reverse=True)[:DEFINED_UNUSED]
-    wanted = {id(x): x for x in [*unused, *(x for _, index, cover in pairs for x in (index, cover))]
-              if x.get("oid") is not None and x.get("locked_by_pid") is None}
+    sides = [x for _, index, cover in pairs for x in (index, cover)]
+    wanted = {id(x): x for x in unused + sides if x.get("oid") is not None and x.get("locked_by_pid") is None}
     if wanted:
         oids = sorted(int(x["oid"]) for x in wanted.values())
         found = {r["oid"]: r["definition"] for r in run(ctx, conn, where + "index definitions",

@@ -234,12 +234,12 @@ def indexes(major: int, limit: int) -> str:
     catalog index, so a subquery per index would scan it once per index; a foreign key's conindid
     names the referenced table's index, hence the conrelid match); the `limit` largest
     indexes by relpages are sized exactly, except those whose index or table is under an ACCESS
-    EXCLUSIVE lock (`locked_by_pid`; size, expressions, predicate and definition NULL:
-    pg_get_expr and pg_get_indexdef open the table to name its columns).
+    EXCLUSIVE lock (`locked_by_pid`; size, expressions and predicate NULL: pg_get_expr opens the
+    table to name its columns).
 
-    Definitions (pg_get_indexdef: a third of this query's time in a new session at 2,000 indexes,
-    half of them never scanned) are read by INDEX_DEFINITIONS after, for the indexes a finding may
-    show only.
+    `definition` is always NULL here: INDEX_DEFINITIONS reads it after, for the indexes a finding
+    may show only (pg_get_indexdef per never-scanned index was a third of this query's time in a new
+    session at 2,000 indexes, half of them never scanned).
     """
     last_scan = "s.last_idx_scan" if major >= 16 else "NULL::timestamptz"
     return f"""WITH {TAG}

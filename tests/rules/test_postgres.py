@@ -10,6 +10,7 @@ import pytest
 
 from stackaudit.config import Settings
 from stackaudit.facts import Facts
+from stackaudit.facts.postgres import DEFINED_UNUSED
 from stackaudit.model import Hit, Risk, Severity
 from stackaudit.rules import postgres as rules
 
@@ -235,8 +236,6 @@ def test_pg301_fires_with_size_and_statistics_age(pg: dict[str, Any]) -> None:
 def test_pg301_shows_no_more_indexes_than_the_collector_reads_definitions_for(pg: dict[str, Any]) -> None:
     """The collector reads the definitions of the DEFINED_UNUSED largest never-scanned indexes
     only: PG301 must never show one more (its action's "to restore" line needs it)."""
-    from stackaudit.facts.postgres import DEFINED_UNUSED
-
     many = DEFINED_UNUSED + 5
     pg["per_database"]["app"]["indexes"] += [unused(f"orders_n{i:03d}", (i + 1) * MB) for i in range(many)]
     shown = hits(rules.unused_index, make_facts(pg))
