@@ -622,7 +622,8 @@ def compare_table(sizes: list[dict[str, Any]]) -> str:
 def priority_beside() -> None:
     """`BENCH_ONLY=priority DSN=... DOCKER_HOST=... PGDATA=...` against the host `BENCH_ONLY=hold`
     keeps up: pgbench alone, beside back-to-back audits at normal priority (STACKAUDIT_NICE=0), at
-    earlier defaults and at their default priority, in turns (the order rotated each round)."""
+    nice 19 alone, at the default of the BEFORE tree (when given) and at this one's default, in
+    turns (the order rotated each round)."""
     import types
 
     dsn, data = os.environ["DSN"], Path(os.environ["PGDATA"])
@@ -641,18 +642,18 @@ def priority_beside() -> None:
     modes: dict[str, tuple[dict[str, str], tuple[str, ...]] | None] = {
         "alone": None,
         "audits, normal priority (STACKAUDIT_NICE=0)": (normal, ()),
-        "audits, nice 10 + idle I/O only (the earlier default)":
-            (normal, ("nice", "-n", "10", "ionice", "-c", "3")),
-        "audits, own session at autogroup nice 10 (STACKAUDIT_NICE=10, the previous default)":
-            ({**os.environ, "STACKAUDIT_NICE": "10"}, ()),
         "audits, own session at autogroup nice 19 (STACKAUDIT_NICE=19)":
             ({**os.environ, "STACKAUDIT_NICE": "19"}, ()),
-        "audits, default (own session at autogroup nice 19, SCHED_IDLE)":
-            ({**os.environ, "STACKAUDIT_NICE": "1"}, ()),
     }
+    if os.environ.get("BEFORE"):  # the previous tree's default, beside this one's
+        modes["audits, the BEFORE tree's default"] = (compare_env({**os.environ, "STACKAUDIT_NICE": "1"},
+                                                                  "before"), ())
+    modes["audits, default (own session at autogroup nice 19, SCHED_IDLE, paced)"] = (
+        compare_env({**os.environ, "STACKAUDIT_NICE": "1"}, "after"), ())
     tps: dict[str, list[float]] = {m: [] for m in modes}
     loads: list[float] = []
     audits: dict[str, int] = {m: 0 for m in modes}
+    seconds: dict[str, list[float]] = {m: [] for m in modes}  # each audit's wall time beside pgbench
     names = list(modes)
     for turn in range(int(os.environ.get("PGBENCH_ROUNDS", "3"))):
         for mode in names[turn % len(names):] + names[:turn % len(names)]:
@@ -663,11 +664,13 @@ def priority_beside() -> None:
                      stop: threading.Event = stop) -> None:
                 while how is not None and not stop.is_set():
                     env, prefix = how
+                    started = time.perf_counter()
                     subprocess.run([*prefix, STACKAUDIT, "audit", "--pg", dsn, "--format", "json", "--out",
                                     "/var/tmp/sa-bench-audit-loop.json", "--state-dir",
                                     "/var/tmp/sa-bench-audit-state"], env=env, capture_output=True,
                                    stdin=subprocess.DEVNULL)
                     audits[mode] += 1
+                    seconds[mode].append(time.perf_counter() - started)
 
             thread = threading.Thread(target=loop)
             thread.start()
@@ -680,10 +683,13 @@ def priority_beside() -> None:
             log(f"  {mode}: {tps[mode][-1]:.0f} TPS (load {loads[-1]:.1f})")
     alone = statistics.median(tps["alone"])
     rows = [[m, " / ".join(f"{t:.0f}" for t in tps[m]), f"{statistics.median(tps[m]):.0f}",
-             f"{statistics.median(tps[m]) / alone:.2f}x", str(audits[m])] for m in modes]
-    print(table(["pgbench (TPC-B, 4 clients)", "TPS per round", "median", "vs alone", "audits run"], rows))
+             f"{statistics.median(tps[m]) / alone:.2f}x", str(audits[m]),
+             f"{statistics.median(seconds[m]):.1f}" if seconds[m] else "-"] for m in modes]
+    print(table(["pgbench (TPC-B, 4 clients)", "TPS per round", "median", "vs alone", "audits run",
+                 "seconds per audit (median)"], rows))
     print(f"load average (1 min) after each run: {min(loads):.1f}-{max(loads):.1f}")
-    log(f"raw results: {save('audit-priority', {'tps': tps, 'audits': audits, 'load_1m': loads})}")
+    raw = {"tps": tps, "audits": audits, "seconds": seconds, "load_1m": loads}
+    log(f"raw results: {save('audit-priority', raw)}")
 
 
 def hold() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from stackaudit import pacing
 from stackaudit.config import Settings
 from stackaudit.derive import DerivationError, derive
 from stackaudit.facts import Facts, Progress, collect
@@ -18,6 +19,7 @@ def audit(settings: Settings, facts: Facts | None = None, progress: Progress | N
         facts = collect(settings, progress)
     derived = derive(facts)
     findings, skipped = evaluate(facts, settings, derived)
+    pacing.checkpoint()  # deriving and the rules are the audit's own CPU too
     return Report(facts=facts, findings=findings, skipped=skipped, derived=derived)
 
 

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from stackaudit import pacing
+
 OBSERVING_COMMANDS = ("audit", "collect", "check")
 # The long observers whose answer can wait. `check` (and watch's passes) carry the alerts, which must
 # still get their share of CPU on a saturated host, so they stay in the normal scheduling class.
@@ -50,6 +52,7 @@ def below_the_services(command: str) -> None:
         if unattended() and setting is None and command in IDLE_CLASS_COMMANDS:
             # on the calling thread: the audit starts its worker threads later, and they inherit it
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            pacing.start()  # and it yields to a busy host (stackaudit.pacing: the class is not free)
     except (OSError, AttributeError, ValueError):
         pass  # not Linux, or not allowed: the audit still runs, at the priority it was given
     idle_io_class()

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stackaudit import __version__
+from stackaudit import __version__, pacing
 from stackaudit.config import ALL_SOURCES, Settings
 from stackaudit.facts.fingerprints import fingerprints, fleet_key
 from stackaudit.model import CollectionError, to_jsonable
@@ -229,8 +229,7 @@ class _Run:
         for source in sorted(ready, key=lambda s: s not in SERVER_BOUND):
             del self.waiting[source]
             if source not in self.imported:
-                self.imported.add(source)
-                _collector_for(source)
+                self._import(source)
             if self.progress:
                 self.progress(source, "start")
             self.running[pool.submit(run_collector, self.contexts[source], source)] = source
@@ -241,12 +240,16 @@ class _Run:
         import into each other's half-initialised modules. Then what has finished (or will next)."""
         unimported = [s for s in self.wanted if s in self.waiting and s not in self.imported]
         if unimported:
-            self.imported.add(unimported[0])
-            _collector_for(unimported[0])
+            self._import(unimported[0])
             return wait(self.running, timeout=0).done
         if not self.running:
             raise RuntimeError(f"sources wait for each other: {sorted(self.waiting)}")
         return wait(self.running, return_when=FIRST_COMPLETED).done
+
+    def _import(self, source: str) -> None:
+        self.imported.add(source)
+        _collector_for(source)
+        pacing.checkpoint()  # an import is the audit's own CPU too
 
     def finish(self, finished: set[Future[dict[str, Any] | None]]) -> None:
         for future in sorted(finished, key=lambda f: self.wanted.index(self.running[f])):
@@ -290,6 +293,8 @@ def run_collector(ctx: CollectContext, source: str) -> dict[str, Any] | None:
     except Exception as exc:  # noqa: BLE001 - a collector bug must not end the audit
         # str(), never repr(): a psycopg error's repr holds the connection string.
         ctx.error(source, f"unexpected {exc.__class__.__name__}: {exc}")
+    finally:
+        pacing.checkpoint()
     return None
 
 

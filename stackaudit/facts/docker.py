@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from stackaudit import pacing
 from stackaudit.config import Settings
 from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts.docker_api import EngineClient, LocalEngine
@@ -149,7 +150,8 @@ def describe(exc: BaseException) -> str:
 def call(what: str, func: Callable[[], T]) -> T:
     """Run one Docker call; any failure becomes DockerError(what: why)."""
     try:
-        return func()
+        with pacing.waiting_on():
+            return func()
     except Exception as exc:  # noqa: BLE001 - SDK, requests and socket errors alike
         raise DockerError(f"{what}: {describe(exc)}") from None
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from stackaudit import pacing
 from stackaudit.facts import CollectContext, SourceUnavailable
 from stackaudit.facts.phpfpm import php_fpm_clients
 from stackaudit.facts.postgres import container_ips
@@ -302,7 +303,7 @@ class _Reader:
         import pymysql  # lazy: start-up (loaded by connect() already)
 
         try:
-            with self.conn.cursor() as cur:
+            with self.conn.cursor() as cur, pacing.waiting_on():
                 cur.execute(sql, args)
                 return [dict(r) for r in cur.fetchall()]
         except pymysql.err.MySQLError as exc:

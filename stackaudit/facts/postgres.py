@@ -27,6 +27,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg.rows import dict_row
 
+from stackaudit import pacing
 from stackaudit.facts import CollectContext, SourceUnavailable, local_servers
 from stackaudit.facts import postgres_sql as sql
 from stackaudit.facts.postgres_indexes import never_scanned
@@ -278,9 +279,10 @@ def connect(conninfo: str, timeout_seconds: float, label: str,
                f"-c idle_in_transaction_session_timeout={timeout_ms * 6}")
     extra: dict[str, Any] = {"dbname": dbname} if dbname else {}
     try:
-        return psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_seconds)),
-                               application_name=sql.OWN_APPLICATION, options=options, autocommit=True,
-                               row_factory=dict_row, **extra)
+        with pacing.waiting_on():  # the server starts a backend for it
+            return psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_seconds)),
+                                   application_name=sql.OWN_APPLICATION, options=options, autocommit=True,
+                                   row_factory=dict_row, **extra)
     except psycopg.Error as exc:
         # str(), never repr(): the repr holds the connection string with its password.
         detail = scrub(redact_dsn(str(exc).strip().splitlines()[0] if str(exc).strip() else ""))
@@ -320,7 +322,8 @@ def run(ctx: CollectContext, conn: psycopg.Connection[dict[str, Any]], where: st
         params: tuple[Any, ...] | None = None) -> list[dict[str, Any]] | None:
     """Rows as JSON-ready dicts, or None after recording why this part could not be read."""
     try:
-        rows = conn.execute(query, params).fetchall()
+        with pacing.waiting_on():
+            rows = conn.execute(query, params).fetchall()
     except psycopg.errors.InsufficientPrivilege as exc:
         ctx.error(where, f"needs pg_monitor / superuser (or a GRANT): {_one_line(exc)}")
         return None

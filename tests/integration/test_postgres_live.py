@@ -11,17 +11,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 import stackaudit.facts.postgres
+from stackaudit import pacing
 from stackaudit.config import Settings
 from stackaudit.derive import derive
 from stackaudit.facts import CollectContext, Facts, SourceUnavailable
 from stackaudit.localpg import LocalCluster, free_port
 from stackaudit.model import Finding, Severity
+from stackaudit.pacing import PAUSE_PER_WORK, Pacer
 from stackaudit.rules import REGISTRY, _stamp
 from stackaudit.rules import postgres as _rules  # noqa: F401 - registers the rules
 from tests.services import create_database, running_cluster
@@ -173,6 +176,26 @@ def test_definitions_outside_the_never_scanned_cap_are_read_for_duplicates_only(
     assert defined["big_kind_val"] == "CREATE INDEX big_kind_val ON public.big USING btree (kind, val)"
     assert defined["big_kind"] == "CREATE INDEX big_kind ON public.big USING btree (kind)"
     assert defined["big_val"] is None and defined["big_pkey"] is None
+
+
+def test_on_a_busy_host_the_source_pauses_after_its_statements_and_reads_the_same(
+        clean_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paced (stackaudit.pacing), the collector counts every statement and its connection as work
+    and pauses after each; the pauses change none of what it reads."""
+    unpaced, _ = collect(clean_dsn)
+    waits: list[float] = []
+    pauses: list[float] = []
+    pacer = Pacer(stat=tmp_path / "no-stat", sleep=pauses.append)  # no window: `busy` stays as set
+    pacer.start()
+    pacer.busy = True
+    counted = pacer.waited
+    monkeypatch.setattr(pacer, "waited", lambda seconds: (waits.append(seconds), counted(seconds)))
+    monkeypatch.setattr(pacing, "PACER", pacer)
+    paced, ctx = collect(clean_dsn)
+    assert ctx.facts.errors == []
+    assert set(paced) == set(unpaced) and paced["settings"] == unpaced["settings"]
+    assert len(waits) >= 10 and len(pauses) >= len(waits)  # each statement's checkpoint paused
+    assert sum(pauses) >= PAUSE_PER_WORK * sum(waits) * 0.99
 
 
 def test_clean_database_makes_no_rule_fire(clean_dsn: str) -> None:
