@@ -48,7 +48,7 @@ def cpu_ticks(stat: Path) -> tuple[int, int] | None:
             fields = [int(value) for value in lines.readline().split()[1:_COUNTED_FIELDS + 1]]
     except (OSError, ValueError):
         return None
-    if len(fields) < len(_IDLE_FIELDS) + 2:
+    if len(fields) <= max(_IDLE_FIELDS):
         return None
     total = sum(fields)
     return total - sum(fields[i] for i in _IDLE_FIELDS), total
@@ -75,7 +75,7 @@ class Pacer:
         with self._lock:
             self.enabled = True
             self._cpu_mark = self._own_cpu()
-            self._window = self._sample()
+            self._window = self._sample(self._clock(), self._cpu_mark)
 
     def waited(self, seconds: float) -> None:
         """The audit waited this long on a server or engine that worked for it."""
@@ -116,25 +116,23 @@ class Pacer:
         if wait > 0:
             self._sleep(wait)
 
-    def _sample(self) -> tuple[float, float, tuple[int, int]] | None:
+    def _sample(self, now: float, cpu: float) -> tuple[float, float, tuple[int, int]] | None:
         ticks = cpu_ticks(self._stat)
-        return None if ticks is None else (self._clock(), self._own_cpu(), ticks)
+        return None if ticks is None else (now, cpu, ticks)
 
     def _measure(self, now: float, cpu: float) -> None:
         """Others' share of all CPUs since the window began, once it is long enough: the ticks the
         CPUs were busy, less the audit's own CPU time."""
         if self._window is None or now - self._window[0] < MIN_WINDOW_SECONDS:
             return
-        ticks = cpu_ticks(self._stat)
-        if ticks is None:
-            self.busy, self._window = False, None
+        (_, cpu_then, (busy_then, total_then)), self._window = self._window, self._sample(now, cpu)
+        if self._window is None:  # /proc/stat became unreadable: never judged busy again
+            self.busy = False
             return
-        _, cpu_then, (busy_then, total_then) = self._window
-        elapsed = ticks[1] - total_then
-        if elapsed > 0:
-            others = ticks[0] - busy_then - (cpu - cpu_then) * self._hz
-            self.busy = others / elapsed >= BUSY_SHARE
-        self._window = (now, cpu, ticks)
+        busy_now, total_now = self._window[2]
+        if total_now > total_then:
+            others = busy_now - busy_then - (cpu - cpu_then) * self._hz
+            self.busy = others / (total_now - total_then) >= BUSY_SHARE
 
 
 def _clock_ticks() -> int:
